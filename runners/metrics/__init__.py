@@ -1,0 +1,93 @@
+"""Metrics of one trial: ROUGE, Persona-F1, LaMP classification and rating, storage.
+
+:func:`score` returns the values appropriate to a task. New metrics plug in with
+``@register_metric("name")`` on a :class:`Metric` subclass and are looked up with
+:func:`get_metric`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Sequence
+
+from runners.errors import ConfigError
+from runners.metrics.base import Metric, get_metric, register_metric, registered_metrics
+from runners.metrics.lamp import LAMP_LABELS, classification_scores, rating_scores
+from runners.metrics.persona import content_counter, persona_f1, persona_f1_mean, tokenize
+from runners.metrics.rouge import rouge_per_item, rouge_scores
+from runners.metrics.storage import file_bytes, safetensors_bytes
+
+_GENERATION = ("rouge",)
+
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "generic": _GENERATION,
+    "demo": _GENERATION,
+    "meddialogue": _GENERATION,
+    "LaMP_1": ("rouge", "lamp_classification"),
+    "LaMP_2": ("rouge", "lamp_classification"),
+    "LaMP_2N": ("rouge", "lamp_classification"),
+    "LaMP_3": ("rouge", "lamp_rating"),
+    "LaMP_4": _GENERATION,
+    "LaMP_5": _GENERATION,
+    "LaMP_6": _GENERATION,
+    "LaMP_7": _GENERATION,
+}
+"""Registered metric names computed for each task (Persona-F1 is added when content is given)."""
+
+
+def score(
+    task: str,
+    preds: Sequence[str],
+    refs: Sequence[str],
+    user_content: str | Counter | None = None,
+) -> dict[str, float]:
+    """Compute the metrics appropriate to a task.
+
+    Always ``rouge1`` and ``rougeL`` (in [0, 1]); ``persona_f1`` (percent) when ``user_content``
+    is given; ``accuracy`` and ``f1`` (macro) for LaMP_1, LaMP_2 and LaMP_2N; ``mae`` and
+    ``rmse`` for LaMP_3.
+
+    Args:
+        task: One of the keys of :data:`TASK_METRICS`.
+        preds: Generated texts.
+        refs: Reference texts, aligned with ``preds``.
+        user_content: The user's profile and history text, or its :func:`content_counter`.
+
+    Returns:
+        Metric values by name.
+
+    Raises:
+        ConfigError: If ``task`` is unknown.
+        DataError: If ``preds`` and ``refs`` do not align or a reference is invalid for the task.
+    """
+    try:
+        names = TASK_METRICS[task]
+    except KeyError as err:
+        raise ConfigError(f"unknown task {task!r} for scoring; use one of {', '.join(TASK_METRICS)}") from err
+    if user_content is not None:
+        names = (*names, "persona_f1")
+    values: dict[str, float] = {}
+    for name in names:
+        values.update(get_metric(name).compute(preds, refs, task=task, user_content=user_content))
+    return values
+
+
+__all__ = [
+    "LAMP_LABELS",
+    "TASK_METRICS",
+    "Metric",
+    "classification_scores",
+    "content_counter",
+    "file_bytes",
+    "get_metric",
+    "persona_f1",
+    "persona_f1_mean",
+    "rating_scores",
+    "register_metric",
+    "registered_metrics",
+    "rouge_per_item",
+    "rouge_scores",
+    "safetensors_bytes",
+    "score",
+    "tokenize",
+]

@@ -1,0 +1,81 @@
+"""A live trial session: what stays loaded across the trials of one process.
+
+Loading the base model, reading and splitting the data and building retrieval indexes are
+done once per setup; every trial then attaches fresh memory to the same base model.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from runners.spec import TrialSetup
+
+
+@dataclass
+class Session:
+    """Loaded model, split users and caches for one :class:`TrialSetup`."""
+
+    setup: TrialSetup
+    _workdir: Path | None = field(default=None, init=False)
+
+    @cached_property
+    def loaded(self):
+        from runners.models import load_model
+
+        return load_model(self.setup.model)
+
+    @cached_property
+    def layout(self):
+        from runners.memory import layout_of
+
+        return layout_of(self.loaded.model, self.setup.model.targets)
+
+    @cached_property
+    def dataset(self):
+        from runners.data.load import load_dataset
+
+        d = self.setup.data
+        return load_dataset(d.source, format=d.format, outputs=d.outputs, task=d.task)
+
+    @cached_property
+    def splits(self):
+        from runners.data.splits import split_dataset
+
+        d = self.setup.data
+        return split_dataset(
+            self.dataset, seed=d.split_seed, users=d.users, val_fraction=d.val_fraction,
+            heldout_fraction=d.heldout_fraction, max_val_queries=d.max_val_queries,
+        )
+
+    @cached_property
+    def index_cache(self):
+        from runners.retrieval.cache import IndexCache
+
+        return IndexCache()
+
+    @property
+    def task(self) -> str:
+        return self.dataset.task
+
+    @property
+    def workdir(self) -> Path:
+        if self.setup.workdir:
+            path = Path(self.setup.workdir)
+            path.mkdir(parents=True, exist_ok=True)
+            return path
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="pers-search-trial-"))
+        return self._workdir
+
+
+_SESSIONS: dict[TrialSetup, Session] = {}
+
+
+def session_for(setup: TrialSetup) -> Session:
+    """The process-wide session of ``setup`` (created on first use)."""
+    if setup not in _SESSIONS:
+        _SESSIONS[setup] = Session(setup)
+    return _SESSIONS[setup]

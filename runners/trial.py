@@ -1,0 +1,211 @@
+"""One personalization trial: per user, build the prompt (retrieval), train the memory
+(MiLP's two steps), generate, score; then aggregate over the cohort.
+
+``run_trial(config, setup)`` is the whole contract between ``search/`` and ``runners/``:
+a flat configuration in, a frozen :class:`TrialResult` out.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from runners.errors import ConfigError
+from runners.spec import TrialResult, TrialSetup, UserResult
+
+TRIAL_KEYS = ("lora.layers", "lora.count", "lora.rank", "rag.k", "rag.retriever", "perpcs.top_k")
+SPLITS = ("val", "test")
+
+
+@dataclass(frozen=True)
+class Prompted:
+    """The evaluated queries of one user, as prompts, with retrieval facts."""
+
+    prompts: tuple[str, ...]
+    references: tuple[str, ...]
+    index_bytes: int
+    dropped: int
+
+
+def run_trial(config: Mapping[str, Any], setup: TrialSetup, split: str = "val",
+              keep_adapters: bool = False) -> TrialResult:
+    """Run one trial for every user of the setup's cohort.
+
+    Args:
+        config: flat parameters (``lora.layers``, ``lora.count``, ``lora.rank``, ``rag.k``,
+            ``rag.retriever``, ``perpcs.top_k``); missing keys mean "off".
+        setup: model, data and training settings shared by the trials of a study.
+        split: ``val`` (what a search optimises) or ``test`` (reported for chosen configs).
+        keep_adapters: keep each user's exported adapter dir (else only its size is kept).
+
+    Raises:
+        ConfigError: an unknown key or value in ``config``.
+        TrialFailed: NaN loss or out of memory.
+    """
+    from runners.session import session_for
+
+    _check_config(config, split)
+    session = session_for(setup)
+    notes: list[str] = []
+    users = tuple(_run_user(session, split_, config, split, keep_adapters, notes)
+                  for split_ in session.splits)
+    return TrialResult(metrics=_aggregate(users), users=users, config=dict(config),
+                       split=split, notes=tuple(dict.fromkeys(notes)))
+
+
+def _check_config(config: Mapping[str, Any], split: str) -> None:
+    unknown = sorted(set(config) - set(TRIAL_KEYS))
+    if unknown:
+        raise ConfigError(f"trial configuration: unknown key(s) {unknown}; known keys are {list(TRIAL_KEYS)}")
+    if split not in SPLITS:
+        raise ConfigError(f"split: {split!r} is unknown; use one of {list(SPLITS)}")
+    if int(config.get("perpcs.top_k", 0) or 0) > 0:
+        raise ConfigError(
+            "perpcs.top_k > 0 needs a Per-Pcs pool, which this version cannot build yet; set perpcs.top_k=0"
+        )
+
+
+def _run_user(session, user_split, config, split, keep_adapters, notes) -> UserResult:
+    from runners.memory import memory_from_config
+
+    spec = session.setup.training
+    memory = memory_from_config(config, session.layout.n_layers, spec.lora_alpha_ratio, spec.lora_dropout)
+    queries = user_split.val if split == "val" else user_split.test
+    prompted = _prompts(session, user_split, queries, config, notes)
+    seed = spec.seed + zlib.crc32(user_split.user.user_id.encode())
+    if memory.enabled:
+        metrics, preds, adapter = _with_memory(session, user_split, memory, prompted, seed, keep_adapters)
+    else:
+        metrics, preds, adapter = _evaluate(session, session.loaded.model, user_split, prompted), None, None
+        metrics.update(train_seconds=0.0, storage_bytes=0, trainable_params=0, train_tokens=0)
+        preds = metrics.pop("_predictions")
+    metrics.update(retrieval_index_bytes=prompted.index_bytes, rag_dropped_items=prompted.dropped)
+    return UserResult(user_split.user.user_id, metrics, tuple(preds), adapter)
+
+
+def _prompts(session, user_split, queries, config, notes) -> Prompted:
+    from runners.chat import render_prompt
+    from runners.prompts import build_prompt, corpus_text, retrieval_query
+
+    k = int(config.get("rag.k", 0) or 0)
+    task, tok = session.task, session.loaded.tokenizer
+    items = user_split.train
+    index, index_bytes = None, 0
+    if k > 0 and items:
+        name = str(config.get("rag.retriever", "bm25"))
+        corpus = [corpus_text(task, item) for item in items]
+        index = session.index_cache.get_or_build(name, items, task, corpus)
+        index_bytes = int(index.nbytes)
+        if k > len(items):
+            notes.append(f"rag.k={k} exceeds some users' history; used what there is")
+    texts, dropped = [], 0
+    budget = session.setup.training.max_prompt_tokens
+    for q in queries:
+        retrieved = [items[i] for i in index.top_k(retrieval_query(task, q.input), k)] if index else []
+        built = build_prompt(task, q.input, retrieved, tok, budget)
+        dropped += built.n_dropped
+        texts.append(render_prompt(tok, built.text))
+    return Prompted(tuple(texts), tuple(q.output for q in queries), index_bytes, dropped)
+
+
+def _with_memory(session, user_split, memory, prompted, seed, keep_adapters):
+    from runners.memory import attach_memory, detach_memory, export_merged_adapter, parameter_count
+    from runners.metrics.storage import file_bytes
+
+    loaded, spec = session.loaded, session.setup.training
+    peft_model = attach_memory(loaded.model, session.layout, memory, seed)
+    try:
+        started = time.perf_counter()
+        phases = _train(session, peft_model, user_split, seed)
+        train_seconds = time.perf_counter() - started
+        metrics = _evaluate(session, peft_model, user_split, prompted)
+        out = session.workdir / "adapters" / _safe(user_split.user.user_id)
+        path = export_merged_adapter(peft_model, session.layout, memory, out, loaded.source_dir)
+        storage = file_bytes(path)
+    finally:
+        detach_memory(peft_model)
+    preds = metrics.pop("_predictions")
+    metrics.update(
+        train_seconds=train_seconds, storage_bytes=storage,
+        trainable_params=parameter_count(session.layout, memory),
+        train_tokens=sum(p.tokens for p in phases),
+        train_steps=sum(p.steps for p in phases),
+    )
+    if not keep_adapters:
+        import shutil
+
+        shutil.rmtree(out, ignore_errors=True)
+        return metrics, preds, None
+    return metrics, preds, str(out)
+
+
+def _train(session, model, user_split, seed):
+    from runners.batching import pair_example, text_example
+    from runners.chat import render_prompt
+    from runners.data.pairs import memory_texts, training_pairs
+    from runners.training import train_phase
+
+    spec, tok, task = session.setup.training, session.loaded.tokenizer, session.task
+    pad, device, phases = tok.pad_token_id, session.loaded.device, []
+    if spec.memory_injection:
+        texts = [text_example(tok, t, spec.max_seq_len) for t in memory_texts(task, user_split.train)]
+        phases.append(train_phase(model, texts, spec, pad, device, "memory_injection", seed))
+    if spec.instruction_tuning:
+        pairs = [pair_example(tok, render_prompt(tok, i), o, spec.max_seq_len)
+                 for i, o in training_pairs(task, user_split.train, seed=seed)]
+        phases.append(train_phase(model, pairs, spec, pad, device, "instruction_tuning", seed + 1))
+    return phases
+
+
+def _evaluate(session, model, user_split, prompted: Prompted) -> dict:
+    from runners.batching import pair_example, text_example
+    from runners.data.pairs import memory_texts
+    from runners.generation import generate
+    from runners.metrics import score
+    from runners.training import answer_loss
+
+    spec, loaded, task = session.setup.training, session.loaded, session.task
+    tok, pad, device = loaded.tokenizer, loaded.tokenizer.pad_token_id, loaded.device
+    pairs = [pair_example(tok, p, r, spec.max_seq_len + spec.max_prompt_tokens)
+             for p, r in zip(prompted.prompts, prompted.references)]
+    loss = answer_loss(model, pairs, pad, device, spec.gen_batch_size)
+    held = [text_example(tok, t, spec.max_seq_len) for t in memory_texts(task, user_split.heldout)]
+    started = time.perf_counter()
+    preds = generate(model, tok, prompted.prompts, device, spec.max_new_tokens, spec.gen_batch_size)
+    gen_seconds = time.perf_counter() - started
+    metrics = dict(score(task, preds, list(prompted.references), user_content=_user_content(session, user_split)))
+    metrics.update(loss=loss, generate_seconds=gen_seconds, n_queries=len(preds))
+    if held:
+        metrics["heldout_loss"] = answer_loss(model, held, pad, device, spec.gen_batch_size)
+    metrics["_predictions"] = preds
+    return metrics
+
+
+def _user_content(session, user_split) -> str:
+    from runners.data.pairs import memory_texts
+
+    user = user_split.user
+    return "\n".join([user.profile, *memory_texts(session.task, user.history)])
+
+
+def _aggregate(users: Sequence[UserResult]) -> dict[str, float]:
+    """Mean of each metric over users; time and token counts summed; the user count added."""
+    summed = {"train_seconds", "generate_seconds", "train_tokens", "train_steps", "n_queries", "rag_dropped_items"}
+    keys = sorted({k for u in users for k in u.metrics})
+    out: dict[str, float] = {}
+    for key in keys:
+        values = [float(u.metrics[key]) for u in users if key in u.metrics]
+        values = [v for v in values if not math.isnan(v)] or [math.nan]
+        out[key] = sum(values) if key in summed else sum(values) / len(values)
+    out["n_users"] = len(users)
+    if out.get("train_seconds"):
+        out["train_tokens_per_second"] = out.get("train_tokens", 0.0) / out["train_seconds"]
+    return out
+
+
+def _safe(user_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in user_id)[:80] or "user"

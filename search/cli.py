@@ -1,0 +1,124 @@
+"""The ``pers-search`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from search.errors import SearchError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except (SearchError, _runner_error()) as err:
+        print(f"pers-search: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pers-search: interrupted", file=sys.stderr)
+        return 130
+
+
+def _runner_error():
+    from runners.errors import RunnerError
+
+    return RunnerError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pers-search", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    _add_trial(sub)
+    return parser
+
+
+def _add_space_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space", default="milp.yaml", help="space YAML: a path, or a bundled name (milp.yaml, tiny.yaml, milp-paper.yaml)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a parameter (lora.rank=8) or a setting (training.epochs=2); repeatable")
+    p.add_argument("--data", help="data file overriding the space's data.source (or 'demo')")
+    p.add_argument("--data-format", choices=["jsonl", "lamp", "meddialogue"], help="data format (default: from the file)")
+    p.add_argument("--outputs", help="LaMP outputs JSON (default: found beside the questions file)")
+    p.add_argument("--users", type=int, help="number of users in the cohort")
+
+
+def _add_trial(sub) -> None:
+    p = sub.add_parser("trial", help="run one trial and print its metrics as JSON")
+    _add_space_args(p)
+    p.add_argument("--split", choices=["val", "test"], default="val")
+    p.add_argument("--json", action="store_true", help="print only the JSON result")
+    p.add_argument("--keep-adapters", metavar="DIR", help="keep each user's exported adapter under DIR")
+    p.set_defaults(handler=cmd_trial)
+
+
+def space_from_args(args):
+    """The space file with ``--set`` and the data options applied."""
+    from search.space import load_space
+
+    sets = list(args.sets)
+    if args.data:
+        sets.append(f"data.source={args.data}")
+    if args.data_format:
+        sets.append(f"data.format={args.data_format}")
+    if args.outputs:
+        sets.append(f"data.outputs={args.outputs}")
+    if args.users is not None:
+        sets.append(f"data.users={args.users}")
+    return load_space(args.space).with_overrides(sets)
+
+
+def setup_from_space(space, workdir: str | None = None):
+    """The runner's frozen setup from a space's model/data/training sections."""
+    from runners.spec import TrialSetup
+
+    return TrialSetup.from_dicts(_plain(space.model), _plain(space.data), _plain(space.training), workdir=workdir)
+
+
+def _plain(section):
+    if section is None:
+        return {}
+    data = section.model_dump(exclude_none=False) if hasattr(section, "model_dump") else dict(section)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def cmd_trial(args) -> int:
+    from rich.console import Console
+
+    from runners.session import session_for
+    from runners.trial import run_trial
+
+    space = space_from_args(args)
+    setup = setup_from_space(space, workdir=args.keep_adapters)
+    console = Console(stderr=True, quiet=args.json)
+    with console.status("loading model and data"):
+        n_layers = session_for(setup).layout.n_layers
+    config = space.defaults(n_layers)
+    console.print(f"[bold]trial[/] on {setup.model.name}, {len(session_for(setup).splits)} users: {config}")
+    result = run_trial(config, setup, split=args.split, keep_adapters=bool(args.keep_adapters))
+    if not args.json:
+        console.print(_metrics_table(result))
+    print(json.dumps(result.to_dict(), indent=2, default=str))
+    return 0
+
+
+def _metrics_table(result):
+    from rich.table import Table
+
+    table = Table(title=f"trial metrics ({result.split}, mean over {len(result.users)} users)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in sorted(result.metrics.items()):
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    return table
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The optimiser interface, its registry and the shared observation record."""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from search.errors import RegistryError
+
+if TYPE_CHECKING:
+    from search.space import Space
+
+KnownObjective = Callable[[dict[str, Any]], float]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One evaluated configuration as an optimiser sees it.
+
+    Attributes:
+        config: the trial configuration (flat mapping of parameter names to values).
+        values: the reported metrics, or None when the trial failed (the configuration still
+            counts as observed, so it is never suggested again).
+    """
+
+    config: dict[str, Any]
+    values: dict[str, float] | None = None
+
+    @property
+    def failed(self) -> bool:
+        """True when the trial produced no values."""
+        return self.values is None
+
+
+@dataclass
+class FastOptions:
+    """Caps on the acquisition optimisation, for tests and benchmarks.
+
+    Attributes:
+        num_restarts: gradient / local-search restarts of the acquisition optimiser.
+        raw_samples: random points scored to pick the restarts.
+        mc_samples: quasi-MC samples of the acquisition function.
+        maxiter: iterations per restart (alternating rounds for the mixed optimiser).
+    """
+
+    num_restarts: int = 8
+    raw_samples: int = 256
+    mc_samples: int = 128
+    maxiter: int = 100
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Optimizer(ABC):
+    """Suggests configurations from the history of a study.
+
+    Subclasses implement :meth:`suggest`. Suggestions are deterministic given the seed and the
+    history length, so a resumed study asks for the same configurations it would have asked for.
+
+    Args:
+        space: a bound space (layer masks know their size).
+        seed: the base seed; combined with ``len(history)`` at each call.
+        known_objectives: metric -> exact function of the configuration; BO optimisers compute
+            these instead of modelling them.
+        options: caps on the acquisition optimisation (BO optimisers only).
+    """
+
+    name: str = ""
+
+    def __init__(
+        self,
+        space: "Space",
+        *,
+        seed: int = 0,
+        known_objectives: Mapping[str, KnownObjective] | None = None,
+        options: FastOptions | None = None,
+    ) -> None:
+        from search.encoding import Encoder
+
+        self.space = space
+        self.encoder = Encoder(space)
+        self.seed = seed
+        self.known_objectives = dict(known_objectives or {})
+        self.options = options or FastOptions()
+
+    @abstractmethod
+    def suggest(self, history: list[Observation], n: int) -> list[dict[str, Any]]:
+        """Return up to ``n`` distinct configurations, none already in ``history``.
+
+        Fewer than ``n`` are returned only when the space has no unobserved configuration left.
+        """
+
+    def observed_keys(self, history: list[Observation]) -> set[str]:
+        """Canonical keys of every configuration in ``history`` (failed ones included)."""
+        from search.encoding import config_key
+
+        return {config_key(self.space, obs.config) for obs in history}
+
+    def take_new(self, candidates: Any, taken: set[str], n: int) -> list[dict[str, Any]]:
+        """The first ``n`` candidates whose key is not in ``taken`` (which is updated)."""
+        from search.encoding import canonical, config_key
+
+        out: list[dict[str, Any]] = []
+        for config in candidates:
+            key = config_key(self.space, config)
+            if key not in taken:
+                taken.add(key)
+                out.append(canonical(self.space, config))
+                if len(out) == n:
+                    break
+        return out
+
+    def call_seed(self, history: list[Observation], salt: str = "") -> int:
+        """A seed for this call: a hash of the base seed, the history length and ``salt``."""
+        return derive_seed(self.seed, len(history), self.name + salt)
+
+
+def derive_seed(seed: int, index: int, salt: str = "") -> int:
+    """Combine a base seed and an index into a 31-bit seed (stable across processes)."""
+    digest = hashlib.sha256(f"{seed}:{index}:{salt}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+_REGISTRY: dict[str, type[Optimizer]] = {}
+
+
+def register_optimizer(name: str) -> Callable[[type[Optimizer]], type[Optimizer]]:
+    """Class decorator registering an optimiser under ``name``.
+
+    Raises:
+        RegistryError: ``name`` is already registered.
+    """
+
+    def decorate(cls: type[Optimizer]) -> type[Optimizer]:
+        if name in _REGISTRY:
+            raise RegistryError(
+                f"optimizer {name!r} is already registered by {_REGISTRY[name].__qualname__}; choose another name"
+            )
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def optimizer_names() -> list[str]:
+    """The registered optimiser names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_optimizer(name: str) -> type[Optimizer]:
+    """The optimiser class registered under ``name``.
+
+    Raises:
+        RegistryError: unknown name; the message lists the known ones.
+    """
+    try:
+        return _REGISTRY[name]
+    except KeyError as err:
+        raise RegistryError(
+            f"unknown optimizer {name!r}; use one of: {', '.join(optimizer_names())} "
+            "(or register one with @register_optimizer)"
+        ) from err
+
+
+def make_optimizer(name: str, space: "Space", **kwargs: Any) -> Optimizer:
+    """Build the optimiser registered under ``name`` for a bound space.
+
+    Args:
+        name: a registered optimiser name.
+        space: a bound space.
+        **kwargs: ``seed``, ``known_objectives``, ``options``.
+
+    Raises:
+        RegistryError: unknown name.
+    """
+    return get_optimizer(name)(space, **kwargs)

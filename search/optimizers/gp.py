@@ -1,0 +1,257 @@
+"""Multi-objective BO with qLogNEHVI: the shared machinery and the standard-GP variant ``gp-nehvi``.
+
+:class:`NEHVIOptimizer` does everything but fit the surrogate of one learned metric:
+
+1. the first ``optimizer.init_trials`` suggestions (and any call with fewer than two usable
+   observations) are Sobol points;
+2. every metric (objectives, then metrics only used in constraints) gets a model: a fitted GP,
+   or, for a *known* objective, a ``GenericDeterministicModel`` that decodes (rounds) each
+   candidate and computes the exact value, so qLogNEHVI sees it without modelling error;
+3. the models form a ``ModelList``; ``min`` objectives are negated (BoTorch maximises);
+   outcome constraints become constraint callables (feasible when ``<= 0``);
+4. the reference point comes from ``optimizer.ref_point`` (raw units) or ``infer_reference_point``
+   on the observed feasible front;
+5. the acquisition is optimised over the mixed space with ``optimize_acqf_mixed_alternating``
+   (binary, integer and ordinal dimensions as discrete, string choices as categorical,
+   floats by L-BFGS), one pick at a time with earlier picks pending; a pick that decodes to an
+   already-observed configuration is replaced by the best new configuration in a pool of random
+   points and one-step neighbours, scored by the same acquisition function.
+
+Failed trials are left out of the models but count as observed configurations.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from search.optimizers.base import Observation, Optimizer, register_optimizer
+from search.optimizers.quasi_random import SobolOptimizer, uniform_stream
+from search.space import finite
+
+if TYPE_CHECKING:
+    import torch
+    from botorch.models.model import Model
+
+
+class NEHVIOptimizer(Optimizer):
+    """qLogNEHVI over a ``ModelList`` of per-metric surrogates; subclasses implement :meth:`fit_model`."""
+
+    def fit_model(self, X: "torch.Tensor", y: "torch.Tensor", seed: int) -> "Model":
+        """Fit the surrogate of one learned metric.
+
+        Args:
+            X: ``n x d`` float64 inputs in the unit cube.
+            y: ``n x 1`` outputs (already signed for maximisation).
+            seed: a seed for any randomness in the fit.
+
+        Returns:
+            A fitted BoTorch model with one output.
+        """
+        raise NotImplementedError
+
+    def suggest(self, history: list[Observation], n: int) -> list[dict[str, Any]]:
+        """Return up to ``n`` new configurations (see :meth:`Optimizer.suggest`)."""
+        usable = [obs for obs in history if self._usable(obs)]
+        if len(history) < self.space.optimizer.init_trials or len(usable) < 2 or self.encoder.d == 0:
+            return SobolOptimizer(self.space, seed=self.seed).suggest(history, n)
+        from botorch.utils.sampling import manual_seed
+
+        seed = self.call_seed(history)
+        with manual_seed(seed):
+            acqf = self.build_acquisition(usable, seed)
+            return self._optimize(acqf, history, n, seed)
+
+    # ----------------------------------------------------------------- models
+    def _usable(self, obs: Observation) -> bool:
+        if obs.values is None:
+            return False
+        learned = [m for m in self.space.metrics if m not in self.known_objectives]
+        return all(finite(obs.values.get(m)) for m in learned)
+
+    def signs(self) -> list[float]:
+        """+1 for maximised objectives and constraint-only metrics, -1 for minimised objectives."""
+        return [-1.0 if self.space.objectives.get(m) == "min" else 1.0 for m in self.space.metrics]
+
+    def training_data(self, usable: list[Observation]) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """The ``n x d`` inputs and ``n x m`` signed outputs (known metrics computed, not read)."""
+        import torch
+
+        X = self.encoder.encode_many([obs.config for obs in usable])
+        rows = []
+        for obs in usable:
+            config = self.encoder.decode(self.encoder.encode(obs.config))
+            rows.append([
+                s * (float(self.known_objectives[m](config)) if m in self.known_objectives else float(obs.values[m]))
+                for m, s in zip(self.space.metrics, self.signs())
+            ])
+        return X, torch.tensor(rows, dtype=torch.float64)
+
+    def build_models(self, X: "torch.Tensor", Y: "torch.Tensor", seed: int) -> "Model":
+        """A ``ModelList`` with one model per metric: deterministic for known ones, fitted otherwise."""
+        from botorch.models.model import ModelList
+
+        models = []
+        for j, (metric, sign) in enumerate(zip(self.space.metrics, self.signs())):
+            if metric in self.known_objectives:
+                models.append(self.known_model(metric, sign))
+            else:
+                models.append(self.fit_model(X, Y[:, j : j + 1], seed + j))
+        return ModelList(*models)
+
+    def known_model(self, metric: str, sign: float) -> "Model":
+        """A ``GenericDeterministicModel`` computing ``sign * known(decode(x))`` for each row."""
+        import torch
+        from botorch.models.deterministic import GenericDeterministicModel
+
+        fn, cache = self.known_objectives[metric], {}
+
+        def value(row: tuple[float, ...]) -> float:
+            if row not in cache:
+                cache[row] = sign * float(fn(self.encoder.decode(row)))
+            return cache[row]
+
+        def f(X: torch.Tensor) -> torch.Tensor:
+            flat = X.detach().reshape(-1, X.shape[-1]).tolist()
+            out = torch.tensor([value(tuple(r)) for r in flat], dtype=X.dtype, device=X.device)
+            return out.reshape(*X.shape[:-1], 1)
+
+        return GenericDeterministicModel(f, num_outputs=1)
+
+    # ----------------------------------------------------------------- acquisition
+    def build_acquisition(self, usable: list[Observation], seed: int) -> Any:
+        """qLogNEHVI on the model list, with constraints and the reference point."""
+        import torch
+        from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
+        from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputObjective
+        from botorch.sampling.get_sampler import get_sampler
+
+        X, Y = self.training_data(usable)
+        model = self.build_models(X, Y, seed)
+        n_obj = len(self.space.objectives)
+        objective = None if n_obj == Y.shape[-1] else IdentityMCMultiOutputObjective(outcomes=list(range(n_obj)))
+        constraints = self.constraint_callables()
+        self.model = model
+        with torch.no_grad():
+            posterior = model.posterior(X[:1])
+        sampler = get_sampler(posterior, sample_shape=torch.Size([self.options.mc_samples]), seed=seed)
+        return qLogNoisyExpectedHypervolumeImprovement(
+            model=model,
+            ref_point=self.reference_point(Y).tolist(),
+            X_baseline=X,
+            sampler=sampler,
+            objective=objective,
+            constraints=constraints or None,
+            prune_baseline=True,
+            cache_root=False,
+        )
+
+    def constraint_callables(self) -> list[Callable[["torch.Tensor"], "torch.Tensor"]]:
+        """One callable per outcome constraint, ``<= 0`` when feasible, on signed outputs."""
+        out = []
+        for c in self.space.parsed_constraints:
+            j = self.space.metrics.index(c.metric)
+            s = self.signs()[j]
+            direction = 1.0 if c.op == "<=" else -1.0
+            out.append(lambda Y, j=j, s=s, d=direction, b=c.bound: d * (s * Y[..., j] - b))
+        return out
+
+    def reference_point(self, Y: "torch.Tensor") -> "torch.Tensor":
+        """Signed reference point: YAML values where given, else inferred from the feasible front."""
+        import torch
+        from botorch.utils.multi_objective.hypervolume import infer_reference_point
+        from botorch.utils.multi_objective.pareto import is_non_dominated
+
+        n_obj = len(self.space.objectives)
+        feasible = torch.ones(Y.shape[0], dtype=torch.bool)
+        for c in self.constraint_callables():
+            feasible &= c(Y) <= 0
+        Y_obj = Y[feasible, :n_obj] if feasible.any() else Y[:, :n_obj]
+        ref = infer_reference_point(Y_obj[is_non_dominated(Y_obj)])
+        given = self.space.optimizer.ref_point or {}
+        for j, (metric, sign) in enumerate(zip(self.space.objectives, self.signs())):
+            if metric in given:
+                ref[j] = sign * given[metric]
+        return ref
+
+    def _optimize(self, acqf: Any, history: list[Observation], n: int, seed: int) -> list[dict[str, Any]]:
+        import torch
+
+        taken = self.observed_keys(history)
+        picks: list[dict[str, Any]] = []
+        for i in range(n):
+            if picks:
+                acqf.set_X_pending(self.encoder.encode_many(picks))
+            x = self._optimize_one(acqf)
+            new = self.take_new([self.encoder.decode(x.tolist())], taken, 1)
+            if not new:
+                new = self._best_of_pool(acqf, x, taken, seed + i)
+            if not new:
+                break
+            picks += new
+        return picks
+
+    def _optimize_one(self, acqf: Any) -> "torch.Tensor":
+        import torch
+        from botorch.optim.optimize import optimize_acqf
+        from botorch.optim.optimize_mixed import optimize_acqf_mixed_alternating
+
+        d = self.encoder.d
+        bounds = torch.stack([torch.zeros(d), torch.ones(d)]).to(torch.float64)
+        discrete, categorical = self.encoder.discrete_dims(), self.encoder.categorical_dims()
+        opts = self.options
+        if discrete or categorical:
+            x, _ = optimize_acqf_mixed_alternating(
+                acqf, bounds, discrete_dims=discrete or None, cat_dims=categorical or None, q=1,
+                raw_samples=opts.raw_samples, num_restarts=opts.num_restarts,
+                options={"maxiter_alternating": max(1, opts.maxiter // 8), "batch_limit": 64, **opts.extra},
+            )
+        else:
+            x, _ = optimize_acqf(
+                acqf, bounds, q=1, raw_samples=opts.raw_samples, num_restarts=opts.num_restarts,
+                options={"maxiter": opts.maxiter, "batch_limit": 64},
+            )
+        return x.reshape(-1)
+
+    def _best_of_pool(self, acqf: Any, x: "torch.Tensor", taken: set[str], seed: int) -> list[dict[str, Any]]:
+        import torch
+
+        seen = set(taken)
+        pool = self.take_new(_neighbours(self, self.encoder.decode(x.tolist())), seen, 1_000_000)
+        pool += self.take_new(uniform_stream(self, seed, self.options.raw_samples), seen, self.options.raw_samples)
+        if not pool:
+            return []
+        with torch.no_grad():
+            scores = acqf(self.encoder.encode_many(pool).unsqueeze(1))
+        return self.take_new([pool[int(scores.argmax())]], taken, 1)
+
+
+def _neighbours(optimizer: Optimizer, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Configurations one grid step (or one flag, or one category) away from ``config``."""
+    x = optimizer.encoder.encode(config)
+    out = []
+    for i, dim in enumerate(optimizer.encoder.dims):
+        if dim.grid is None:
+            moves = [max(0.0, x[i] - 0.1), min(1.0, x[i] + 0.1)]
+        elif dim.kind in ("binary", "categorical"):
+            moves = [g for g in dim.grid if g != x[i]]
+        else:
+            k = min(range(len(dim.grid)), key=lambda j: abs(dim.grid[j] - x[i]))
+            moves = [dim.grid[j] for j in (k - 1, k + 1) if 0 <= j < len(dim.grid)]
+        out += [optimizer.encoder.decode(x[:i] + [g] + x[i + 1 :]) for g in moves]
+    return out
+
+
+@register_optimizer("gp-nehvi")
+class GPNEHVI(NEHVIOptimizer):
+    """A standard ``SingleTaskGP`` per learned metric (ARD Matern, MAP fit), with qLogNEHVI."""
+
+    def fit_model(self, X: "torch.Tensor", y: "torch.Tensor", seed: int) -> "Model":
+        """Fit a ``SingleTaskGP`` with standardised outputs by maximising the marginal likelihood."""
+        from botorch.fit import fit_gpytorch_mll
+        from botorch.models import SingleTaskGP
+        from botorch.models.transforms.outcome import Standardize
+        from gpytorch.mlls import ExactMarginalLogLikelihood
+
+        model = SingleTaskGP(X, y, outcome_transform=Standardize(m=1))
+        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+        return model

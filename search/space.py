@@ -1,0 +1,619 @@
+"""The search-space YAML schema: typed, closed, validated on load.
+
+A space file has the sections ``name``, ``model``, ``data``, ``training`` (plain settings handed
+to the trial runner), ``objectives`` (metric -> ``max``/``min``), ``constraints`` (strings such
+as ``"storage_bytes <= 5e6"``), ``parameters`` (name -> a typed parameter) and ``optimizer``.
+Unknown keys are rejected; every error names the file, the key path and the fix.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import math
+import operator
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Callable, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from search.errors import SpaceError
+
+Direction = Literal["max", "min"]
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_CONDITION_RE = re.compile(rf"^\s*([A-Za-z_][\w.\-]*)\s*(<=|>=|==|!=|<|>)\s*({_NUMBER})\s*$")
+_CONSTRAINT_RE = re.compile(rf"^\s*([A-Za-z_][\w.\-]*)\s*(<=|>=)\s*({_NUMBER})\s*$")
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    "==": operator.eq, "!=": operator.ne,
+}
+_SECTIONS = ("name", "model", "data", "training", "objectives", "constraints", "optimizer")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- settings sections
+class ModelSettings(_Strict):
+    """The base model handed to the trial runner (``model:`` section)."""
+
+    name: str = "smollm2-135m-instruct"
+    dtype: str = "auto"
+    device: str = "auto"
+    targets: list[str] = Field(default_factory=lambda: ["gate_proj", "up_proj", "down_proj"])
+
+
+class DataSettings(_Strict):
+    """The data source and splits handed to the trial runner (``data:`` section)."""
+
+    source: str = "demo"
+    users: int = Field(2, ge=1)
+    split_seed: int = 0
+    val_fraction: float = Field(0.5, gt=0.0, lt=1.0)
+    heldout_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    max_val_queries: int | None = Field(4, ge=1)
+
+
+class TrainingSettings(_Strict):
+    """Fine-tuning settings handed to the trial runner (``training:`` section)."""
+
+    memory_injection: bool = True
+    instruction_tuning: bool = True
+    epochs: int = Field(1, ge=0)
+    max_steps: int | None = Field(6, ge=1)
+    max_seq_len: int = Field(256, ge=8)
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(5.0e-4, gt=0.0)
+    warmup_ratio: float = Field(0.1, ge=0.0, le=1.0)
+    weight_decay: float = Field(1.0e-4, ge=0.0)
+    lora_alpha_ratio: float = Field(2.0, gt=0.0)
+    max_new_tokens: int = Field(32, ge=1)
+    seed: int = 0
+
+
+class NutsSettings(_Strict):
+    """NUTS settings of the fully Bayesian SAAS fit (``optimizer.nuts``)."""
+
+    warmup: int = Field(64, ge=1)
+    samples: int = Field(32, ge=1)
+    thinning: int = Field(4, ge=1)
+
+
+class OptimizerSettings(_Strict):
+    """The optimiser and its budget (``optimizer:`` section)."""
+
+    name: str = "saas-nehvi"
+    init_trials: int = Field(6, ge=0)
+    trials: int = Field(16, ge=1)
+    batch_size: int = Field(1, ge=1)
+    seed: int = 0
+    nuts: NutsSettings = Field(default_factory=NutsSettings)
+    max_seconds_per_suggestion: float | None = Field(None, gt=0.0)
+    ref_point: dict[str, float] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known_optimizer(cls, name: str) -> str:
+        from search.optimizers import optimizer_names
+
+        known = optimizer_names()
+        if name not in known:
+            raise ValueError(f"unknown optimizer {name!r}; use one of: {', '.join(known)}")
+        return name
+
+
+# --------------------------------------------------------------------------- parameters
+@dataclass(frozen=True)
+class Condition:
+    """``when: "<param> <op> <number>"``: the parameter is active only when this holds."""
+
+    param: str
+    op: str
+    value: float
+
+    def holds(self, parent_value: Any) -> bool:
+        """Whether the condition holds for the parent's value (non-numbers never satisfy it)."""
+        if isinstance(parent_value, bool) or not isinstance(parent_value, (int, float)):
+            return False
+        return _OPS[self.op](float(parent_value), self.value)
+
+
+def parse_condition(text: str) -> Condition:
+    """Parse ``"lora.count > 0"`` into a :class:`Condition`.
+
+    Raises:
+        ValueError: the text is not ``<param> <op> <number>``.
+    """
+    match = _CONDITION_RE.match(text)
+    if match is None:
+        raise ValueError(f"when={text!r} is not '<param> <op> <number>' with op in <, <=, >, >=, ==, !=")
+    return Condition(match.group(1), match.group(2), float(match.group(3)))
+
+
+class _Param(_Strict):
+    when: str | None = None
+
+    @field_validator("when")
+    @classmethod
+    def _parse_when(cls, text: str | None) -> str | None:
+        if text is not None:
+            parse_condition(text)
+        return text
+
+    @property
+    def condition(self) -> Condition | None:
+        """The parsed ``when`` condition, or None when the parameter is always active."""
+        return None if self.when is None else parse_condition(self.when)
+
+
+class LayerMaskParam(_Param):
+    """One on/off flag per model layer; ``default`` is ``all``, ``none`` or a list of layer indices.
+
+    ``size`` is the number of layers; left out, it is taken from the model by ``Space.bind``.
+    ``fixed: true`` (set by ``--set lora.layers=...``) pins the mask to its default.
+    """
+
+    type: Literal["layer_mask"]
+    default: Literal["all", "none"] | list[int] = "all"
+    size: int | None = Field(None, ge=1)
+    fixed: bool = False
+
+    @field_validator("default", mode="before")
+    @classmethod
+    def _parse_default(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"default={value!r} is not all, none or a list of layer indices")
+        if isinstance(value, int):
+            return [value]
+        if isinstance(value, str) and value not in ("all", "none"):
+            try:
+                return [int(v) for v in value.split(",") if v.strip()]
+            except ValueError as err:
+                raise ValueError(f"default={value!r} is not all, none or comma-separated layer indices") from err
+        return value
+
+    @model_validator(mode="after")
+    def _indices_in_range(self) -> "LayerMaskParam":
+        if isinstance(self.default, list):
+            bad = [i for i in self.default if i < 0 or (self.size is not None and i >= self.size)]
+            if bad:
+                raise ValueError(f"layer indices {bad} are outside 0..{(self.size or 1) - 1}; use indices of existing layers")
+        return self
+
+    def mask(self) -> list[int]:
+        """The default mask as 0/1 flags, one per layer.
+
+        Raises:
+            SpaceError: the layer count is not known yet (call ``Space.bind`` first).
+        """
+        if self.size is None:
+            raise SpaceError("layer_mask size is unknown; call Space.bind(n_layers) or set size in the space")
+        if self.default == "all":
+            return [1] * self.size
+        if self.default == "none":
+            return [0] * self.size
+        return [1 if i in set(self.default) else 0 for i in range(self.size)]
+
+
+class IntParam(_Param):
+    """An integer in ``[low, high]`` (both included), optionally on a log scale."""
+
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    default: int | None = None
+
+    @model_validator(mode="after")
+    def _check_range(self) -> "IntParam":
+        _check_range(self.low, self.high, self.log, self.default)
+        return self
+
+    def default_value(self) -> int:
+        """The default, or ``low`` when none is given."""
+        return self.low if self.default is None else self.default
+
+
+class FloatParam(_Param):
+    """A real number in ``[low, high]``, optionally on a log scale."""
+
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+    default: float | None = None
+
+    @model_validator(mode="after")
+    def _check_range(self) -> "FloatParam":
+        _check_range(self.low, self.high, self.log, self.default)
+        return self
+
+    def default_value(self) -> float:
+        """The default, or ``low`` when none is given."""
+        return self.low if self.default is None else self.default
+
+
+class ChoiceParam(_Param):
+    """One of a list of values (numbers are treated as ordered, strings as categories)."""
+
+    type: Literal["choice"]
+    values: list[Union[bool, int, float, str]] = Field(min_length=1)
+    default: Union[bool, int, float, str, None] = None
+
+    @model_validator(mode="after")
+    def _check_values(self) -> "ChoiceParam":
+        if len(set(map(repr, self.values))) != len(self.values):
+            raise ValueError(f"values={self.values} has duplicates; list each value once")
+        if self.default is not None and self.default not in self.values:
+            raise ValueError(f"default={self.default!r} is not one of values={self.values}; pick one of them")
+        return self
+
+    def default_value(self) -> Any:
+        """The default, or the first value when none is given."""
+        return self.values[0] if self.default is None else self.default
+
+    @property
+    def numeric(self) -> bool:
+        """True when every value is a number (the values then have a natural order)."""
+        return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.values)
+
+
+class FixedParam(_Param):
+    """A value that is not searched."""
+
+    type: Literal["fixed"]
+    value: Any
+
+    def default_value(self) -> Any:
+        """The fixed value."""
+        return self.value
+
+
+def _check_range(low: float, high: float, log: bool, default: float | None) -> None:
+    if low > high:
+        raise ValueError(f"low={low} > high={high}; swap them")
+    if log and low <= 0:
+        raise ValueError(f"log=true needs low > 0, got low={low}; raise low or set log: false")
+    if default is not None and not low <= default <= high:
+        raise ValueError(f"default={default} is outside [low={low}, high={high}]; pick a default in range")
+
+
+Parameter = Annotated[
+    Union[LayerMaskParam, IntParam, FloatParam, ChoiceParam, FixedParam], Field(discriminator="type")
+]
+PARAM_TYPES: dict[str, type[_Param]] = {
+    "layer_mask": LayerMaskParam, "int": IntParam, "float": FloatParam, "choice": ChoiceParam, "fixed": FixedParam,
+}
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """An outcome constraint ``metric <= bound`` or ``metric >= bound``."""
+
+    metric: str
+    op: str
+    bound: float
+
+    def satisfied(self, value: float) -> bool:
+        """Whether a metric value satisfies the constraint."""
+        return _OPS[self.op](value, self.bound)
+
+
+def parse_constraint(text: str) -> Constraint:
+    """Parse ``"storage_bytes <= 5e6"`` into a :class:`Constraint`.
+
+    Raises:
+        ValueError: the text is not ``<metric> <= <number>`` or ``<metric> >= <number>``.
+    """
+    match = _CONSTRAINT_RE.match(text)
+    if match is None:
+        raise ValueError(f"constraint {text!r} is not '<metric> <= <number>' or '<metric> >= <number>'")
+    return Constraint(match.group(1), match.group(2), float(match.group(3)))
+
+
+# --------------------------------------------------------------------------- the space
+class Space(_Strict):
+    """A parsed search space. Build it with :func:`load_space` or :func:`parse_space`."""
+
+    name: str
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    data: DataSettings = Field(default_factory=DataSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    objectives: dict[str, Direction] = Field(
+        default_factory=lambda: {"rougeL": "max", "persona_f1": "max", "storage_bytes": "min"}, min_length=1
+    )
+    constraints: list[str] = Field(default_factory=list)
+    parameters: dict[str, Parameter] = Field(min_length=1)
+    optimizer: OptimizerSettings = Field(default_factory=OptimizerSettings)
+
+    _source: str = PrivateAttr("<string>")
+    _text: str = PrivateAttr("")
+    _overrides: tuple[str, ...] = PrivateAttr(())
+
+    @field_validator("constraints")
+    @classmethod
+    def _parse_constraints(cls, items: list[str]) -> list[str]:
+        for text in items:
+            parse_constraint(text)
+        return items
+
+    @model_validator(mode="after")
+    def _check_references(self) -> "Space":
+        for name, param in self.parameters.items():
+            cond = param.condition
+            if cond is None:
+                continue
+            parent = self.parameters.get(cond.param)
+            if parent is None:
+                raise ValueError(
+                    f"parameters.{name}.when: {cond.param!r} is not a parameter; use one of: {', '.join(self.parameters)}"
+                )
+            numeric = isinstance(parent, (IntParam, FloatParam, FixedParam)) or (
+                isinstance(parent, ChoiceParam) and parent.numeric
+            )
+            if not numeric or parent.condition is not None or cond.param == name:
+                raise ValueError(
+                    f"parameters.{name}.when: {cond.param!r} must be an unconditional numeric parameter (int, float, "
+                    "numeric choice or fixed)"
+                )
+        unknown = set(self.optimizer.ref_point or {}) - set(self.objectives)
+        if unknown:
+            raise ValueError(
+                f"optimizer.ref_point: {sorted(unknown)} are not objectives; use keys from: {', '.join(self.objectives)}"
+            )
+        return self
+
+    # ----------------------------------------------------------------- derived views
+    @property
+    def source(self) -> str:
+        """Where the space came from (file path or bundled name), for messages."""
+        return self._source
+
+    @property
+    def text(self) -> str:
+        """The YAML as written (before overrides)."""
+        return self._text
+
+    @property
+    def overrides(self) -> tuple[str, ...]:
+        """The ``--set key=value`` items applied to the file, in order."""
+        return self._overrides
+
+    @property
+    def parsed_constraints(self) -> list[Constraint]:
+        """The outcome constraints, parsed."""
+        return [parse_constraint(text) for text in self.constraints]
+
+    @property
+    def metrics(self) -> list[str]:
+        """Objectives first, then metrics that appear only in constraints."""
+        extra = [c.metric for c in self.parsed_constraints if c.metric not in self.objectives]
+        return list(self.objectives) + list(dict.fromkeys(extra))
+
+    @property
+    def is_bound(self) -> bool:
+        """True when every layer mask knows its layer count."""
+        return all(p.size is not None for p in self.parameters.values() if isinstance(p, LayerMaskParam))
+
+    def is_active(self, name: str, config: dict[str, Any]) -> bool:
+        """Whether parameter ``name`` is active in ``config`` (its ``when`` holds, if any)."""
+        cond = self.parameters[name].condition
+        return cond is None or cond.holds(config.get(cond.param))
+
+    def default_of(self, name: str) -> Any:
+        """The default value of one parameter (layer masks expanded to 0/1 flags)."""
+        param = self.parameters[name]
+        return param.mask() if isinstance(param, LayerMaskParam) else param.default_value()
+
+    def defaults(self) -> dict[str, Any]:
+        """The configuration made of every parameter's default.
+
+        Raises:
+            SpaceError: a layer mask's size is unknown (call :meth:`bind` first).
+        """
+        self._require_bound()
+        return {name: self.default_of(name) for name in self.parameters}
+
+    # ----------------------------------------------------------------- new spaces
+    def bind(self, n_layers: int) -> "Space":
+        """Return a copy whose layer masks have ``n_layers`` flags.
+
+        Raises:
+            SpaceError: a mask already has another size, or its default names a missing layer.
+        """
+        raw = self.model_dump(mode="json")
+        for name, param in raw["parameters"].items():
+            if param["type"] != "layer_mask":
+                continue
+            if param["size"] not in (None, n_layers):
+                raise SpaceError(
+                    f"space {self._source}: parameters.{name}.size: size={param['size']} but the model has "
+                    f"{n_layers} layers; remove size or set it to {n_layers}"
+                )
+            param["size"] = n_layers
+        return self._revalidate(raw, self._source, self._overrides)
+
+    def with_overrides(self, sets: list[str]) -> "Space":
+        """Return a copy with ``--set key=value`` overrides applied.
+
+        A parameter name (``lora.rank=8``, ``lora.layers=0,1`` / ``all`` / ``none``) pins that
+        parameter to a fixed value; a dotted setting (``training.epochs=2``, ``data.users=4``,
+        ``optimizer.trials=10``, ``model.name=tiny``) changes a setting. Values are parsed as YAML.
+
+        Raises:
+            SpaceError: malformed item, unknown key, or a value the schema rejects.
+        """
+        raw = self.model_dump(mode="json")
+        for item in sets:
+            key, sep, text = item.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise SpaceError(f"--set {item!r}: expected key=value, e.g. --set training.epochs=2")
+            value = yaml.safe_load(text) if text.strip() else None
+            if key in raw["parameters"]:
+                raw["parameters"][key] = _pinned(raw["parameters"][key], value)
+            elif key.split(".")[0] in _SECTIONS:
+                _set_nested(raw, key.split("."), value, item)
+            else:
+                raise SpaceError(
+                    f"--set {item!r}: unknown key {key!r}; use a parameter name ({', '.join(raw['parameters'])}) "
+                    f"or a setting under {', '.join(_SECTIONS)}"
+                )
+        return self._revalidate(raw, f"{self._source} (with --set)", self._overrides + tuple(sets))
+
+    def with_optimizer(self, **changes: Any) -> "Space":
+        """Return a copy with optimizer settings changed (``trials=``, ``seed=``, ``name=`` ...).
+
+        Raises:
+            SpaceError: a value the schema rejects.
+        """
+        raw = self.model_dump(mode="json")
+        raw["optimizer"].update({k: v for k, v in changes.items() if v is not None})
+        return self._revalidate(raw, self._source, self._overrides)
+
+    def check_objectives(self, reported: set[str]) -> None:
+        """Check that the trial runner reports every objective and constrained metric.
+
+        Raises:
+            SpaceError: some are not reported; the message lists what is.
+        """
+        missing = [m for m in self.metrics if m not in reported]
+        if missing:
+            raise SpaceError(
+                f"space {self._source}: objectives: {', '.join(missing)} not reported by the trial runner; "
+                f"choose from: {', '.join(sorted(reported))}"
+            )
+
+    def search_signature(self) -> dict[str, Any]:
+        """What must match for a stored study to be resumed with this space."""
+        raw = self.model_dump(mode="json")
+        return {k: raw[k] for k in ("parameters", "objectives", "constraints")}
+
+    def _require_bound(self) -> None:
+        if not self.is_bound:
+            raise SpaceError(
+                f"space {self._source}: parameters: a layer_mask has no size; call Space.bind(n_layers) "
+                "or set size: N in the space"
+            )
+
+    def _revalidate(self, raw: dict[str, Any], source: str, overrides: tuple[str, ...]) -> "Space":
+        space = _validate(raw, source)
+        space._source, space._text, space._overrides = self._source, self._text, overrides
+        return space
+
+
+def _pinned(param: dict[str, Any], value: Any) -> dict[str, Any]:
+    if param["type"] == "layer_mask":
+        return {**param, "default": value, "fixed": True}
+    return {"type": "fixed", "value": value, "when": param.get("when")}
+
+
+def _set_nested(raw: dict[str, Any], keys: list[str], value: Any, item: str) -> None:
+    node = raw
+    for key in keys[:-1]:
+        if node.get(key) is None and key == "ref_point":
+            node[key] = {}
+        if not isinstance(node.get(key), dict):
+            raise SpaceError(f"--set {item!r}: {key!r} is not a section; check the key path")
+        node = node[key]
+    node[keys[-1]] = value
+
+
+# --------------------------------------------------------------------------- loading
+def bundled_spaces() -> list[str]:
+    """Names of the spaces shipped in the ``spaces`` package."""
+    root = importlib.resources.files("spaces")
+    return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_space(source: str | Path) -> Space:
+    """Load a space from a YAML path, or by bundled name (``milp``, ``milp.yaml``, ``tiny``).
+
+    An existing path wins over a bundled name.
+
+    Raises:
+        SpaceError: not found, not YAML, or not a valid space.
+    """
+    path = Path(source)
+    if path.is_file():
+        return parse_space(path.read_text(encoding="utf-8"), str(source))
+    name = str(source).removesuffix(".yaml").removesuffix(".yml")
+    resource = importlib.resources.files("spaces") / f"{name}.yaml"
+    if "/" not in name and resource.is_file():
+        return parse_space(resource.read_text(encoding="utf-8"), f"{name}.yaml")
+    raise SpaceError(
+        f"space {source}: no such file and no bundled space of that name; give a YAML path or one of: "
+        f"{', '.join(bundled_spaces())}"
+    )
+
+
+def parse_space(text: str, source: str = "<string>") -> Space:
+    """Parse YAML text into a :class:`Space`; ``source`` names it in messages.
+
+    Raises:
+        SpaceError: not YAML, or not a valid space.
+    """
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise SpaceError(f"space {source}: not valid YAML ({str(err).splitlines()[0]}); fix the syntax") from err
+    if not isinstance(raw, dict):
+        raise SpaceError(f"space {source}: top level must be a mapping with name, parameters, ...; got {type(raw).__name__}")
+    space = _validate(raw, source)
+    space._source, space._text = source, text
+    return space
+
+
+def _validate(raw: dict[str, Any], source: str) -> Space:
+    try:
+        return Space.model_validate(raw)
+    except ValidationError as err:
+        raise SpaceError(_format_errors(err, source)) from err
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    errors = err.errors()
+    first = _format_one(errors[0])
+    more = f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    return f"space {source}: {first}{more}"
+
+
+def _format_one(error: dict[str, Any]) -> str:
+    loc = [str(p) for p in error["loc"]]
+    if len(loc) >= 3 and loc[0] == "parameters" and loc[2] in PARAM_TYPES:
+        loc = loc[:2] + loc[3:]
+    path = ".".join(loc) or "(top level)"
+    kind, msg = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(tuple(str(p) for p in error["loc"][:-1]))
+        return f"{path}: unknown key; allowed keys: {', '.join(allowed)}"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        got = error.get("input", {}).get("type") if isinstance(error.get("input"), dict) else None
+        return f"{path}.type: {got!r} is not a parameter type; use one of: {', '.join(PARAM_TYPES)}"
+    if kind == "missing":
+        return f"{path}: required key is missing; add it"
+    if kind == "value_error":
+        return f"{path}: {msg.removeprefix('Value error, ')}"
+    return f"{path}: {msg[:1].lower()}{msg[1:]} (got {error.get('input')!r})"
+
+
+def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
+    sections: dict[str, type[BaseModel]] = {
+        "model": ModelSettings, "data": DataSettings, "training": TrainingSettings, "optimizer": OptimizerSettings,
+    }
+    model: type[BaseModel] = Space
+    if loc[:2] == ("optimizer", "nuts"):
+        model = NutsSettings
+    elif loc and loc[0] in sections:
+        model = sections[loc[0]]
+    elif len(loc) == 3 and loc[0] == "parameters":
+        model = PARAM_TYPES.get(loc[2], Space)
+    return list(model.model_fields)
+
+
+def finite(value: Any) -> bool:
+    """True for a real number that is neither NaN nor infinite."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,1 @@
+"""Bundled search spaces (YAML data, shipped with the package)."""

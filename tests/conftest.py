@@ -1,0 +1,26 @@
+"""Shared fixtures: a tiny model setup and a temporary tool home."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """Keep caches of fast tests out of the user's home (slow tests share one model cache)."""
+    if "PERS_SEARCH_HOME" not in os.environ:
+        monkeypatch.setenv("PERS_SEARCH_HOME", str(tmp_path_factory.getbasetemp() / "home"))
+
+
+@pytest.fixture(scope="session")
+def tiny_setup():
+    from runners.spec import TrialSetup
+
+    return TrialSetup.from_dicts(
+        {"name": "tiny", "dtype": "float32", "device": "cpu"},
+        {"source": "demo", "users": 2, "max_val_queries": 2},
+        {"epochs": 1, "max_steps": 2, "max_seq_len": 96, "batch_size": 4,
+         "max_new_tokens": 6, "max_prompt_tokens": 160},
+    )
