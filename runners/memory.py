@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
@@ -202,9 +203,12 @@ def attach_memory(model, layout: Layout, memory: MemoryConfig, seed: int):
         bias="none", task_type="CAUSAL_LM",
     )
     names = adapter_names(memory)
-    peft_model = get_peft_model(model, config, adapter_name=names[0])
-    for name in names[1:]:
-        peft_model.add_adapter(name, config)
+    with warnings.catch_warnings():
+        # PEFT calls a transformers method that transformers 5 deprecated; nothing for users to act on.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        peft_model = get_peft_model(model, config, adapter_name=names[0])
+        for name in names[1:]:
+            peft_model.add_adapter(name, config)
     peft_model.base_model.set_adapter(names)
     for pname, param in peft_model.named_parameters():
         param.requires_grad_("lora_" in pname)

@@ -50,11 +50,8 @@ def run_trial(config: Mapping[str, Any], setup: TrialSetup, split: str = "val",
 
     _check_config(config, split)
     session = session_for(setup)
-    notes: list[str] = []
-    users = tuple(_run_user(session, split_, config, split, keep_adapters, notes)
-                  for split_ in session.splits)
-    return TrialResult(metrics=_aggregate(users), users=users, config=dict(config),
-                       split=split, notes=tuple(dict.fromkeys(notes)))
+    users = tuple(_run_user(session, split_, config, split, keep_adapters) for split_ in session.splits)
+    return TrialResult(metrics=_aggregate(users), users=users, config=dict(config), split=split)
 
 
 def _check_config(config: Mapping[str, Any], split: str) -> None:
@@ -69,13 +66,13 @@ def _check_config(config: Mapping[str, Any], split: str) -> None:
         )
 
 
-def _run_user(session, user_split, config, split, keep_adapters, notes) -> UserResult:
+def _run_user(session, user_split, config, split, keep_adapters) -> UserResult:
     from runners.memory import memory_from_config
 
     spec = session.setup.training
     memory = memory_from_config(config, session.layout.n_layers, spec.lora_alpha_ratio, spec.lora_dropout)
     queries = user_split.val if split == "val" else user_split.test
-    prompted = _prompts(session, user_split, queries, config, notes)
+    prompted = _prompts(session, user_split, queries, config)
     seed = spec.seed + zlib.crc32(user_split.user.user_id.encode())
     if memory.enabled:
         metrics, preds, adapter = _with_memory(session, user_split, memory, prompted, seed, keep_adapters)
@@ -87,7 +84,7 @@ def _run_user(session, user_split, config, split, keep_adapters, notes) -> UserR
     return UserResult(user_split.user.user_id, metrics, tuple(preds), adapter)
 
 
-def _prompts(session, user_split, queries, config, notes) -> Prompted:
+def _prompts(session, user_split, queries, config) -> Prompted:
     from runners.chat import render_prompt
     from runners.prompts import build_prompt, corpus_text, retrieval_query
 
@@ -98,10 +95,8 @@ def _prompts(session, user_split, queries, config, notes) -> Prompted:
     if k > 0 and items:
         name = str(config.get("rag.retriever", "bm25"))
         corpus = [corpus_text(task, item) for item in items]
-        index = session.index_cache.get_or_build(name, items, task, corpus)
+        index = session.index_cache.get_or_build(name, items, task, corpus, user_id=user_split.user.user_id)
         index_bytes = int(index.nbytes)
-        if k > len(items):
-            notes.append(f"rag.k={k} exceeds some users' history; used what there is")
     texts, dropped = [], 0
     budget = session.setup.training.max_prompt_tokens
     for q in queries:

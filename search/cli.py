@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pers-search", description=__doc__)
     sub = parser.add_subparsers(dest="command")
     _add_trial(sub)
+    _add_baselines(sub)
     return parser
 
 
@@ -57,6 +58,14 @@ def _add_trial(sub) -> None:
     p.add_argument("--json", action="store_true", help="print only the JSON result")
     p.add_argument("--keep-adapters", metavar="DIR", help="keep each user's exported adapter under DIR")
     p.set_defaults(handler=cmd_trial)
+
+
+def _add_baselines(sub) -> None:
+    p = sub.add_parser("baselines", help="evaluate the standard reference points in one table")
+    _add_space_args(p)
+    p.add_argument("--split", choices=["val", "test"], default="val")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.set_defaults(handler=cmd_baselines)
 
 
 def space_from_args(args):
@@ -89,24 +98,88 @@ def _plain(section):
     return {k: v for k, v in data.items() if v is not None}
 
 
+def prepare(args, workdir: str | None = None):
+    """The bound space (layer masks sized to the model) and the runner setup of ``args``."""
+    from runners.session import session_for
+
+    space = space_from_args(args)
+    setup = setup_from_space(space, workdir=workdir)
+    n_layers = session_for(setup).layout.n_layers
+    return space.bind(n_layers), setup
+
+
 def cmd_trial(args) -> int:
     from rich.console import Console
 
-    from runners.session import session_for
     from runners.trial import run_trial
 
-    space = space_from_args(args)
-    setup = setup_from_space(space, workdir=args.keep_adapters)
     console = Console(stderr=True, quiet=args.json)
     with console.status("loading model and data"):
-        n_layers = session_for(setup).layout.n_layers
-    config = space.defaults(n_layers)
-    console.print(f"[bold]trial[/] on {setup.model.name}, {len(session_for(setup).splits)} users: {config}")
+        space, setup = prepare(args, workdir=args.keep_adapters)
+    config = space.defaults()
+    console.print(f"[bold]trial[/] on {setup.model.name}: {_describe(config)}")
     result = run_trial(config, setup, split=args.split, keep_adapters=bool(args.keep_adapters))
     if not args.json:
         console.print(_metrics_table(result))
     print(json.dumps(result.to_dict(), indent=2, default=str))
     return 0
+
+
+def cmd_baselines(args) -> int:
+    from rich.console import Console
+
+    from runners.trial import run_trial
+    from search.baselines import baseline_configs
+
+    console = Console(stderr=True, quiet=args.json)
+    with console.status("loading model and data"):
+        space, setup = prepare(args)
+    rows = []
+    for baseline in baseline_configs(space):
+        with console.status(f"baseline {baseline.name}: {baseline.description}"):
+            result = run_trial(baseline.config, setup, split=args.split)
+        rows.append({"name": baseline.name, "description": baseline.description,
+                     "config": baseline.config, "metrics": dict(result.metrics)})
+        console.print(f"  {baseline.name}: rougeL={result.metrics.get('rougeL', float('nan')):.4f}")
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+    else:
+        Console().print(_baselines_table(rows, args.split))
+    return 0
+
+
+BASELINE_COLUMNS = ("rougeL", "rouge1", "persona_f1", "loss", "storage_bytes",
+                    "retrieval_index_bytes", "train_seconds", "generate_seconds")
+
+
+def _baselines_table(rows, split):
+    from rich.table import Table
+
+    table = Table(title=f"baselines on the {split} queries (mean over users)")
+    table.add_column("baseline")
+    for column in BASELINE_COLUMNS:
+        table.add_column(column, justify="right")
+    for row in rows:
+        m = row["metrics"]
+        table.add_row(row["name"], *(_fmt(m.get(c)) for c in BASELINE_COLUMNS))
+    return table
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 100:
+        return f"{int(value):,}"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _describe(config) -> str:
+    parts = []
+    for key, value in config.items():
+        if key == "lora.layers" and isinstance(value, list):
+            value = "".join(str(int(v)) for v in value)
+        parts.append(f"{key}={value}")
+    return " ".join(parts)
 
 
 def _metrics_table(result):

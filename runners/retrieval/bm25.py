@@ -109,8 +109,12 @@ class BM25Retriever(Retriever):
         common = {"retriever": self.name, "size": len(items), "user_id": user_id, "digest": digest}
         if not items:
             return EmptyIndex(**common)
+        import logging
+
         import bm25s
 
+        # bm25s sets its own logger to DEBUG at import, which floods any configured root handler.
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
         stemmer = _stemmer(self.stemmer)
         model = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
         model.index(_tokenize(corpus, stemmer), show_progress=False)

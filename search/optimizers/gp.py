@@ -203,7 +203,10 @@ class NEHVIOptimizer(Optimizer):
             x, _ = optimize_acqf_mixed_alternating(
                 acqf, bounds, discrete_dims=discrete or None, cat_dims=categorical or None, q=1,
                 raw_samples=opts.raw_samples, num_restarts=opts.num_restarts,
-                options={"maxiter_alternating": max(1, opts.maxiter // 8), "batch_limit": 64, **opts.extra},
+                options={
+                    "maxiter_alternating": max(1, opts.maxiter // 8), "maxiter_init": opts.maxiter,
+                    "maxiter_continuous": max(1, opts.maxiter // 8), "batch_limit": 64, **opts.extra,
+                },
             )
         else:
             x, _ = optimize_acqf(

@@ -36,11 +36,10 @@ def fit_map_saas(X: "torch.Tensor", y: "torch.Tensor") -> "Model":
     import torch
     from botorch.fit import fit_gpytorch_mll
     from botorch.models.map_saas import EnsembleMapSaasSingleTaskGP
-    from botorch.models.transforms.outcome import Standardize
     from gpytorch.mlls import ExactMarginalLogLikelihood
 
     taus = torch.tensor(_ENSEMBLE_TAUS, dtype=X.dtype)
-    model = EnsembleMapSaasSingleTaskGP(X, y, num_taus=len(taus), taus=taus, outcome_transform=Standardize(m=1))
+    model = EnsembleMapSaasSingleTaskGP(X, y, num_taus=len(taus), taus=taus)  # default: batched Standardize
     fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
     return model
 
@@ -87,7 +86,7 @@ class SaasNEHVI(NEHVIOptimizer):
         model = SaasFullyBayesianSingleTaskGP(X, y, outcome_transform=Standardize(m=1))
         fit_fully_bayesian_model_nuts(
             model, warmup_steps=nuts.warmup, num_samples=nuts.samples, thinning=nuts.thinning,
-            disable_progbar=True, seed=seed,
+            disable_progbar=True, jit_compile=True, seed=seed,
         )
         return model
 

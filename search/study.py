@@ -1,0 +1,320 @@
+"""A study: the space it runs with and its frozen trial records, saved atomically after every change.
+
+Layout of ``<study_dir>/<name>/``: ``space.yaml`` (the space file as written) and ``study.json``
+(format version, the space as parsed, the ``--set`` overrides, and every trial). Each change
+writes a temporary file and ``os.replace``-s it, so a killed process loses nothing finished;
+loading marks trials left RUNNING as STOPPED, and the run loop evaluates their configurations again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from search.errors import StudyError
+from search.optimizers.base import Observation
+from search.space import Space
+
+FORMAT_VERSION = 1
+STUDY_FILE = "study.json"
+SPACE_FILE = "space.yaml"
+
+
+class TrialState(str, Enum):
+    """Life cycle of a trial."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """A frozen trial record.
+
+    Attributes:
+        number: 0-based position in the study.
+        config: the trial configuration.
+        state: see :class:`TrialState`.
+        values: validation metrics reported by the trial (objectives and any others).
+        test_values: test metrics, filled in later for front configurations only.
+        error: the failure reason of a FAILED trial.
+        started_at: Unix time the evaluation started.
+        finished_at: Unix time it ended (None while running or when stopped).
+        suggest_seconds: time the optimiser took to suggest this configuration.
+        user_attrs: free-form JSON data (e.g. ``mlflow_run_id``, artifact paths).
+    """
+
+    number: int
+    config: dict[str, Any]
+    state: TrialState = TrialState.RUNNING
+    values: dict[str, float] = field(default_factory=dict)
+    test_values: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    suggest_seconds: float | None = None
+    user_attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float | None:
+        """Wall time of the evaluation, or None when it did not finish."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {**dataclasses.asdict(self), "state": self.state.value}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "TrialRecord":
+        """Rebuild a record written by :meth:`to_json`."""
+        return cls(**{**data, "state": TrialState(data["state"])})
+
+
+class Study:
+    """A named study in a directory. Use :meth:`open`, :meth:`create` or :meth:`load` to get one.
+
+    Args:
+        name: the study name (a directory under ``study_dir``).
+        study_dir: the parent directory of studies.
+        space: the bound space the study runs with.
+        trials: existing records.
+        created_at: Unix time of creation.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        study_dir: str | Path,
+        space: Space,
+        trials: list[TrialRecord] | None = None,
+        created_at: float | None = None,
+    ) -> None:
+        self.name = name
+        self.directory = Path(study_dir) / name
+        self.space = space
+        self._trials = list(trials or [])
+        self.created_at = created_at or time.time()
+
+    # ----------------------------------------------------------------- opening
+    @classmethod
+    def create(cls, name: str, study_dir: str | Path, space: Space) -> "Study":
+        """Create a new study and write it.
+
+        Raises:
+            StudyError: a study of that name already exists there.
+        """
+        study = cls(name, study_dir, space)
+        if (study.directory / STUDY_FILE).exists():
+            raise StudyError(
+                f"study {name!r} already exists in {study.directory.parent}; resume it or pick another --study name"
+            )
+        study.save()
+        return study
+
+    @classmethod
+    def load(cls, name: str, study_dir: str | Path) -> "Study":
+        """Load a study; trials left RUNNING become STOPPED (and the change is saved).
+
+        Raises:
+            StudyError: missing or unreadable study file.
+        """
+        path = Path(study_dir) / name / STUDY_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            space = Space.model_validate(data["space"])
+            space._source, space._text = data.get("space_source", SPACE_FILE), data.get("space_text", "")
+            space._overrides = tuple(data.get("space_overrides", ()))
+            trials = [TrialRecord.from_json(t) for t in data["trials"]]
+        except FileNotFoundError as err:
+            raise StudyError(f"study {name!r}: no {path}; check --study and --study-dir") from err
+        except (ValueError, KeyError, TypeError) as err:
+            raise StudyError(f"study {name!r}: {path} is unreadable ({err}); restore it or start a new study") from err
+        study = cls(name, study_dir, space, trials, data.get("created_at"))
+        stopped = [t for t in study._trials if t.state is TrialState.RUNNING]
+        if stopped:
+            for t in stopped:
+                study._replace(dataclasses.replace(t, state=TrialState.STOPPED))
+            study.save()
+        return study
+
+    @classmethod
+    def open(cls, name: str, study_dir: str | Path, space: Space, resume: bool = True) -> "Study":
+        """Load the study ``name`` if it exists (and ``resume``), else create it.
+
+        The stored space must search the same parameters, objectives and constraints; budget and
+        optimiser settings may differ (the given ``space`` is used from then on).
+
+        Raises:
+            StudyError: it exists and ``resume`` is False, or it was created with another space.
+        """
+        if not (Path(study_dir) / name / STUDY_FILE).exists():
+            return cls.create(name, study_dir, space)
+        if not resume:
+            raise StudyError(
+                f"study {name!r} already exists in {study_dir}; resume it or pick another --study name"
+            )
+        study = cls.load(name, study_dir)
+        if study.space.search_signature() != space.search_signature():
+            raise StudyError(
+                f"study {name!r} was created with a different space (parameters, objectives or constraints); "
+                "resume it with the space stored in its space.yaml, or pick another --study name"
+            )
+        study.space = space
+        study.save()
+        return study
+
+    # ----------------------------------------------------------------- trials
+    @property
+    def trials(self) -> tuple[TrialRecord, ...]:
+        """All trial records, in order."""
+        return tuple(self._trials)
+
+    def finished(self) -> list[TrialRecord]:
+        """COMPLETED and FAILED trials: the ones that count towards the budget."""
+        return [t for t in self._trials if t.state in (TrialState.COMPLETED, TrialState.FAILED)]
+
+    def completed(self) -> list[TrialRecord]:
+        """COMPLETED trials."""
+        return [t for t in self._trials if t.state is TrialState.COMPLETED]
+
+    def observations(self) -> list[Observation]:
+        """The finished trials as optimiser observations (failed ones with ``values=None``)."""
+        return [
+            Observation(t.config, dict(t.values) if t.state is TrialState.COMPLETED else None) for t in self.finished()
+        ]
+
+    def stopped_configs(self) -> list[dict[str, Any]]:
+        """Configurations of STOPPED trials that no later trial has evaluated (to run again)."""
+        from search.encoding import config_key
+
+        done = {config_key(self.space, t.config) for t in self._trials if t.state is not TrialState.STOPPED}
+        out: dict[str, dict[str, Any]] = {}
+        for t in self._trials:
+            key = config_key(self.space, t.config)
+            if t.state is TrialState.STOPPED and key not in done:
+                out.setdefault(key, t.config)
+        return list(out.values())
+
+    def add_trial(self, config: dict[str, Any], suggest_seconds: float | None = None) -> TrialRecord:
+        """Record a new RUNNING trial and save."""
+        record = TrialRecord(
+            len(self._trials), dict(config), started_at=time.time(), suggest_seconds=suggest_seconds
+        )
+        self._trials.append(record)
+        self.save()
+        return record
+
+    def complete_trial(
+        self, number: int, values: dict[str, float], user_attrs: dict[str, Any] | None = None
+    ) -> TrialRecord:
+        """Mark a trial COMPLETED with its validation metrics, and save."""
+        return self._finish(number, TrialState.COMPLETED, values=dict(values), user_attrs=user_attrs)
+
+    def fail_trial(self, number: int, error: str, user_attrs: dict[str, Any] | None = None) -> TrialRecord:
+        """Mark a trial FAILED with its reason, and save."""
+        return self._finish(number, TrialState.FAILED, error=error, user_attrs=user_attrs)
+
+    def set_test_values(self, number: int, metrics: dict[str, float]) -> TrialRecord:
+        """Store test metrics of a (front) trial, and save."""
+        record = dataclasses.replace(self._trials[number], test_values=dict(metrics))
+        self._replace(record)
+        self.save()
+        return record
+
+    def set_user_attr(self, number: int, key: str, value: Any) -> TrialRecord:
+        """Store one JSON-ready user attribute of a trial, and save."""
+        old = self._trials[number]
+        record = dataclasses.replace(old, user_attrs={**old.user_attrs, key: value})
+        self._replace(record)
+        self.save()
+        return record
+
+    def _finish(self, number: int, state: TrialState, **changes: Any) -> TrialRecord:
+        old = self._trials[number]
+        attrs = {**old.user_attrs, **(changes.pop("user_attrs") or {})}
+        record = dataclasses.replace(old, state=state, finished_at=time.time(), user_attrs=attrs, **changes)
+        self._replace(record)
+        self.save()
+        return record
+
+    def _replace(self, record: TrialRecord) -> None:
+        self._trials[record.number] = record
+
+    # ----------------------------------------------------------------- front
+    def pareto_trials(self) -> list[TrialRecord]:
+        """COMPLETED, feasible, non-dominated trials on the validation objectives."""
+        from search.pareto import pareto_indices
+
+        done = self.completed()
+        idx = pareto_indices([t.values for t in done], self.space.objectives, self.space.parsed_constraints)
+        return [done[i] for i in idx]
+
+    def hypervolume(self) -> float:
+        """Hypervolume of the front (reference point from the space, else inferred from the front)."""
+        from search.pareto import hypervolume
+
+        return hypervolume(
+            [t.values for t in self.completed()], self.space.objectives, self.space.optimizer.ref_point,
+            self.space.parsed_constraints,
+        )
+
+    def knee_trial(self) -> TrialRecord | None:
+        """The front trial closest to the utopia point (normalised objectives), or None."""
+        from search.pareto import knee_index
+
+        done = self.completed()
+        i = knee_index([t.values for t in done], self.space.objectives, self.space.parsed_constraints)
+        return None if i is None else done[i]
+
+    # ----------------------------------------------------------------- storage
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document written to ``study.json``."""
+        return {
+            "format": FORMAT_VERSION,
+            "name": self.name,
+            "created_at": self.created_at,
+            "space_source": self.space.source,
+            "space_overrides": list(self.space.overrides),
+            "space_text": self.space.text,
+            "space": self.space.model_dump(mode="json"),
+            "trials": [t.to_json() for t in self._trials],
+        }
+
+    def save(self) -> None:
+        """Write ``space.yaml`` and ``study.json`` atomically (temp file + ``os.replace``)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.directory / SPACE_FILE, self.space.text or _dump_yaml(self.space))
+        _atomic_write(self.directory / STUDY_FILE, json.dumps(self.to_json(), indent=1))
+
+
+def _dump_yaml(space: Space) -> str:
+    import yaml
+
+    return yaml.safe_dump(space.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+__all__ = ["Study", "TrialRecord", "TrialState"]

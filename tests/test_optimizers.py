@@ -1,0 +1,106 @@
+"""Every optimiser passes the same contract checks; known objectives are computed, not modelled."""
+
+import pytest
+
+from search.encoding import config_key
+from search.errors import RegistryError
+from search.optimizers import FastOptions, Observation, make_optimizer, optimizer_names, register_optimizer
+from search.optimizers.quasi_random import SobolOptimizer
+from search.space import parse_space
+
+TOY = """
+name: toy
+objectives: {quality: max, cost: min}
+parameters:
+  layers: {type: layer_mask, size: 2}
+  count: {type: int, low: 0, high: 3, default: 1}
+  rank: {type: choice, values: [2, 4, 8], default: 4, when: "count > 0"}
+  k: {type: fixed, value: 0}
+optimizer: {name: sobol, init_trials: 4, nuts: {warmup: 16, samples: 8, thinning: 2}}
+"""
+SPACE = parse_space(TOY, "toy.yaml")
+ALL = ["gp-nehvi", "optuna-nsga2", "optuna-tpe", "random", "saas-map", "saas-nehvi", "sobol"]
+BO = ["gp-nehvi", "saas-map", "saas-nehvi"]
+FAST = FastOptions(num_restarts=2, raw_samples=32, mc_samples=16, maxiter=8)
+
+
+def cost(config: dict) -> float:
+    return float(config["count"] * config["rank"] * sum(config["layers"]))
+
+
+def quality(config: dict) -> float:
+    return config["layers"][0] + 0.5 * config["count"] - 0.1 * config["rank"]
+
+
+def build(name: str, seed: int = 3):
+    return make_optimizer(name, SPACE, seed=seed, known_objectives={"cost": cost}, options=FAST)
+
+
+def history(n: int, failed: bool = False) -> list[Observation]:
+    configs = SobolOptimizer(SPACE, seed=11).suggest([], n)
+    return [Observation(c, None if failed else {"quality": quality(c), "cost": cost(c)}) for c in configs]
+
+
+def assert_valid(configs: list[dict], hist: list[Observation], n: int) -> None:
+    keys = [config_key(SPACE, c) for c in configs]
+    assert len(configs) == n and len(set(keys)) == n
+    assert not set(keys) & {config_key(SPACE, o.config) for o in hist}
+    for c in configs:
+        assert set(c) == {"layers", "count", "rank", "k"} and c["k"] == 0
+        assert len(c["layers"]) == 2 and set(c["layers"]) <= {0, 1}
+        assert c["count"] in range(4) and c["rank"] in (2, 4, 8)
+        assert c["count"] > 0 or c["rank"] == 4  # inactive rank holds its default
+
+
+def test_registry_lists_all_and_refuses_duplicates():
+    assert optimizer_names() == ALL
+    with pytest.raises(RegistryError, match="'sobol' is already registered by SobolOptimizer"):
+        register_optimizer("sobol")(SobolOptimizer)
+    with pytest.raises(RegistryError, match="unknown optimizer 'cma'; use one of: gp-nehvi, "):
+        make_optimizer("cma", SPACE)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_empty_and_all_failed_history(name):
+    assert_valid(build(name).suggest([], 3), [], 3)
+    failed = history(3, failed=True)
+    assert_valid(build(name).suggest(failed, 2), failed, 2)
+
+
+@pytest.mark.parametrize("name", ["optuna-nsga2", "optuna-tpe", "random", "sobol"])
+def test_cheap_optimisers_are_reproducible_and_avoid_observed(name):
+    hist = history(6)
+    first = build(name).suggest(hist, 3)
+    assert_valid(first, hist, 3)
+    assert build(name).suggest(hist, 3) == first
+    assert build(name, seed=4).suggest(hist, 3) != first or name == "sobol"
+
+
+def test_exhausted_space_returns_what_is_left():
+    every = history(30)  # 4 masks x (1 + 3 x 3) settings = 40 configurations in all
+    keys = {config_key(SPACE, o.config) for o in every}
+    rest = build("random").suggest(every, 50)
+    assert len(rest) == 40 - len(keys)
+
+
+@pytest.mark.parametrize("name", BO)
+def test_bo_suggestions_model_only_learned_metrics(name):
+    from botorch.models import SingleTaskGP
+    from botorch.models.deterministic import GenericDeterministicModel
+    from botorch.models.fully_bayesian import SaasFullyBayesianSingleTaskGP
+    from botorch.models.map_saas import EnsembleMapSaasSingleTaskGP
+
+    hist = history(6)
+    optimizer = build(name)
+    first = optimizer.suggest(hist, 2)
+    assert_valid(first, hist, 2)
+    learned, known = optimizer.model.models
+    expected = {"gp-nehvi": SingleTaskGP, "saas-map": EnsembleMapSaasSingleTaskGP,
+                "saas-nehvi": SaasFullyBayesianSingleTaskGP}[name]
+    assert type(learned) is expected and isinstance(known, GenericDeterministicModel)
+    # The cost "model" is the exact function (negated: cost is minimised) of the rounded point.
+    config = {"layers": [1, 1], "count": 3, "rank": 8, "k": 0}
+    x = optimizer.encoder.encode_many([config])
+    assert known.posterior(x).mean.item() == -48.0
+    if name == "gp-nehvi":
+        assert build(name).suggest(hist, 2) == first

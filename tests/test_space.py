@@ -1,0 +1,121 @@
+"""Space YAML parsing: bundled spaces, overrides, and the wording of each error."""
+
+from pathlib import Path
+
+import pytest
+
+from search.errors import SearchError, SpaceError
+from search.space import load_space, parse_space
+
+TOY = """
+name: toy
+objectives: {quality: max, cost: min}
+parameters:
+  layers: {type: layer_mask, default: "0,2"}
+  count: {type: int, low: 0, high: 3, default: 1}
+  rank: {type: choice, values: [2, 4, 8], default: 4, when: "count > 0"}
+  k: {type: fixed, value: 0}
+optimizer: {name: sobol}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_bundled_spaces_parse_with_defaults():
+    milp = load_space("milp")
+    assert milp.source == "milp.yaml" and milp.optimizer.name == "saas-nehvi"
+    assert milp.objectives == {"rougeL": "max", "persona_f1": "max", "storage_bytes": "min"}
+    assert milp.training.max_steps == 6 and milp.data.users == 2 and milp.model.targets[0] == "gate_proj"
+    assert load_space("tiny.yaml").model.name == "tiny"
+    paper = load_space("milp-paper").bind(30)
+    assert paper.optimizer.init_trials == 100
+    assert paper.parameters["lora.rank"].values == [8, 16, 32, 64, 96]
+    assert paper.defaults() == {
+        "lora.layers": [1] * 30, "lora.count": 1, "lora.rank": 8, "rag.k": 0, "rag.retriever": "bm25",
+        "perpcs.top_k": 0,
+    }
+
+
+def test_existing_path_wins_and_defaults_expand_index_lists(tmp_path):
+    path = tmp_path / "milp.yaml"
+    path.write_text(TOY)
+    space = load_space(str(path)).bind(4)
+    assert space.name == "toy"
+    assert space.defaults() == {"layers": [1, 0, 1, 0], "count": 1, "rank": 4, "k": 0}
+    assert space.is_active("rank", {"count": 1}) and not space.is_active("rank", {"count": 0})
+
+
+def test_overrides_pin_parameters_and_change_settings():
+    space = load_space("milp").bind(4)
+    new = space.with_overrides(
+        ["lora.rank=16", "lora.layers=0,1", "training.epochs=2", "data.users=4", "optimizer.trials=10",
+         "model.name=tiny", "optimizer.ref_point.rougeL=0.1"]
+    )
+    assert new.defaults()["lora.layers"] == [1, 1, 0, 0] and new.defaults()["lora.rank"] == 16
+    assert (new.training.epochs, new.data.users, new.optimizer.trials, new.model.name) == (2, 4, 10, "tiny")
+    assert new.optimizer.ref_point == {"rougeL": 0.1}
+    assert new.overrides[0] == "lora.rank=16" and space.training.epochs == 1  # the original is unchanged
+    assert space.with_overrides(["lora.layers=none"]).defaults()["lora.layers"] == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ("  count: {type: int, low: 0, high: 3, lowx: 1}",
+         "parameters.count.lowx: unknown key; allowed keys: when, type, low, high, log, default"),
+        ("  count: {type: int, low: abc, high: 3}", "parameters.count.low: input should be a valid integer"),
+        ("  count: {type: int, low: 64, high: 8}", "parameters.count: low=64 > high=8; swap them"),
+        ("  count: {type: range, low: 0, high: 3}",
+         "parameters.count.type: 'range' is not a parameter type; use one of: layer_mask, int, float, choice, fixed"),
+        ("  count: {type: choice, values: [1, 2], default: 3}",
+         "parameters.count: default=3 is not one of values=[1, 2]; pick one of them"),
+        ("  count: {type: int, low: 0, high: 3, when: 'nope > 0'}",
+         "parameters.count.when: 'nope' is not a parameter; use one of: count"),
+    ],
+)
+def test_parameter_errors_name_file_key_and_fix(tmp_path, snippet, expected):
+    path = write(tmp_path, f"name: bad\nparameters:\n{snippet}\n")
+    with pytest.raises(SpaceError) as info:
+        load_space(path)
+    assert str(info.value).startswith(f"space {path}: ")
+    assert expected in str(info.value)
+
+
+def test_unknown_section_key_and_unknown_optimizer(tmp_path):
+    with pytest.raises(SpaceError, match=r"training\.epoch: unknown key; allowed keys: memory_injection, "):
+        parse_space(TOY + "training: {epoch: 2}\n", "bad.yaml")
+    with pytest.raises(SpaceError) as info:
+        parse_space(TOY.replace("name: sobol", "name: bayes"), "bad.yaml")
+    assert str(info.value) == (
+        "space bad.yaml: optimizer.name: unknown optimizer 'bayes'; use one of: gp-nehvi, optuna-nsga2, "
+        "optuna-tpe, random, saas-map, saas-nehvi, sobol"
+    )
+    with pytest.raises(SpaceError, match=r"^space bad.yaml: colour: unknown key; allowed keys: name, model, data"):
+        parse_space(TOY + "colour: red\n", "bad.yaml")
+
+
+def test_unknown_objective_lists_what_the_runner_reports():
+    space = parse_space(TOY, "toy.yaml")
+    space.check_objectives({"quality", "cost", "loss"})
+    with pytest.raises(SpaceError) as info:
+        space.check_objectives({"quality", "loss"})
+    assert str(info.value) == (
+        "space toy.yaml: objectives: cost not reported by the trial runner; choose from: loss, quality"
+    )
+
+
+def test_errors_are_value_errors_and_search_errors(tmp_path):
+    with pytest.raises(ValueError):
+        load_space("no-such-space")
+    with pytest.raises(SearchError, match="give a YAML path or one of: milp, milp-paper, tiny"):
+        load_space("no-such-space")
+    with pytest.raises(SpaceError, match="unknown key 'lora'"):
+        load_space("milp").with_overrides(["lora=1"])
+    with pytest.raises(SpaceError, match=r"parameters: a layer_mask has no size; call Space.bind"):
+        load_space("milp").defaults()
+    with pytest.raises(SpaceError, match="size=30 but the model has 4 layers"):
+        load_space("milp").bind(30).bind(4)

@@ -1,0 +1,100 @@
+"""End-to-end trials through the CLI on the tiny model, and bad input at the CLI boundary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from search.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_trial_prints_metrics_json(capsys):
+    code, out, _ = run_cli(capsys, "trial", "--space", "spaces/tiny.yaml", "--set", "lora.rank=8",
+                           "--set", "lora.count=2", "--set", "lora.layers=0,1", "--json")
+    assert code == 0
+    result = json.loads(out)
+    metrics = result["metrics"]
+    for key in ("rouge1", "rougeL", "persona_f1", "loss", "storage_bytes", "train_seconds", "generate_seconds"):
+        assert key in metrics, key
+    assert result["config"]["lora.layers"] == [1, 1, 0, 0]
+    # tiny: 2 layers x (3 targets x (64+128)) x n*r = 2*576*16 params; fp16 plus the safetensors header
+    assert metrics["trainable_params"] == 2 * 576 * 16
+    assert metrics["storage_bytes"] > 2 * metrics["trainable_params"]
+    assert metrics["n_users"] == 2 and len(result["users"]) == 2
+
+
+def test_trial_without_memory_stores_nothing(capsys):
+    code, out, _ = run_cli(capsys, "trial", "--space", "tiny.yaml", "--set", "lora.count=0", "--json")
+    assert code == 0
+    assert json.loads(out)["metrics"]["storage_bytes"] == 0
+
+
+def test_trial_keeps_loadable_adapters(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "trial", "--space", "tiny.yaml", "--set", "lora.layers=all",
+                           "--keep-adapters", str(tmp_path), "--json")
+    assert code == 0
+    result = json.loads(out)
+    for user in result["users"]:
+        adapter = Path(user["adapter_path"])
+        assert (adapter / "adapter_config.json").exists()
+        assert (adapter / "adapter_model.safetensors").stat().st_size == user["metrics"]["storage_bytes"]
+
+
+def test_trial_on_jsonl_data(capsys, tmp_path):
+    users = []
+    for u in range(2):
+        history = [{"text": f"user {u} loves sailing and tea number {i}"} for i in range(6)]
+        history += [{"input": f"what do you like {i}?", "output": f"sailing and tea {u}"} for i in range(4)]
+        queries = [{"input": f"what is your hobby {q}?", "output": "sailing"} for q in range(2)]
+        users.append({"user_id": f"u{u}", "history": history, "queries": queries})
+    path = tmp_path / "users.jsonl"
+    path.write_text("\n".join(json.dumps(u) for u in users))
+    code, out, _ = run_cli(capsys, "trial", "--space", "tiny.yaml", "--data", str(path), "--users", "1", "--json")
+    assert code == 0
+    assert [u["user_id"] for u in json.loads(out)["users"]] in (["u0"], ["u1"])
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--set", "model.name=no-such-model"], "model.name: 'no-such-model' is not a known model"),
+    (["--data", "/nonexistent/users.jsonl"], "/nonexistent/users.jsonl"),
+    (["--set", "lora.layers=0,9"], "outside 0..3"),
+])
+def test_bad_input_is_one_clear_line(capsys, args, expected):
+    code, out, err = run_cli(capsys, "trial", "--space", "tiny.yaml", *args)
+    assert code == 2
+    assert expected in err
+    assert "Traceback" not in err
+
+
+def test_console_script_runs_from_a_subprocess(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "search.cli", "trial", "--space", "tiny.yaml", "--set", "lora.count=1", "--json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["metrics"]["n_users"] == 2
+
+
+def test_baselines_table_on_tiny(capsys):
+    code, out, _ = run_cli(capsys, "baselines", "--space", "tiny.yaml", "--json")
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert set(rows) == {"non-personalized", "random-history", "rag-bm25", "rag-recency", "peft-oppu", "peft+rag-bm25"}
+    assert rows["non-personalized"]["metrics"]["storage_bytes"] == 0
+    assert rows["rag-bm25"]["metrics"]["retrieval_index_bytes"] > 0
+    assert rows["peft-oppu"]["config"]["lora.layers"] == [1, 1, 1, 1]
+    assert rows["peft-oppu"]["metrics"]["storage_bytes"] > 0
+    assert rows["peft+rag-bm25"]["config"]["rag.k"] == 4
