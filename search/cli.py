@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from search.console import status_console, table_console
+
 import argparse
 import json
 import sys
 from typing import Sequence
 
+from search.commands.run import describe
 from search.errors import SearchError
 
 
@@ -38,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     _add_trial(sub)
     _add_baselines(sub)
+    from search.commands.run import add_run_parsers
+
+    add_run_parsers(sub, _add_space_args)
     return parser
 
 
@@ -109,15 +115,13 @@ def prepare(args, workdir: str | None = None):
 
 
 def cmd_trial(args) -> int:
-    from rich.console import Console
-
     from runners.trial import run_trial
 
-    console = Console(stderr=True, quiet=args.json)
+    console = status_console(quiet=args.json)
     with console.status("loading model and data"):
         space, setup = prepare(args, workdir=args.keep_adapters)
     config = space.defaults()
-    console.print(f"[bold]trial[/] on {setup.model.name}: {_describe(config)}")
+    console.print(f"[bold]trial[/] on {setup.model.name}: {describe(config)}")
     result = run_trial(config, setup, split=args.split, keep_adapters=bool(args.keep_adapters))
     if not args.json:
         console.print(_metrics_table(result))
@@ -126,12 +130,10 @@ def cmd_trial(args) -> int:
 
 
 def cmd_baselines(args) -> int:
-    from rich.console import Console
-
     from runners.trial import run_trial
     from search.baselines import baseline_configs
 
-    console = Console(stderr=True, quiet=args.json)
+    console = status_console(quiet=args.json)
     with console.status("loading model and data"):
         space, setup = prepare(args)
     rows = []
@@ -144,7 +146,7 @@ def cmd_baselines(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
     else:
-        Console().print(_baselines_table(rows, args.split))
+        table_console().print(_baselines_table(rows, args.split))
     return 0
 
 
@@ -171,15 +173,6 @@ def _fmt(value) -> str:
     if isinstance(value, float) and value.is_integer() and abs(value) >= 100:
         return f"{int(value):,}"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _describe(config) -> str:
-    parts = []
-    for key, value in config.items():
-        if key == "lora.layers" and isinstance(value, list):
-            value = "".join(str(int(v)) for v in value)
-        parts.append(f"{key}={value}")
-    return " ".join(parts)
 
 
 def _metrics_table(result):

@@ -21,7 +21,7 @@ optimizer: {name: sobol, init_trials: 4, nuts: {warmup: 16, samples: 8, thinning
 SPACE = parse_space(TOY, "toy.yaml")
 ALL = ["gp-nehvi", "optuna-nsga2", "optuna-tpe", "random", "saas-map", "saas-nehvi", "sobol"]
 BO = ["gp-nehvi", "saas-map", "saas-nehvi"]
-FAST = FastOptions(num_restarts=2, raw_samples=32, mc_samples=16, maxiter=8)
+FAST = FastOptions(num_restarts=2, raw_samples=32, mc_samples=16, maxiter=8, extra={"initialization_strategy": "random"})
 
 
 def cost(config: dict) -> float:

@@ -1,0 +1,160 @@
+"""``run``, ``resume`` and ``status``: studies of real trials from the command line."""
+
+from __future__ import annotations
+
+from search.console import status_console, table_console
+
+import json
+from pathlib import Path
+
+DEFAULT_STUDY_DIR = "studies"
+
+
+def add_run_parsers(sub, add_space_args) -> None:
+    """Register ``run``, ``resume`` and ``status`` on the CLI's subparsers."""
+    p = sub.add_parser("run", help="search the space: quasi-random start, then Bayesian optimisation")
+    add_space_args(p)
+    _add_study_args(p)
+    p.add_argument("--optimizer", help="saas-nehvi (default of milp.yaml), saas-map, gp-nehvi, sobol, random, optuna-tpe, optuna-nsga2")
+    p.add_argument("--trials", type=int, help="total trials of the study")
+    p.add_argument("--init-trials", type=int, help="quasi-random trials before the model-based ones")
+    p.add_argument("--seed", type=int, help="optimiser seed")
+    p.add_argument("--no-test", action="store_true", help="skip evaluating the front on the test queries")
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("resume", help="continue a stopped or killed study where it left off")
+    p.add_argument("study", help="study name")
+    _add_study_args(p, with_name=False)
+    p.add_argument("--trials", type=int, help="raise the study's total number of trials")
+    p.add_argument("--no-test", action="store_true")
+    p.set_defaults(handler=cmd_resume)
+
+    p = sub.add_parser("status", help="a study's trials, their states and its current front")
+    p.add_argument("study", help="study name")
+    _add_study_args(p, with_name=False)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_status)
+
+
+def _add_study_args(p, with_name: bool = True) -> None:
+    if with_name:
+        p.add_argument("--study", help="study name (default: <space name>-<optimizer>); the same name resumes")
+    p.add_argument("--study-dir", default=DEFAULT_STUDY_DIR, help="parent directory of studies (default ./studies)")
+
+
+def cmd_run(args) -> int:
+    from search.cli import prepare
+
+    console = status_console()
+    with console.status("loading model and data"):
+        space, setup = prepare(args)
+    space = space.with_optimizer(name=args.optimizer, trials=args.trials, init_trials=args.init_trials, seed=args.seed)
+    name = args.study or f"{space.name}-{space.optimizer.name}"
+    return _search(console, space, setup, name, args.study_dir, args.no_test)
+
+
+def cmd_resume(args) -> int:
+    from search.cli import setup_from_space
+    from search.study import Study
+
+    console = status_console()
+    study = Study.load(args.study, args.study_dir)
+    space = study.space.with_optimizer(trials=args.trials) if args.trials else study.space
+    return _search(console, space, setup_from_space(space), args.study, args.study_dir, args.no_test)
+
+
+def _search(console, space, setup, name: str, study_dir: str, skip_test: bool) -> int:
+    from search.api import optimize
+    from search.progress import StudyProgress
+    from search.trial_objective import TrialObjective
+
+    objective = TrialObjective(setup)
+    console.print(f"[bold]study[/] {name}: {space.optimizer.name}, {space.optimizer.trials} trials "
+                  f"({space.optimizer.init_trials} quasi-random), model {setup.model.name}")
+    try:
+        with StudyProgress(console, space.optimizer.trials) as progress:
+            study = optimize(space, objective, study_name=name, study_dir=study_dir,
+                             known_objectives=objective.known_objectives(), callbacks=[progress],
+                             executor=progress.executor())
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted[/]: finished trials are saved; continue with "
+                      f"`pers-search resume {name} --study-dir {study_dir}`")
+        return 130
+    if not skip_test:
+        _evaluate_front_on_test(console, study, objective)
+    table_console().print(front_table(study))
+    console.print(f"study stored in {study.directory}")
+    return 0
+
+
+def _evaluate_front_on_test(console, study, objective) -> None:
+    for trial in study.pareto_trials():
+        if trial.test_values:
+            continue
+        with console.status(f"evaluating front trial {trial.number} on the test queries"):
+            study.set_test_values(trial.number, objective.test_metrics(trial.config))
+
+
+def front_table(study):
+    """The Pareto-optimal trials: validation objectives, test objectives, configuration."""
+    from rich.table import Table
+
+    objectives = list(study.space.objectives)
+    table = Table(title=f"Pareto front of {study.name} ({len(study.completed())} completed trials)")
+    table.add_column("trial", justify="right")
+    for metric in objectives:
+        table.add_column(f"{metric} (val)", justify="right")
+    for metric in objectives:
+        table.add_column(f"{metric} (test)", justify="right")
+    table.add_column("configuration")
+    for trial in sorted(study.pareto_trials(), key=lambda t: t.number):
+        table.add_row(str(trial.number), *(_fmt(trial.values.get(m)) for m in objectives),
+                      *(_fmt(trial.test_values.get(m)) for m in objectives), describe(trial.config))
+    return table
+
+
+def cmd_status(args) -> int:
+    from rich.table import Table
+
+    from search.study import Study
+
+    study = Study.load(args.study, args.study_dir)
+    front = {t.number for t in study.pareto_trials()}
+    if args.json:
+        print(json.dumps({"study": study.name, "directory": str(study.directory),
+                          "trials": [t.to_json() for t in study.trials], "pareto": sorted(front),
+                          "hypervolume": study.hypervolume()}, indent=1, default=str))
+        return 0
+    objectives = list(study.space.objectives)
+    table = Table(title=f"study {study.name}: {len(study.trials)} trials, hypervolume {study.hypervolume():.4g}")
+    for column in ("trial", "state", "front", *objectives, "seconds", "configuration / error"):
+        table.add_column(column)
+    for t in study.trials:
+        table.add_row(str(t.number), t.state.value, "*" if t.number in front else "",
+                      *(_fmt(t.values.get(m)) for m in objectives), _fmt(t.seconds),
+                      t.error or describe(t.config))
+    table_console().print(table)
+    table_console().print(front_table(study))
+    return 0
+
+
+def describe(config) -> str:
+    """A compact one-line configuration (the layer mask as a 0/1 string)."""
+    parts = []
+    for key, value in config.items():
+        if isinstance(value, list):
+            value = "".join(str(int(v)) for v in value)
+        parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    return str(value)
+
+
+def study_path(name: str, study_dir: str) -> Path:
+    return Path(study_dir) / name

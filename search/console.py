@@ -1,0 +1,21 @@
+"""Rich consoles for the CLI: status on stderr, tables on stdout (wide when piped)."""
+
+from __future__ import annotations
+
+import sys
+
+PIPED_WIDTH = 200
+
+
+def table_console():
+    """A console for result tables on stdout: the terminal's width, or 200 columns when piped."""
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
+
+
+def status_console(quiet: bool = False):
+    """A console for progress and status lines on stderr."""
+    from rich.console import Console
+
+    return Console(stderr=True, quiet=quiet, width=None if sys.stderr.isatty() else PIPED_WIDTH)
