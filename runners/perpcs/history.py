@@ -1,0 +1,84 @@
+"""A user's history as training examples, and training on it as the trial runner does.
+
+:func:`history_examples` builds the same examples as ``runners.trial._train``: one plain text
+per item (memory injection, loss on every token) and one chat-rendered prompt/answer pair per
+item (instruction tuning, loss on the answer). :func:`train_on_history` runs the same two
+``train_phase`` calls with the same seeds. Both are public so that the pool build and the
+benchmark reuse them; ``runners.trial`` may fold them in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+from runners.batching import Example
+from runners.spec import TrainSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from runners.data.types import HistoryItem
+    from runners.training import PhaseStats
+
+
+@dataclass(frozen=True)
+class HistoryExamples:
+    """A user's history as plain-text examples and prompt/answer examples."""
+
+    texts: tuple[Example, ...]
+    pairs: tuple[Example, ...]
+
+    def all(self) -> list[Example]:
+        """Texts then pairs: what gate training and assembly read."""
+        return [*self.texts, *self.pairs]
+
+
+def history_examples(tokenizer, task: str, items: Sequence["HistoryItem"], spec: TrainSpec,
+                     seed: int) -> HistoryExamples:
+    """Tokenise a history the way ``runners.trial._train`` does.
+
+    Args:
+        tokenizer: The base model's tokenizer.
+        task: The dataset task (``demo``, ``LaMP_4``, ...).
+        items: The history items, in order.
+        spec: Training settings (``max_seq_len``).
+        seed: Seeds the completion cut points of text items.
+
+    Returns:
+        Both kinds of example, whatever the spec's phase flags say.
+    """
+    from runners.batching import pair_example, text_example
+    from runners.chat import render_prompt
+    from runners.data.pairs import memory_texts, training_pairs
+
+    texts = tuple(text_example(tokenizer, t, spec.max_seq_len) for t in memory_texts(task, items))
+    pairs = tuple(pair_example(tokenizer, render_prompt(tokenizer, i), o, spec.max_seq_len)
+                  for i, o in training_pairs(task, items, seed=seed))
+    return HistoryExamples(texts, pairs)
+
+
+def train_on_history(model, examples: HistoryExamples, spec: TrainSpec, pad_id: int, device,
+                     seed: int) -> list["PhaseStats"]:
+    """MiLP's two steps on ``examples``, as the trial runner runs them (same names and seeds).
+
+    Args:
+        model: A model whose trainable parameters are the ones to train (a PEFT model).
+        examples: From :func:`history_examples`.
+        spec: Training settings; ``memory_injection``/``instruction_tuning`` pick the steps.
+        pad_id: The tokenizer's pad id.
+        device: Where the batches go.
+        seed: Seeds batch order (``seed`` and ``seed + 1``).
+
+    Returns:
+        One :class:`PhaseStats` per step run.
+
+    Raises:
+        TrialFailed: NaN loss or out of memory.
+    """
+    from runners.training import train_phase
+
+    phases = []
+    if spec.memory_injection:
+        phases.append(train_phase(model, examples.texts, spec, pad_id, device, "memory_injection", seed))
+    if spec.instruction_tuning:
+        phases.append(train_phase(model, examples.pairs, spec, pad_id, device, "instruction_tuning", seed + 1))
+    return phases

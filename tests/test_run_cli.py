@@ -1,0 +1,78 @@
+"""Studies of real tiny-model trials through the CLI: run, status, kill -9 and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from search.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args, cwd) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finished(study_file: Path) -> list[dict]:
+    if not study_file.exists():
+        return []
+    trials = json.loads(study_file.read_text())["trials"]
+    return [t for t in trials if t["state"] in ("completed", "failed")]
+
+
+def test_run_then_status(tmp_path, capsys):
+    code = main(["run", "--space", "tiny.yaml", "--optimizer", "random", "--trials", "3",
+                 "--study", "s", "--study-dir", str(tmp_path), "--no-test"])
+    assert code == 0
+    study = json.loads((tmp_path / "s" / "study.json").read_text())
+    assert [t["state"] for t in study["trials"]] == ["completed"] * 3
+    assert all("storage_bytes" in t["values"] and "rougeL" in t["values"] for t in study["trials"])
+    assert (tmp_path / "s" / "space.yaml").read_text().startswith("# A tiny random Llama")
+    capsys.readouterr()
+    assert main(["status", "s", "--study-dir", str(tmp_path), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert len(status["trials"]) == 3 and status["pareto"]
+
+
+def test_front_is_evaluated_on_test_queries(tmp_path):
+    assert main(["run", "--space", "tiny.yaml", "--optimizer", "sobol", "--trials", "2",
+                 "--study", "t", "--study-dir", str(tmp_path)]) == 0
+    trials = json.loads((tmp_path / "t" / "study.json").read_text())["trials"]
+    front_tested = [t for t in trials if t["test_values"]]
+    assert front_tested, "front trials carry test metrics"
+    assert all("rougeL" in t["test_values"] for t in front_tested)
+
+
+def test_kill_and_resume_redoes_nothing(tmp_path):
+    args = ["run", "--space", "tiny.yaml", "--optimizer", "sobol", "--trials", "5",
+            "--study", "k", "--study-dir", str(tmp_path), "--no-test"]
+    study_file = tmp_path / "k" / "study.json"
+    proc = _cli(*args, cwd=tmp_path)
+    deadline = time.time() + 240
+    while len(_finished(study_file)) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {t["number"]: t for t in _finished(study_file)}
+    assert len(before) >= 2, "the study must have finished trials before the kill"
+    assert len(before) < 5, "the kill must come before the end"
+
+    resumed = _cli("resume", "k", "--study-dir", str(tmp_path), "--no-test", cwd=tmp_path)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    after = json.loads(study_file.read_text())["trials"]
+    done = [t for t in after if t["state"] in ("completed", "failed")]
+    assert len(done) == 5
+    for number, trial in before.items():  # finished trials are untouched: same values, same times
+        assert after[number]["values"] == trial["values"]
+        assert after[number]["finished_at"] == trial["finished_at"]
+    configs = [json.dumps(t["config"], sort_keys=True) for t in done]
+    assert len(set(configs)) == 5, "no configuration is run twice"
