@@ -6,10 +6,8 @@ done once per setup; every trial then attaches fresh memory to the same base mod
 
 from __future__ import annotations
 
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
 from runners.spec import TrialSetup
 
@@ -19,7 +17,6 @@ class Session:
     """Loaded model, split users and caches for one :class:`TrialSetup`."""
 
     setup: TrialSetup
-    _workdir: Path | None = field(default=None, init=False)
 
     @cached_property
     def loaded(self):
@@ -59,16 +56,6 @@ class Session:
     @property
     def task(self) -> str:
         return self.dataset.task
-
-    @property
-    def workdir(self) -> Path:
-        if self.setup.workdir:
-            path = Path(self.setup.workdir)
-            path.mkdir(parents=True, exist_ok=True)
-            return path
-        if self._workdir is None:
-            self._workdir = Path(tempfile.mkdtemp(prefix="pers-search-trial-"))
-        return self._workdir
 
 
 _SESSIONS: dict[TrialSetup, Session] = {}

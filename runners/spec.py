@@ -74,7 +74,6 @@ class TrialSetup:
     model: ModelSpec = field(default_factory=ModelSpec)
     data: DataSpec = field(default_factory=DataSpec)
     training: TrainSpec = field(default_factory=TrainSpec)
-    workdir: str | None = None
 
     @classmethod
     def from_dicts(
@@ -82,7 +81,6 @@ class TrialSetup:
         model: Mapping[str, Any] | None = None,
         data: Mapping[str, Any] | None = None,
         training: Mapping[str, Any] | None = None,
-        workdir: str | None = None,
     ) -> "TrialSetup":
         """Build a setup from the plain ``model``/``data``/``training`` sections of a space.
 
@@ -93,7 +91,6 @@ class TrialSetup:
             model=_build(ModelSpec, "model", model),
             data=_build(DataSpec, "data", data),
             training=_build(TrainSpec, "training", training),
-            workdir=workdir,
         )
 
 

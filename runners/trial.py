@@ -8,6 +8,8 @@ a flat configuration in, a frozen :class:`TrialResult` out.
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 import time
 import zlib
 from dataclasses import dataclass
@@ -32,7 +34,7 @@ class Prompted:
 
 
 def run_trial(config: Mapping[str, Any], setup: TrialSetup, split: str = "val",
-              keep_adapters: bool = False) -> TrialResult:
+              adapter_dir: str | Path | None = None) -> TrialResult:
     """Run one trial for every user of the setup's cohort.
 
     Args:
@@ -40,7 +42,8 @@ def run_trial(config: Mapping[str, Any], setup: TrialSetup, split: str = "val",
             ``rag.retriever``, ``perpcs.top_k``); missing keys mean "off".
         setup: model, data and training settings shared by the trials of a study.
         split: ``val`` (what a search optimises) or ``test`` (reported for chosen configs).
-        keep_adapters: keep each user's exported adapter dir (else only its size is kept).
+        adapter_dir: keep each user's exported adapter under ``adapter_dir/<user id>``
+            (else it is written to a temporary directory, measured and deleted).
 
     Raises:
         ConfigError: an unknown key or value in ``config``.
@@ -50,7 +53,7 @@ def run_trial(config: Mapping[str, Any], setup: TrialSetup, split: str = "val",
 
     _check_config(config, split)
     session = session_for(setup)
-    users = tuple(_run_user(session, split_, config, split, keep_adapters) for split_ in session.splits)
+    users = tuple(_run_user(session, split_, config, split, adapter_dir) for split_ in session.splits)
     return TrialResult(metrics=_aggregate(users), users=users, config=dict(config), split=split)
 
 
@@ -66,7 +69,7 @@ def _check_config(config: Mapping[str, Any], split: str) -> None:
         )
 
 
-def _run_user(session, user_split, config, split, keep_adapters) -> UserResult:
+def _run_user(session, user_split, config, split, adapter_dir) -> UserResult:
     from runners.memory import memory_from_config
 
     spec = session.setup.training
@@ -75,7 +78,7 @@ def _run_user(session, user_split, config, split, keep_adapters) -> UserResult:
     prompted = _prompts(session, user_split, queries, config)
     seed = spec.seed + zlib.crc32(user_split.user.user_id.encode())
     if memory.enabled:
-        metrics, preds, adapter = _with_memory(session, user_split, memory, prompted, seed, keep_adapters)
+        metrics, preds, adapter = _with_memory(session, user_split, memory, prompted, seed, adapter_dir)
     else:
         metrics, preds, adapter = _evaluate(session, session.loaded.model, user_split, prompted), None, None
         metrics.update(train_seconds=0.0, storage_bytes=0, trainable_params=0, train_tokens=0)
@@ -107,7 +110,7 @@ def _prompts(session, user_split, queries, config) -> Prompted:
     return Prompted(tuple(texts), tuple(q.output for q in queries), index_bytes, dropped)
 
 
-def _with_memory(session, user_split, memory, prompted, seed, keep_adapters):
+def _with_memory(session, user_split, memory, prompted, seed, adapter_dir):
     from runners.memory import attach_memory, detach_memory, export_merged_adapter, parameter_count
     from runners.metrics.storage import file_bytes
 
@@ -118,7 +121,8 @@ def _with_memory(session, user_split, memory, prompted, seed, keep_adapters):
         phases = _train(session, peft_model, user_split, seed)
         train_seconds = time.perf_counter() - started
         metrics = _evaluate(session, peft_model, user_split, prompted)
-        out = session.workdir / "adapters" / _safe(user_split.user.user_id)
+        parent = Path(adapter_dir) if adapter_dir else Path(tempfile.mkdtemp(prefix="pers-search-adapter-"))
+        out = parent / _safe(user_split.user.user_id)
         path = export_merged_adapter(peft_model, session.layout, memory, out, loaded.source_dir)
         storage = file_bytes(path)
     finally:
@@ -130,10 +134,8 @@ def _with_memory(session, user_split, memory, prompted, seed, keep_adapters):
         train_tokens=sum(p.tokens for p in phases),
         train_steps=sum(p.steps for p in phases),
     )
-    if not keep_adapters:
-        import shutil
-
-        shutil.rmtree(out, ignore_errors=True)
+    if not adapter_dir:
+        shutil.rmtree(parent, ignore_errors=True)
         return metrics, preds, None
     return metrics, preds, str(out)
 

@@ -90,11 +90,11 @@ def space_from_args(args):
     return load_space(args.space).with_overrides(sets)
 
 
-def setup_from_space(space, workdir: str | None = None):
+def setup_from_space(space):
     """The runner's frozen setup from a space's model/data/training sections."""
     from runners.spec import TrialSetup
 
-    return TrialSetup.from_dicts(_plain(space.model), _plain(space.data), _plain(space.training), workdir=workdir)
+    return TrialSetup.from_dicts(_plain(space.model), _plain(space.data), _plain(space.training))
 
 
 def _plain(section):
@@ -104,12 +104,12 @@ def _plain(section):
     return {k: v for k, v in data.items() if v is not None}
 
 
-def prepare(args, workdir: str | None = None):
+def prepare(args):
     """The bound space (layer masks sized to the model) and the runner setup of ``args``."""
     from runners.session import session_for
 
     space = space_from_args(args)
-    setup = setup_from_space(space, workdir=workdir)
+    setup = setup_from_space(space)
     n_layers = session_for(setup).layout.n_layers
     return space.bind(n_layers), setup
 
@@ -119,10 +119,10 @@ def cmd_trial(args) -> int:
 
     console = status_console(quiet=args.json)
     with console.status("loading model and data"):
-        space, setup = prepare(args, workdir=args.keep_adapters)
+        space, setup = prepare(args)
     config = space.defaults()
     console.print(f"[bold]trial[/] on {setup.model.name}: {describe(config)}")
-    result = run_trial(config, setup, split=args.split, keep_adapters=bool(args.keep_adapters))
+    result = run_trial(config, setup, split=args.split, adapter_dir=args.keep_adapters)
     if not args.json:
         console.print(_metrics_table(result))
     print(json.dumps(result.to_dict(), indent=2, default=str))

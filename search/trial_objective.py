@@ -6,22 +6,44 @@ a known objective (computed in the acquisition, never learned).
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
 from typing import Any
 
 
-class TrialObjective:
-    """Runs a trial per configuration with a fixed setup; reports validation metrics."""
+def config_key(config: dict[str, Any]) -> str:
+    """A short stable name for a configuration (directory names of kept artifacts)."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
-    def __init__(self, setup) -> None:
+
+class TrialObjective:
+    """Runs a trial per configuration with a fixed setup; reports validation metrics.
+
+    Args:
+        setup: the runner's frozen setup.
+        adapter_root: when given, every trial keeps its users' adapters under
+            ``adapter_root/<config key>/<user id>`` (recorded as the ``adapter_dir`` attr).
+    """
+
+    def __init__(self, setup, adapter_root: str | Path | None = None) -> None:
         self.setup = setup
+        self.adapter_root = Path(adapter_root) if adapter_root else None
 
     def __call__(self, config: dict[str, Any]):
         from runners.trial import run_trial
         from search.api import Evaluation
 
-        result = run_trial(config, self.setup, split="val")
-        per_user = {u.user_id: dict(u.metrics) for u in result.users}
-        return Evaluation(values=dict(result.metrics), user_attrs={"users": per_user})
+        adapter_dir = self.adapter_root / config_key(config) if self.adapter_root else None
+        result = run_trial(config, self.setup, split="val", adapter_dir=adapter_dir)
+        attrs: dict[str, Any] = {
+            "users": {u.user_id: dict(u.metrics) for u in result.users},
+            "predictions": {u.user_id: list(u.predictions) for u in result.users},
+        }
+        if adapter_dir is not None:
+            attrs["adapter_dir"] = str(adapter_dir)
+        return Evaluation(values=dict(result.metrics), user_attrs=attrs)
 
     def test_metrics(self, config: dict[str, Any]) -> dict[str, float]:
         """The configuration evaluated once on the test queries."""

@@ -104,3 +104,19 @@ def test_bo_suggestions_model_only_learned_metrics(name):
     assert known.posterior(x).mean.item() == -48.0
     if name == "gp-nehvi":
         assert build(name).suggest(hist, 2) == first
+
+
+def test_constraints_and_reference_point_in_maximisation_form():
+    import torch
+
+    space = parse_space(
+        TOY.replace("optimizer: {", 'constraints: ["cost <= 10", "loss >= 2"]\noptimizer: {ref_point: {cost: 20}, '),
+        "toy.yaml",
+    )
+    optimizer = make_optimizer("gp-nehvi", space, known_objectives={"cost": cost})
+    assert space.metrics == ["quality", "cost", "loss"] and optimizer.signs() == [1.0, -1.0, 1.0]
+    Y = torch.tensor([[0.5, -12.0, 1.0], [1.5, -4.0, 3.0]], dtype=torch.float64)  # cost is stored negated
+    c_cost, c_loss = optimizer.constraint_callables()
+    assert c_cost(Y).tolist() == [2.0, -6.0] and c_loss(Y).tolist() == [1.0, -1.0]  # feasible when <= 0
+    ref = optimizer.reference_point(Y)
+    assert ref[1].item() == -20.0  # the YAML value, negated like the cost outputs

@@ -359,11 +359,11 @@ def require_pool(setup: TrialSetup, pool_dir: str | os.PathLike | None = None, s
     pool = find_pool(setup, pool_dir)
     if pool is None:
         where = str(pool_dir) if pool_dir is not None else str(pools_root())
-        need = f"perpcs.top_k={top_k}" if top_k is not None else "Per-Pcs"
+        need = f"perpcs.top_k={top_k}" if top_k is not None else "this trial"
+        command = BUILD_HINT.format(space=space) + (f" --pool {pool_dir}" if pool_dir is not None else "")
         raise PoolMissing(
             f"{need} needs a Per-Pcs pool for model {setup.model.name!r} and data {setup.data.source!r}, "
-            f"but there is none in {where}; build one with `{BUILD_HINT.format(space=space)}`"
-            + (f" --pool {pool_dir}" if pool_dir is not None else "") + " or set perpcs.top_k=0"
+            f"but there is none in {where}; build one with `{command}` or set perpcs.top_k=0"
         )
     return pool
 

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 DEFAULT_STUDY_DIR = "studies"
+ADAPTERS = "adapters"
 
 
 def add_run_parsers(sub, add_space_args) -> None:
@@ -20,6 +21,8 @@ def add_run_parsers(sub, add_space_args) -> None:
     p.add_argument("--init-trials", type=int, help="quasi-random trials before the model-based ones")
     p.add_argument("--seed", type=int, help="optimiser seed")
     p.add_argument("--no-test", action="store_true", help="skip evaluating the front on the test queries")
+    p.add_argument("--keep-adapters", action="store_true",
+                   help="keep every trial's per-user adapters in the study directory (export then copies them)")
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("resume", help="continue a stopped or killed study where it left off")
@@ -50,7 +53,7 @@ def cmd_run(args) -> int:
         space, setup = prepare(args)
     space = space.with_optimizer(name=args.optimizer, trials=args.trials, init_trials=args.init_trials, seed=args.seed)
     name = args.study or f"{space.name}-{space.optimizer.name}"
-    return _search(console, space, setup, name, args.study_dir, args.no_test)
+    return _search(console, space, setup, name, args.study_dir, args.no_test, args.keep_adapters)
 
 
 def cmd_resume(args) -> int:
@@ -60,15 +63,16 @@ def cmd_resume(args) -> int:
     console = status_console()
     study = Study.load(args.study, args.study_dir)
     space = study.space.with_optimizer(trials=args.trials) if args.trials else study.space
-    return _search(console, space, setup_from_space(space), args.study, args.study_dir, args.no_test)
+    keep = (Path(args.study_dir) / args.study / ADAPTERS).exists()
+    return _search(console, space, setup_from_space(space), args.study, args.study_dir, args.no_test, keep)
 
 
-def _search(console, space, setup, name: str, study_dir: str, skip_test: bool) -> int:
+def _search(console, space, setup, name: str, study_dir: str, skip_test: bool, keep_adapters: bool) -> int:
     from search.api import optimize
     from search.progress import StudyProgress
     from search.trial_objective import TrialObjective
 
-    objective = TrialObjective(setup)
+    objective = TrialObjective(setup, Path(study_dir) / name / ADAPTERS if keep_adapters else None)
     console.print(f"[bold]study[/] {name}: {space.optimizer.name}, {space.optimizer.trials} trials "
                   f"({space.optimizer.init_trials} quasi-random), model {setup.model.name}")
     try:
@@ -154,7 +158,3 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
     return str(value)
-
-
-def study_path(name: str, study_dir: str) -> Path:
-    return Path(study_dir) / name

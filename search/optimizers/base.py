@@ -43,12 +43,17 @@ class FastOptions:
         raw_samples: random points scored to pick the restarts.
         mc_samples: quasi-MC samples of the acquisition function.
         maxiter: iterations per restart (alternating rounds for the mixed optimiser).
+        threads: torch intra-op threads while a BO optimiser suggests (restored afterwards).
+            The many tiny tensor ops of model fits and box decompositions run several times
+            faster on one thread than on two contended ones; None leaves torch's setting alone.
+        extra: more options for ``optimize_acqf_mixed_alternating``.
     """
 
     num_restarts: int = 8
     raw_samples: int = 256
     mc_samples: int = 128
     maxiter: int = 100
+    threads: int | None = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
 

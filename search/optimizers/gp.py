@@ -22,7 +22,8 @@ Failed trials are left out of the models but count as observed configurations.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+import contextlib
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from search.optimizers.base import Observation, Optimizer, register_optimizer
 from search.optimizers.quasi_random import SobolOptimizer, uniform_stream
@@ -57,7 +58,7 @@ class NEHVIOptimizer(Optimizer):
         from botorch.utils.sampling import manual_seed
 
         seed = self.call_seed(history)
-        with manual_seed(seed):
+        with manual_seed(seed), _torch_threads(self.options.threads):
             acqf = self.build_acquisition(usable, seed)
             return self._optimize(acqf, history, n, seed)
 
@@ -226,6 +227,20 @@ class NEHVIOptimizer(Optimizer):
         with torch.no_grad():
             scores = acqf(self.encoder.encode_many(pool).unsqueeze(1))
         return self.take_new([pool[int(scores.argmax())]], taken, 1)
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` torch intra-op threads (restored afterwards); None leaves torch alone."""
+    import torch
+
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def _neighbours(optimizer: Optimizer, config: dict[str, Any]) -> list[dict[str, Any]]:
