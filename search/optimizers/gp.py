@@ -175,8 +175,6 @@ class NEHVIOptimizer(Optimizer):
         return ref
 
     def _optimize(self, acqf: Any, history: list[Observation], n: int, seed: int) -> list[dict[str, Any]]:
-        import torch
-
         taken = self.observed_keys(history)
         picks: list[dict[str, Any]] = []
         for i in range(n):

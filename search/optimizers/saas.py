@@ -79,11 +79,13 @@ class SaasNEHVI(NEHVIOptimizer):
         if self.use_map:
             return fit_map_saas(X, y)
         from botorch.fit import fit_fully_bayesian_model_nuts
-        from botorch.models.fully_bayesian import SaasFullyBayesianSingleTaskGP
         from botorch.models.transforms.outcome import Standardize
 
+        from search.optimizers.saas_padded import PaddedSaasFullyBayesianSingleTaskGP, enable_compilation_cache
+
+        enable_compilation_cache()
         nuts = self.space.optimizer.nuts
-        model = SaasFullyBayesianSingleTaskGP(X, y, outcome_transform=Standardize(m=1))
+        model = PaddedSaasFullyBayesianSingleTaskGP(X, y, outcome_transform=Standardize(m=1))
         fit_fully_bayesian_model_nuts(
             model, warmup_steps=nuts.warmup, num_samples=nuts.samples, thinning=nuts.thinning,
             disable_progbar=True, jit_compile=True, seed=seed,

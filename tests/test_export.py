@@ -1,0 +1,263 @@
+"""Pick expressions, the front table, and the serving bundle (PEFT round trip on the tiny model)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from search.export import (
+    ExportError,
+    export_bundle,
+    front_rows,
+    pad_adapter,
+    parse_pick,
+    pick_trial,
+    rows_to_csv,
+    vllm_command,
+    vllm_rank,
+)
+from search.space import load_space, parse_space
+from search.study import Study
+
+TOY = """
+name: toy
+objectives: {quality: max, cost: min}
+parameters:
+  x: {type: float, low: 0.0, high: 1.0}
+optimizer: {name: random, init_trials: 1, trials: 5}
+"""
+
+
+@pytest.fixture()
+def toy(tmp_path):
+    """Front {0, 1, 2}; trial 3 is dominated by 1; trial 4 failed; the knee is trial 1 (hand-checked:
+    scaled distances to utopia 1.0, 0.41, 1.0)."""
+    study = Study.create("toy", tmp_path, parse_space(TOY))
+    for x, quality, cost in ((0.1, 1.0, 1.0), (0.2, 2.0, 3.0), (0.3, 3.0, 6.0), (0.4, 1.5, 4.0)):
+        t = study.add_trial({"x": x})
+        study.complete_trial(t.number, {"quality": quality, "cost": cost})
+    t = study.add_trial({"x": 0.5})
+    study.fail_trial(t.number, "TrialFailed: NaN loss")
+    study.set_test_values(1, {"quality": 1.8, "cost": 3.0})
+    return study
+
+
+@pytest.mark.parametrize("text, number", [
+    ("knee", 1), ("max:quality", 2), ("min:cost", 0), ("min:cost where quality>=2", 1),
+    ("max:quality where cost<=3.5", 1), ("max:quality where cost <= 6 and quality < 3", 1),
+    ("min:cost where quality>=1.5 and cost>=3.5", 2), ("max:test_quality", 1), ("trial:3", 3),
+    ("knee where quality > 1.5", 1),
+])
+def test_pick_expressions(toy, text, number):
+    assert pick_trial(toy, text).number == number
+
+
+@pytest.mark.parametrize("text, message", [
+    ("maximum:quality", "cannot read 'maximum:quality'; use knee, max:METRIC"),
+    ("max:", "cannot read 'max:'"),
+    ("min:cost where quality>>2", "condition 'quality>>2' is not 'METRIC OP NUMBER'"),
+    ("trial:1 where quality>1", "trial:N names one trial and takes no where clause"),
+])
+def test_bad_pick_expressions(text, message):
+    with pytest.raises(ExportError, match=message.replace("(", r"\(")):
+        parse_pick(text)
+
+
+def test_pick_that_matches_nothing_says_why_and_shows_the_front(toy):
+    with pytest.raises(ExportError) as info:
+        pick_trial(toy, "min:cost where quality>=100")
+    text = str(info.value)
+    assert "no front trial satisfies quality>=100" in text
+    assert "  trial 0: quality=1, cost=1\n  trial 1 (knee): quality=2, cost=3\n  trial 2: quality=3, cost=6" in text
+    with pytest.raises(ExportError, match="has no metric 'nope'; use one of: cost, quality, test_cost, test_quality"):
+        pick_trial(toy, "max:nope")
+    with pytest.raises(ExportError, match=r"has trials 0..4; pick an existing one"):
+        pick_trial(toy, "trial:9")
+    with pytest.raises(ExportError, match=r"trial 4 is failed \(TrialFailed: NaN loss\); pick a completed trial"):
+        pick_trial(toy, "trial:4")
+
+
+def test_front_rows_and_csv(toy):
+    rows = front_rows(toy)
+    assert [(r["trial"], r["knee"], r["quality"], r["cost"], r["test_quality"]) for r in rows] == [
+        (0, False, 1.0, 1.0, None), (1, True, 2.0, 3.0, 1.8), (2, False, 3.0, 6.0, None)]
+    lines = rows_to_csv(rows).splitlines()
+    assert lines[0] == "trial,knee,quality,cost,test_quality,test_cost,x,mlflow_run_id"
+    assert lines[2] == "1,True,2.0,3.0,1.8,3.0,0.2,"
+
+
+def test_vllm_ranks_and_command():
+    assert [vllm_rank(r) for r in (1, 8, 9, 24, 256, 257)] == [8, 8, 16, 32, 256, None]
+    assert vllm_command("/m", {"u1": "/b/u1", "u 2": "/b/u2"}, 16) == (
+        "vllm serve /m --enable-lora --max-lora-rank 16 --max-loras 2 --lora-modules u1=/b/u1 'u 2=/b/u2'")
+    assert vllm_command("/m", {}, None) == "vllm serve /m"
+
+
+def test_out_dir_must_be_empty_unless_forced(toy, tmp_path):
+    out = tmp_path / "bundle"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(ExportError, match=f"--out {out}: directory exists and is not empty; .* pass --force"):
+        export_bundle(toy, "knee", out)
+
+
+# --------------------------------------------------------------------------- the real round trip
+CONFIG = {"lora.layers": [1, 0, 1, 1], "lora.count": 2, "lora.rank": 2, "rag.k": 2, "rag.retriever": "bm25",
+          "perpcs.top_k": 0}
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    """A two-trial tiny-model study: trial 0 re-run at export, trial 1 with kept adapters."""
+    from search.cli import setup_from_space
+    from search.trial_objective import TrialObjective
+
+    root = tmp_path_factory.mktemp("studies")
+    space = load_space("tiny.yaml").bind(4)
+    study = Study.create("tiny-export", root, space)
+    setup = setup_from_space(space)
+    for i, adapters in enumerate((None, root / "tiny-export" / "adapters")):
+        config = {**CONFIG, "lora.count": 2 - i, "rag.k": 2 - 2 * i}
+        trial = study.add_trial(config)
+        result = TrialObjective(setup, adapters)(config)
+        study.complete_trial(trial.number, dict(result.values), result.user_attrs)
+    return study
+
+
+def _generate_with(adapter_dir, base_dir, study, trial):
+    """Load the base from the bundle, apply the adapter with plain PEFT, regenerate the validation queries."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from runners.generation import generate
+    from runners.session import session_for
+    from runners.trial import _prompts
+    from search.cli import setup_from_space
+
+    session = session_for(setup_from_space(study.space))
+    spec = session.setup.training
+    tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
+    out = {}
+    for split in session.splits:
+        uid = split.user.user_id
+        base = AutoModelForCausalLM.from_pretrained(str(base_dir)).eval()
+        model = PeftModel.from_pretrained(base, str(adapter_dir / uid)).eval()
+        prompts = _prompts(session, split, split.val, trial.config).prompts
+        out[uid] = generate(model, tokenizer, prompts, "cpu", spec.max_new_tokens, spec.gen_batch_size)
+    return out
+
+
+@pytest.mark.parametrize("number", [0, 1])
+def test_export_round_trip_reproduces_the_trial(tiny_study, tmp_path, number):
+    from runners.memory import ADAPTER_FILE
+
+    bundle = export_bundle(tiny_study, f"trial:{number}", tmp_path / "b")
+    out, trial = bundle.out, tiny_study.trials[number]
+    manifest = yaml.safe_load((out / "serving.yaml").read_text())
+    users = sorted(trial.user_attrs["predictions"])
+    assert sorted(manifest["adapters"]) == users and len(users) == 2
+    merged = trial.config["lora.count"] * trial.config["lora.rank"]
+    assert manifest["memory"] == {"layers": "1011", "count": trial.config["lora.count"],
+                                  "rank": 2, "merged_rank": merged, "targets": ["gate_proj", "up_proj", "down_proj"]}
+    assert manifest["retrieval"]["k"] == trial.config["rag.k"]
+    assert manifest["retrieval"]["retriever"] == ("bm25" if trial.config["rag.k"] else None)
+    assert manifest["metrics"]["validation"] == trial.values
+    assert manifest["base_model"] == {"name": "tiny", "path": str((out / "base").resolve()), "dtype": "float32"}
+    assert manifest["vllm"]["max_lora_rank"] == 8
+    command = (out / "vllm.sh").read_text().splitlines()[-1]
+    assert command.startswith(f"exec vllm serve {(out / 'base').resolve()} --enable-lora --max-lora-rank 8 ")
+    for uid in users:
+        assert f"{uid}={(out / 'vllm' / uid).resolve()}" in command
+        # the storage the trial reported is the size of the adapter file export wrote
+        size = (out / "adapters" / uid / ADAPTER_FILE).stat().st_size
+        assert size == trial.user_attrs["users"][uid]["storage_bytes"] == trial.values["storage_bytes"]
+        config = json.loads((out / "adapters" / uid / "adapter_config.json").read_text())
+        assert (config["r"], config["lora_alpha"], config["layers_to_transform"]) == (merged, merged, [0, 2, 3])
+    assert json.loads((out / "trial.json").read_text())["number"] == number
+
+    regenerated = _generate_with(out / "adapters", out / "base", tiny_study, trial)
+    assert regenerated == trial.user_attrs["predictions"]
+    padded = _generate_with(out / "vllm", out / "base", tiny_study, trial)
+    assert padded == trial.user_attrs["predictions"]
+
+
+def test_padding_is_exact(tiny_study, tmp_path):
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    out = export_bundle(tiny_study, "trial:1", tmp_path / "b").out
+    uid = sorted(tiny_study.trials[1].user_attrs["predictions"])[0]
+    exact, padded = out / "adapters" / uid, out / "vllm" / uid
+    a, b = load_file(str(exact / "adapter_model.safetensors")), load_file(str(padded / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        r = 2  # lora.count=1 * lora.rank=2
+        if name.endswith("lora_A.weight"):
+            assert b[name].shape == (8, a[name].shape[1])
+            assert torch.equal(b[name][:r], a[name]) and not b[name][r:].any()
+        else:
+            assert b[name].shape == (a[name].shape[0], 8)
+            assert torch.equal(b[name][:, :r], a[name]) and not b[name][:, r:].any()
+            a_name = name.replace("lora_B", "lora_A")
+            assert torch.equal(b[name].double() @ b[a_name].double(), a[name].double() @ a[a_name].double())
+    assert json.loads((padded / "adapter_config.json").read_text())["lora_alpha"] == 8.0
+    x = torch.randint(3, 500, (2, 10))
+    logits = []
+    for adapter in (exact, padded):
+        base = AutoModelForCausalLM.from_pretrained(str(out / "base")).eval()
+        with torch.no_grad():
+            logits.append(PeftModel.from_pretrained(base, str(adapter)).eval()(x).logits)
+    assert torch.allclose(logits[0], logits[1], atol=1e-6, rtol=0)
+    with pytest.raises(ExportError, match="target rank 1 < adapter rank 2"):
+        pad_adapter(exact, tmp_path / "p", 1)
+
+
+def test_force_replaces_an_earlier_bundle(tiny_study, tmp_path):
+    out = tmp_path / "b"
+    export_bundle(tiny_study, "trial:1", out)
+    with pytest.raises(ExportError, match="not empty"):
+        export_bundle(tiny_study, "trial:1", out)
+    (out / "notes.txt").write_text("mine")
+    bundle = export_bundle(tiny_study, "trial:1", out, force=True)
+    assert (out / "notes.txt").read_text() == "mine", "force removes only bundle entries"
+    assert yaml.safe_load((out / "serving.yaml").read_text())["trial"] == bundle.trial.number == 1
+
+
+def test_register_links_the_trial_run(tiny_study, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    bundle = export_bundle(tiny_study, "trial:1", tmp_path / "b", register="tiny-serving", tracking_uri=store)
+    assert bundle.registered == ("tiny-serving", "1")
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
+    version = client.get_model_version("tiny-serving", "1")
+    run_id = Study.load("tiny-export", tiny_study.directory.parent).trials[1].user_attrs["mlflow_run_id"]
+    assert version.run_id == run_id and version.source.endswith("/serving")
+    assert version.tags["trial"] == "1" and version.tags["pick"] == "trial:1"
+    listed = {f.path for f in client.list_artifacts(run_id, "serving")}
+    assert {"serving/serving.yaml", "serving/vllm.sh", "serving/adapters", "serving/vllm", "serving/base"} <= listed
+    manifest = yaml.safe_load((tmp_path / "b" / "serving.yaml").read_text())
+    assert manifest["mlflow"] == {"run_id": run_id, "registered_model": "tiny-serving", "version": "1"}
+
+
+# --------------------------------------------------------------------------- the CLI (search.cli wiring)
+def test_cli_pareto_and_export_errors(toy, tmp_path, capsys):
+    from search.cli import main
+
+    study_dir = str(toy.directory.parent)
+    assert main(["pareto", "toy", "--study-dir", study_dir, "--csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("trial,knee,quality,cost") and [line.split(",")[0] for line in lines[1:]] == ["0", "1", "2"]
+    assert main(["pareto", "toy", "--study-dir", study_dir, "--json"]) == 0
+    assert [r["trial"] for r in json.loads(capsys.readouterr().out)["front"]] == [0, 1, 2]
+
+    assert main(["export", "nope", "--study-dir", study_dir, "--out", str(tmp_path / "o")]) == 2
+    assert "study 'nope': no " in capsys.readouterr().err
+    assert main(["export", "toy", "--study-dir", study_dir, "--pick", "trial:7", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--pick 'trial:7': study 'toy' has trials 0..4" in err and "trial 1 (knee): quality=2, cost=3" in err
+    assert not (tmp_path / "o").exists(), "nothing is written for a bad pick"

@@ -1,0 +1,233 @@
+"""MLflow tracking of studies: experiment, parent and nested runs, metrics, pareto tags, artifacts, resume."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from search.api import optimize
+from search.space import parse_space
+from search.study import Study
+from search.tracking import (
+    RECORD_FILE,
+    Tracker,
+    TrackingError,
+    flat_params,
+    hypervolume_curve,
+    read_record,
+    resolve_tracking_uri,
+)
+
+SPACE = """
+name: toy
+objectives: {quality: max, cost: min}
+parameters:
+  mask: {type: layer_mask, size: 3, default: all}
+  x: {type: float, low: 0.0, high: 1.0}
+  k: {type: int, low: 0, high: 4}
+optimizer: {name: random, init_trials: 2, trials: 6, seed: 3}
+"""
+
+
+def toy_objective(config):
+    """quality grows with x and the layers used; cost with k and the layers used."""
+    layers = sum(config["mask"])
+    return {"quality": config["x"] + 0.5 * layers, "cost": float(config["k"] + layers), "aux": 1.0}
+
+
+def dominates(a, b):
+    return a["quality"] >= b["quality"] and a["cost"] <= b["cost"] and (
+        a["quality"] > b["quality"] or a["cost"] < b["cost"])
+
+
+def brute_front(study):
+    done = study.completed()
+    return {t.number for t in done if not any(dominates(o.values, t.values) for o in done if o is not t)}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One SQLite store for the module (creating the schema takes seconds)."""
+    root = tmp_path_factory.mktemp("mlstore")
+    return f"sqlite:///{root}/mlflow.db"
+
+
+@pytest.fixture(scope="module")
+def client(store):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=store)
+
+
+def _run_toy(tmp_path, store, name, trials=6):
+    tracker = Tracker(store).connect(name, tmp_path)
+    study = optimize(parse_space(SPACE), toy_objective, study_name=name, study_dir=tmp_path,
+                     trials=trials, callbacks=[tracker])
+    tracker.finish(study)
+    return study, tracker
+
+
+def _children(client, tracker):
+    runs = client.search_runs([tracker.experiment_id],
+                              filter_string=f"tags.`mlflow.parentRunId` = '{tracker.parent_run_id}'")
+    return {int(r.data.tags["pers_search.trial"]): r for r in runs}
+
+
+def test_flat_params_compacts_the_layer_mask():
+    assert flat_params({"lora.layers": [0, 1, 1, 0], "lora.rank": 4, "rag.retriever": "bm25"}) == {
+        "lora.layers": "0110", "lora.layers.0": "0", "lora.layers.1": "1", "lora.layers.2": "1",
+        "lora.layers.3": "0", "lora.rank": "4", "rag.retriever": "bm25"}
+
+
+def test_default_uri_is_sqlite_under_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://example.org:5000")
+    assert resolve_tracking_uri() == "http://example.org:5000"
+    assert resolve_tracking_uri("sqlite:////abs/x.db") == "sqlite:////abs/x.db"
+
+
+def test_study_is_logged_with_front_tags_metrics_and_artifacts(tmp_path, store, client):
+    study, tracker = _run_toy(tmp_path, store, "toy-logged")
+    experiment = client.get_experiment_by_name("toy-logged")
+    assert experiment.experiment_id == tracker.experiment_id
+    assert experiment.artifact_location.endswith("/artifacts/toy-logged")
+    parent = client.get_run(tracker.parent_run_id)
+    assert parent.info.run_name == "toy-logged" and parent.info.status == "FINISHED"
+    assert parent.data.tags["optimizer"] == "random"
+    assert parent.data.tags["objectives"] == "quality:max,cost:min"
+
+    children = _children(client, tracker)
+    assert sorted(children) == [0, 1, 2, 3, 4, 5]
+    front = brute_front(study)
+    assert front and {t.number for t in study.pareto_trials()} == front
+    flagged = client.search_runs([tracker.experiment_id], filter_string='tags.pareto = "true"')
+    assert {int(r.data.tags["pers_search.trial"]) for r in flagged} == front
+    for trial in study.trials:
+        run = children[trial.number]
+        assert run.info.run_name == f"trial-{trial.number:03d}" and run.info.status == "FINISHED"
+        assert run.data.metrics["quality"] == pytest.approx(trial.values["quality"])
+        assert run.data.metrics["cost"] == trial.values["cost"]
+        assert run.data.params["mask"] == "".join(map(str, trial.config["mask"]))
+        assert run.data.params["mask.1"] == str(trial.config["mask"][1])
+        assert run.data.params["k"] == str(trial.config["k"])
+        assert run.data.tags["state"] == "completed" and run.data.tags["optimizer"] == "random"
+        assert run.data.tags["pareto"] == ("true" if trial.number in front else "false")
+        assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
+    knee = study.knee_trial()
+    assert parent.data.tags["knee_trial"] == str(knee.number)
+
+    history = client.get_metric_history(tracker.parent_run_id, "hypervolume")
+    assert sorted(m.step for m in history) == [0, 1, 2, 3, 4, 5]
+    assert max(history, key=lambda m: m.step).value == pytest.approx(study.hypervolume())
+    values = [m.value for m in sorted(history, key=lambda m: m.step)]
+    assert values == pytest.approx(list(hypervolume_curve(study).values()))
+
+    local = Path(client.download_artifacts(tracker.parent_run_id, "", str(tmp_path / "dl")))
+    names = {str(p.relative_to(local)) for p in local.rglob("*") if p.is_file()}
+    assert {"space.yaml", "summary.json", "pareto/front.csv", "pareto/front.json", "plots/pareto_3d.html",
+            "plots/pareto_quality_vs_cost.png", "plots/hypervolume.png"} <= names
+    assert (local / "plots/pareto_quality_vs_cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (local / "plots/pareto_3d.html").read_text()
+    assert "Plotly.newPlot" in html and len(html) > 1_000_000, "plotly.js must be inlined for offline use"
+    rows = json.loads((local / "pareto/front.json").read_text())
+    assert [r["trial"] for r in rows] == sorted(front)
+    assert (local / "pareto/front.csv").read_text().splitlines()[0].startswith("trial,knee,quality,cost,")
+    summary = json.loads((local / "summary.json").read_text())
+    assert summary["front"] == sorted(front) and summary["trials"]["completed"] == 6
+
+    one = client.download_artifacts(children[0].info.run_id, "trial.json", str(tmp_path / "t0"))
+    assert json.loads(Path(one).read_text())["values"] == study.trials[0].values
+
+
+def test_resume_reuses_the_runs(tmp_path, store, client):
+    study, tracker = _run_toy(tmp_path, store, "toy-resume", trials=4)
+    record = read_record(study.directory)
+    assert record["parent_run_id"] == tracker.parent_run_id and record["tracking_uri"] == store
+    first = {n: r.info.run_id for n, r in _children(client, tracker).items()}
+
+    # resume with a larger budget: the tracker is found again through mlflow.json
+    study2, tracker2 = _run_toy(tmp_path, store, "toy-resume", trials=7)
+    assert tracker2.parent_run_id == tracker.parent_run_id
+    runs = _children(client, tracker2)
+    assert sorted(runs) == list(range(7))
+    assert {n: runs[n].info.run_id for n in first} == first
+    assert len(client.search_runs([tracker.experiment_id])) == 8, "1 parent + 7 trials, nothing duplicated"
+    steps = [m.step for m in client.get_metric_history(tracker.parent_run_id, "hypervolume")]
+    assert sorted(steps) == list(range(7))
+
+    # a tracker that lost its memory (a new process) logs nothing twice either
+    again = Tracker(store)
+    again.sync(Study.load("toy-resume", tmp_path))
+    assert len(client.search_runs([tracker.experiment_id])) == 8
+
+
+def test_pareto_tags_follow_the_front(tmp_path, store, client):
+    study = Study.create("moving", tmp_path, parse_space(SPACE))
+    tracker = Tracker(store).connect("moving", tmp_path)
+    a = study.add_trial({"mask": [1, 0, 0], "x": 0.1, "k": 1})
+    study.complete_trial(a.number, {"quality": 1.0, "cost": 2.0})
+    b = study.add_trial({"mask": [0, 1, 0], "x": 0.2, "k": 2})
+    study.complete_trial(b.number, {"quality": 2.0, "cost": 3.0})
+    tracker.sync(study)
+    tags = {n: r.data.tags["pareto"] for n, r in _children(client, tracker).items()}
+    assert tags == {0: "true", 1: "true"}
+    c = study.add_trial({"mask": [0, 0, 1], "x": 0.3, "k": 0})
+    study.complete_trial(c.number, {"quality": 2.5, "cost": 1.0})  # dominates both
+    tracker.sync(study)
+    tags = {n: r.data.tags["pareto"] for n, r in _children(client, tracker).items()}
+    assert tags == {0: "false", 1: "false", 2: "true"}
+    d = study.add_trial({"mask": [1, 1, 1], "x": 0.9, "k": 4})
+    study.fail_trial(d.number, "MemoryError: out of memory")
+    study.set_test_values(c.number, {"quality": 2.25, "cost": 1.0})
+    tracker.finish(study)
+    runs = _children(client, tracker)
+    assert runs[3].info.status == "FAILED" and runs[3].data.tags["error"].startswith("MemoryError")
+    assert runs[3].data.tags["pareto"] == "false"
+    assert runs[2].data.metrics["test_quality"] == 2.25
+    assert "test_quality" not in runs[0].data.metrics
+    history = {m.step: m.value for m in client.get_metric_history(tracker.parent_run_id, "hypervolume")}
+    assert set(history) == {0, 1, 2, 3}
+    assert history[2] == history[3], "a failed trial leaves the hypervolume as it was"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_server_fails_fast_naming_the_uri(tmp_path):
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    started = time.monotonic()
+    with pytest.raises(TrackingError, match=f"tracking server {uri} is unreachable"):
+        Tracker(uri).connect("nothing", tmp_path)
+    assert time.monotonic() - started < 10
+    assert not (tmp_path / "nothing" / RECORD_FILE).exists()
+
+
+def test_cli_run_logs_a_real_tiny_study(tmp_path, store, client):
+    from search.cli import main
+
+    code = main(["run", "--space", "tiny.yaml", "--optimizer", "random", "--trials", "2", "--study", "tiny-cli",
+                 "--study-dir", str(tmp_path), "--tracking-uri", store])
+    assert code == 0
+    study = Study.load("tiny-cli", tmp_path)
+    experiment = client.get_experiment_by_name("tiny-cli")
+    runs = client.search_runs([experiment.experiment_id])
+    trials = [r for r in runs if r.data.tags.get("pers_search.role") == "trial"]
+    assert len(runs) == 3 and len(trials) == 2
+    front = {t.number for t in study.pareto_trials()}
+    for run in trials:
+        trial = study.trials[int(run.data.tags["pers_search.trial"])]
+        assert run.data.metrics["rougeL"] == pytest.approx(trial.values["rougeL"])
+        assert run.data.metrics["storage_bytes"] == trial.values["storage_bytes"]
+        assert len(run.data.params["lora.layers"]) == 4 and set(run.data.params["lora.layers"]) <= {"0", "1"}
+        assert run.data.tags["pareto"] == ("true" if trial.number in front else "false")
+        if trial.number in front:  # the front was evaluated on the test queries
+            assert run.data.metrics["test_rougeL"] == pytest.approx(trial.test_values["rougeL"])
