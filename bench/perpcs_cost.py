@@ -71,7 +71,7 @@ def measure_user(session, pool, split, args) -> dict:
     from runners.memory import MemoryConfig, attach_memory, detach_memory, export_merged_adapter
     from runners.metrics.storage import file_bytes
     from runners.perpcs.assembly import apply_assembly, assemble
-    from runners.perpcs.history import history_examples, train_on_history
+    from runners.history import history_examples, train_on_history
 
     loaded, layout, spec = session.loaded, session.layout, session.setup.training
     user_id = split.user.user_id

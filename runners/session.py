@@ -53,6 +53,13 @@ class Session:
 
         return IndexCache()
 
+    @cached_property
+    def pool(self):
+        """The Per-Pcs pool for this setup (raises ``PoolMissing`` with the build command)."""
+        from runners.perpcs.pool import require_pool
+
+        return require_pool(self.setup, self.setup.pool_dir)
+
     @property
     def task(self) -> str:
         return self.dataset.task

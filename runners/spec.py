@@ -69,11 +69,16 @@ class TrainSpec:
 
 @dataclass(frozen=True)
 class TrialSetup:
-    """Everything fixed across the trials of a study."""
+    """Everything fixed across the trials of a study.
+
+    ``pool_dir`` is where the Per-Pcs pool lives (None: found under the tool's home by model
+    and data); only trials with ``perpcs.top_k > 0`` read it.
+    """
 
     model: ModelSpec = field(default_factory=ModelSpec)
     data: DataSpec = field(default_factory=DataSpec)
     training: TrainSpec = field(default_factory=TrainSpec)
+    pool_dir: str | None = None
 
     @classmethod
     def from_dicts(
@@ -81,6 +86,7 @@ class TrialSetup:
         model: Mapping[str, Any] | None = None,
         data: Mapping[str, Any] | None = None,
         training: Mapping[str, Any] | None = None,
+        pool_dir: str | None = None,
     ) -> "TrialSetup":
         """Build a setup from the plain ``model``/``data``/``training`` sections of a space.
 
@@ -91,6 +97,7 @@ class TrialSetup:
             model=_build(ModelSpec, "model", model),
             data=_build(DataSpec, "data", data),
             training=_build(TrainSpec, "training", training),
+            pool_dir=pool_dir,
         )
 
 

@@ -21,6 +21,19 @@ from runners.spec import TrialResult, TrialSetup, UserResult
 
 TRIAL_KEYS = ("lora.layers", "lora.count", "lora.rank", "rag.k", "rag.retriever", "perpcs.top_k")
 SPLITS = ("val", "test")
+# What every trial reports besides the task's scores (see :func:`reported_metrics`).
+TRIAL_METRICS = (
+    "loss", "heldout_loss", "storage_bytes", "retrieval_index_bytes", "rag_dropped_items",
+    "trainable_params", "train_seconds", "train_steps", "train_tokens", "train_tokens_per_second",
+    "generate_seconds", "n_queries", "n_users", "assembly_seconds",
+)
+
+
+def reported_metrics(task: str) -> list[str]:
+    """Every metric name a trial on ``task`` data reports (objectives must come from these)."""
+    from runners.metrics import score_names
+
+    return [*score_names(task), *TRIAL_METRICS]
 
 
 @dataclass(frozen=True)
@@ -63,10 +76,6 @@ def _check_config(config: Mapping[str, Any], split: str) -> None:
         raise ConfigError(f"trial configuration: unknown key(s) {unknown}; known keys are {list(TRIAL_KEYS)}")
     if split not in SPLITS:
         raise ConfigError(f"split: {split!r} is unknown; use one of {list(SPLITS)}")
-    if int(config.get("perpcs.top_k", 0) or 0) > 0:
-        raise ConfigError(
-            "perpcs.top_k > 0 needs a Per-Pcs pool, which this version cannot build yet; set perpcs.top_k=0"
-        )
 
 
 def _run_user(session, user_split, config, split, adapter_dir) -> UserResult:
@@ -74,13 +83,14 @@ def _run_user(session, user_split, config, split, adapter_dir) -> UserResult:
 
     spec = session.setup.training
     memory = memory_from_config(config, session.layout.n_layers, spec.lora_alpha_ratio, spec.lora_dropout)
+    top_k = int(config.get("perpcs.top_k", 0) or 0)
     queries = user_split.val if split == "val" else user_split.test
     prompted = _prompts(session, user_split, queries, config)
     seed = spec.seed + zlib.crc32(user_split.user.user_id.encode())
-    if memory.enabled:
-        metrics, preds, adapter = _with_memory(session, user_split, memory, prompted, seed, adapter_dir)
+    if memory.enabled or top_k > 0:
+        metrics, preds, adapter = _personalized(session, user_split, memory, top_k, prompted, seed, adapter_dir)
     else:
-        metrics, preds, adapter = _evaluate(session, session.loaded.model, user_split, prompted), None, None
+        metrics, adapter = _evaluate(session, session.loaded.model, user_split, prompted), None
         metrics.update(train_seconds=0.0, storage_bytes=0, trainable_params=0, train_tokens=0)
         preds = metrics.pop("_predictions")
     metrics.update(retrieval_index_bytes=prompted.index_bytes, rag_dropped_items=prompted.dropped)
@@ -110,52 +120,72 @@ def _prompts(session, user_split, queries, config) -> Prompted:
     return Prompted(tuple(texts), tuple(q.output for q in queries), index_bytes, dropped)
 
 
-def _with_memory(session, user_split, memory, prompted, seed, adapter_dir):
-    from runners.memory import attach_memory, detach_memory, export_merged_adapter, parameter_count
-    from runners.metrics.storage import file_bytes
+def _personalized(session, user_split, memory, top_k, prompted, seed, adapter_dir):
+    """Per-Pcs assembly and/or the user's own trained memory, evaluated and measured."""
+    from runners.history import history_examples
+    from runners.memory import attach_memory, detach_memory, parameter_count
 
     loaded, spec = session.loaded, session.setup.training
-    peft_model = attach_memory(loaded.model, session.layout, memory, seed)
+    examples = history_examples(loaded.tokenizer, session.task, user_split.train, spec, seed)
+    parent = Path(adapter_dir) if adapter_dir else Path(tempfile.mkdtemp(prefix="pers-search-adapter-"))
+    out = parent / _safe(user_split.user.user_id)
+    assembly = _assemble(session, user_split, examples, top_k) if top_k > 0 else None
+    model = attach_memory(loaded.model, session.layout, memory, seed) if memory.enabled else loaded.model
     try:
-        started = time.perf_counter()
-        phases = _train(session, peft_model, user_split, seed)
-        train_seconds = time.perf_counter() - started
-        metrics = _evaluate(session, peft_model, user_split, prompted)
-        parent = Path(adapter_dir) if adapter_dir else Path(tempfile.mkdtemp(prefix="pers-search-adapter-"))
-        out = parent / _safe(user_split.user.user_id)
-        path = export_merged_adapter(peft_model, session.layout, memory, out, loaded.source_dir)
-        storage = file_bytes(path)
+        if assembly is not None:
+            from runners.perpcs.assembly import apply_assembly
+
+            model = apply_assembly(model, session.pool, assembly)
+        trained = _train_memory(session, model, examples, seed) if memory.enabled else {}
+        metrics = _evaluate(session, model, user_split, prompted)
+        storage = _save_user_state(session, model, memory, assembly, out)
     finally:
-        detach_memory(peft_model)
+        if model is not loaded.model:
+            detach_memory(model)
     preds = metrics.pop("_predictions")
-    metrics.update(
-        train_seconds=train_seconds, storage_bytes=storage,
-        trainable_params=parameter_count(session.layout, memory),
-        train_tokens=sum(p.tokens for p in phases),
-        train_steps=sum(p.steps for p in phases),
-    )
+    metrics.update(trained, storage_bytes=storage, trainable_params=parameter_count(session.layout, memory))
+    if assembly is not None:
+        metrics.update(assembly_seconds=assembly.seconds, perpcs_top_k=assembly.top_k)
     if not adapter_dir:
         shutil.rmtree(parent, ignore_errors=True)
         return metrics, preds, None
     return metrics, preds, str(out)
 
 
-def _train(session, model, user_split, seed):
-    from runners.batching import pair_example, text_example
-    from runners.chat import render_prompt
-    from runners.data.pairs import memory_texts, training_pairs
-    from runners.training import train_phase
+def _assemble(session, user_split, examples, top_k):
+    from runners.perpcs.assembly import assemble
 
-    spec, tok, task = session.setup.training, session.loaded.tokenizer, session.task
-    pad, device, phases = tok.pad_token_id, session.loaded.device, []
-    if spec.memory_injection:
-        texts = [text_example(tok, t, spec.max_seq_len) for t in memory_texts(task, user_split.train)]
-        phases.append(train_phase(model, texts, spec, pad, device, "memory_injection", seed))
-    if spec.instruction_tuning:
-        pairs = [pair_example(tok, render_prompt(tok, i), o, spec.max_seq_len)
-                 for i, o in training_pairs(task, user_split.train, seed=seed)]
-        phases.append(train_phase(model, pairs, spec, pad, device, "instruction_tuning", seed + 1))
-    return phases
+    return assemble(session.pool, session.loaded, session.layout, examples.all(), top_k,
+                    user_id=user_split.user.user_id)
+
+
+def _train_memory(session, model, examples, seed) -> dict:
+    from runners.history import train_on_history
+
+    loaded, spec = session.loaded, session.setup.training
+    started = time.perf_counter()
+    phases = train_on_history(model, examples, spec, loaded.tokenizer.pad_token_id, loaded.device, seed)
+    return {"train_seconds": time.perf_counter() - started, "train_tokens": sum(p.tokens for p in phases),
+            "train_steps": sum(p.steps for p in phases)}
+
+
+def _save_user_state(session, model, memory, assembly, out: Path) -> int:
+    """Write what a server keeps for this user; return its size in bytes, measured from the files.
+
+    The user's own memory is the merged rank-``n*r`` adapter (``out/``); a Per-Pcs assembly is
+    its piece indices and weights (``out/perpcs/assembly.safetensors``).
+    """
+    from runners.memory import export_merged_adapter
+    from runners.metrics.storage import file_bytes
+
+    total = 0
+    if memory.enabled:
+        path = export_merged_adapter(model, session.layout, memory, out, session.loaded.source_dir)
+        total += file_bytes(path)
+    if assembly is not None:
+        (out / "perpcs").mkdir(parents=True, exist_ok=True)
+        total += assembly.save(out / "perpcs" / "assembly.safetensors")
+    return total
 
 
 def _evaluate(session, model, user_split, prompted: Prompted) -> dict:

@@ -43,11 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_baselines(sub)
     from search.commands.run import add_run_parsers
 
-    add_run_parsers(sub, _add_space_args)
+    add_run_parsers(sub, add_space_args)
+    from search.commands.mlflow_commands import add_mlflow_parsers
+    from search.commands.pool import add_pool_parser
+
+    add_mlflow_parsers(sub)
+    add_pool_parser(sub)
     return parser
 
 
-def _add_space_args(p: argparse.ArgumentParser) -> None:
+def add_space_args(p: argparse.ArgumentParser, with_pool: bool = True) -> None:
+    """The options every command that reads a space shares."""
     p.add_argument("--space", default="milp.yaml", help="space YAML: a path, or a bundled name (milp.yaml, tiny.yaml, milp-paper.yaml)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a parameter (lora.rank=8) or a setting (training.epochs=2); repeatable")
@@ -55,11 +61,13 @@ def _add_space_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-format", choices=["jsonl", "lamp", "meddialogue"], help="data format (default: from the file)")
     p.add_argument("--outputs", help="LaMP outputs JSON (default: found beside the questions file)")
     p.add_argument("--users", type=int, help="number of users in the cohort")
+    if with_pool:
+        p.add_argument("--pool", metavar="DIR", help="Per-Pcs pool directory (default: found under $PERS_SEARCH_HOME/pools)")
 
 
 def _add_trial(sub) -> None:
     p = sub.add_parser("trial", help="run one trial and print its metrics as JSON")
-    _add_space_args(p)
+    add_space_args(p)
     p.add_argument("--split", choices=["val", "test"], default="val")
     p.add_argument("--json", action="store_true", help="print only the JSON result")
     p.add_argument("--keep-adapters", metavar="DIR", help="keep each user's exported adapter under DIR")
@@ -68,7 +76,7 @@ def _add_trial(sub) -> None:
 
 def _add_baselines(sub) -> None:
     p = sub.add_parser("baselines", help="evaluate the standard reference points in one table")
-    _add_space_args(p)
+    add_space_args(p)
     p.add_argument("--split", choices=["val", "test"], default="val")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.set_defaults(handler=cmd_baselines)
@@ -90,11 +98,11 @@ def space_from_args(args):
     return load_space(args.space).with_overrides(sets)
 
 
-def setup_from_space(space):
+def setup_from_space(space, pool_dir: str | None = None):
     """The runner's frozen setup from a space's model/data/training sections."""
     from runners.spec import TrialSetup
 
-    return TrialSetup.from_dicts(_plain(space.model), _plain(space.data), _plain(space.training))
+    return TrialSetup.from_dicts(_plain(space.model), _plain(space.data), _plain(space.training), pool_dir=pool_dir)
 
 
 def _plain(section):
@@ -106,12 +114,15 @@ def _plain(section):
 
 def prepare(args):
     """The bound space (layer masks sized to the model) and the runner setup of ``args``."""
+    return bind(space_from_args(args), getattr(args, "pool", None))
+
+
+def bind(space, pool_dir: str | None = None):
+    """Load the space's model and data; return the space bound to the model's layer count and the setup."""
     from runners.session import session_for
 
-    space = space_from_args(args)
-    setup = setup_from_space(space)
-    n_layers = session_for(setup).layout.n_layers
-    return space.bind(n_layers), setup
+    setup = setup_from_space(space, pool_dir)
+    return space.bind(session_for(setup).layout.n_layers), setup
 
 
 def cmd_trial(args) -> int:

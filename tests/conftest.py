@@ -9,9 +9,13 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
-    """Keep caches of fast tests out of the user's home (slow tests share one model cache)."""
+    """Keep caches and MLflow stores of tests out of the user's home and the working directory."""
     if "PERS_SEARCH_HOME" not in os.environ:
         monkeypatch.setenv("PERS_SEARCH_HOME", str(tmp_path_factory.getbasetemp() / "home"))
+    if "MLFLOW_TRACKING_URI" not in os.environ:  # studies run by tests log to a throwaway store
+        store = tmp_path_factory.getbasetemp() / "mlruns"
+        store.mkdir(exist_ok=True)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db")
 
 
 @pytest.fixture(scope="session")

@@ -300,7 +300,7 @@ def pool_cli(*argv):
 
 
 def test_pool_build_and_show_through_the_cli_then_assemble(tmp_path, capsys):
-    from runners.perpcs.history import history_examples
+    from runners.history import history_examples
     from runners.session import session_for
     from search.cli import setup_from_space
     from search.space import load_space

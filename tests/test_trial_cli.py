@@ -98,3 +98,48 @@ def test_baselines_table_on_tiny(capsys):
     assert rows["peft-oppu"]["config"]["lora.layers"] == [1, 1, 1, 1]
     assert rows["peft-oppu"]["metrics"]["storage_bytes"] > 0
     assert rows["peft+rag-bm25"]["config"]["rag.k"] == 4
+
+
+@pytest.fixture(scope="module")
+def tiny_pool(tmp_path_factory):
+    pool = tmp_path_factory.mktemp("pool")
+    assert main(["pool", "build", "--space", "tiny.yaml", "--sharers", "2", "--strategy", "most-active",
+                 "--gate-steps", "2", "--pool", str(pool), "--json"]) == 0
+    return pool
+
+
+def test_trial_with_perpcs_assembly(capsys, tiny_pool):
+    capsys.readouterr()
+    code, out, _ = run_cli(capsys, "trial", "--space", "tiny.yaml", "--set", "perpcs.top_k=1",
+                           "--set", "lora.count=0", "--pool", str(tiny_pool), "--json")
+    assert code == 0, out
+    m = json.loads(out)["metrics"]
+    assert m["assembly_seconds"] > 0 and m["perpcs_top_k"] == 1
+    assert 0 < m["storage_bytes"] < 5000, "an assembled user stores piece indices and weights only"
+    code, out, _ = run_cli(capsys, "trial", "--space", "tiny.yaml", "--set", "perpcs.top_k=1",
+                           "--set", "lora.count=1", "--pool", str(tiny_pool), "--json")
+    both = json.loads(out)["metrics"]
+    assert both["storage_bytes"] > m["storage_bytes"] and both["train_steps"] > 0
+
+
+def test_trial_with_perpcs_and_no_pool_says_how_to_build(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "trial", "--space", "tiny.yaml", "--set", "perpcs.top_k=2",
+                           "--pool", str(tmp_path / "none"))
+    assert code == 2
+    assert "pers-search pool build" in err and "Traceback" not in err
+
+
+def test_every_reported_metric_is_declared(capsys):
+    from runners.trial import reported_metrics
+
+    code, out, _ = run_cli(capsys, "trial", "--space", "tiny.yaml", "--set", "rag.k=2", "--json")
+    assert set(json.loads(out)["metrics"]) <= set(reported_metrics("demo"))
+
+
+def test_objective_the_runner_does_not_report_fails_before_any_trial(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "run", "--space", "tiny.yaml", "--set", "objectives.bleu=max",
+                           "--study-dir", str(tmp_path), "--no-mlflow")
+    assert code == 2
+    assert "bleu" in err and "rougeL" in err
+    assert not list(tmp_path.glob("*/study.json")) or all(
+        not json.loads(p.read_text())["trials"] for p in tmp_path.glob("*/study.json"))

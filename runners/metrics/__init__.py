@@ -35,6 +35,15 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
 """Registered metric names computed for each task (Persona-F1 is added when content is given)."""
 
 
+def score_names(task: str, with_persona: bool = True) -> list[str]:
+    """The metric keys :func:`score` returns for ``task`` (checked before a study starts)."""
+    names = TASK_METRICS.get(task)
+    if names is None:
+        raise ConfigError(f"unknown task {task!r} for scoring; use one of {', '.join(TASK_METRICS)}")
+    names = (*names, "persona_f1") if with_persona else names
+    return [key for name in names for key in type(get_metric(name)).outputs]
+
+
 def score(
     task: str,
     preds: Sequence[str],
@@ -89,5 +98,6 @@ __all__ = [
     "rouge_scores",
     "safetensors_bytes",
     "score",
+    "score_names",
     "tokenize",
 ]

@@ -24,6 +24,7 @@ class Metric(abc.ABC):
     """
 
     name: ClassVar[str] = ""
+    outputs: ClassVar[tuple[str, ...]] = ()  # the keys :meth:`compute` returns
 
     @abc.abstractmethod
     def compute(self, preds: Sequence[str], refs: Sequence[str], **context: object) -> dict[str, float]:

@@ -119,6 +119,8 @@ def rating_scores(preds: Sequence[str], refs: Sequence[str]) -> dict[str, float]
 class LampClassificationMetric(Metric):
     """LaMP accuracy and macro-F1; needs ``task`` (LaMP_1, LaMP_2, LaMP_2N) in the context."""
 
+    outputs = ("accuracy", "f1")
+
     def compute(self, preds: Sequence[str], refs: Sequence[str], **context: object) -> dict[str, float]:
         """See :func:`classification_scores`."""
         return classification_scores(context.get("task"), preds, refs)  # type: ignore[arg-type]
@@ -127,6 +129,8 @@ class LampClassificationMetric(Metric):
 @register_metric("lamp_rating")
 class LampRatingMetric(Metric):
     """LaMP_3 MAE and RMSE."""
+
+    outputs = ("mae", "rmse")
 
     def compute(self, preds: Sequence[str], refs: Sequence[str], **context: object) -> dict[str, float]:
         """See :func:`rating_scores`; ``context`` is ignored."""

@@ -117,6 +117,8 @@ def persona_f1_mean(preds: Sequence[str], content: Content) -> float:
 class PersonaF1Metric(Metric):
     """Persona-F1 in percent; needs ``user_content`` (text or Counter) in the context."""
 
+    outputs = ("persona_f1",)
+
     def compute(self, preds: Sequence[str], refs: Sequence[str], **context: object) -> dict[str, float]:
         """Mean Persona-F1 of ``preds`` against ``context["user_content"]``; ``refs`` are unused.
 

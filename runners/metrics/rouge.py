@@ -66,6 +66,8 @@ def rouge_scores(preds: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
 class RougeMetric(Metric):
     """ROUGE-1 and ROUGE-L F-measure (stemmed), averaged over pairs."""
 
+    outputs = ("rouge1", "rougeL")
+
     def compute(self, preds: Sequence[str], refs: Sequence[str], **context: object) -> dict[str, float]:
         """See :func:`rouge_scores`; ``context`` is ignored."""
         return rouge_scores(preds, refs)

@@ -187,7 +187,7 @@ def assemble(pool: "Pool", loaded: "LoadedModel", layout: "Layout", examples: Se
         pool: The pool.
         loaded: The base model (no adapters active, or the ones that should score along).
         layout: The model's target projections (checked against the pool).
-        examples: The user's history examples (see :func:`runners.perpcs.history.history_examples`).
+        examples: The user's history examples (see :func:`runners.history.history_examples`).
         top_k: Pieces kept per module and example; clipped (with a warning) to the sharer count.
         batch_size: Examples per forward pass (the result does not depend on it).
         user_id: The target user, refused if it is one of the pool's sharers.

@@ -443,7 +443,7 @@ def _build_sharer(session, sharer, settings: PoolSettings) -> tuple[dict, dict, 
     """Train one sharer's LoRA and gates; returns its index record, pieces and gates."""
     from runners.memory import MemoryConfig, attach_memory, detach_memory
     from runners.perpcs.gates import gate_spec, train_gates
-    from runners.perpcs.history import history_examples, train_on_history
+    from runners.history import history_examples, train_on_history
 
     loaded, layout, user = session.loaded, session.layout, sharer.user
     spec = _sharer_spec(session.setup, settings)

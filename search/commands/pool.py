@@ -16,12 +16,12 @@ DEFAULT_RANK = 8
 
 def add_pool_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``pool`` command (with ``build`` and ``show``) to the CLI's sub-parsers."""
-    from search.cli import _add_space_args
+    from search.cli import add_space_args
 
     parser = subparsers.add_parser("pool", help="build or describe the Per-Pcs pool of sharers' LoRA pieces")
     sub = parser.add_subparsers(dest="pool_command")
     build = sub.add_parser("build", help="choose sharers, train their LoRA pieces and gates, store the pool")
-    _add_space_args(build)
+    add_space_args(build, with_pool=False)
     build.add_argument("--sharers", type=int, default=8, help="number of sharers K (default 8)")
     build.add_argument("--strategy", choices=["kmeans", "most-active", "random"], default="kmeans",
                        help="sharer selection (default kmeans: most active user of each history cluster)")
@@ -38,7 +38,7 @@ def add_pool_parser(subparsers) -> argparse.ArgumentParser:
     build.add_argument("--json", action="store_true", help="print the pool description as JSON")
     build.set_defaults(handler=cmd_pool_build)
     show = sub.add_parser("show", help="describe the pool the space's trials use")
-    _add_space_args(show)
+    add_space_args(show, with_pool=False)
     show.add_argument("--pool", metavar="DIR", help="pool directory (default: found for the space's model and data)")
     show.add_argument("--json", action="store_true", help="print the description as JSON")
     show.set_defaults(handler=cmd_pool_show)

@@ -13,6 +13,8 @@ ADAPTERS = "adapters"
 
 def add_run_parsers(sub, add_space_args) -> None:
     """Register ``run``, ``resume`` and ``status`` on the CLI's subparsers."""
+    from search.commands.mlflow_commands import add_tracking_args
+
     p = sub.add_parser("run", help="search the space: quasi-random start, then Bayesian optimisation")
     add_space_args(p)
     _add_study_args(p)
@@ -23,6 +25,7 @@ def add_run_parsers(sub, add_space_args) -> None:
     p.add_argument("--no-test", action="store_true", help="skip evaluating the front on the test queries")
     p.add_argument("--keep-adapters", action="store_true",
                    help="keep every trial's per-user adapters in the study directory (export then copies them)")
+    add_tracking_args(p)
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("resume", help="continue a stopped or killed study where it left off")
@@ -30,6 +33,8 @@ def add_run_parsers(sub, add_space_args) -> None:
     _add_study_args(p, with_name=False)
     p.add_argument("--trials", type=int, help="raise the study's total number of trials")
     p.add_argument("--no-test", action="store_true")
+    p.add_argument("--pool", metavar="DIR", help="Per-Pcs pool directory (default: found under $PERS_SEARCH_HOME/pools)")
+    add_tracking_args(p)
     p.set_defaults(handler=cmd_resume)
 
     p = sub.add_parser("status", help="a study's trials, their states and its current front")
@@ -46,28 +51,43 @@ def _add_study_args(p, with_name: bool = True) -> None:
 
 
 def cmd_run(args) -> int:
-    from search.cli import prepare
+    from search.cli import bind, space_from_args
+    from search.tracking import tracker_from_args
 
     console = status_console()
-    with console.status("loading model and data"):
-        space, setup = prepare(args)
-    space = space.with_optimizer(name=args.optimizer, trials=args.trials, init_trials=args.init_trials, seed=args.seed)
+    space = space_from_args(args).with_optimizer(
+        name=args.optimizer, trials=args.trials, init_trials=args.init_trials, seed=args.seed)
     name = args.study or f"{space.name}-{space.optimizer.name}"
-    return _search(console, space, setup, name, args.study_dir, args.no_test, args.keep_adapters)
+    tracker = _connect(console, tracker_from_args(args), name, args.study_dir)
+    with console.status("loading model and data"):
+        space, setup = bind(space, args.pool)
+    return _search(console, space, setup, name, args.study_dir, args.no_test, args.keep_adapters, tracker)
 
 
 def cmd_resume(args) -> int:
     from search.cli import setup_from_space
+    from search.tracking import tracker_from_args
     from search.study import Study
 
     console = status_console()
     study = Study.load(args.study, args.study_dir)
     space = study.space.with_optimizer(trials=args.trials) if args.trials else study.space
     keep = (Path(args.study_dir) / args.study / ADAPTERS).exists()
-    return _search(console, space, setup_from_space(space), args.study, args.study_dir, args.no_test, keep)
+    tracker = _connect(console, tracker_from_args(args), args.study, args.study_dir)
+    return _search(console, space, setup_from_space(space, args.pool), args.study, args.study_dir, args.no_test,
+                   keep, tracker)
 
 
-def _search(console, space, setup, name: str, study_dir: str, skip_test: bool, keep_adapters: bool) -> int:
+def _connect(console, tracker, name: str, study_dir: str):
+    """Connect the MLflow tracker before anything slow, so an unreachable store fails fast."""
+    if tracker is not None:
+        tracker.connect(name, study_dir)
+        console.print(f"[bold]mlflow[/] {tracker.uri}, experiment {name!r}")
+    return tracker
+
+
+def _search(console, space, setup, name: str, study_dir: str, skip_test: bool, keep_adapters: bool,
+            tracker=None) -> int:
     from search.api import optimize
     from search.progress import StudyProgress
     from search.trial_objective import TrialObjective
@@ -75,20 +95,35 @@ def _search(console, space, setup, name: str, study_dir: str, skip_test: bool, k
     objective = TrialObjective(setup, Path(study_dir) / name / ADAPTERS if keep_adapters else None)
     console.print(f"[bold]study[/] {name}: {space.optimizer.name}, {space.optimizer.trials} trials "
                   f"({space.optimizer.init_trials} quasi-random), model {setup.model.name}")
+    _check_reported(space, setup)
     try:
         with StudyProgress(console, space.optimizer.trials) as progress:
+            callbacks = [progress] + ([tracker] if tracker is not None else [])
             study = optimize(space, objective, study_name=name, study_dir=study_dir,
-                             known_objectives=objective.known_objectives(), callbacks=[progress],
+                             known_objectives=objective.known_objectives(), callbacks=callbacks,
                              executor=progress.executor())
     except KeyboardInterrupt:
+        if tracker is not None:
+            tracker.finish(status="KILLED")
         console.print(f"[yellow]interrupted[/]: finished trials are saved; continue with "
                       f"`pers-search resume {name} --study-dir {study_dir}`")
         return 130
     if not skip_test:
         _evaluate_front_on_test(console, study, objective)
+    if tracker is not None:
+        with console.status("logging the front, plots and artifacts to MLflow"):
+            tracker.finish(study)
     table_console().print(front_table(study))
     console.print(f"study stored in {study.directory}")
     return 0
+
+
+def _check_reported(space, setup) -> None:
+    """Every objective and constraint metric must be one the runner reports (before any trial)."""
+    from runners.session import session_for
+    from runners.trial import reported_metrics
+
+    space.check_objectives(set(reported_metrics(session_for(setup).task)))
 
 
 def _evaluate_front_on_test(console, study, objective) -> None:

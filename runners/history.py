@@ -1,10 +1,9 @@
-"""A user's history as training examples, and training on it as the trial runner does.
+"""A user's history as training examples, and MiLP's two training steps on it.
 
-:func:`history_examples` builds the same examples as ``runners.trial._train``: one plain text
-per item (memory injection, loss on every token) and one chat-rendered prompt/answer pair per
-item (instruction tuning, loss on the answer). :func:`train_on_history` runs the same two
-``train_phase`` calls with the same seeds. Both are public so that the pool build and the
-benchmark reuse them; ``runners.trial`` may fold them in.
+:func:`history_examples` makes one plain text per item (memory injection, loss on every
+token) and one chat-rendered prompt/answer pair per item (instruction tuning, loss on the
+answer). :func:`train_on_history` runs the two ``train_phase`` steps. The trial runner, the
+Per-Pcs pool build and the benchmarks all train through these two functions.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ class HistoryExamples:
 
 def history_examples(tokenizer, task: str, items: Sequence["HistoryItem"], spec: TrainSpec,
                      seed: int) -> HistoryExamples:
-    """Tokenise a history the way ``runners.trial._train`` does.
+    """Tokenise a history into the examples of both training steps.
 
     Args:
         tokenizer: The base model's tokenizer.
@@ -58,7 +57,7 @@ def history_examples(tokenizer, task: str, items: Sequence["HistoryItem"], spec:
 
 def train_on_history(model, examples: HistoryExamples, spec: TrainSpec, pad_id: int, device,
                      seed: int) -> list["PhaseStats"]:
-    """MiLP's two steps on ``examples``, as the trial runner runs them (same names and seeds).
+    """MiLP's two steps on ``examples``: memory injection, then instruction tuning.
 
     Args:
         model: A model whose trainable parameters are the ones to train (a PEFT model).
