@@ -87,8 +87,9 @@ def test_exhausted_space_returns_what_is_left():
 def test_bo_suggestions_model_only_learned_metrics(name):
     from botorch.models import SingleTaskGP
     from botorch.models.deterministic import GenericDeterministicModel
-    from botorch.models.fully_bayesian import SaasFullyBayesianSingleTaskGP
     from botorch.models.map_saas import EnsembleMapSaasSingleTaskGP
+
+    from search.optimizers.saas_padded import PaddedSaasFullyBayesianSingleTaskGP
 
     hist = history(6)
     optimizer = build(name)
@@ -96,7 +97,7 @@ def test_bo_suggestions_model_only_learned_metrics(name):
     assert_valid(first, hist, 2)
     learned, known = optimizer.model.models
     expected = {"gp-nehvi": SingleTaskGP, "saas-map": EnsembleMapSaasSingleTaskGP,
-                "saas-nehvi": SaasFullyBayesianSingleTaskGP}[name]
+                "saas-nehvi": PaddedSaasFullyBayesianSingleTaskGP}[name]
     assert type(learned) is expected and isinstance(known, GenericDeterministicModel)
     # The cost "model" is the exact function (negated: cost is minimised) of the rounded point.
     config = {"layers": [1, 1], "count": 3, "rank": 8, "k": 0}

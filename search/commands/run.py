@@ -92,10 +92,10 @@ def _search(console, space, setup, name: str, study_dir: str, skip_test: bool, k
     from search.progress import StudyProgress
     from search.trial_objective import TrialObjective
 
+    _check_reported(space, setup)
     objective = TrialObjective(setup, Path(study_dir) / name / ADAPTERS if keep_adapters else None)
     console.print(f"[bold]study[/] {name}: {space.optimizer.name}, {space.optimizer.trials} trials "
                   f"({space.optimizer.init_trials} quasi-random), model {setup.model.name}")
-    _check_reported(space, setup)
     try:
         with StudyProgress(console, space.optimizer.trials) as progress:
             callbacks = [progress] + ([tracker] if tracker is not None else [])
