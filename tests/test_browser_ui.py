@@ -8,7 +8,6 @@ from __future__ import annotations
 import html
 import re
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from search.api import optimize
 from search.commands.mlflow_commands import running_server
 from search.space import parse_space
 from search.tracking import Tracker
+from toy_study import free_port, objective, toy_space_text
 
 pytestmark = pytest.mark.browser
 
@@ -25,26 +25,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--window-size=1400,900", "--virtual-time-budget=20000"]
-SPACE = """
-name: ui-study
-objectives: {quality: max, cost: min}
-parameters:
-  mask: {type: layer_mask, size: 3, default: all}
-  x: {type: float, low: 0.0, high: 1.0}
-  k: {type: int, low: 0, high: 4}
-optimizer: {name: random, init_trials: 2, trials: 5, seed: 11}
-"""
-
-
-def objective(config):
-    layers = sum(config["mask"])
-    return {"quality": config["x"] + 0.5 * layers, "cost": float(config["k"] + layers)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+SPACE = toy_space_text("ui-study", trials=5, seed=11)
 
 
 def browse(url: str, profile: Path, screenshot: Path | None = None) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import urllib.parse
 import urllib.request
 
@@ -14,27 +13,9 @@ from search.commands.mlflow_commands import running_server
 from search.space import parse_space
 from search.study import Study
 from search.tracking import Tracker
+from toy_study import free_port, objective, toy_space_text
 
-SPACE = """
-name: served
-objectives: {quality: max, cost: min}
-parameters:
-  mask: {type: layer_mask, size: 3, default: all}
-  x: {type: float, low: 0.0, high: 1.0}
-  k: {type: int, low: 0, high: 4}
-optimizer: {name: random, init_trials: 2, trials: 4, seed: 5}
-"""
-
-
-def objective(config):
-    layers = sum(config["mask"])
-    return {"quality": config["x"] + 0.5 * layers, "cost": float(config["k"] + layers)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+SPACE = toy_space_text("served", trials=4, seed=5)
 
 
 def rest(url: str, endpoint: str, body: dict | None = None, **query) -> dict:

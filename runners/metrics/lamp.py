@@ -15,22 +15,10 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from runners.data.pairs import LAMP_LABELS  # one label table for data and scoring
 from runners.errors import ConfigError, DataError
 from runners.metrics.base import Metric, check_aligned, register_metric
 
-LAMP_LABELS: dict[str, tuple[str, ...]] = {
-    "LaMP_1": ("[1]", "[2]"),
-    "LaMP_2": (
-        "sci-fi", "based on a book", "comedy", "action", "twist ending", "dystopia", "dark comedy",
-        "classic", "psychology", "fantasy", "romance", "thought-provoking", "social commentary",
-        "violence", "true story",
-    ),
-    "LaMP_2N": (
-        "women", "religion", "politics", "style & beauty", "entertainment", "culture & arts",
-        "sports", "science & technology", "travel", "business", "crime", "education",
-        "healthy living", "parents", "food & drink",
-    ),
-}
 
 
 def _task_labels(task: object) -> tuple[str, ...]:
