@@ -38,3 +38,20 @@ def test_rag_bm25_beats_non_personalized(embedded_setup):
     rag = run_trial({"lora.count": 0, "rag.k": 4, "rag.retriever": "bm25"}, embedded_setup).metrics["rougeL"]
     print(f"\nROUGE-L on validation queries: non-personalized {plain:.4f}  RAG bm25 k=4 {rag:.4f}")
     assert rag > plain
+
+
+def test_short_real_study_with_saas_nehvi(tmp_path):
+    """The main job in miniature: SmolLM2, demo data, Sobol start then one SAAS-qLogNEHVI trial."""
+    import json
+
+    from search.cli import main
+
+    code = main(["run", "--space", "milp.yaml", "--trials", "3", "--init-trials", "2",
+                 "--set", "training.max_steps=1", "--set", "data.users=1", "--set", "data.max_val_queries=2",
+                 "--set", "optimizer.nuts={warmup: 16, samples: 8, thinning: 2}",
+                 "--study", "mini", "--study-dir", str(tmp_path), "--no-mlflow"])
+    assert code == 0
+    trials = json.loads((tmp_path / "mini" / "study.json").read_text())["trials"]
+    assert [t["state"] for t in trials] == ["completed"] * 3
+    assert trials[2]["suggest_seconds"] > 0, "the third trial comes from the SAAS model"
+    assert any(t["test_values"] for t in trials), "the front is evaluated on the test queries"
