@@ -319,6 +319,12 @@ def export_bundle(study: Study, pick: Pick | str, out: str | Path, *, force: boo
         TrackingError: ``register`` and the tracking store is unreachable.
     """
     trial = pick_trial(study, pick)
+    if int(trial.config.get("perpcs.top_k", 0) or 0) > 0:
+        raise ExportError(
+            f"export: trial {trial.number} assembles Per-Pcs pieces (perpcs.top_k={trial.config['perpcs.top_k']}); "
+            "the serving bundle does not yet merge an assembly with the user's own adapter. Pick a trial "
+            "with perpcs.top_k=0, or materialise one user with runners.perpcs.assembly.export_assembly_adapter"
+        )
     pick_text = pick if isinstance(pick, str) else pick.text
     tracker = _tracker(study, tracking_uri) if register else None
     out = prepare_out(out, force)
