@@ -1,4 +1,8 @@
-"""The ``pers-search`` command line."""
+"""The ``pers-search`` command line.
+
+AutoML for personalizing language models: run trials, baselines and multi-objective searches
+over LoRA memory, retrieval and Per-Pcs; inspect fronts in MLflow; export configs to serving.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +41,7 @@ def _runner_error():
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pers-search", description=__doc__)
+    parser = argparse.ArgumentParser(prog="pers-search", description=__doc__.split("\n\n", 1)[1].strip())
     sub = parser.add_subparsers(dest="command")
     _add_trial(sub)
     _add_baselines(sub)
