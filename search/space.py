@@ -532,7 +532,8 @@ def bundled_spaces() -> list[str]:
 def load_space(source: str | Path) -> Space:
     """Load a space from a YAML path, or by bundled name (``milp``, ``milp.yaml``, ``tiny``).
 
-    An existing path wins over a bundled name.
+    An existing path wins over a bundled name; ``spaces/<name>.yaml`` names the bundled space
+    when no such file exists (so the README's commands work outside a checkout).
 
     Raises:
         SpaceError: not found, not YAML, or not a valid space.
@@ -541,6 +542,7 @@ def load_space(source: str | Path) -> Space:
     if path.is_file():
         return parse_space(path.read_text(encoding="utf-8"), str(source))
     name = str(source).removesuffix(".yaml").removesuffix(".yml")
+    name = name.removeprefix("spaces/")  # the checkout path of a bundled space works from anywhere
     resource = importlib.resources.files("spaces") / f"{name}.yaml"
     if "/" not in name and resource.is_file():
         return parse_space(resource.read_text(encoding="utf-8"), f"{name}.yaml")
