@@ -19,13 +19,13 @@ from typing import Any, Mapping, Sequence
 from runners.errors import ConfigError
 from runners.spec import TrialResult, TrialSetup, UserResult
 
-TRIAL_KEYS = ("lora.layers", "lora.count", "lora.rank", "rag.k", "rag.retriever", "perpcs.top_k")
+TRIAL_KEYS = ("lora.layers", "lora.count", "lora.rank", "rag.k", "rag.retriever", "perpcs.top_k", "perpcs.retrieve")
 SPLITS = ("val", "test")
 # What every trial reports besides the task's scores (see :func:`reported_metrics`).
 TRIAL_METRICS = (
     "loss", "heldout_loss", "storage_bytes", "retrieval_index_bytes", "rag_dropped_items",
     "trainable_params", "train_seconds", "train_steps", "train_tokens", "train_tokens_per_second",
-    "generate_seconds", "n_queries", "n_users", "assembly_seconds",
+    "generate_seconds", "n_queries", "n_users", "assembly_seconds", "perpcs_top_k",
 )
 
 
@@ -76,6 +76,8 @@ def _check_config(config: Mapping[str, Any], split: str) -> None:
         raise ConfigError(f"trial configuration: unknown key(s) {unknown}; known keys are {list(TRIAL_KEYS)}")
     if split not in SPLITS:
         raise ConfigError(f"split: {split!r} is unknown; use one of {list(SPLITS)}")
+    if int(config.get("perpcs.top_k", 0) or 0) > 0 and int(config.get("perpcs.retrieve", 0) or 0) > 0:
+        raise ConfigError("perpcs.top_k and perpcs.retrieve are two ways to use the pool; set one of them to 0")
 
 
 def _run_user(session, user_split, config, split, adapter_dir) -> UserResult:
@@ -84,11 +86,13 @@ def _run_user(session, user_split, config, split, adapter_dir) -> UserResult:
     spec = session.setup.training
     memory = memory_from_config(config, session.layout.n_layers, spec.lora_alpha_ratio, spec.lora_dropout)
     top_k = int(config.get("perpcs.top_k", 0) or 0)
+    retrieve = int(config.get("perpcs.retrieve", 0) or 0)
     queries = user_split.val if split == "val" else user_split.test
     prompted = _prompts(session, user_split, queries, config)
     seed = spec.seed + zlib.crc32(user_split.user.user_id.encode())
-    if memory.enabled or top_k > 0:
-        metrics, preds, adapter = _personalized(session, user_split, memory, top_k, prompted, seed, adapter_dir)
+    if memory.enabled or top_k > 0 or retrieve > 0:
+        metrics, preds, adapter = _personalized(session, user_split, memory, (top_k, retrieve), prompted, seed,
+                                                adapter_dir)
     else:
         metrics, adapter = _evaluate(session, session.loaded.model, user_split, prompted), None
         metrics.update(train_seconds=0.0, storage_bytes=0, trainable_params=0, train_tokens=0)
@@ -120,8 +124,8 @@ def _prompts(session, user_split, queries, config) -> Prompted:
     return Prompted(tuple(texts), tuple(q.output for q in queries), index_bytes, dropped)
 
 
-def _personalized(session, user_split, memory, top_k, prompted, seed, adapter_dir):
-    """Per-Pcs assembly and/or the user's own trained memory, evaluated and measured."""
+def _personalized(session, user_split, memory, shared, prompted, seed, adapter_dir):
+    """Shared pieces (Per-Pcs top-k, or whole retrieved PEFTs) and/or the user's own memory."""
     from runners.history import history_examples
     from runners.memory import attach_memory, detach_memory, parameter_count
 
@@ -129,7 +133,7 @@ def _personalized(session, user_split, memory, top_k, prompted, seed, adapter_di
     examples = history_examples(loaded.tokenizer, session.task, user_split.train, spec, seed)
     parent = Path(adapter_dir) if adapter_dir else Path(tempfile.mkdtemp(prefix="pers-search-adapter-"))
     out = parent / _safe(user_split.user.user_id)
-    assembly = _assemble(session, user_split, examples, top_k) if top_k > 0 else None
+    assembly = _assemble(session, user_split, examples, *shared)
     model = attach_memory(loaded.model, session.layout, memory, seed) if memory.enabled else loaded.model
     try:
         if assembly is not None:
@@ -152,11 +156,19 @@ def _personalized(session, user_split, memory, top_k, prompted, seed, adapter_di
     return metrics, preds, str(out)
 
 
-def _assemble(session, user_split, examples, top_k):
-    from runners.perpcs.assembly import assemble
+def _assemble(session, user_split, examples, top_k: int, retrieve: int):
+    """The user's share of the pool: a Per-Pcs assembly, retrieved whole PEFTs, or None."""
+    if top_k > 0:
+        from runners.perpcs.assembly import assemble
 
-    return assemble(session.pool, session.loaded, session.layout, examples.all(), top_k,
-                    user_id=user_split.user.user_id)
+        return assemble(session.pool, session.loaded, session.layout, examples.all(), top_k,
+                        user_id=user_split.user.user_id)
+    if retrieve > 0:
+        from runners.perpcs.peft_retrieval import retrieve_pefts
+
+        return retrieve_pefts(session.pool, session.dataset.users, session.task, user_split.user,
+                              user_split.train, retrieve)
+    return None
 
 
 def _train_memory(session, model, examples, seed) -> dict:
@@ -221,7 +233,8 @@ def _user_content(session, user_split) -> str:
 
 def _aggregate(users: Sequence[UserResult]) -> dict[str, float]:
     """Mean of each metric over users; time and token counts summed; the user count added."""
-    summed = {"train_seconds", "generate_seconds", "train_tokens", "train_steps", "n_queries", "rag_dropped_items"}
+    summed = {"train_seconds", "generate_seconds", "assembly_seconds", "train_tokens", "train_steps", "n_queries",
+              "rag_dropped_items"}
     keys = sorted({k for u in users for k in u.metrics})
     out: dict[str, float] = {}
     for key in keys:

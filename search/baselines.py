@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_BASELINE_K = 4
+DEFAULT_PERPCS_K = 2
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,20 @@ def retrievers_of(space) -> list[str]:
     return values or ["bm25", "dense", "recency", "random"]
 
 
-def baseline_configs(space) -> list[Baseline]:
-    """The baseline rows for a bound space (its layer masks sized to the model)."""
+def perpcs_k(space) -> int:
+    """``perpcs.top_k`` for the Per-Pcs rows: the space's default, or 2 when that is 0."""
+    if "perpcs.top_k" in space.parameters and int(space.default_of("perpcs.top_k") or 0) > 0:
+        return int(space.default_of("perpcs.top_k"))
+    return DEFAULT_PERPCS_K
+
+
+def baseline_configs(space, with_pool: bool = False) -> list[Baseline]:
+    """The baseline rows for a bound space (its layer masks sized to the model).
+
+    With ``with_pool`` (a Per-Pcs pool exists for the space's model and data), also Per-Pcs
+    (top-k pieces assembled) and PEFT retrieval (whole sharer PEFTs averaged), the Per-Pcs
+    paper's comparison next to OPPU.
+    """
     defaults = space.defaults()
     n_layers = len(defaults.get("lora.layers") or [])
     rank = int(space.default_of("lora.rank")) if "lora.rank" in space.parameters else 8
@@ -60,4 +73,10 @@ def baseline_configs(space) -> list[Baseline]:
     best = "bm25" if "bm25" in retrievers_of(space) else retrievers_of(space)[0]
     rows.append(Baseline(f"peft+rag-{best}", f"the per-user LoRA plus top-{k} by {best}",
                          {**oppu, "rag.k": k, "rag.retriever": best}))
+    if with_pool:
+        pk = perpcs_k(space)
+        rows.append(Baseline("per-pcs", f"top-{pk} pieces per layer-projection assembled from the pool",
+                             {**off, "perpcs.top_k": pk}))
+        rows.append(Baseline("peft-retrieval", f"the {pk} most similar sharers' whole PEFTs, averaged",
+                             {**off, "perpcs.retrieve": pk}))
     return rows

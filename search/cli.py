@@ -148,15 +148,24 @@ def cmd_baselines(args) -> int:
     from runners.trial import run_trial
     from search.baselines import baseline_configs
 
+    from runners.perpcs.pool import find_pool
+
     console = status_console(quiet=args.json)
     with console.status("loading model and data"):
         space, setup = prepare(args)
+    pool = find_pool(setup, setup.pool_dir)
+    if pool is None:
+        console.print(f"[yellow]no Per-Pcs pool[/] for this model and data: the per-pcs and peft-retrieval rows "
+                      f"need one (`pers-search pool build --space {args.space}`)")
     rows = []
-    for baseline in baseline_configs(space):
+    for baseline in baseline_configs(space, with_pool=pool is not None):
         with console.status(f"baseline {baseline.name}: {baseline.description}"):
             result = run_trial(baseline.config, setup, split=args.split)
+        metrics = dict(result.metrics)
+        metrics["seconds_per_user"] = (metrics.get("train_seconds", 0.0) + metrics.get("assembly_seconds", 0.0)) / max(
+            metrics.get("n_users", 1), 1)
         rows.append({"name": baseline.name, "description": baseline.description,
-                     "config": baseline.config, "metrics": dict(result.metrics)})
+                     "config": baseline.config, "metrics": metrics})
         console.print(f"  {baseline.name}: rougeL={result.metrics.get('rougeL', float('nan')):.4f}")
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
@@ -166,7 +175,7 @@ def cmd_baselines(args) -> int:
 
 
 BASELINE_COLUMNS = ("rougeL", "rouge1", "persona_f1", "loss", "storage_bytes",
-                    "retrieval_index_bytes", "train_seconds", "generate_seconds")
+                    "retrieval_index_bytes", "seconds_per_user", "generate_seconds")
 
 
 def _baselines_table(rows, split):

@@ -143,3 +143,39 @@ def test_objective_the_runner_does_not_report_fails_before_any_trial(capsys, tmp
     assert "bleu" in err and "rougeL" in err
     assert not list(tmp_path.glob("*/study.json")) or all(
         not json.loads(p.read_text())["trials"] for p in tmp_path.glob("*/study.json"))
+
+
+def test_baselines_with_a_pool_add_per_pcs_and_peft_retrieval(capsys, tiny_pool):
+    capsys.readouterr()
+    code, out, _ = run_cli(capsys, "baselines", "--space", "tiny.yaml", "--pool", str(tiny_pool), "--json")
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert {"per-pcs", "peft-retrieval", "peft-oppu"} <= set(rows)
+    oppu, pcs, ret = rows["peft-oppu"]["metrics"], rows["per-pcs"]["metrics"], rows["peft-retrieval"]["metrics"]
+    assert 0 < pcs["storage_bytes"] < oppu["storage_bytes"]
+    assert 0 < ret["storage_bytes"] < oppu["storage_bytes"]
+    assert pcs["seconds_per_user"] > 0 and oppu["seconds_per_user"] > 0
+
+
+def test_closest_sharers_by_cosine():
+    from runners.perpcs.peft_retrieval import closest_sharers
+
+    sharers = [[1.0, 0.0], [0.0, 1.0], [0.7, 0.7], [-1.0, 0.0]]
+    assert closest_sharers([1.0, 0.1], sharers, 2) == [0, 2]
+    assert closest_sharers([0.0, 2.0], sharers, 3) == [1, 2, 0]
+
+
+def test_retrieved_pefts_are_averaged_equally(tiny_pool):
+    from runners.data.demo import demo_dataset
+    from runners.perpcs.peft_retrieval import retrieve_pefts
+    from runners.perpcs.pool import load_pool
+
+    pool = load_pool(tiny_pool)
+    users = demo_dataset().users
+    target = next(u for u in users if u.user_id not in pool.sharer_ids)
+    assembly = retrieve_pefts(pool, users, "demo", target, target.history, 2)
+    assert assembly.indices.shape == (len(pool.modules), 2)
+    for module in range(len(pool.modules)):
+        chosen = assembly.chosen(module)
+        assert sorted(i for i, _ in chosen) == sorted(int(i) for i in assembly.indices[0])
+        assert [w for _, w in chosen] == [0.5, 0.5]
