@@ -47,12 +47,17 @@ class FastOptions:
             The many tiny tensor ops of model fits and box decompositions run several times
             faster on one thread than on two contended ones; None leaves torch's setting alone.
         extra: more options for ``optimize_acqf_mixed_alternating``.
+
+    The defaults keep a ``saas-nehvi`` suggestion near a minute on a 2-core CPU: at 40
+    dimensions and 50 observations (``bench/search_efficiency.py``'s ``suggestion_timing``),
+    8 restarts, 256 raw samples, 128 MC samples and 12 alternating rounds took over 5 minutes
+    per suggestion, these settings 55-64 s.
     """
 
-    num_restarts: int = 8
-    raw_samples: int = 256
-    mc_samples: int = 128
-    maxiter: int = 100
+    num_restarts: int = 4
+    raw_samples: int = 128
+    mc_samples: int = 32
+    maxiter: int = 24
     threads: int | None = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
