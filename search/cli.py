@@ -6,7 +6,7 @@ over LoRA memory, retrieval and Per-Pcs; inspect fronts in MLflow; export config
 
 from __future__ import annotations
 
-from search.console import status_console, table_console
+from search.console import fmt_value, status_console, table_console
 
 import argparse
 import json
@@ -187,16 +187,8 @@ def _baselines_table(rows, split):
         table.add_column(column, justify="right")
     for row in rows:
         m = row["metrics"]
-        table.add_row(row["name"], *(_fmt(m.get(c)) for c in BASELINE_COLUMNS))
+        table.add_row(row["name"], *(fmt_value(m.get(c)) for c in BASELINE_COLUMNS))
     return table
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and value.is_integer() and abs(value) >= 100:
-        return f"{int(value):,}"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _metrics_table(result):
@@ -206,7 +198,7 @@ def _metrics_table(result):
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in sorted(result.metrics.items()):
-        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+        table.add_row(key, fmt_value(value))
     return table
 
 

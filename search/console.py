@@ -19,3 +19,12 @@ def status_console(quiet: bool = False):
     from rich.console import Console
 
     return Console(stderr=True, quiet=quiet, width=None if sys.stderr.isatty() else PIPED_WIDTH)
+
+
+def fmt_value(value) -> str:
+    """A metric for a table cell: ``-`` when missing, thousands separators for big numbers."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    return str(value)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from search.console import status_console, table_console
+from search.console import fmt_value, status_console, table_console
 
 import json
 from pathlib import Path
@@ -147,8 +147,8 @@ def front_table(study):
         table.add_column(f"{metric} (test)", justify="right")
     table.add_column("configuration")
     for trial in sorted(study.pareto_trials(), key=lambda t: t.number):
-        table.add_row(str(trial.number), *(_fmt(trial.values.get(m)) for m in objectives),
-                      *(_fmt(trial.test_values.get(m)) for m in objectives), describe(trial.config))
+        table.add_row(str(trial.number), *(fmt_value(trial.values.get(m)) for m in objectives),
+                      *(fmt_value(trial.test_values.get(m)) for m in objectives), describe(trial.config))
     return table
 
 
@@ -170,7 +170,7 @@ def cmd_status(args) -> int:
         table.add_column(column)
     for t in study.trials:
         table.add_row(str(t.number), t.state.value, "*" if t.number in front else "",
-                      *(_fmt(t.values.get(m)) for m in objectives), _fmt(t.seconds),
+                      *(fmt_value(t.values.get(m)) for m in objectives), fmt_value(t.seconds),
                       t.error or describe(t.config))
     table_console().print(table)
     table_console().print(front_table(study))
@@ -185,11 +185,3 @@ def describe(config) -> str:
             value = "".join(str(int(v)) for v in value)
         parts.append(f"{key}={value}")
     return " ".join(parts)
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
-    return str(value)
