@@ -12,7 +12,7 @@ SmolLM2-135M-Instruct), it measures:
 
 and prints the ratios next to the paper's anchors (7x compute, 38x storage, about 99% quality).
 
-    PERS_SEARCH_HOME=/tmp/pshome python bench/perpcs_cost.py --sharers 4 --users 2 --steps 6
+    python bench/perpcs_cost.py --sharers 4 --users 2 --steps 6
 """
 
 from __future__ import annotations
