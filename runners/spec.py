@@ -133,7 +133,6 @@ class TrialResult:
     config: Mapping[str, Any]
     split: str = "val"
     artifacts: Mapping[str, str] = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -151,5 +150,4 @@ class TrialResult:
                 for u in self.users
             ],
             "artifacts": dict(self.artifacts),
-            "notes": list(self.notes),
         }
