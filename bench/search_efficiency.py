@@ -118,9 +118,34 @@ def mixed_problem() -> Problem:
     return Problem("mixed", space, mixed_function, {"storage": storage}, ref, points)
 
 
+PROBLEMS = {"dtlz2": dtlz2_problem, "mixed": mixed_problem}
+
+
+def run_task(task: tuple[str, str, int, argparse.Namespace]) -> tuple[list[dict], list[float]]:
+    """:func:`run_one` by problem name (for worker processes: problems hold closures)."""
+    problem, name, seed, args = task
+    return run_one(PROBLEMS[problem](), name, seed, args)
+
+
+def run_all(args: argparse.Namespace) -> dict[tuple[str, str, int], tuple[list[dict], list[float]]]:
+    """Every problem x optimiser x seed, in ``--jobs`` worker processes (slowest optimisers first)."""
+    keys = [(p, n, s) for n in args.optimizers for s in range(args.seeds) for p in args.problems]
+    tasks = [(p, n, s, args) for p, n, s in keys]
+    if args.jobs <= 1:
+        return {key: run_task(task) for key, task in zip(keys, tasks)}
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return dict(zip(keys, pool.map(run_task, tasks)))
+
+
 def run_one(problem: Problem, name: str, seed: int, args: argparse.Namespace) -> tuple[list[dict], list[float]]:
-    """Run one study; return the values in evaluation order and the model-based suggestion times."""
-    space = problem.space.with_optimizer(init_trials=args.init)
+    """Run one study; return the values in evaluation order and the model-based suggestion times.
+
+    The optimiser is given the problem's reference point, the one the table's hypervolume uses.
+    """
+    space = problem.space.with_optimizer(init_trials=args.init, ref_point=problem.ref_point)
     if args.nuts:
         warmup, samples, thinning = args.nuts
         space = space.with_overrides(
@@ -184,6 +209,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="also time saas-nehvi suggestions at DIMS dimensions from OBS observations (0 0: skip)")
     parser.add_argument("--optimizers", nargs="+", default=OPTIMIZERS)
     parser.add_argument("--nuts", type=int, nargs=3, metavar=("WARMUP", "SAMPLES", "THINNING"), default=[64, 32, 4])
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="worker processes for the runs (each suggests on one thread; default 1)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 8 evals, 4 init, tiny NUTS and acquisition")
     args = parser.parse_args(argv)
     args.options = FastOptions()
@@ -195,8 +222,9 @@ def main(argv: list[str] | None = None) -> None:
           f"NUTS {args.nuts[0]}/{args.nuts[1]}/{args.nuts[2]}")
     print(f"| problem | optimiser | HV@{half} / best | HV@{args.evals} / best | s / suggestion |")
     print("|---|---|---|---|---|")
-    for problem in [{"dtlz2": dtlz2_problem, "mixed": mixed_problem}[p]() for p in args.problems]:
-        runs = {(n, s): run_one(problem, n, s, args) for n in args.optimizers for s in range(args.seeds)}
+    all_runs = run_all(args)
+    for problem in [PROBLEMS[p]() for p in args.problems]:
+        runs = {(n, s): all_runs[p, n, s] for p, n, s in all_runs if p == problem.name}
         if problem.name == "dtlz2":
             best = problem.best_points[0]["hv"]
         else:

@@ -71,6 +71,29 @@ def reference_point(
     return {m: float(given.get(m, _sign(d) * float(v))) for (m, d), v in zip(objectives.items(), inferred.tolist())}
 
 
+def study_reference_point(
+    points: Sequence[Values],
+    objectives: Mapping[str, str],
+    given: Mapping[str, float] | None = None,
+    constraints: Sequence[Constraint] = (),
+    start: int = 0,
+) -> dict[str, float] | None:
+    """A study's reference point: ``given`` values, else inferred from its first trials only.
+
+    ``points`` are in trial order. Objectives missing from ``given`` are inferred (as in
+    :func:`reference_point`) from the shortest prefix that holds the first ``start`` points (the
+    quasi-random start) and at least one feasible point, so the reference point is fixed once the
+    start is done. An inferred point that followed the whole front would drift outwards with
+    every extreme trial (DTLZ2's ``(2, 0, 0)`` corners), which both makes the hypervolume curve
+    non-monotone and rewards the optimiser for chasing extremes.
+    """
+    end = max(start, 1)
+    feasible = [i for i, p in enumerate(points) if is_feasible(p, objectives, constraints)]
+    if feasible:
+        end = max(end, feasible[0] + 1)
+    return reference_point(points[:end], objectives, given, constraints)
+
+
 def hypervolume(
     points: Sequence[Values],
     objectives: Mapping[str, str],
@@ -80,7 +103,8 @@ def hypervolume(
     """Hypervolume dominated by the feasible points above the reference point (raw units in, >= 0 out).
 
     Uses BoTorch's ``DominatedPartitioning``. Without ``ref_point`` the point is inferred from
-    the front (so the value then changes as the front grows).
+    the front (so the value then changes as the front grows); studies pass
+    :func:`study_reference_point` instead.
     """
     import torch
     from botorch.utils.multi_objective.box_decompositions.dominated import DominatedPartitioning

@@ -260,12 +260,25 @@ class Study:
         idx = pareto_indices([t.values for t in done], self.space.objectives, self.space.parsed_constraints)
         return [done[i] for i in idx]
 
+    def reference_point(self) -> dict[str, float] | None:
+        """The raw reference point: the space's ``optimizer.ref_point``, else inferred from the start.
+
+        See :func:`search.pareto.study_reference_point`; None before any feasible trial.
+        """
+        from search.pareto import study_reference_point
+
+        return study_reference_point(
+            [t.values if t.state is TrialState.COMPLETED else None for t in self.finished()],
+            self.space.objectives, self.space.optimizer.ref_point, self.space.parsed_constraints,
+            self.space.optimizer.init_trials,
+        )
+
     def hypervolume(self) -> float:
-        """Hypervolume of the front (reference point from the space, else inferred from the front)."""
+        """Hypervolume of the front with respect to :meth:`reference_point`."""
         from search.pareto import hypervolume
 
         return hypervolume(
-            [t.values for t in self.completed()], self.space.objectives, self.space.optimizer.ref_point,
+            [t.values for t in self.completed()], self.space.objectives, self.reference_point(),
             self.space.parsed_constraints,
         )
 

@@ -442,8 +442,8 @@ def _safe(name: str) -> str:
 def hypervolume_curve(study: Study, numbers: Collection[int] | None = None) -> dict[int, float]:
     """Hypervolume of the front after each finished trial, keyed by trial number.
 
-    Each value uses only the trials numbered up to that one (and the space's reference point,
-    or one inferred from that prefix's front).
+    Each value uses only the trials numbered up to that one, and the study's fixed reference
+    point (:meth:`Study.reference_point`), so the curve never decreases.
 
     Args:
         study: the study.
@@ -451,14 +451,13 @@ def hypervolume_curve(study: Study, numbers: Collection[int] | None = None) -> d
     """
     from search.pareto import hypervolume
 
-    space, curve, done = study.space, {}, []
+    space, curve, done, ref = study.space, {}, [], study.reference_point()
     for trial in study.trials:
         if trial.state is TrialState.COMPLETED:
             done.append(trial.values)
         wanted = numbers is None or trial.number in numbers
         if wanted and trial.state in (TrialState.COMPLETED, TrialState.FAILED):
-            curve[trial.number] = hypervolume(done, space.objectives, space.optimizer.ref_point,
-                                              space.parsed_constraints)
+            curve[trial.number] = hypervolume(done, space.objectives, ref, space.parsed_constraints)
     return curve
 
 

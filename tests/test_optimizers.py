@@ -119,5 +119,23 @@ def test_constraints_and_reference_point_in_maximisation_form():
     Y = torch.tensor([[0.5, -12.0, 1.0], [1.5, -4.0, 3.0]], dtype=torch.float64)  # cost is stored negated
     c_cost, c_loss = optimizer.constraint_callables()
     assert c_cost(Y).tolist() == [2.0, -6.0] and c_loss(Y).tolist() == [1.0, -1.0]  # feasible when <= 0
-    ref = optimizer.reference_point(Y)
+    hist = [Observation(c, {"quality": quality(c), "loss": 2.5}) for c in SobolOptimizer(space, seed=1).suggest([], 6)]
+    ref = optimizer.reference_point(hist)
     assert ref[1].item() == -20.0  # the YAML value, negated like the cost outputs
+    from search.pareto import reference_point
+
+    start = [{**o.values, "cost": cost(o.config)} for o in hist[:4]]  # init_trials: 4
+    assert ref[0].item() == reference_point(start, space.objectives, {"cost": 20}, space.parsed_constraints)["quality"]
+
+
+def test_inferred_reference_point_is_fixed_after_the_start():
+    """Extreme later trials do not move the reference point (they did, and BO chased DTLZ2's corners)."""
+    optimizer = make_optimizer("gp-nehvi", SPACE, known_objectives={"cost": cost})
+    start = history(4)
+    ref = optimizer.reference_point(start)
+    extreme = {"layers": [1, 1], "count": 3, "rank": 8, "k": 0}
+    later = start + [Observation(extreme, {"quality": 100.0, "cost": cost(extreme)})]
+    assert optimizer.reference_point(later).tolist() == ref.tolist()
+    # Known objectives are computed when a trial did not report them.
+    assert optimizer.reference_point([Observation(o.config, {"quality": o.values["quality"]}) for o in start]).tolist() \
+        == ref.tolist()

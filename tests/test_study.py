@@ -6,7 +6,7 @@ import pytest
 
 from search.api import Evaluation, optimize
 from search.errors import SpaceError, StudyError
-from search.pareto import hypervolume, knee_index, pareto_indices
+from search.pareto import hypervolume, knee_index, pareto_indices, reference_point, study_reference_point
 from search.space import parse_space
 from search.study import Study, TrialState
 
@@ -98,5 +98,11 @@ def test_pareto_hypervolume_and_knee_by_hand():
     capped = [parse_constraint("c <= 5")]
     assert pareto_indices(points, objectives, capped) == [0, 1]
     assert hypervolume(points, objectives, {"q": 0.0, "c": 10.0}, capped) == pytest.approx(16.0)
+    # The study's reference point: inferred from the first `start` points (and the first feasible one).
+    start_front = reference_point(points[:2], objectives)
+    assert study_reference_point(points, objectives, start=2) == start_front
+    assert study_reference_point([None, *points], objectives, start=1) == reference_point(points[:1], objectives)
+    assert study_reference_point(points, objectives, {"c": 10.0}, start=2)["c"] == 10.0
+    assert study_reference_point([None], objectives) is None
     # Scaled over the front: (0, 1), (0.5, 0.75), (1, 0) -> distances^2 1, 0.3125, 1: point 1.
     assert knee_index(points, objectives) == 1

@@ -9,8 +9,8 @@
    candidate and computes the exact value, so qLogNEHVI sees it without modelling error;
 3. the models form a ``ModelList``; ``min`` objectives are negated (BoTorch maximises);
    outcome constraints become constraint callables (feasible when ``<= 0``);
-4. the reference point comes from ``optimizer.ref_point`` (raw units) or ``infer_reference_point``
-   on the observed feasible front;
+4. the reference point is the study's (``search.pareto.study_reference_point``): ``optimizer.ref_point``
+   (raw units), else inferred from the front of the quasi-random start and then kept fixed;
 5. the acquisition is optimised over the mixed space with ``optimize_acqf_mixed_alternating``
    (binary, integer and ordinal dimensions as discrete, string choices as categorical,
    floats by L-BFGS), one pick at a time with earlier picks pending; a pick that decodes to an
@@ -59,7 +59,7 @@ class NEHVIOptimizer(Optimizer):
 
         seed = self.call_seed(history)
         with manual_seed(seed), _torch_threads(self.options.threads):
-            acqf = self.build_acquisition(usable, seed)
+            acqf = self.build_acquisition(history, seed)
             return self._optimize(acqf, history, n, seed)
 
     # ----------------------------------------------------------------- models
@@ -119,13 +119,14 @@ class NEHVIOptimizer(Optimizer):
         return GenericDeterministicModel(f, num_outputs=1)
 
     # ----------------------------------------------------------------- acquisition
-    def build_acquisition(self, usable: list[Observation], seed: int) -> Any:
-        """qLogNEHVI on the model list, with constraints and the reference point."""
+    def build_acquisition(self, history: list[Observation], seed: int) -> Any:
+        """qLogNEHVI on the model list, with constraints and the reference point (``history`` in trial order)."""
         import torch
         from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
         from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputObjective
         from botorch.sampling.get_sampler import get_sampler
 
+        usable = [obs for obs in history if self._usable(obs)]
         X, Y = self.training_data(usable)
         model = self.build_models(X, Y, seed)
         n_obj = len(self.space.objectives)
@@ -137,7 +138,7 @@ class NEHVIOptimizer(Optimizer):
         sampler = get_sampler(posterior, sample_shape=torch.Size([self.options.mc_samples]), seed=seed)
         return qLogNoisyExpectedHypervolumeImprovement(
             model=model,
-            ref_point=self.reference_point(Y).tolist(),
+            ref_point=self.reference_point(history).tolist(),
             X_baseline=X,
             sampler=sampler,
             objective=objective,
@@ -156,23 +157,34 @@ class NEHVIOptimizer(Optimizer):
             out.append(lambda Y, j=j, s=s, d=direction, b=c.bound: d * (s * Y[..., j] - b))
         return out
 
-    def reference_point(self, Y: "torch.Tensor") -> "torch.Tensor":
-        """Signed reference point: YAML values where given, else inferred from the feasible front."""
-        import torch
-        from botorch.utils.multi_objective.hypervolume import infer_reference_point
-        from botorch.utils.multi_objective.pareto import is_non_dominated
+    def reference_point(self, history: list[Observation]) -> "torch.Tensor":
+        """The study's reference point (see ``search.pareto.study_reference_point``), signed like the outputs.
 
-        n_obj = len(self.space.objectives)
-        feasible = torch.ones(Y.shape[0], dtype=torch.bool)
-        for c in self.constraint_callables():
-            feasible &= c(Y) <= 0
-        Y_obj = Y[feasible, :n_obj] if feasible.any() else Y[:, :n_obj]
-        ref = infer_reference_point(Y_obj[is_non_dominated(Y_obj)])
-        given = self.space.optimizer.ref_point or {}
-        for j, (metric, sign) in enumerate(zip(self.space.objectives, self.signs())):
-            if metric in given:
-                ref[j] = sign * given[metric]
-        return ref
+        ``history`` is in trial order; known objectives are computed where a value is missing.
+        """
+        import torch
+
+        from search.pareto import study_reference_point
+
+        points = [None if obs.values is None else self._with_known(obs) for obs in history]
+        ref = study_reference_point(
+            points, self.space.objectives, self.space.optimizer.ref_point, self.space.parsed_constraints,
+            self.space.optimizer.init_trials,
+        )
+        if ref is None:  # no feasible point yet: infer from all usable outputs
+            from botorch.utils.multi_objective.hypervolume import infer_reference_point
+
+            _, Y = self.training_data([obs for obs in history if self._usable(obs)])
+            return infer_reference_point(Y[:, : len(self.space.objectives)])
+        return torch.tensor([s * ref[m] for m, s in zip(self.space.objectives, self.signs())], dtype=torch.float64)
+
+    def _with_known(self, obs: Observation) -> dict[str, float]:
+        values = dict(obs.values or {})
+        if self.known_objectives:
+            config = self.encoder.decode(self.encoder.encode(obs.config))
+            for m, fn in self.known_objectives.items():
+                values.setdefault(m, float(fn(config)))
+        return values
 
     def _optimize(self, acqf: Any, history: list[Observation], n: int, seed: int) -> list[dict[str, Any]]:
         taken = self.observed_keys(history)
