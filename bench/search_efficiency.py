@@ -134,8 +134,11 @@ def run_all(args: argparse.Namespace) -> dict[tuple[str, str, int], tuple[list[d
     if args.jobs <= 1:
         return {key: run_task(task) for key, task in zip(keys, tasks)}
     import multiprocessing
+    import os
     from concurrent.futures import ProcessPoolExecutor
 
+    # One XLA thread per worker (NUTS), like the one torch thread each suggestion uses.
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen=false".strip()
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         return dict(zip(keys, pool.map(run_task, tasks)))
 

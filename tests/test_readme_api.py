@@ -1,4 +1,4 @@
-"""The README's Python API example runs as written."""
+"""The README's Python API example runs as written, and its space block is the shipped one."""
 
 from __future__ import annotations
 
@@ -18,3 +18,13 @@ def test_python_api_example_runs(tmp_path, monkeypatch):
     assert len(study.completed()) == 5
     assert study.pareto_trials() and study.hypervolume() > 0
     assert (tmp_path / "studies" / "api-demo" / "study.json").exists()
+
+
+def test_readme_space_block_is_spaces_milp_yaml():
+    """The README documents the shipped default space, value for value."""
+    from search.space import load_space, parse_space
+
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"## The search space file\n.*?```yaml\n(.*?)```", text, re.S).group(1)
+    documented = parse_space(block, "README.md").model_dump(mode="json")
+    assert documented == load_space("milp.yaml").model_dump(mode="json")
