@@ -64,6 +64,20 @@ class Session:
     def task(self) -> str:
         return self.dataset.task
 
+    @cached_property
+    def _persona_contents(self) -> dict:
+        return {}
+
+    def persona_content(self, user):
+        """The token counts Persona-F1 scores against: the user's profile and full history (cached)."""
+        if user.user_id not in self._persona_contents:
+            from runners.data.pairs import memory_texts
+            from runners.metrics.persona import content_counter
+
+            text = "\n".join([user.profile, *memory_texts(self.task, user.history)])
+            self._persona_contents[user.user_id] = content_counter(text)
+        return self._persona_contents[user.user_id]
+
 
 _SESSIONS: dict[TrialSetup, Session] = {}
 

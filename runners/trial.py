@@ -216,19 +216,13 @@ def _evaluate(session, model, user_split, prompted: Prompted) -> dict:
     started = time.perf_counter()
     preds = generate(model, tok, prompted.prompts, device, spec.max_new_tokens, spec.gen_batch_size)
     gen_seconds = time.perf_counter() - started
-    metrics = dict(score(task, preds, list(prompted.references), user_content=_user_content(session, user_split)))
+    content = session.persona_content(user_split.user)
+    metrics = dict(score(task, preds, list(prompted.references), user_content=content))
     metrics.update(loss=loss, generate_seconds=gen_seconds, n_queries=len(preds))
     if held:
         metrics["heldout_loss"] = answer_loss(model, held, pad, device, spec.gen_batch_size)
     metrics["_predictions"] = preds
     return metrics
-
-
-def _user_content(session, user_split) -> str:
-    from runners.data.pairs import memory_texts
-
-    user = user_split.user
-    return "\n".join([user.profile, *memory_texts(session.task, user.history)])
 
 
 def _aggregate(users: Sequence[UserResult]) -> dict[str, float]:

@@ -12,8 +12,13 @@ from pathlib import Path
 from typing import Any
 
 
-def config_key(config: dict[str, Any]) -> str:
-    """A short stable name for a configuration (directory names of kept artifacts)."""
+def artifact_name(config: dict[str, Any]) -> str:
+    """A short stable directory name for a configuration's kept adapters.
+
+    A hash of the configuration as the trial received it (already canonical: the optimisers
+    return :func:`search.encoding.canonical` configurations); :func:`search.encoding.config_key`
+    is the readable de-duplication key, too long for a directory name.
+    """
     text = json.dumps(config, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -35,7 +40,7 @@ class TrialObjective:
         from runners.trial import run_trial
         from search.api import Evaluation
 
-        adapter_dir = self.adapter_root / config_key(config) if self.adapter_root else None
+        adapter_dir = self.adapter_root / artifact_name(config) if self.adapter_root else None
         result = run_trial(config, self.setup, split="val", adapter_dir=adapter_dir)
         attrs: dict[str, Any] = {
             "users": {u.user_id: dict(u.metrics) for u in result.users},

@@ -275,3 +275,17 @@ def test_file_bytes(tmp_path):
     assert file_bytes(tmp_path / "d") == 8
     with pytest.raises(DataError, match="does not exist"):
         file_bytes(tmp_path / "missing")
+
+
+def test_session_persona_content_is_profile_and_history_once_per_user():
+    from runners.data.pairs import memory_texts
+    from runners.session import Session
+    from search.cli import setup_from_space
+    from search.space import load_space
+
+    session = Session(setup_from_space(load_space("tiny.yaml")))
+    user = session.splits[0].user
+    content = session.persona_content(user)
+    expected = Counter(tokenize("\n".join([user.profile, *memory_texts(session.task, user.history)])))
+    assert content == expected and sum(content.values()) > 50
+    assert session.persona_content(user) is content  # computed once, reused by every trial
