@@ -11,7 +11,11 @@ The serving bundle written by :func:`export_bundle` into ``DIR``::
     vllm.sh                the ready ``vllm serve ... --enable-lora --lora-modules ...`` line
     trial.json             the trial record as the study holds it
     adapters/<user>/       PEFT adapter (adapter_config.json + fp16 adapter_model.safetensors),
-                           merged rank n*r, the exact file whose size is the trial's storage_bytes
+                           merged rank n*r, the exact file whose size is the trial's storage_bytes;
+                           for a trial with shared pieces (perpcs.top_k or perpcs.retrieve), the
+                           user's own memory and assembled pieces as one adapter of the summed rank
+    state/<user>/          (shared pieces only) what the trial stored per user: the assembly file
+                           (and own adapter), whose sizes add up to the trial's storage_bytes
     vllm/<user>/           the same adapter zero-padded to the rank vLLM is started with
                            (only when n*r is not already 8, 16, ..., 256)
     base/                  the base model, when it has no directory of its own (the tiny model)
@@ -34,7 +38,7 @@ from search.space import Condition, parse_condition
 from search.study import Study, TrialRecord, TrialState
 
 VLLM_RANKS = (8, 16, 32, 64, 128, 256)
-BUNDLE_ENTRIES = ("serving.yaml", "vllm.sh", "trial.json", "adapters", "vllm", "base")
+BUNDLE_ENTRIES = ("serving.yaml", "vllm.sh", "trial.json", "adapters", "vllm", "base", "state")
 _HEAD_RE = re.compile(r"^(?:(knee)|(max|min):\s*([A-Za-z_][\w.\-]*)|(trial):\s*(\d+))$")
 
 
@@ -299,7 +303,8 @@ def prepare_out(out: str | Path, force: bool) -> Path:
 
 
 def export_bundle(study: Study, pick: Pick | str, out: str | Path, *, force: bool = False,
-                  register: str | None = None, tracking_uri: str | None = None) -> Bundle:
+                  register: str | None = None, tracking_uri: str | None = None,
+                  pool_dir: str | None = None) -> Bundle:
     """Write the serving bundle of the picked trial (see the module docstring).
 
     Adapters are copied from the trial's kept ``adapter_dir`` when the study kept them; otherwise
@@ -313,25 +318,21 @@ def export_bundle(study: Study, pick: Pick | str, out: str | Path, *, force: boo
         force: write into a non-empty ``out`` (replacing an earlier bundle's files).
         register: register the bundle as a version of this MLflow registered model.
         tracking_uri: the MLflow store for ``register`` (default as for ``run``).
+        pool_dir: the Per-Pcs pool of a trial that used shared pieces (default: the pool
+            found under ``$PERS_SEARCH_HOME/pools`` for the study's model and data).
 
     Raises:
         ExportError: bad pick, non-empty ``out``, or an adapter that does not reproduce the trial.
         TrackingError: ``register`` and the tracking store is unreachable.
     """
     trial = pick_trial(study, pick)
-    if int(trial.config.get("perpcs.top_k", 0) or 0) > 0:
-        raise ExportError(
-            f"export: trial {trial.number} assembles Per-Pcs pieces (perpcs.top_k={trial.config['perpcs.top_k']}); "
-            "the serving bundle does not yet merge an assembly with the user's own adapter. Pick a trial "
-            "with perpcs.top_k=0, or materialise one user with runners.perpcs.assembly.export_assembly_adapter"
-        )
     pick_text = pick if isinstance(pick, str) else pick.text
     tracker = _tracker(study, tracking_uri) if register else None
     out = prepare_out(out, force)
     from search.cli import setup_from_space
     from runners.session import session_for
 
-    session = session_for(setup_from_space(study.space))
+    session = session_for(setup_from_space(study.space, pool_dir))
     adapters = _write_adapters(study, trial, session, out)
     base = _base_model(session, out)
     manifest = _manifest(study, trial, pick_text, session, adapters, base)
@@ -355,37 +356,77 @@ class _Adapter:
 
 
 def _write_adapters(study: Study, trial: TrialRecord, session, out: Path) -> list[_Adapter]:
-    from runners.memory import ADAPTER_FILE, memory_from_config, storage_bytes
+    from runners.memory import memory_from_config
 
     spec = session.setup.training
     memory = memory_from_config(trial.config, session.layout.n_layers, spec.lora_alpha_ratio, spec.lora_dropout)
-    if not memory.enabled:
+    shared = any(int(trial.config.get(k, 0) or 0) > 0 for k in ("perpcs.top_k", "perpcs.retrieve"))
+    if not memory.enabled and not shared:
         return []
-    root = out / "adapters"
+    root = out / ("state" if shared else "adapters")
     kept = trial.user_attrs.get("adapter_dir")
     if kept and Path(kept).is_dir():
         shutil.copytree(kept, root)
     else:
         _rerun(study, trial, session, root)
-    rank, expected = memory.count * memory.rank, storage_bytes(session.layout, memory)
-    target = vllm_rank(rank)
-    adapters = []
-    for user_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        size = (user_dir / ADAPTER_FILE).stat().st_size
-        recorded = trial.user_attrs.get("users", {}).get(user_dir.name, {}).get("storage_bytes", expected)
-        if size != expected or int(recorded) != size:
-            raise ExportError(f"export: {user_dir / ADAPTER_FILE} has {size} bytes but trial {trial.number} "
-                              f"reported {int(recorded)} (formula {expected}); the study and the runner disagree")
-        vllm_path = user_dir
-        if target is not None and target != rank:
-            vllm_path = out / "vllm" / user_dir.name
-            pad_adapter(user_dir, vllm_path, target)
-        adapters.append(_Adapter(user_dir.name, user_dir, vllm_path, rank, size))
-    if target is None:
-        warnings.warn(f"merged LoRA rank {rank} is above 256, the largest --max-lora-rank vLLM serves; "
+    users = sorted(p for p in root.iterdir() if p.is_dir())
+    _check_storage(trial, users, session.layout, memory)
+    if shared:
+        adapters = _serving_adapters(users, session, out)
+    else:
+        rank = memory.count * memory.rank
+        adapters = [_vllm_ready(out, user_dir, rank, (user_dir / _adapter_file()).stat().st_size) for user_dir in users]
+    too_big = sorted({a.rank for a in adapters if vllm_rank(a.rank) is None})
+    if too_big:
+        warnings.warn(f"merged LoRA rank {too_big[-1]} is above 256, the largest --max-lora-rank vLLM serves; "
                       "serve with PEFT or pick a trial with a smaller lora.count * lora.rank",
                       UserWarning, stacklevel=3)
     return adapters
+
+
+def _adapter_file() -> str:
+    from runners.memory import ADAPTER_FILE
+
+    return ADAPTER_FILE
+
+
+def _check_storage(trial: TrialRecord, users: list[Path], layout, memory) -> None:
+    """Each user's files add up to the storage the trial reported (and the formula, for own memory)."""
+    from runners.memory import storage_bytes
+    from runners.metrics.storage import file_bytes
+    from runners.perpcs.serving import ASSEMBLY_FILE
+
+    expected = storage_bytes(layout, memory)
+    for user_dir in users:
+        own = user_dir / _adapter_file()
+        size = own.stat().st_size if own.exists() else 0
+        recorded = trial.user_attrs.get("users", {}).get(user_dir.name, {}).get("storage_bytes")
+        total = size + (file_bytes(user_dir / ASSEMBLY_FILE) if (user_dir / ASSEMBLY_FILE).exists() else 0)
+        if size != expected or (recorded is not None and int(recorded) != total):
+            raise ExportError(f"export: {user_dir} holds {total} bytes ({own.name}: {size}) but trial {trial.number} "
+                              f"reported {recorded} (adapter formula {expected}); the study and the runner disagree")
+
+
+def _serving_adapters(users: list[Path], session, out: Path) -> list[_Adapter]:
+    """One PEFT adapter per user from its own memory and its shared pieces (see ``runners.perpcs.serving``)."""
+    from runners.perpcs.serving import write_serving_adapter
+
+    adapters = []
+    for user_dir in users:
+        path, rank = write_serving_adapter(user_dir, session.pool, out / "adapters" / user_dir.name,
+                                           session.loaded.source_dir)
+        adapters.append(_vllm_ready(out, path.parent, rank, path.stat().st_size))
+    return adapters
+
+
+def _vllm_ready(out: Path, user_dir: Path, rank: int, size: int) -> _Adapter:
+    """The adapter record, with a zero-padded copy under ``vllm/`` when vLLM needs another rank."""
+    target = vllm_rank(rank)
+    vllm_path = user_dir
+    if target is not None and target != rank:
+        vllm_path = out / "vllm" / user_dir.name
+        pad_adapter(user_dir, vllm_path, target)
+    return _Adapter(user_dir.name, user_dir, vllm_path, rank, size)
 
 
 def _rerun(study: Study, trial: TrialRecord, session, root: Path) -> None:
@@ -437,6 +478,7 @@ def _manifest(study: Study, trial: TrialRecord, pick: str, session, adapters: li
         "memory": {"layers": _mask(config.get("lora.layers", [])), "count": int(config.get("lora.count", 0) or 0),
                    "rank": int(config.get("lora.rank", 0) or 0), "merged_rank": rank,
                    "targets": list(session.setup.model.targets)},
+        **_shared_pieces(config, session),
         "retrieval": {"k": k, "retriever": config.get("rag.retriever") if k > 0 else None,
                       "corpus": "the user's history items (profile entries)"},
         "prompt": {"task": task, "builder": "runners.prompts.build_prompt + runners.chat.render_prompt",
@@ -451,6 +493,20 @@ def _manifest(study: Study, trial: TrialRecord, pick: str, session, adapters: li
         "vllm": {"command": command, "max_lora_rank": max_rank,
                  "note": None if not adapters or max_rank else f"rank {rank} is above 256; vLLM cannot serve it"},
     }
+
+
+def _shared_pieces(config: Mapping[str, Any], session) -> dict:
+    """The ``shared_pieces`` manifest entry of a trial that used the Per-Pcs pool (else nothing)."""
+    top_k, retrieve = (int(config.get(k, 0) or 0) for k in ("perpcs.top_k", "perpcs.retrieve"))
+    if not top_k and not retrieve:
+        return {}
+    pool = session.pool
+    return {"shared_pieces": {
+        "method": "per-pcs" if top_k else "peft-retrieval", "top_k": top_k, "retrieve": retrieve,
+        "pool": {"key": pool.key, "path": str(pool.directory), "rank": pool.rank, "sharers": len(pool.sharer_ids)},
+        "state": "state/<user>/ (what the trial stores: assembly indices and weights, and own adapter)",
+        "note": "adapters/<user> materialise own memory + assembled pieces as one LoRA of the summed rank",
+    }}
 
 
 def _write_yaml(path: Path, data: Mapping[str, Any]) -> None:

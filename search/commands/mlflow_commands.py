@@ -47,6 +47,8 @@ def add_mlflow_parsers(sub) -> None:
     p.add_argument("--force", action="store_true", help="write into a non-empty --out, replacing an earlier bundle")
     p.add_argument("--register", metavar="NAME", help="register the bundle as a version of this MLflow model")
     p.add_argument("--tracking-uri", help="MLflow store for --register (default as for run)")
+    p.add_argument("--pool", metavar="DIR",
+                   help="Per-Pcs pool of a trial with shared pieces (default: found under $PERS_SEARCH_HOME/pools)")
     p.set_defaults(handler=cmd_export)
 
 
@@ -194,7 +196,7 @@ def cmd_export(args) -> int:
     study = Study.load(args.study, args.study_dir)
     with console.status(f"exporting {args.pick} of {study.name}"):
         bundle = export_bundle(study, args.pick, args.out, force=args.force, register=args.register,
-                               tracking_uri=args.tracking_uri)
+                               tracking_uri=args.tracking_uri, pool_dir=args.pool)
     console.print(f"[bold]exported[/] trial {bundle.trial.number} of {study.name} to {bundle.out}")
     if bundle.registered:
         console.print(f"registered as MLflow model {bundle.registered[0]} version {bundle.registered[1]}")
