@@ -44,3 +44,32 @@ def test_padding_changes_the_likelihood_by_a_constant_only():
         diffs.append(padded - plain)
     # 5 padded rows, each a unit normal evaluated at its mean: -0.5*log(2*pi) each
     assert diffs == pytest.approx([-2.5 * math.log(2 * math.pi)] * 4, abs=1e-4)  # JAX float32
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/maps"), reason="needs Linux /proc")
+def test_consecutive_nuts_fits_do_not_pile_up_memory_mappings(monkeypatch):
+    """Each fit used to keep its compiled program: ~600 mappings a fit, a crash at vm.max_map_count."""
+    from search.optimizers import make_optimizer, saas_padded
+
+    monkeypatch.setattr(saas_padded, "RELEASE_EVERY", 2)
+    from search.space import parse_space
+
+    space = parse_space(
+        "name: m\nobjectives: {a: max}\nparameters:\n  x: {type: float, low: 0.0, high: 1.0}\n"
+        "  y: {type: float, low: 0.0, high: 1.0}\noptimizer: {nuts: {warmup: 8, samples: 4, thinning: 2}}\n", "m.yaml")
+    optimizer = make_optimizer("saas-nehvi", space)
+    torch.manual_seed(0)
+    X = torch.rand(12, 2, dtype=torch.double)
+    y = (X.sum(dim=-1, keepdim=True) - 1.0) ** 2
+
+    def maps() -> int:
+        with open("/proc/self/maps") as handle:
+            return sum(1 for _ in handle)
+
+    optimizer.fit_model(X, y, seed=0)
+    optimizer.fit_model(X, y, seed=1)  # released here
+    before = maps()
+    for seed in range(2, 6):
+        optimizer.fit_model(X, y, seed=seed)
+    assert maps() - before < 100  # released after fits 4 and 6: nothing piles up
+    assert [saas_padded.release_compiled_programs() for _ in range(4)] == [False, True, False, True]

@@ -81,7 +81,11 @@ class SaasNEHVI(NEHVIOptimizer):
         from botorch.fit import fit_fully_bayesian_model_nuts
         from botorch.models.transforms.outcome import Standardize
 
-        from search.optimizers.saas_padded import PaddedSaasFullyBayesianSingleTaskGP, enable_compilation_cache
+        from search.optimizers.saas_padded import (
+            PaddedSaasFullyBayesianSingleTaskGP,
+            enable_compilation_cache,
+            release_compiled_programs,
+        )
 
         enable_compilation_cache()
         nuts = self.space.optimizer.nuts
@@ -90,6 +94,7 @@ class SaasNEHVI(NEHVIOptimizer):
             model, warmup_steps=nuts.warmup, num_samples=nuts.samples, thinning=nuts.thinning,
             disable_progbar=True, jit_compile=True, seed=seed,
         )
+        release_compiled_programs()
         return model
 
 

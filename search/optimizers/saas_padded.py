@@ -51,6 +51,36 @@ def enable_compilation_cache() -> None:
     _CACHE_ENABLED = True
 
 
+RELEASE_EVERY = 8
+_fits_since_release = 0
+
+
+def release_compiled_programs() -> bool:
+    """Every ``RELEASE_EVERY`` NUTS fits, drop JAX's in-memory compiled programs (the disk cache stays).
+
+    Every fit jit-compiles a new closure over its data and JAX keeps each compiled program alive,
+    with its LLVM code mappings: about 600 memory mappings and 50 MB a fit, never released. A
+    bench process reached Linux's ``vm.max_map_count`` (65530) after about 50 suggestions and
+    LLVM crashed with "Cannot allocate memory". Clearing (``jax.clear_caches``) costs a few
+    seconds of re-tracing and cache reloads, so it is done every few fits, which bounds both.
+
+    Returns:
+        True when the programs were released by this call.
+    """
+    global _fits_since_release
+    _fits_since_release += 1
+    if _fits_since_release < RELEASE_EVERY:
+        return False
+    import gc
+
+    import jax
+
+    jax.clear_caches()
+    gc.collect()
+    _fits_since_release = 0
+    return True
+
+
 def padded_size(n: int, bucket: int = PAD_BUCKET) -> int:
     """``n`` rounded up to a multiple of ``bucket`` (at least one bucket)."""
     return max(bucket, int(math.ceil(n / bucket)) * bucket)
