@@ -503,7 +503,8 @@ def _shared_pieces(config: Mapping[str, Any], session) -> dict:
     pool = session.pool
     return {"shared_pieces": {
         "method": "per-pcs" if top_k else "peft-retrieval", "top_k": top_k, "retrieve": retrieve,
-        "pool": {"key": pool.key, "path": str(pool.directory.resolve()), "rank": pool.rank, "sharers": len(pool.sharer_ids)},
+        "pool": {"key": pool.key, "path": str(pool.directory.resolve()), "rank": pool.rank,
+                 "sharers": len(pool.sharer_ids)},
         "state": "state/<user>/ (what the trial stores: assembly indices and weights, and own adapter)",
         "note": "adapters/<user> materialise own memory + assembled pieces as one LoRA of the summed rank",
     }}
