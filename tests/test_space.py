@@ -57,7 +57,7 @@ def test_overrides_pin_parameters_and_change_settings():
     )
     assert new.defaults()["lora.layers"] == [1, 1, 0, 0] and new.defaults()["lora.rank"] == 16
     assert (new.training.epochs, new.data.users, new.optimizer.trials, new.model.name) == (2, 4, 10, "tiny")
-    assert new.optimizer.ref_point == {"rougeL": 0.1}
+    assert new.optimizer.ref_point == {"rougeL": 0.1, "persona_f1": 0.0, "storage_bytes": 2.5e7}  # one key changed
     assert new.overrides[0] == "lora.rank=16" and space.training.epochs == 1  # the original is unchanged
     assert space.with_overrides(["lora.layers=none"]).defaults()["lora.layers"] == [0, 0, 0, 0]
 
