@@ -163,9 +163,9 @@ def run_one(problem: Problem, name: str, seed: int, args: argparse.Namespace) ->
     values = [t.values for t in study.trials]
     times = [t.suggest_seconds for t in study.trials[args.init :] if t.suggest_seconds is not None]
     mean = statistics.mean(times) if times else float("nan")
-    half = [hypervolume(values[:k], problem.space.objectives, problem.ref_point) for k in (args.evals // 2, args.evals)]
-    print(f"  {problem.name} {name} seed {seed}: mean {mean:.2f} s per suggestion, raw HV {half[0]:.6g} / {half[1]:.6g}",
-          file=sys.stderr, flush=True)
+    hv = [hypervolume(values[:k], problem.space.objectives, problem.ref_point) for k in (args.evals // 2, args.evals)]
+    print(f"  {problem.name} {name} seed {seed}: mean {mean:.2f} s per suggestion, "
+          f"raw HV {hv[0]:.6g} / {hv[1]:.6g}", file=sys.stderr, flush=True)
     return values, times
 
 

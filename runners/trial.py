@@ -185,7 +185,7 @@ def _save_user_state(session, model, memory, assembly, out: Path) -> int:
     """Write what a server keeps for this user; return its size in bytes, measured from the files.
 
     The user's own memory is the merged rank-``n*r`` adapter (``out/``); a Per-Pcs assembly is
-    its piece indices and weights (``out/perpcs/assembly.safetensors``).
+    its piece indices and weights (``out/`` + ``runners.perpcs.assembly.ASSEMBLY_FILE``).
     """
     from runners.memory import export_merged_adapter
     from runners.metrics.storage import file_bytes
@@ -195,8 +195,10 @@ def _save_user_state(session, model, memory, assembly, out: Path) -> int:
         path = export_merged_adapter(model, session.layout, memory, out, session.loaded.source_dir)
         total += file_bytes(path)
     if assembly is not None:
-        (out / "perpcs").mkdir(parents=True, exist_ok=True)
-        total += assembly.save(out / "perpcs" / "assembly.safetensors")
+        from runners.perpcs.assembly import ASSEMBLY_FILE
+
+        (out / ASSEMBLY_FILE).parent.mkdir(parents=True, exist_ok=True)
+        total += assembly.save(out / ASSEMBLY_FILE)
     return total
 
 

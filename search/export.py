@@ -356,7 +356,7 @@ class _Adapter:
 
 
 def _write_adapters(study: Study, trial: TrialRecord, session, out: Path) -> list[_Adapter]:
-    from runners.memory import memory_from_config
+    from runners.memory import ADAPTER_FILE, memory_from_config
 
     spec = session.setup.training
     memory = memory_from_config(trial.config, session.layout.n_layers, spec.lora_alpha_ratio, spec.lora_dropout)
@@ -375,7 +375,7 @@ def _write_adapters(study: Study, trial: TrialRecord, session, out: Path) -> lis
         adapters = _serving_adapters(users, session, out)
     else:
         rank = memory.count * memory.rank
-        adapters = [_vllm_ready(out, user_dir, rank, (user_dir / _adapter_file()).stat().st_size) for user_dir in users]
+        adapters = [_vllm_ready(out, user_dir, rank, (user_dir / ADAPTER_FILE).stat().st_size) for user_dir in users]
     too_big = sorted({a.rank for a in adapters if vllm_rank(a.rank) is None})
     if too_big:
         warnings.warn(f"merged LoRA rank {too_big[-1]} is above 256, the largest --max-lora-rank vLLM serves; "
@@ -384,21 +384,15 @@ def _write_adapters(study: Study, trial: TrialRecord, session, out: Path) -> lis
     return adapters
 
 
-def _adapter_file() -> str:
-    from runners.memory import ADAPTER_FILE
-
-    return ADAPTER_FILE
-
-
 def _check_storage(trial: TrialRecord, users: list[Path], layout, memory) -> None:
     """Each user's files add up to the storage the trial reported (and the formula, for own memory)."""
-    from runners.memory import storage_bytes
+    from runners.memory import ADAPTER_FILE, storage_bytes
     from runners.metrics.storage import file_bytes
-    from runners.perpcs.serving import ASSEMBLY_FILE
+    from runners.perpcs.assembly import ASSEMBLY_FILE
 
     expected = storage_bytes(layout, memory)
     for user_dir in users:
-        own = user_dir / _adapter_file()
+        own = user_dir / ADAPTER_FILE
         size = own.stat().st_size if own.exists() else 0
         recorded = trial.user_attrs.get("users", {}).get(user_dir.name, {}).get("storage_bytes")
         total = size + (file_bytes(user_dir / ASSEMBLY_FILE) if (user_dir / ASSEMBLY_FILE).exists() else 0)

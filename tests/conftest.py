@@ -28,3 +28,14 @@ def tiny_setup():
         {"epochs": 1, "max_steps": 2, "max_seq_len": 96, "batch_size": 4,
          "max_new_tokens": 6, "max_prompt_tokens": 160},
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_pool(tmp_path_factory):
+    """A Per-Pcs pool of 2 most-active sharers on the tiny model (built once per test session)."""
+    from search.cli import main
+
+    pool = tmp_path_factory.mktemp("pool")
+    assert main(["pool", "build", "--space", "tiny.yaml", "--sharers", "2", "--strategy", "most-active",
+                 "--gate-steps", "2", "--pool", str(pool), "--json"]) == 0
+    return pool

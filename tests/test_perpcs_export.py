@@ -16,15 +16,7 @@ CONFIG = {"lora.layers": [1, 0, 1, 1], "lora.rank": 2, "rag.k": 0, "rag.retrieve
 
 
 @pytest.fixture(scope="module")
-def pool_dir(tmp_path_factory):
-    pool = tmp_path_factory.mktemp("pool")
-    assert main(["pool", "build", "--space", "tiny.yaml", "--sharers", "2", "--strategy", "most-active",
-                 "--gate-steps", "2", "--pool", str(pool), "--json"]) == 0
-    return pool
-
-
-@pytest.fixture(scope="module")
-def perpcs_study(tmp_path_factory, pool_dir):
+def perpcs_study(tmp_path_factory, tiny_pool):
     """Trial 0: Per-Pcs only; trial 1: Per-Pcs and a LoRA of the user's own (both with kept state)."""
     from search.cli import setup_from_space
     from search.trial_objective import TrialObjective
@@ -32,7 +24,7 @@ def perpcs_study(tmp_path_factory, pool_dir):
     root = tmp_path_factory.mktemp("studies")
     space = load_space("tiny.yaml").with_overrides(["perpcs.top_k=1"]).bind(4)
     study = Study.create("tiny-perpcs", root, space)
-    objective = TrialObjective(setup_from_space(space, str(pool_dir)), root / "tiny-perpcs" / "adapters")
+    objective = TrialObjective(setup_from_space(space, str(tiny_pool)), root / "tiny-perpcs" / "adapters")
     for count in (0, 1):
         config = {**CONFIG, "lora.count": count}
         trial = study.add_trial(config)
@@ -50,20 +42,19 @@ def _logits(model, tokenizer):
 
 
 @pytest.mark.parametrize("number", [0, 1])
-def test_export_materialises_own_memory_and_pieces_as_one_adapter(perpcs_study, pool_dir, tmp_path, number):
+def test_export_materialises_own_memory_and_pieces_as_one_adapter(perpcs_study, tiny_pool, tmp_path, number):
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from runners.memory import ADAPTER_FILE
-    from runners.perpcs.assembly import Assembly, apply_assembly
+    from runners.perpcs.assembly import ASSEMBLY_FILE, Assembly, apply_assembly
     from runners.perpcs.pool import load_pool
-    from runners.perpcs.serving import ASSEMBLY_FILE
 
     trial = perpcs_study.trials[number]
-    out = export_bundle(perpcs_study, f"trial:{number}", tmp_path / "b", pool_dir=str(pool_dir)).out
+    out = export_bundle(perpcs_study, f"trial:{number}", tmp_path / "b", pool_dir=str(tiny_pool)).out
     manifest = yaml.safe_load((out / "serving.yaml").read_text())
-    pool = load_pool(pool_dir)
+    pool = load_pool(tiny_pool)
     shared = manifest["shared_pieces"]
     assert shared["method"] == "per-pcs" and shared["top_k"] == 1 and shared["pool"]["key"] == pool.key
     users = sorted(trial.user_attrs["predictions"])
@@ -95,9 +86,9 @@ def test_export_materialises_own_memory_and_pieces_as_one_adapter(perpcs_study, 
         torch.testing.assert_close(got, expected, atol=2e-3, rtol=1e-3)
 
 
-def test_export_cli_takes_the_pool(perpcs_study, pool_dir, tmp_path, capsys):
+def test_export_cli_takes_the_pool(perpcs_study, tiny_pool, tmp_path, capsys):
     code = main(["export", perpcs_study.name, "--study-dir", str(perpcs_study.directory.parent),
-                 "--pick", "trial:1", "--out", str(tmp_path / "bundle"), "--pool", str(pool_dir)])
+                 "--pick", "trial:1", "--out", str(tmp_path / "bundle"), "--pool", str(tiny_pool)])
     assert code == 0
     assert "--enable-lora" in capsys.readouterr().out
     assert (tmp_path / "bundle" / "state").is_dir() and (tmp_path / "bundle" / "adapters").is_dir()

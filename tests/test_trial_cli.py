@@ -100,14 +100,6 @@ def test_baselines_table_on_tiny(capsys):
     assert rows["peft+rag-bm25"]["config"]["rag.k"] == 4
 
 
-@pytest.fixture(scope="module")
-def tiny_pool(tmp_path_factory):
-    pool = tmp_path_factory.mktemp("pool")
-    assert main(["pool", "build", "--space", "tiny.yaml", "--sharers", "2", "--strategy", "most-active",
-                 "--gate-steps", "2", "--pool", str(pool), "--json"]) == 0
-    return pool
-
-
 def test_trial_with_perpcs_assembly(capsys, tiny_pool):
     capsys.readouterr()
     code, out, _ = run_cli(capsys, "trial", "--space", "tiny.yaml", "--set", "perpcs.top_k=1",

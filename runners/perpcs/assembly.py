@@ -50,6 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ADAPTER_NAME = "perpcs"
 ADAPTER_FILE = "adapter_model.safetensors"
+ASSEMBLY_FILE = Path("perpcs") / "assembly.safetensors"  # a user's assembly, inside the trial's user dir
 
 
 class TopKClippedWarning(UserWarning):

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runners.errors import ConfigError
+from runners.perpcs.assembly import ASSEMBLY_FILE
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from runners.perpcs.pool import Pool
 
-ASSEMBLY_FILE = Path("perpcs") / "assembly.safetensors"
 _PREFIX = "base_model.model."
 _LAYER = re.compile(r"\.layers\.(\d+)\.")
 

@@ -80,11 +80,8 @@ class NEHVIOptimizer(Optimizer):
         X = self.encoder.encode_many([obs.config for obs in usable])
         rows = []
         for obs in usable:
-            config = self.encoder.decode(self.encoder.encode(obs.config))
-            rows.append([
-                s * (float(self.known_objectives[m](config)) if m in self.known_objectives else float(obs.values[m]))
-                for m, s in zip(self.space.metrics, self.signs())
-            ])
+            values = self._with_known(obs)
+            rows.append([s * float(values[m]) for m, s in zip(self.space.metrics, self.signs())])
         return X, torch.tensor(rows, dtype=torch.float64)
 
     def build_models(self, X: "torch.Tensor", Y: "torch.Tensor", seed: int) -> "Model":
@@ -160,7 +157,7 @@ class NEHVIOptimizer(Optimizer):
     def reference_point(self, history: list[Observation]) -> "torch.Tensor":
         """The study's reference point (see ``search.pareto.study_reference_point``), signed like the outputs.
 
-        ``history`` is in trial order; known objectives are computed where a value is missing.
+        ``history`` is in trial order; known objectives are computed, as in :meth:`training_data`.
         """
         import torch
 
@@ -179,11 +176,11 @@ class NEHVIOptimizer(Optimizer):
         return torch.tensor([s * ref[m] for m, s in zip(self.space.objectives, self.signs())], dtype=torch.float64)
 
     def _with_known(self, obs: Observation) -> dict[str, float]:
+        """The observation's values with every known objective computed from its (rounded) config."""
         values = dict(obs.values or {})
         if self.known_objectives:
             config = self.encoder.decode(self.encoder.encode(obs.config))
-            for m, fn in self.known_objectives.items():
-                values.setdefault(m, float(fn(config)))
+            values.update({m: float(fn(config)) for m, fn in self.known_objectives.items()})
         return values
 
     def _optimize(self, acqf: Any, history: list[Observation], n: int, seed: int) -> list[dict[str, Any]]:
