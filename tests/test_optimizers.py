@@ -139,3 +139,41 @@ def test_inferred_reference_point_is_fixed_after_the_start():
     # Known objectives are computed when a trial did not report them.
     assert optimizer.reference_point([Observation(o.config, {"quality": o.values["quality"]}) for o in start]).tolist() \
         == ref.tolist()
+
+
+def test_saas_holds_continuous_dims_it_deems_irrelevant_at_an_incumbent():
+    """On a problem where only x0 matters, x1 and x2 are copied from a Pareto-optimal point, not optimised.
+
+    Left free, L-BFGS drove such dimensions to the box's faces (DTLZ2: every g dimension at 0 or 1).
+    """
+    import random
+
+    text = """
+name: floats
+objectives: {a: max, b: max}
+parameters:
+  x0: {type: float, low: 0.0, high: 1.0}
+  x1: {type: float, low: 0.0, high: 1.0}
+  x2: {type: float, low: 0.0, high: 1.0}
+  n: {type: int, low: 0, high: 3}
+optimizer: {name: saas-map, init_trials: 4}
+"""
+    space = parse_space(text, "floats.yaml")
+    rng = random.Random(0)
+    configs = [{"x0": rng.random(), "x1": rng.random(), "x2": rng.random(), "n": rng.randrange(4)} for _ in range(16)]
+    hist = [Observation(c, {"a": c["x0"], "b": (1 - c["x0"]) ** 2}) for c in configs]
+    optimizer = make_optimizer("saas-map", space, seed=0, options=FAST)
+    picks = optimizer.suggest(hist, 2)
+    assert optimizer.irrelevant_dims(optimizer.model) == [1, 2]  # x0 matters; n is discrete, never held
+    front = {(c["x1"], c["x2"]) for c, front_row in zip(configs, _front_mask(hist)) if front_row}
+    for pick in picks:
+        assert (pick["x1"], pick["x2"]) in front
+    # The standard GP is the plain baseline: it holds nothing.
+    gp = make_optimizer("gp-nehvi", space, seed=0, options=FAST)
+    gp.suggest(hist, 1)
+    assert gp.irrelevant_dims(gp.model) == []
+
+
+def _front_mask(hist: list[Observation]) -> list[bool]:
+    points = [(o.values["a"], o.values["b"]) for o in hist]
+    return [not any(q[0] >= p[0] and q[1] >= p[1] and q != p for q in points) for p in points]

@@ -15,7 +15,11 @@
    (binary, integer and ordinal dimensions as discrete, string choices as categorical,
    floats by L-BFGS), one pick at a time with earlier picks pending; a pick that decodes to an
    already-observed configuration is replaced by the best new configuration in a pool of random
-   points and one-step neighbours, scored by the same acquisition function.
+   points and one-step neighbours, scored by the same acquisition function;
+6. continuous dimensions that every learned surrogate deems irrelevant (:meth:`irrelevant_dims`;
+   none for a standard GP, long lengthscales for the SAAS models) are not optimised: each pick
+   copies them from a Pareto-optimal observed point. Left free, L-BFGS follows the posterior
+   variance, which grows towards the box's faces, and parks them at the bounds.
 
 Failed trials are left out of the models but count as observed configurations.
 """
@@ -23,6 +27,7 @@ Failed trials are left out of the models but count as observed configurations.
 from __future__ import annotations
 
 import contextlib
+import random
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from search.optimizers.base import Observation, Optimizer, register_optimizer
@@ -130,6 +135,7 @@ class NEHVIOptimizer(Optimizer):
         objective = None if n_obj == Y.shape[-1] else IdentityMCMultiOutputObjective(outcomes=list(range(n_obj)))
         constraints = self.constraint_callables()
         self.model = model
+        self.incumbents = self.front_inputs(X, Y)
         with torch.no_grad():
             posterior = model.posterior(X[:1])
         sampler = get_sampler(posterior, sample_shape=torch.Size([self.options.mc_samples]), seed=seed)
@@ -143,6 +149,26 @@ class NEHVIOptimizer(Optimizer):
             prune_baseline=True,
             cache_root=False,
         )
+
+    def front_inputs(self, X: "torch.Tensor", Y: "torch.Tensor") -> "torch.Tensor":
+        """The rows of ``X`` whose (signed) objectives are feasible and non-dominated."""
+        import torch
+        from botorch.utils.multi_objective.pareto import is_non_dominated
+
+        feasible = torch.ones(len(Y), dtype=torch.bool)
+        for constraint in self.constraint_callables():
+            feasible &= constraint(Y) <= 0
+        if not feasible.any():
+            return X
+        X, Y = X[feasible], Y[feasible][:, : len(self.space.objectives)]
+        return X[is_non_dominated(Y)]
+
+    def irrelevant_dims(self, model: "Model") -> list[int]:
+        """Continuous dimensions that no learned surrogate uses; kept at an incumbent's values.
+
+        The standard GP claims none (it is the plain baseline); the SAAS optimisers override this.
+        """
+        return []
 
     def constraint_callables(self) -> list[Callable[["torch.Tensor"], "torch.Tensor"]]:
         """One callable per outcome constraint, ``<= 0`` when feasible, on signed outputs."""
@@ -186,10 +212,15 @@ class NEHVIOptimizer(Optimizer):
     def _optimize(self, acqf: Any, history: list[Observation], n: int, seed: int) -> list[dict[str, Any]]:
         taken = self.observed_keys(history)
         picks: list[dict[str, Any]] = []
+        fixed_dims = self.irrelevant_dims(self.model)
+        if len(fixed_dims) == self.encoder.d:
+            fixed_dims = []  # nothing would be left to optimise
+        rng = random.Random(seed)
         for i in range(n):
             if picks:
                 acqf.set_X_pending(self.encoder.encode_many(picks))
-            x = self._optimize_one(acqf)
+            incumbent = self.incumbents[rng.randrange(len(self.incumbents))]
+            x = self._optimize_one(acqf, {j: float(incumbent[j]) for j in fixed_dims})
             new = self.take_new([self.encoder.decode(x.tolist())], taken, 1)
             if not new:
                 new = self._best_of_pool(acqf, x, taken, seed + i)
@@ -198,7 +229,7 @@ class NEHVIOptimizer(Optimizer):
             picks += new
         return picks
 
-    def _optimize_one(self, acqf: Any) -> "torch.Tensor":
+    def _optimize_one(self, acqf: Any, fixed: dict[int, float]) -> "torch.Tensor":
         import torch
         from botorch.optim.optimize import optimize_acqf
         from botorch.optim.optimize_mixed import optimize_acqf_mixed_alternating
@@ -210,7 +241,7 @@ class NEHVIOptimizer(Optimizer):
         if discrete or categorical:
             x, _ = optimize_acqf_mixed_alternating(
                 acqf, bounds, discrete_dims=discrete or None, cat_dims=categorical or None, q=1,
-                raw_samples=opts.raw_samples, num_restarts=opts.num_restarts,
+                raw_samples=opts.raw_samples, num_restarts=opts.num_restarts, fixed_features=fixed or None,
                 options={
                     "maxiter_alternating": max(1, opts.maxiter // 8), "maxiter_init": opts.maxiter,
                     "maxiter_continuous": max(1, opts.maxiter // 8), "batch_limit": 64, **opts.extra,
@@ -219,7 +250,7 @@ class NEHVIOptimizer(Optimizer):
         else:
             x, _ = optimize_acqf(
                 acqf, bounds, q=1, raw_samples=opts.raw_samples, num_restarts=opts.num_restarts,
-                options={"maxiter": opts.maxiter, "batch_limit": 64},
+                fixed_features=fixed or None, options={"maxiter": opts.maxiter, "batch_limit": 64},
             )
         return x.reshape(-1)
 

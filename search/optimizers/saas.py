@@ -22,6 +22,43 @@ if TYPE_CHECKING:
 # fixed rather than sampled so that a fit is reproducible under a seed.
 _ENSEMBLE_TAUS = (0.0325, 0.0727, 0.1376, 0.3078)
 
+# A continuous dimension is irrelevant to a model when moving it across its whole range changes the
+# (standardised) output by less than this many standard deviations: the prior standard deviation
+# of f(x + e_i) - f(x) under the fitted kernel, median over the MCMC samples or taus. A lengthscale
+# alone would not do: a linear effect fits with a long lengthscale and a large outputscale. On
+# DTLZ2's Sobol start the SAAS fits score the four g dimensions 0-0.35 and x0, x1 1.4-2.5
+# (docs/notes/search-core.md).
+IRRELEVANT_EFFECT = 0.5
+
+
+def dimension_effects(model: "Model", d: int) -> "torch.Tensor":
+    """Per input dimension, the prior std of the change in output when it moves from 0 to 1.
+
+    ``sqrt(2 (k(x, x) - k(x, x + e_i)))`` for the model's stationary kernel, median over the
+    model's batch (MCMC samples, taus).
+    """
+    import torch
+
+    origin = torch.zeros(1, d, dtype=torch.float64)
+    with torch.no_grad():
+        k00 = model.covar_module(origin, origin).to_dense()[..., 0, 0]
+        k0i = model.covar_module(origin, torch.eye(d, dtype=torch.float64)).to_dense()[..., 0, :]
+    effects = (2 * (k00.unsqueeze(-1) - k0i)).clamp_min(0).sqrt()
+    return effects.reshape(-1, d).median(0).values
+
+
+class SaasOptimizer(NEHVIOptimizer):
+    """What the SAAS optimisers share: continuous dimensions their models drop are held at incumbents."""
+
+    def irrelevant_dims(self, model: "Model") -> list[int]:
+        """Continuous dimensions whose effect (:func:`dimension_effects`) is below ``IRRELEVANT_EFFECT`` in every learned model."""
+        continuous = [i for i, dim in enumerate(self.encoder.dims) if dim.grid is None]
+        learned = [m for m, metric in zip(model.models, self.space.metrics) if metric not in self.known_objectives]
+        if not continuous or not learned:
+            return []
+        effects = [dimension_effects(m, self.encoder.d) for m in learned]
+        return [i for i in continuous if all(float(e[i]) < IRRELEVANT_EFFECT for e in effects)]
+
 
 def fit_map_saas(X: "torch.Tensor", y: "torch.Tensor") -> "Model":
     """Fit BoTorch's ``EnsembleMapSaasSingleTaskGP`` (one MAP SAAS GP per tau, ensembled).
@@ -45,7 +82,7 @@ def fit_map_saas(X: "torch.Tensor", y: "torch.Tensor") -> "Model":
 
 
 @register_optimizer("saas-nehvi")
-class SaasNEHVI(NEHVIOptimizer):
+class SaasNEHVI(SaasOptimizer):
     """``SaasFullyBayesianSingleTaskGP`` per learned metric, fitted with NUTS, and qLogNEHVI.
 
     NUTS warm-up, samples and thinning come from ``optimizer.nuts``. When
@@ -99,7 +136,7 @@ class SaasNEHVI(NEHVIOptimizer):
 
 
 @register_optimizer("saas-map")
-class SaasMAP(NEHVIOptimizer):
+class SaasMAP(SaasOptimizer):
     """BoTorch's ``EnsembleMapSaasSingleTaskGP`` per learned metric (MAP fits, seconds), and qLogNEHVI."""
 
     def fit_model(self, X: "torch.Tensor", y: "torch.Tensor", seed: int) -> "Model":
