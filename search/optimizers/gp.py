@@ -17,8 +17,8 @@
    already-observed configuration is replaced by the best new configuration in a pool of random
    points and one-step neighbours, scored by the same acquisition function;
 6. continuous dimensions that every learned surrogate deems irrelevant (:meth:`irrelevant_dims`;
-   none for a standard GP, long lengthscales for the SAAS models) are not optimised: each pick
-   copies them from a Pareto-optimal observed point. Left free, L-BFGS follows the posterior
+   none for a standard GP, weak kernel effects for the SAAS models) are not optimised: picks
+   copy them from the knee of the observed front. Left free, L-BFGS follows the posterior
    variance, which grows towards the box's faces, and parks them at the bounds.
 
 Failed trials are left out of the models but count as observed configurations.
@@ -27,7 +27,6 @@ Failed trials are left out of the models but count as observed configurations.
 from __future__ import annotations
 
 import contextlib
-import random
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from search.optimizers.base import Observation, Optimizer, register_optimizer
@@ -135,7 +134,7 @@ class NEHVIOptimizer(Optimizer):
         objective = None if n_obj == Y.shape[-1] else IdentityMCMultiOutputObjective(outcomes=list(range(n_obj)))
         constraints = self.constraint_callables()
         self.model = model
-        self.incumbents = self.front_inputs(X, Y)
+        self.incumbent = self.knee_input(usable, X)
         with torch.no_grad():
             posterior = model.posterior(X[:1])
         sampler = get_sampler(posterior, sample_shape=torch.Size([self.options.mc_samples]), seed=seed)
@@ -150,18 +149,13 @@ class NEHVIOptimizer(Optimizer):
             cache_root=False,
         )
 
-    def front_inputs(self, X: "torch.Tensor", Y: "torch.Tensor") -> "torch.Tensor":
-        """The rows of ``X`` whose (signed) objectives are feasible and non-dominated."""
-        import torch
-        from botorch.utils.multi_objective.pareto import is_non_dominated
+    def knee_input(self, usable: list[Observation], X: "torch.Tensor") -> "torch.Tensor | None":
+        """The encoded knee of the observed front (``search.pareto.knee_index``), None without a feasible point."""
+        from search.pareto import knee_index
 
-        feasible = torch.ones(len(Y), dtype=torch.bool)
-        for constraint in self.constraint_callables():
-            feasible &= constraint(Y) <= 0
-        if not feasible.any():
-            return X
-        X, Y = X[feasible], Y[feasible][:, : len(self.space.objectives)]
-        return X[is_non_dominated(Y)]
+        points = [self._with_known(obs) for obs in usable]
+        knee = knee_index(points, self.space.objectives, self.space.parsed_constraints)
+        return None if knee is None else X[knee]
 
     def irrelevant_dims(self, model: "Model") -> list[int]:
         """Continuous dimensions that no learned surrogate uses; kept at an incumbent's values.
@@ -212,15 +206,14 @@ class NEHVIOptimizer(Optimizer):
     def _optimize(self, acqf: Any, history: list[Observation], n: int, seed: int) -> list[dict[str, Any]]:
         taken = self.observed_keys(history)
         picks: list[dict[str, Any]] = []
-        fixed_dims = self.irrelevant_dims(self.model)
+        fixed_dims = [] if self.incumbent is None else self.irrelevant_dims(self.model)
         if len(fixed_dims) == self.encoder.d:
             fixed_dims = []  # nothing would be left to optimise
-        rng = random.Random(seed)
+        fixed = {j: float(self.incumbent[j]) for j in fixed_dims}
         for i in range(n):
             if picks:
                 acqf.set_X_pending(self.encoder.encode_many(picks))
-            incumbent = self.incumbents[rng.randrange(len(self.incumbents))]
-            x = self._optimize_one(acqf, {j: float(incumbent[j]) for j in fixed_dims})
+            x = self._optimize_one(acqf, fixed)
             new = self.take_new([self.encoder.decode(x.tolist())], taken, 1)
             if not new:
                 new = self._best_of_pool(acqf, x, taken, seed + i)
