@@ -176,3 +176,20 @@ optimizer: {name: saas-map, init_trials: 4}
     gp.suggest(hist, 1)
     assert gp.irrelevant_dims(gp.model) == []
 
+
+
+def test_restart_reports_are_silenced_during_a_suggestion_and_other_warnings_pass():
+    import warnings
+
+    from botorch.exceptions.warnings import OptimizationWarning
+
+    from search.optimizers.gp import _quiet_restarts
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with _quiet_restarts():
+            warnings.warn("Optimization failed within `scipy.optimize.minimize` with status 2", OptimizationWarning)
+            warnings.warn("Optimization failed in `gen_candidates_scipy`", RuntimeWarning)
+            warnings.warn("a model did not converge", RuntimeWarning)
+        warnings.warn("Optimization failed outside a suggestion", RuntimeWarning)
+    assert [str(w.message) for w in caught] == ["a model did not converge", "Optimization failed outside a suggestion"]

@@ -62,7 +62,7 @@ class NEHVIOptimizer(Optimizer):
         from botorch.utils.sampling import manual_seed
 
         seed = self.call_seed(history)
-        with manual_seed(seed), _torch_threads(self.options.threads):
+        with manual_seed(seed), _torch_threads(self.options.threads), _quiet_restarts():
             acqf = self.build_acquisition(history, seed)
             return self._optimize(acqf, history, n, seed)
 
@@ -272,6 +272,25 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+@contextlib.contextmanager
+def _quiet_restarts() -> Iterator[None]:
+    """Silence BoTorch's reports of L-BFGS restarts that stopped early (it retries and keeps the best).
+
+    On the relaxed discrete space of the MiLP spaces, the continuous-relaxation start of
+    ``optimize_acqf_mixed_alternating`` often ends with scipy's "ABNORMAL" line search (the
+    known storage objective is piecewise constant there); each suggestion printed a screenful
+    of these over the live display. Other warnings pass.
+    """
+    import warnings
+
+    from botorch.exceptions.warnings import OptimizationWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=OptimizationWarning)
+        warnings.filterwarnings("ignore", message="Optimization failed", category=RuntimeWarning)
+        yield
 
 
 def _neighbours(optimizer: Optimizer, config: dict[str, Any]) -> list[dict[str, Any]]:
