@@ -171,6 +171,11 @@ optimizer: {name: saas-map, init_trials: 4}
     for pick in picks:
         assert (pick["x1"], pick["x2"]) == (knee["x1"], knee["x2"])
     assert len({pick["x0"] for pick in picks}) == 2  # x0 is optimised
+    # A dimension a known objective depends on is optimised even when no learned model uses it.
+    storage_like = {"b": lambda c: (1 - c["x0"]) ** 2 + c["x2"]}
+    with_cost = make_optimizer("saas-map", space, seed=0, options=FAST, known_objectives=storage_like)
+    with_cost.suggest(hist, 1)
+    assert with_cost.irrelevant_dims(with_cost.model) == [1]
     # The standard GP is the plain baseline: it holds nothing.
     gp = make_optimizer("gp-nehvi", space, seed=0, options=FAST)
     gp.suggest(hist, 1)

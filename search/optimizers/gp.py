@@ -158,7 +158,7 @@ class NEHVIOptimizer(Optimizer):
         return None if knee is None else X[knee]
 
     def irrelevant_dims(self, model: "Model") -> list[int]:
-        """Continuous dimensions that no learned surrogate uses; kept at an incumbent's values.
+        """Continuous dimensions that no learned surrogate uses; picks copy them from the front's knee.
 
         The standard GP claims none (it is the plain baseline); the SAAS optimisers override this.
         """

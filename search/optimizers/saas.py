@@ -39,25 +39,41 @@ def dimension_effects(model: "Model", d: int) -> "torch.Tensor":
     """
     import torch
 
-    origin = torch.zeros(1, d, dtype=torch.float64)
+    like = {"dtype": model.train_inputs[0].dtype, "device": model.train_inputs[0].device}
+    origin = torch.zeros(1, d, **like)
     with torch.no_grad():
         k00 = model.covar_module(origin, origin).to_dense()[..., 0, 0]
-        k0i = model.covar_module(origin, torch.eye(d, dtype=torch.float64)).to_dense()[..., 0, :]
+        k0i = model.covar_module(origin, torch.eye(d, **like)).to_dense()[..., 0, :]
     effects = (2 * (k00.unsqueeze(-1) - k0i)).clamp_min(0).sqrt()
     return effects.reshape(-1, d).median(0).values
 
 
 class SaasOptimizer(NEHVIOptimizer):
-    """What the SAAS optimisers share: continuous dimensions their models drop are held at incumbents."""
+    """What the SAAS optimisers share: continuous dimensions their models drop are held at the front's knee."""
 
     def irrelevant_dims(self, model: "Model") -> list[int]:
-        """Continuous dimensions whose effect (:func:`dimension_effects`) is below ``IRRELEVANT_EFFECT`` in every learned model."""
+        """Continuous dimensions whose effect is below ``IRRELEVANT_EFFECT`` in every learned model.
+
+        The effect is :func:`dimension_effects`. A dimension a known objective depends on (storage,
+        say) is never held: the acquisition computes that objective exactly and may trade it.
+        """
         continuous = [i for i, dim in enumerate(self.encoder.dims) if dim.grid is None]
         learned = [m for m, metric in zip(model.models, self.space.metrics) if metric not in self.known_objectives]
         if not continuous or not learned:
             return []
         effects = [dimension_effects(m, self.encoder.d) for m in learned]
-        return [i for i in continuous if all(float(e[i]) < IRRELEVANT_EFFECT for e in effects)]
+        return [
+            i for i in continuous
+            if all(float(e[i]) < IRRELEVANT_EFFECT for e in effects) and not self.moves_known_objectives(i)
+        ]
+
+    def moves_known_objectives(self, i: int) -> bool:
+        """True when moving dimension ``i`` of the front's knee from 0 to 1 changes a known objective."""
+        if not self.known_objectives or self.incumbent is None:
+            return False
+        x = [float(v) for v in self.incumbent]
+        ends = [self.encoder.decode(x[:i] + [end] + x[i + 1 :]) for end in (0.0, 1.0)]
+        return any(fn(ends[0]) != fn(ends[1]) for fn in self.known_objectives.values())
 
 
 def fit_map_saas(X: "torch.Tensor", y: "torch.Tensor") -> "Model":
