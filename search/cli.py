@@ -13,7 +13,6 @@ import json
 import sys
 from typing import Sequence
 
-from search.commands.run import describe
 from search.errors import SearchError
 
 
@@ -136,7 +135,7 @@ def cmd_trial(args) -> int:
     with console.status("loading model and data"):
         space, setup = prepare(args)
     config = space.defaults()
-    console.print(f"[bold]trial[/] on {setup.model.name}: {describe(config)}")
+    console.print(f"[bold]trial[/] on {setup.model.name}: {space.describe(config)}")
     result = run_trial(config, setup, split=args.split, adapter_dir=args.keep_adapters)
     if not args.json:
         console.print(_metrics_table(result))

@@ -403,6 +403,18 @@ class Space(_Strict):
         cond = self.parameters[name].condition
         return cond is None or cond.holds(config.get(cond.param))
 
+    def describe(self, config: dict[str, Any]) -> str:
+        """A one-line configuration for tables and tags: layer masks as ``0110...`` strings,
+        parameters whose ``when`` does not hold left out (they only carry their default)."""
+        parts = []
+        for key, value in config.items():
+            if key in self.parameters and not self.is_active(key, config):
+                continue
+            if isinstance(value, (list, tuple)):
+                value = "".join(str(int(v)) for v in value)
+            parts.append(f"{key}={value}")
+        return " ".join(parts)
+
     def default_of(self, name: str) -> Any:
         """The default value of one parameter (layer masks expanded to 0/1 flags)."""
         param = self.parameters[name]

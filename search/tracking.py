@@ -335,9 +335,10 @@ class Tracker:
         stamp = _ms(trial.finished_at) or _ms(time.time())
         metrics = [Metric(k, v, stamp, 0) for k, v in trial_metrics(trial).items()]
         params = [Param(k, v[:6000]) for k, v in flat_params(trial.config).items()]
+        config_tag = [RunTag("config", study.space.describe(trial.config)[:_MAX_TAG])]
         for start in range(0, max(len(params), len(metrics), 1), 100):  # MLflow's batch limits
             self.client.log_batch(run_id, metrics=metrics[start:start + 100], params=params[start:start + 100],
-                                  tags=[RunTag("config", _describe(trial.config)[:_MAX_TAG])] if start == 0 else [])
+                                  tags=config_tag if start == 0 else [])
         self.client.log_text(run_id, json.dumps(trial.to_json(), indent=1, default=str), "trial.json")
         adapter_dir = trial.user_attrs.get("adapter_dir")
         if self.log_adapters and adapter_dir and Path(adapter_dir).is_dir():
@@ -428,10 +429,6 @@ def _tag(key: str, value: str):
     from mlflow.entities import RunTag
 
     return RunTag(key, value[:_MAX_TAG])
-
-
-def _describe(config: Mapping[str, Any]) -> str:
-    return " ".join(f"{k}={mask_string(v) if isinstance(v, (list, tuple)) else v}" for k, v in config.items())
 
 
 def _safe(name: str) -> str:

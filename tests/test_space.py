@@ -119,3 +119,9 @@ def test_errors_are_value_errors_and_search_errors(tmp_path):
         load_space("milp").defaults()
     with pytest.raises(SpaceError, match="size=30 but the model has 4 layers"):
         load_space("milp").bind(30).bind(4)
+
+
+def test_describe_writes_masks_as_bits_and_leaves_out_inactive_parameters():
+    space = parse_space(TOY, "toy.yaml")
+    assert space.describe({"layers": [1, 0, 1], "count": 2, "rank": 8, "k": 0}) == "layers=101 count=2 rank=8 k=0"
+    assert space.describe({"layers": [1, 0, 1], "count": 0, "rank": 4, "k": 0}) == "layers=101 count=0 k=0"

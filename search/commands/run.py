@@ -148,7 +148,7 @@ def front_table(study):
     table.add_column("configuration")
     for trial in sorted(study.pareto_trials(), key=lambda t: t.number):
         table.add_row(str(trial.number), *(fmt_value(trial.values.get(m)) for m in objectives),
-                      *(fmt_value(trial.test_values.get(m)) for m in objectives), describe(trial.config))
+                      *(fmt_value(trial.test_values.get(m)) for m in objectives), study.space.describe(trial.config))
     return table
 
 
@@ -171,17 +171,7 @@ def cmd_status(args) -> int:
     for t in study.trials:
         table.add_row(str(t.number), t.state.value, "*" if t.number in front else "",
                       *(fmt_value(t.values.get(m)) for m in objectives), fmt_value(t.seconds),
-                      t.error or describe(t.config))
+                      t.error or study.space.describe(t.config))
     table_console().print(table)
     table_console().print(front_table(study))
     return 0
-
-
-def describe(config) -> str:
-    """A compact one-line configuration (the layer mask as a 0/1 string)."""
-    parts = []
-    for key, value in config.items():
-        if isinstance(value, list):
-            value = "".join(str(int(v)) for v in value)
-        parts.append(f"{key}={value}")
-    return " ".join(parts)
