@@ -410,9 +410,7 @@ class Space(_Strict):
         for key, value in config.items():
             if key in self.parameters and not self.is_active(key, config):
                 continue
-            if isinstance(value, (list, tuple)):
-                value = "".join(str(int(v)) for v in value)
-            parts.append(f"{key}={value}")
+            parts.append(f"{key}={mask_string(value) if isinstance(value, (list, tuple)) else value}")
         return " ".join(parts)
 
     def default_of(self, name: str) -> Any:
@@ -631,3 +629,8 @@ def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
 def finite(value: Any) -> bool:
     """True for a real number that is neither NaN nor infinite."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def mask_string(value: Any) -> str:
+    """A layer mask as a compact ``0110...`` string."""
+    return "".join(str(int(v)) for v in value)

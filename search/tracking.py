@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Collection, Mapping
 
 from search.errors import SearchError
+from search.space import mask_string
 from search.study import Study, TrialRecord, TrialState
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
@@ -136,11 +137,6 @@ def _write_record(study_directory: Path, record: Mapping[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- params and metrics
-def mask_string(value: Any) -> str:
-    """A layer mask as a compact ``0110...`` string."""
-    return "".join(str(int(v)) for v in value)
-
-
 def flat_params(config: Mapping[str, Any]) -> dict[str, str]:
     """MLflow params of a configuration: scalars as text; a list (layer mask) both as a
     ``0110...`` string under its own name and one ``<name>.<i>`` param per element."""

@@ -182,7 +182,6 @@ optimizer: {name: saas-map, init_trials: 4}
     assert gp.irrelevant_dims(gp.model) == []
 
 
-
 def test_restart_reports_are_silenced_during_a_suggestion_and_other_warnings_pass():
     import warnings
 
