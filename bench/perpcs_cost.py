@@ -47,20 +47,20 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     from runners.perpcs.pool import PoolSettings, build_pool
     from runners.session import session_for
-    from search.cli import setup_from_space
+    from search.setup import trial_setup
     from search.space import load_space
 
     args = parse_args(argv)
     space = load_space(args.space).with_overrides([
         f"data.users={args.users}", f"data.max_val_queries={args.max_val_queries}", f"training.max_steps={args.steps}"])
-    setup = setup_from_space(space)
+    setup = trial_setup(space)
     session = session_for(setup)
     print(f"model {setup.model.name}, data {setup.data.source}, {args.users} target users, "
           f"rank {args.rank}, top-k {args.top_k}, {args.steps} steps per phase, {args.sharers} sharers", flush=True)
     settings = PoolSettings(sharers=args.sharers, strategy=args.strategy, rank=args.rank,
                             gate_steps=args.gate_steps, seed=setup.training.seed)
     started = time.perf_counter()
-    pool = build_pool(setup, settings, pool_dir=args.pool, log=lambda m: print("  " + m, flush=True))
+    pool = build_pool(session, settings, pool_dir=args.pool, log=lambda m: print("  " + m, flush=True))
     pool_seconds = time.perf_counter() - started
     rows = [measure_user(session, pool, split, args) for split in session.splits]
     report(rows, pool, pool_seconds)
@@ -90,7 +90,7 @@ def measure_user(session, pool, split, args) -> dict:
     finally:
         detach_memory(peft_model)
 
-    memory = MemoryConfig(mask=(1,) * layout.n_layers, count=1, rank=args.rank,
+    memory = MemoryConfig(tuple(range(layout.n_layers)), count=1, rank=args.rank,
                           alpha_ratio=spec.lora_alpha_ratio, dropout=spec.lora_dropout)
     peft_model = attach_memory(loaded.model, layout, memory, seed)
     try:

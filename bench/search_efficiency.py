@@ -36,7 +36,7 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from search.api import optimize  # noqa: E402
-from search.optimizers import FastOptions  # noqa: E402
+from search.optimizers import AcquisitionOptions  # noqa: E402
 from search.pareto import hypervolume  # noqa: E402
 from search.space import Space, parse_space  # noqa: E402
 
@@ -218,10 +218,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="worker processes for the runs (each suggests on one thread; default 1)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 8 evals, 4 init, tiny NUTS and acquisition")
     args = parser.parse_args(argv)
-    args.options = FastOptions()
+    args.options = AcquisitionOptions()
     if args.quick:
         args.seeds, args.evals, args.init, args.nuts = 1, 8, 4, [16, 8, 2]
-        args.options = FastOptions(num_restarts=2, raw_samples=64, mc_samples=32, maxiter=16)
+        args.options = AcquisitionOptions(num_restarts=2, raw_samples=64, mc_samples=32, maxiter=16)
     half = args.evals // 2
     print(f"# search efficiency: {args.evals} evaluations ({args.init} quasi-random), {args.seeds} seed(s), "
           f"NUTS {args.nuts[0]}/{args.nuts[1]}/{args.nuts[2]}")

@@ -34,7 +34,10 @@ import time
 import warnings
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
+
+from runners.session import session_for
+from runners.spec import TrialConfig, parse_layer_indices
 
 GOAL = 1.10
 """The trial may take at most this many times the minimal loop's time."""
@@ -87,7 +90,7 @@ def build_setup(model: str, users: int, steps: int, max_new_tokens: int, max_val
 
 # --- (a) the trial ---------------------------------------------------------------------------
 
-def time_trial(config: Mapping[str, Any], setup) -> SideTiming:
+def time_trial(config: TrialConfig, setup) -> SideTiming:
     """Run one trial and time it end to end."""
     from runners.trial import run_trial
 
@@ -103,7 +106,7 @@ def time_trial(config: Mapping[str, Any], setup) -> SideTiming:
 
 # --- (b) the minimal loop --------------------------------------------------------------------
 
-def time_minimal(config: Mapping[str, Any], setup) -> SideTiming:
+def time_minimal(config: TrialConfig, setup) -> SideTiming:
     """Run the minimal PEFT loop for every user of the cohort and time it end to end."""
     from runners.session import session_for
 
@@ -117,25 +120,23 @@ def time_minimal(config: Mapping[str, Any], setup) -> SideTiming:
     return total
 
 
-def _minimal_user(loaded, task: str, user_split, setup, config: Mapping[str, Any], total: SideTiming) -> None:
+def _minimal_user(loaded, task: str, user_split, setup, config: TrialConfig, total: SideTiming) -> None:
     import torch
     from peft import LoraConfig, get_peft_model
 
     from runners.batching import pair_example, text_example
     from runners.chat import render_prompt
     from runners.data.pairs import memory_texts, training_pairs
-    from runners.memory import parse_mask
     from runners.prompts import build_prompt
 
     spec, tok, device = setup.training, loaded.tokenizer, loaded.device
-    rank = int(config["lora.rank"])
-    mask = parse_mask(config.get("lora.layers", "all"), loaded.n_layers)
+    rank = config.rank
     seed = spec.seed + zlib.crc32(user_split.user.user_id.encode())
     torch.manual_seed(seed)  # the trial seeds the LoRA init the same way
     lora = LoraConfig(
         r=rank, lora_alpha=spec.lora_alpha_ratio * rank, lora_dropout=spec.lora_dropout,
         target_modules=list(setup.model.targets), bias="none", task_type="CAUSAL_LM",
-        layers_to_transform=[i for i, flag in enumerate(mask) if flag],
+        layers_to_transform=list(config.layers),
     )
     with warnings.catch_warnings():  # PEFT calls a method transformers 5 deprecated
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -209,7 +210,7 @@ def _minimal_generate(model, tok, prompts: Sequence[str], spec, device) -> list[
 
 # --- the comparison --------------------------------------------------------------------------
 
-def compare(config: Mapping[str, Any], setup, repeats: int, log: Callable[[str], None] = print) -> dict:
+def compare(config: TrialConfig, setup, repeats: int, log: Callable[[str], None] = print) -> dict:
     """Warm up both sides, then time them ``repeats`` times in alternating order.
 
     Returns:
@@ -304,7 +305,7 @@ def _timed(fn: Callable, bucket: list[float]) -> Callable:
     return wrapper
 
 
-def breakdown(config: Mapping[str, Any], setup) -> str:
+def breakdown(config: TrialConfig, setup) -> str:
     """One extra trial with timers around the runner's stages (the runner imports them per call).
 
     Returns:
@@ -327,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=6, help="optimiser steps per training phase")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds per side (medians are compared)")
     parser.add_argument("--rank", type=int, default=8, help="lora.rank")
-    parser.add_argument("--layers", default="all", help="lora.layers")
+    parser.add_argument("--layers", default="all", help="layers with memory: all, none or indices such as 0,1,5")
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--queries", type=int, default=4, help="validation queries per user")
     parser.add_argument("--threads", type=int, default=None,
@@ -338,8 +339,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = {"lora.layers": args.layers, "lora.count": 1, "lora.rank": args.rank, "rag.k": 0}
     setup = build_setup(args.model, args.users, args.steps, args.max_new_tokens, args.queries)
+    n_layers = session_for(setup).layout.n_layers
+    config = TrialConfig(layers=parse_layer_indices(args.layers, n_layers), count=1, rank=args.rank)
     print(f"model={args.model} users={args.users} steps/phase={args.steps} repeats={args.repeats} "
           f"config={config} torch threads={torch.get_num_threads()}")
     runs = compare(config, setup, args.repeats)

@@ -14,8 +14,3 @@ def render_prompt(tokenizer, text: str) -> str:
             [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
         )
     return text + "\n"
-
-
-def answer_suffix(tokenizer) -> str:
-    """What closes an answer in training targets: the end-of-turn / end-of-sequence token."""
-    return tokenizer.eos_token or ""

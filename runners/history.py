@@ -11,8 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-from runners.batching import Example
+from runners.batching import Example, pair_example, text_example
+from runners.chat import render_prompt
+from runners.data.pairs import memory_texts, training_pairs
 from runners.spec import TrainSpec
+from runners.training import train_phase
 
 if TYPE_CHECKING:  # pragma: no cover
     from runners.data.types import HistoryItem
@@ -45,9 +48,6 @@ def history_examples(tokenizer, task: str, items: Sequence["HistoryItem"], spec:
     Returns:
         Both kinds of example, whatever the spec's phase flags say.
     """
-    from runners.batching import pair_example, text_example
-    from runners.chat import render_prompt
-    from runners.data.pairs import memory_texts, training_pairs
 
     texts = tuple(text_example(tokenizer, t, spec.max_seq_len) for t in memory_texts(task, items))
     pairs = tuple(pair_example(tokenizer, render_prompt(tokenizer, i), o, spec.max_seq_len)
@@ -73,7 +73,6 @@ def train_on_history(model, examples: HistoryExamples, spec: TrainSpec, pad_id: 
     Raises:
         TrialFailed: NaN loss or out of memory.
     """
-    from runners.training import train_phase
 
     phases = []
     if spec.memory_injection:

@@ -18,9 +18,10 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from runners.errors import ConfigError
+from runners.spec import TrainSpec, TrialConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -31,21 +32,26 @@ SAFETENSORS_METADATA = {"format": "pt"}
 
 @dataclass(frozen=True)
 class MemoryConfig:
-    """Which layers get memory, how many parallel modules, and their rank."""
+    """Which layers get memory, how many parallel modules, their rank and LoRA settings.
 
-    mask: tuple[int, ...]
+    Build it from a trial's configuration with :meth:`of`; memory is off unless ``count``,
+    ``rank`` and ``layers`` are all non-empty.
+    """
+
+    layers: tuple[int, ...]
     count: int
     rank: int
     alpha_ratio: float = 2.0
     dropout: float = 0.0
 
-    @property
-    def layers(self) -> list[int]:
-        return [i for i, flag in enumerate(self.mask) if flag]
+    @classmethod
+    def of(cls, config: TrialConfig, training: TrainSpec) -> "MemoryConfig":
+        """The memory a trial configuration asks for, with the study's LoRA settings."""
+        return cls(config.layers, config.count, config.rank, training.lora_alpha_ratio, training.lora_dropout)
 
     @property
     def enabled(self) -> bool:
-        return self.count > 0 and self.rank > 0 and any(self.mask)
+        return self.count > 0 and self.rank > 0 and bool(self.layers)
 
     @property
     def alpha(self) -> float:
@@ -63,50 +69,6 @@ class Layout:
     def selected(self, layers: Sequence[int]) -> list[tuple[int, str, int, int]]:
         chosen = set(layers)
         return [m for m in self.modules if m[0] in chosen]
-
-
-def parse_mask(value, n_layers: int, field: str = "lora.layers") -> tuple[int, ...]:
-    """A layer mask from a 0/1 list, a list or comma string of indices, ``all`` or ``none``.
-
-    A list of ``n_layers`` zeros and ones is a mask; any other list is a list of indices.
-
-    Raises:
-        ConfigError: wrong length, an index out of range, or an unreadable value.
-    """
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text == "all":
-            return (1,) * n_layers
-        if text in ("none", ""):
-            return (0,) * n_layers
-        if set(text) <= {"0", "1"} and len(text) == n_layers and n_layers > 1:
-            return tuple(int(c) for c in text)
-        try:
-            value = [int(v) for v in text.replace(" ", "").split(",") if v]
-        except ValueError as err:
-            raise ConfigError(
-                f"{field}: {value!r} is not a layer list; use indices like 0,1,5, 'all' or 'none'"
-            ) from err
-        return _indices_to_mask(value, n_layers, field)
-    values = [int(v) for v in value]
-    if values and set(values) <= {0, 1} and len(values) == n_layers:
-        return tuple(values)
-    if values and set(values) <= {0, 1} and len(values) > 2 and len(values) != n_layers:
-        raise ConfigError(
-            f"{field}: a mask of {len(values)} flags does not fit a model with {n_layers} layers; "
-            f"give {n_layers} flags, a list of layer indices, 'all' or 'none'"
-        )
-    return _indices_to_mask(values, n_layers, field)
-
-
-def _indices_to_mask(indices: Sequence[int], n_layers: int, field: str) -> tuple[int, ...]:
-    bad = [i for i in indices if not 0 <= i < n_layers]
-    if bad:
-        raise ConfigError(
-            f"{field}: layer index {bad} out of range; the model has {n_layers} layers (0..{n_layers - 1})"
-        )
-    chosen = set(indices)
-    return tuple(1 if i in chosen else 0 for i in range(n_layers))
 
 
 def layout_of(model, targets: Sequence[str]) -> Layout:
@@ -135,16 +97,6 @@ def _layer_index(name: str) -> int | None:
         if part in ("layers", "h", "blocks") and parts[i + 1].isdigit():
             return int(parts[i + 1])
     return None
-
-
-def layout_from_config(config, targets: Sequence[str]) -> Layout:
-    """The layout from a model config alone (builds the model on the meta device)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
-    return layout_of(model, targets)
 
 
 def parameter_count(layout: Layout, memory: MemoryConfig) -> int:
@@ -199,7 +151,7 @@ def attach_memory(model, layout: Layout, memory: MemoryConfig, seed: int):
     torch.manual_seed(seed)
     config = LoraConfig(
         r=memory.rank, lora_alpha=memory.alpha, lora_dropout=memory.dropout,
-        target_modules=list(layout.targets), layers_to_transform=memory.layers,
+        target_modules=list(layout.targets), layers_to_transform=list(memory.layers),
         bias="none", task_type="CAUSAL_LM",
     )
     names = adapter_names(memory)
@@ -248,7 +200,7 @@ def merged_lora_config(layout: Layout, memory: MemoryConfig, base_model_path: st
     rank = memory.count * memory.rank
     return LoraConfig(
         r=rank, lora_alpha=rank, lora_dropout=0.0, target_modules=list(layout.targets),
-        layers_to_transform=memory.layers, bias="none", task_type="CAUSAL_LM",
+        layers_to_transform=list(memory.layers), bias="none", task_type="CAUSAL_LM",
         base_model_name_or_path=base_model_path,
     )
 
@@ -273,13 +225,3 @@ def export_merged_adapter(
     save_file(tensors, str(path), metadata=dict(SAFETENSORS_METADATA))
     merged_lora_config(layout, memory, base_model_path).save_pretrained(str(out))
     return path
-
-
-def memory_from_config(config: Mapping, n_layers: int, alpha_ratio: float = 2.0, dropout: float = 0.0) -> MemoryConfig:
-    """The memory part of a flat trial configuration (``lora.layers``, ``lora.count``, ``lora.rank``)."""
-    count = int(config.get("lora.count", 0) or 0)
-    rank = int(config.get("lora.rank", 8) or 0)
-    if count < 0 or rank < 0:
-        raise ConfigError(f"lora.count={count}, lora.rank={rank}: both must be >= 0")
-    mask = parse_mask(config.get("lora.layers", "all"), n_layers)
-    return MemoryConfig(mask=mask, count=count, rank=rank, alpha_ratio=alpha_ratio, dropout=dropout)

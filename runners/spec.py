@@ -1,29 +1,46 @@
-"""Frozen specifications a trial is run from, and the frozen result it returns.
+"""The contract between ``search/`` and ``runners/``: frozen settings and configuration in,
+a frozen result out.
 
-``search/`` builds these from a space file; ``runners/`` never sees a study or an optimiser.
-Field names match the keys of the ``model``, ``data`` and ``training`` sections of a space
-YAML, so :func:`TrialSetup.from_dicts` takes those sections as they are.
+- :class:`ModelSpec`, :class:`DataSpec`, :class:`TrainSpec`: the settings of a study, defined
+  once. A space file's ``model``/``data``/``training`` sections are validated against these very
+  classes (their field constraints are ``annotated_types`` metadata that pydantic enforces), so
+  every setting a trial uses can be written in YAML and changed with ``--set``.
+- :class:`TrialSetup`: the three together (plus the Per-Pcs pool directory), fixed for a study.
+- :class:`TrialConfig`: what one trial personalizes (memory layers, count, rank, retrieval,
+  shared pieces). :meth:`TrialConfig.from_flat` is the one parser of the flat
+  ``{"lora.rank": 8, ...}`` form a search space produces; the key strings live in
+  :data:`FLAT_KEYS` and nowhere else in the code.
+- :class:`TrialResult`: averaged and per-user metrics, predictions and artifact paths.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Annotated, Any, Literal, Mapping, Sequence
+
+from annotated_types import Ge, Gt, Le, Lt
 
 from runners.errors import ConfigError
 
 DEFAULT_TARGETS = ("gate_proj", "up_proj", "down_proj")
+DataFormat = Literal["jsonl", "lamp", "meddialogue"]
+# Unknown keys in a section are errors (pydantic reads this when it validates a space file).
+_CLOSED = {"extra": "forbid"}
 
 
+# --------------------------------------------------------------------------- settings
 @dataclass(frozen=True)
 class ModelSpec:
-    """Which base model to load and where.
+    """Which base model to load and where (``model:`` section).
 
     ``name`` is ``smollm2-135m-instruct`` (the embedded default), ``tiny`` (a random Llama for
     tests), or a local Hugging Face causal-LM directory. ``dtype`` is ``auto``, ``float32``,
-    ``float16`` or ``bfloat16``; ``device`` is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    ``float16`` or ``bfloat16``; ``device`` is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``;
+    ``targets`` are the projections that get LoRA memory.
     """
+
+    __pydantic_config__ = _CLOSED
 
     name: str = "smollm2-135m-instruct"
     dtype: str = "auto"
@@ -33,38 +50,61 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Where the users come from and how each user's data is split."""
+    """Where the users come from and how each user's data is split (``data:`` section).
+
+    ``source`` is ``demo`` or a file; ``format`` (``jsonl``, ``lamp``, ``meddialogue``) is
+    detected from the file when None; ``outputs`` is a LaMP outputs file (found beside the
+    questions file when None); ``task`` overrides the LaMP task read from the outputs;
+    ``users`` is the cohort size (None: every user).
+    """
+
+    __pydantic_config__ = _CLOSED
 
     source: str = "demo"
-    format: str | None = None
+    format: DataFormat | None = None
     outputs: str | None = None
     task: str | None = None
-    users: int | None = None
+    users: Annotated[int, Ge(1)] | None = 2
     split_seed: int = 0
-    val_fraction: float = 0.5
-    heldout_fraction: float = 0.1
-    max_val_queries: int | None = None
+    val_fraction: Annotated[float, Gt(0.0), Lt(1.0)] = 0.5
+    heldout_fraction: Annotated[float, Ge(0.0), Lt(1.0)] = 0.1
+    max_val_queries: Annotated[int, Ge(1)] | None = 4
 
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """MiLP's two training steps and their optimiser settings (paper defaults)."""
+    """MiLP's two training steps, their optimiser settings and generation (``training:`` section).
+
+    ``max_steps`` caps the optimiser steps of each step (None: no cap); ``lora_alpha`` is
+    ``lora_alpha_ratio * rank``; ``max_prompt_tokens`` bounds a prompt with its retrieved items;
+    ``gen_batch_size`` is the batch of generation and evaluation losses.
+    """
+
+    __pydantic_config__ = _CLOSED
 
     memory_injection: bool = True
     instruction_tuning: bool = True
-    epochs: int = 3
-    max_steps: int | None = None
-    max_seq_len: int = 512
-    batch_size: int = 8
-    lr: float = 5e-4
-    warmup_ratio: float = 0.1
-    weight_decay: float = 1e-4
-    lora_alpha_ratio: float = 2.0
-    lora_dropout: float = 0.0
-    max_new_tokens: int = 64
-    max_prompt_tokens: int = 384
-    gen_batch_size: int = 8
+    epochs: Annotated[int, Ge(0)] = 1
+    max_steps: Annotated[int, Ge(1)] | None = 6
+    max_seq_len: Annotated[int, Ge(8)] = 256
+    batch_size: Annotated[int, Ge(1)] = 8
+    lr: Annotated[float, Gt(0.0)] = 5e-4
+    warmup_ratio: Annotated[float, Ge(0.0), Le(1.0)] = 0.1
+    weight_decay: Annotated[float, Ge(0.0)] = 1e-4
+    lora_alpha_ratio: Annotated[float, Gt(0.0)] = 2.0
+    lora_dropout: Annotated[float, Ge(0.0), Lt(1.0)] = 0.0
+    max_new_tokens: Annotated[int, Ge(1)] = 32
+    max_prompt_tokens: Annotated[int, Ge(8)] = 384
+    gen_batch_size: Annotated[int, Ge(1)] = 8
     seed: int = 0
+
+
+SETTINGS_SECTIONS: dict[str, type] = {"model": ModelSpec, "data": DataSpec, "training": TrainSpec}
+
+
+def setting_names(section: str) -> list[str]:
+    """The keys a settings section accepts (``model``, ``data`` or ``training``)."""
+    return [f.name for f in dataclasses.fields(SETTINGS_SECTIONS[section])]
 
 
 @dataclass(frozen=True)
@@ -72,7 +112,7 @@ class TrialSetup:
     """Everything fixed across the trials of a study.
 
     ``pool_dir`` is where the Per-Pcs pool lives (None: found under the tool's home by model
-    and data); only trials with ``perpcs.top_k > 0`` read it.
+    and data); only trials that use shared pieces read it.
     """
 
     model: ModelSpec = field(default_factory=ModelSpec)
@@ -88,35 +128,234 @@ class TrialSetup:
         training: Mapping[str, Any] | None = None,
         pool_dir: str | None = None,
     ) -> "TrialSetup":
-        """Build a setup from the plain ``model``/``data``/``training`` sections of a space.
+        """Build a validated setup from plain ``model``/``data``/``training`` mappings.
 
         Raises:
-            ConfigError: a section holds a key the runner does not know.
+            ConfigError: an unknown key or a value out of range; the message names the key.
         """
         return cls(
-            model=_build(ModelSpec, "model", model),
-            data=_build(DataSpec, "data", data),
-            training=_build(TrainSpec, "training", training),
+            model=_validated(ModelSpec, "model", model),
+            data=_validated(DataSpec, "data", data),
+            training=_validated(TrainSpec, "training", training),
             pool_dir=pool_dir,
         )
 
 
-def _build(kind: type, section: str, values: Mapping[str, Any] | None):
-    values = dict(values or {})
-    known = {f.name for f in dataclasses.fields(kind)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(
-            f"{section}: unknown key(s) {unknown}; known keys are {sorted(known)}"
-        )
-    if "targets" in values:
-        values["targets"] = tuple(values["targets"])
-    return kind(**values)
+def _validated(kind: type, section: str, values: Mapping[str, Any] | None):
+    from pydantic import (  # pydantic is only needed when validating
+        TypeAdapter,
+        ValidationError,
+    )
+
+    try:
+        return TypeAdapter(kind).validate_python(dict(values or {}))
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "unexpected_keyword_argument":
+            raise ConfigError(f"{section}.{key}: unknown key; known keys are {setting_names(section)}") from err
+        raise ConfigError(f"{section}.{key}: {first['msg']} (got {first.get('input')!r})") from err
+
+
+# --------------------------------------------------------------------------- one trial's configuration
+FLAT_KEYS: dict[str, str] = {
+    "layers": "lora.layers", "count": "lora.count", "rank": "lora.rank", "rag_k": "rag.k",
+    "retriever": "rag.retriever", "perpcs_top_k": "perpcs.top_k", "perpcs_retrieve": "perpcs.retrieve",
+}
 
 
 @dataclass(frozen=True)
+class TrialConfig:
+    """What one trial personalizes. The defaults switch everything off (the base model).
+
+    Attributes:
+        layers: indices of the transformer layers that get LoRA memory (sorted, distinct).
+        count: parallel LoRA modules per selected projection (0: no memory).
+        rank: rank of each module (must be >= 1 when ``count > 0``).
+        rag_k: profile items retrieval puts in the prompt (0: no retrieval).
+        retriever: the registered retriever that picks them (``bm25``, ``dense``, ...).
+        perpcs_top_k: Per-Pcs pieces kept per layer-projection from the shared pool (0: off).
+        perpcs_retrieve: whole sharer PEFTs retrieved and averaged instead (0: off).
+    """
+
+    layers: tuple[int, ...] = ()
+    count: int = 0
+    rank: int = 0
+    rag_k: int = 0
+    retriever: str = "bm25"
+    perpcs_top_k: int = 0
+    perpcs_retrieve: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", tuple(sorted({int(i) for i in self.layers})))
+        for name in ("count", "rank", "rag_k", "perpcs_top_k", "perpcs_retrieve"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{FLAT_KEYS[name]}={getattr(self, name)}: must be >= 0")
+        if any(i < 0 for i in self.layers):
+            raise ConfigError(f"{FLAT_KEYS['layers']}: layer indices {list(self.layers)} must be >= 0")
+        if self.count > 0 and self.rank < 1:
+            raise ConfigError(f"{FLAT_KEYS['count']}={self.count} needs {FLAT_KEYS['rank']} >= 1; set the rank")
+        if self.perpcs_top_k > 0 and self.perpcs_retrieve > 0:
+            raise ConfigError(f"{FLAT_KEYS['perpcs_top_k']} and {FLAT_KEYS['perpcs_retrieve']} are two ways to "
+                              "use the pool; set one of them to 0")
+
+    @property
+    def has_memory(self) -> bool:
+        """True when the user gets LoRA memory of its own (modules on at least one layer)."""
+        return self.count > 0 and bool(self.layers)
+
+    @property
+    def uses_pool(self) -> bool:
+        """True when the trial takes shared pieces from the Per-Pcs pool."""
+        return self.perpcs_top_k > 0 or self.perpcs_retrieve > 0
+
+    @property
+    def merged_rank(self) -> int:
+        """Rank of the served adapter of the user's own memory: ``count * rank`` (0 without memory)."""
+        return self.count * self.rank if self.has_memory else 0
+
+    def check_layers(self, n_layers: int) -> None:
+        """Check the layer indices against a model.
+
+        Raises:
+            ConfigError: an index is not a layer of a model with ``n_layers`` layers.
+        """
+        bad = [i for i in self.layers if i >= n_layers]
+        if bad:
+            raise ConfigError(f"{FLAT_KEYS['layers']}: layer index {bad} out of range; the model has {n_layers} "
+                              f"layers (0..{n_layers - 1})")
+
+    @classmethod
+    def from_flat(cls, flat: Mapping[str, Any], n_layers: int | None = None) -> "TrialConfig":
+        """Parse the flat form a search space produces (``{"lora.layers": [0, 1, ...], ...}``).
+
+        ``lora.layers`` is a mask, one 0/1 flag per layer (a space's layer_mask parameter), or
+        ``all``/``none``; missing keys keep the defaults (off).
+
+        Args:
+            flat: parameter name -> value.
+            n_layers: the model's layer count; checks the mask's length (needed for ``all``).
+
+        Raises:
+            ConfigError: an unknown key, a value of the wrong type, or a mask of the wrong length.
+        """
+        by_key = {key: name for name, key in FLAT_KEYS.items()}
+        unknown = sorted(set(flat) - set(by_key))
+        if unknown:
+            raise ConfigError(f"trial configuration: unknown key(s) {unknown}; known keys are {list(FLAT_KEYS.values())}")
+        values: dict[str, Any] = {}
+        for key, value in flat.items():
+            name = by_key[key]
+            if name == "layers":
+                values[name] = layers_from_mask(value, n_layers)
+            elif name == "retriever":
+                values[name] = str(value)
+            else:
+                values[name] = _whole(key, value)
+        config = cls(**values)
+        if n_layers is not None:
+            config.check_layers(n_layers)
+        return config
+
+    def to_flat(self, n_layers: int) -> dict[str, Any]:
+        """The flat form (``lora.layers`` as ``n_layers`` 0/1 flags), inverse of :meth:`from_flat`."""
+        self.check_layers(n_layers)
+        chosen = set(self.layers)
+        out = {FLAT_KEYS[f.name]: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out[FLAT_KEYS["layers"]] = [1 if i in chosen else 0 for i in range(n_layers)]
+        return out
+
+    def describe(self) -> str:
+        """A short human description (``2 x rank 4 on layers 0-3; bm25 k=4``)."""
+        parts = []
+        if self.has_memory:
+            parts.append(f"{self.count} x rank {self.rank} on layers {_ranges(self.layers)}")
+        if self.rag_k > 0:
+            parts.append(f"{self.retriever} k={self.rag_k}")
+        if self.perpcs_top_k > 0:
+            parts.append(f"Per-Pcs top-{self.perpcs_top_k}")
+        if self.perpcs_retrieve > 0:
+            parts.append(f"{self.perpcs_retrieve} retrieved PEFTs")
+        return "; ".join(parts) or "base model"
+
+
+def layers_from_mask(value: Any, n_layers: int | None = None) -> tuple[int, ...]:
+    """Layer indices from a mask (one 0/1 flag per layer), ``all`` or ``none``.
+
+    Raises:
+        ConfigError: not a 0/1 list, or its length differs from ``n_layers``.
+    """
+    key = FLAT_KEYS["layers"]
+    if isinstance(value, str) and value.strip().lower() in ("all", "none"):
+        if value.strip().lower() == "none":
+            return ()
+        if n_layers is None:
+            raise ConfigError(f"{key}: 'all' needs the model's layer count; pass n_layers")
+        return tuple(range(n_layers))
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or any(
+            isinstance(v, bool) or v not in (0, 1) for v in value):
+        raise ConfigError(f"{key}: {value!r} is not a layer mask; give one 0/1 flag per layer, 'all' or 'none' "
+                          "(layer indices go through parse_layer_indices)")
+    if n_layers is not None and len(value) != n_layers:
+        raise ConfigError(f"{key}: a mask of {len(value)} flags does not fit a model with {n_layers} layers; "
+                          f"give {n_layers} flags")
+    return tuple(i for i, flag in enumerate(value) if flag)
+
+
+def parse_layer_indices(value: Any, n_layers: int | None = None) -> tuple[int, ...] | str:
+    """Layers as people write them: ``all``, ``none``, ``"0,1,5"``, a list of indices or one index.
+
+    Returns the sorted distinct indices; ``all``/``none`` come back as those words when the
+    layer count is not known yet (a space before it is bound to a model).
+
+    Raises:
+        ConfigError: not indices, or an index outside ``0..n_layers-1`` (when ``n_layers`` is given).
+    """
+    key = FLAT_KEYS["layers"]
+    if isinstance(value, str) and value.strip().lower() in ("all", "none"):
+        word = value.strip().lower()
+        if n_layers is None:
+            return word
+        return tuple(range(n_layers)) if word == "all" else ()
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: {value!r} is not all, none or a list of layer indices")
+    if isinstance(value, int):
+        value = [value]
+    try:
+        indices = [int(v) for v in value.replace(" ", "").split(",") if v] if isinstance(value, str) else [
+            _whole(key, v) for v in value]
+    except (TypeError, ValueError, ConfigError) as err:
+        raise ConfigError(f"{key}: {value!r} is not all, none or comma-separated layer indices such as 0,1,5") from err
+    bad = [i for i in indices if i < 0 or (n_layers is not None and i >= n_layers)]
+    if bad:
+        top = "" if n_layers is None else f"0..{n_layers - 1}"
+        raise ConfigError(f"{key}: layer indices {bad} are outside {top or 'the layers'}; use indices of existing layers")
+    return tuple(sorted(set(indices)))
+
+
+def _whole(key: str, value: Any) -> int:
+    """An integer value (a float such as 4.0 counts, 4.5 does not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise ConfigError(f"{key}: {value!r} is not a whole number")
+    return int(value)
+
+
+def _ranges(indices: Sequence[int]) -> str:
+    """``0,1,2,5`` -> ``0-2,5``."""
+    out, start = [], None
+    for i, value in enumerate(indices):
+        if start is None:
+            start = value
+        if i + 1 == len(indices) or indices[i + 1] != value + 1:
+            out.append(str(start) if start == value else f"{start}-{value}")
+            start = None
+    return ",".join(out)
+
+
+# --------------------------------------------------------------------------- results
+@dataclass(frozen=True)
 class UserResult:
-    """One user's metrics and timings."""
+    """One user's metrics, generations and kept adapter."""
 
     user_id: str
     metrics: Mapping[str, float]
@@ -126,27 +365,28 @@ class UserResult:
 
 @dataclass(frozen=True)
 class TrialResult:
-    """What a trial returns: averaged metrics, per-user metrics and artifact paths."""
+    """What a trial returns: averaged metrics, per-user results and artifact paths."""
 
     metrics: Mapping[str, float]
     users: tuple[UserResult, ...]
-    config: Mapping[str, Any]
+    config: TrialConfig
     split: str = "val"
     artifacts: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def predictions(self) -> dict[str, list[str]]:
+        """Every user's generations, by user id."""
+        return {u.user_id: list(u.predictions) for u in self.users}
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {
             "metrics": dict(self.metrics),
             "split": self.split,
-            "config": dict(self.config),
+            "config": dataclasses.asdict(self.config),
             "users": [
-                {
-                    "user_id": u.user_id,
-                    "metrics": dict(u.metrics),
-                    "predictions": list(u.predictions),
-                    "adapter_path": u.adapter_path,
-                }
+                {"user_id": u.user_id, "metrics": dict(u.metrics), "predictions": list(u.predictions),
+                 "adapter_path": u.adapter_path}
                 for u in self.users
             ],
             "artifacts": dict(self.artifacts),

@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from search.errors import SpaceError
-from search.optimizers.base import FastOptions, KnownObjective, Optimizer, make_optimizer
+from search.optimizers.base import (
+    AcquisitionOptions,
+    KnownObjective,
+    Optimizer,
+    check_optimizer,
+    make_optimizer,
+)
 from search.space import Space, finite, load_space
 from search.study import Study, TrialRecord
 
@@ -98,7 +104,7 @@ def optimize(
     resume: bool = True,
     n_layers: int | None = None,
     executor: Executor | None = None,
-    options: FastOptions | None = None,
+    options: AcquisitionOptions | None = None,
 ) -> Study:
     """Optimise a black-box function over a space; return the study with its trials and front.
 
@@ -129,6 +135,7 @@ def optimize(
     space = _prepare_space(space, trials, init_trials, seed, n_layers)
     if not isinstance(optimizer, Optimizer):
         space = space.with_optimizer(name=optimizer)
+        check_optimizer(space)
         optimizer = make_optimizer(
             space.optimizer.name, space, seed=space.optimizer.seed, known_objectives=known_objectives, options=options
         )

@@ -7,11 +7,15 @@ LoRA on all layers (OPPU), and PEFT + RAG.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+
+from runners.retrieval import known_retrievers
+from runners.spec import FLAT_KEYS, TrialConfig
+from search.space import ChoiceParam, FixedParam, IntParam, LayerMaskParam, Space
 
 DEFAULT_BASELINE_K = 4
 DEFAULT_PERPCS_K = 2
+DEFAULT_RANK = 8
 
 
 @dataclass(frozen=True)
@@ -20,63 +24,70 @@ class Baseline:
 
     name: str
     description: str
-    config: dict[str, Any]
+    config: TrialConfig
 
 
-def baseline_k(space) -> int:
+def space_defaults(space: Space) -> TrialConfig:
+    """The runner's configuration made of the space's defaults (layer masks left out, so the
+    space need not be bound to a model)."""
+    return TrialConfig.from_flat({name: space.default_of(name) for name, param in space.parameters.items()
+                                  if not isinstance(param, LayerMaskParam)})
+
+
+def baseline_k(space: Space) -> int:
     """``rag.k`` for the baselines: the space's default, or 4 (within range) when that is 0."""
-    param = space.parameters.get("rag.k")
-    default = int(space.default_of("rag.k") or 0) if param is not None else 0
+    default = space_defaults(space).rag_k
     if default > 0:
         return default
-    high = getattr(param, "high", DEFAULT_BASELINE_K) if param is not None else DEFAULT_BASELINE_K
+    param = space.parameters.get(FLAT_KEYS["rag_k"])
+    high = param.high if isinstance(param, IntParam) else DEFAULT_BASELINE_K
     return max(1, min(DEFAULT_BASELINE_K, int(high)))
 
 
-def retrievers_of(space) -> list[str]:
-    """The retrievers the space searches over (all four when the space does not say)."""
-    param = space.parameters.get("rag.retriever")
-    values = getattr(param, "values", None) or [getattr(param, "value", None)]
-    values = [v for v in values if v]
-    return values or ["bm25", "dense", "recency", "random"]
+def retrievers_of(space: Space) -> list[str]:
+    """The retrievers the space searches over (every registered one when the space does not say)."""
+    param = space.parameters.get(FLAT_KEYS["retriever"])
+    if isinstance(param, ChoiceParam):
+        return [str(v) for v in param.values]
+    if isinstance(param, FixedParam):
+        return [str(param.value)]
+    return known_retrievers()
 
 
-def perpcs_k(space) -> int:
+def memory_rank(space: Space) -> int:
+    """The LoRA rank of the OPPU rows: the space's default rank, or 8."""
+    return space_defaults(space).rank or DEFAULT_RANK
+
+
+def perpcs_k(space: Space) -> int:
     """``perpcs.top_k`` for the Per-Pcs rows: the space's default, or 2 when that is 0."""
-    if "perpcs.top_k" in space.parameters and int(space.default_of("perpcs.top_k") or 0) > 0:
-        return int(space.default_of("perpcs.top_k"))
-    return DEFAULT_PERPCS_K
+    return space_defaults(space).perpcs_top_k or DEFAULT_PERPCS_K
 
 
-def baseline_configs(space, with_pool: bool = False) -> list[Baseline]:
+def baseline_configs(space: Space, with_pool: bool = False) -> list[Baseline]:
     """The baseline rows for a bound space (its layer masks sized to the model).
 
     With ``with_pool`` (a Per-Pcs pool exists for the space's model and data), also Per-Pcs
     (top-k pieces assembled) and PEFT retrieval (whole sharer PEFTs averaged), the Per-Pcs
     paper's comparison next to OPPU.
     """
-    defaults = space.defaults()
-    n_layers = len(defaults.get("lora.layers") or [])
-    rank = int(space.default_of("lora.rank")) if "lora.rank" in space.parameters else 8
-    k = baseline_k(space)
-    off = {"lora.layers": [0] * n_layers, "lora.count": 0, "lora.rank": rank,
-           "rag.k": 0, "rag.retriever": "bm25", "perpcs.top_k": 0}
-    oppu = {**off, "lora.layers": [1] * n_layers, "lora.count": 1}
-    rows = [Baseline("non-personalized", "base model, query only", off)]
-    rows.append(Baseline("random-history", f"{k} random history items in the prompt",
-                         {**off, "rag.k": k, "rag.retriever": "random"}))
-    for name in retrievers_of(space):
-        if name != "random":
-            rows.append(Baseline(f"rag-{name}", f"top-{k} history items by {name}",
-                                 {**off, "rag.k": k, "rag.retriever": name}))
+    n_layers = len(space.defaults()[FLAT_KEYS["layers"]])
+    rank, k = memory_rank(space), baseline_k(space)
+    off = TrialConfig()
+    oppu = TrialConfig(layers=tuple(range(n_layers)), count=1, rank=rank)
+    retrievers = retrievers_of(space)
+    rows = [Baseline("non-personalized", "base model, query only", off),
+            Baseline("random-history", f"{k} random history items in the prompt", replace(off, rag_k=k, retriever="random"))]
+    rows += [Baseline(f"rag-{name}", f"top-{k} history items by {name}", replace(off, rag_k=k, retriever=name))
+             for name in retrievers if name != "random"]
     rows.append(Baseline("peft-oppu", f"one rank-{rank} LoRA per user on all layers", oppu))
-    best = "bm25" if "bm25" in retrievers_of(space) else retrievers_of(space)[0]
+    best = "bm25" if "bm25" in retrievers else retrievers[0]
     rows.append(Baseline(f"peft+rag-{best}", f"the per-user LoRA plus top-{k} by {best}",
-                         {**oppu, "rag.k": k, "rag.retriever": best}))
+                         replace(oppu, rag_k=k, retriever=best)))
     if with_pool:
         pk = perpcs_k(space)
         rows.append(Baseline("per-pcs", f"top-{pk} pieces per layer-projection assembled from the pool",
-                             {**off, "perpcs.top_k": pk}))
+                             replace(off, perpcs_top_k=pk)))
         rows.append(Baseline("peft-retrieval", f"the {pk} most similar sharers' whole PEFTs, averaged",
-                             {**off, "perpcs.retrieve": pk}))
+                             replace(off, perpcs_retrieve=pk)))
     return rows

@@ -26,7 +26,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from search.errors import SpaceError
-from search.space import ChoiceParam, FixedParam, FloatParam, IntParam, LayerMaskParam, Space
+from search.space import (
+    ChoiceParam,
+    FixedParam,
+    FloatParam,
+    IntParam,
+    LayerMaskParam,
+    Space,
+)
 
 if TYPE_CHECKING:
     import torch

@@ -21,5 +21,5 @@ class StudyError(SearchError, ValueError):
     """A study directory is unreadable or does not match the space it is resumed with."""
 
 
-class SuggestionError(SearchError, RuntimeError):
-    """An optimiser could not produce a suggestion (for example the space is exhausted)."""
+class ExportError(SearchError, ValueError):
+    """A pick expression is malformed or matches nothing, or a bundle cannot be written."""

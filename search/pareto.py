@@ -107,7 +107,9 @@ def hypervolume(
     :func:`study_reference_point` instead.
     """
     import torch
-    from botorch.utils.multi_objective.box_decompositions.dominated import DominatedPartitioning
+    from botorch.utils.multi_objective.box_decompositions.dominated import (
+        DominatedPartitioning,
+    )
 
     ref = reference_point(points, objectives, ref_point, constraints)
     front = pareto_indices(points, objectives, constraints)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import math
 import time
 
+from rich.live import Live
+from rich.table import Table
+
+from search.api import LocalExecutor
 from search.study import Study, TrialRecord, TrialState
 
 
@@ -12,8 +16,6 @@ class StudyProgress:
     """Callback that redraws: trial i of N, hypervolume, best per objective, timings."""
 
     def __init__(self, console, total: int) -> None:
-        from rich.live import Live
-
         self.console = console
         self.total = total
         self.study: Study | None = None
@@ -29,7 +31,6 @@ class StudyProgress:
 
     def executor(self):
         """A local executor that shows which configuration is running."""
-        from search.api import LocalExecutor
 
         progress = self
 
@@ -48,8 +49,6 @@ class StudyProgress:
             self.console.print(f"[red]trial {trial.number} failed:[/] {trial.error}")
 
     def _render(self, study: Study | None, last: TrialRecord | None, running: dict | None = None):
-        from rich.table import Table
-
         table = Table(show_header=False, box=None, padding=(0, 1))
         if study is None:
             table.add_row("study", "first trial running" if running is not None else "starting")

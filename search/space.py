@@ -17,8 +17,23 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from runners.spec import (
+    DataSpec,
+    ModelSpec,
+    TrainSpec,
+    parse_layer_indices,
+    setting_names,
+)
 from search.errors import SpaceError
 
 Direction = Literal["max", "min"]
@@ -37,41 +52,8 @@ class _Strict(BaseModel):
 
 
 # --------------------------------------------------------------------------- settings sections
-class ModelSettings(_Strict):
-    """The base model handed to the trial runner (``model:`` section)."""
-
-    name: str = "smollm2-135m-instruct"
-    dtype: str = "auto"
-    device: str = "auto"
-    targets: list[str] = Field(default_factory=lambda: ["gate_proj", "up_proj", "down_proj"])
-
-
-class DataSettings(_Strict):
-    """The data source and splits handed to the trial runner (``data:`` section)."""
-
-    source: str = "demo"
-    users: int = Field(2, ge=1)
-    split_seed: int = 0
-    val_fraction: float = Field(0.5, gt=0.0, lt=1.0)
-    heldout_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    max_val_queries: int | None = Field(4, ge=1)
-
-
-class TrainingSettings(_Strict):
-    """Fine-tuning settings handed to the trial runner (``training:`` section)."""
-
-    memory_injection: bool = True
-    instruction_tuning: bool = True
-    epochs: int = Field(1, ge=0)
-    max_steps: int | None = Field(6, ge=1)
-    max_seq_len: int = Field(256, ge=8)
-    batch_size: int = Field(8, ge=1)
-    lr: float = Field(5.0e-4, gt=0.0)
-    warmup_ratio: float = Field(0.1, ge=0.0, le=1.0)
-    weight_decay: float = Field(1.0e-4, ge=0.0)
-    lora_alpha_ratio: float = Field(2.0, gt=0.0)
-    max_new_tokens: int = Field(32, ge=1)
-    seed: int = 0
+# The model, data and training sections are the trial runner's own settings types
+# (runners.spec.ModelSpec, DataSpec, TrainSpec): defined once, validated here on load.
 
 
 class NutsSettings(_Strict):
@@ -93,16 +75,6 @@ class OptimizerSettings(_Strict):
     nuts: NutsSettings = Field(default_factory=NutsSettings)
     max_seconds_per_suggestion: float | None = Field(None, gt=0.0)
     ref_point: dict[str, float] | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _known_optimizer(cls, name: str) -> str:
-        from search.optimizers import optimizer_names
-
-        known = optimizer_names()
-        if name not in known:
-            raise ValueError(f"unknown optimizer {name!r}; use one of: {', '.join(known)}")
-        return name
 
 
 # --------------------------------------------------------------------------- parameters
@@ -164,23 +136,13 @@ class LayerMaskParam(_Param):
     @field_validator("default", mode="before")
     @classmethod
     def _parse_default(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError(f"default={value!r} is not all, none or a list of layer indices")
-        if isinstance(value, int):
-            return [value]
-        if isinstance(value, str) and value not in ("all", "none"):
-            try:
-                return [int(v) for v in value.split(",") if v.strip()]
-            except ValueError as err:
-                raise ValueError(f"default={value!r} is not all, none or comma-separated layer indices") from err
-        return value
+        parsed = parse_layer_indices(value)
+        return parsed if isinstance(parsed, str) else list(parsed)
 
     @model_validator(mode="after")
     def _indices_in_range(self) -> "LayerMaskParam":
         if isinstance(self.default, list):
-            bad = [i for i in self.default if i < 0 or (self.size is not None and i >= self.size)]
-            if bad:
-                raise ValueError(f"layer indices {bad} are outside 0..{(self.size or 1) - 1}; use indices of existing layers")
+            parse_layer_indices(self.default, self.size)
         return self
 
     def mask(self) -> list[int]:
@@ -319,9 +281,9 @@ class Space(_Strict):
     """A parsed search space. Build it with :func:`load_space` or :func:`parse_space`."""
 
     name: str
-    model: ModelSettings = Field(default_factory=ModelSettings)
-    data: DataSettings = Field(default_factory=DataSettings)
-    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+    training: TrainSpec = Field(default_factory=TrainSpec)
     objectives: dict[str, Direction] = Field(
         default_factory=lambda: {"rougeL": "max", "persona_f1": "max", "storage_bytes": "min"}, min_length=1
     )
@@ -428,6 +390,18 @@ class Space(_Strict):
         return {name: self.default_of(name) for name in self.parameters}
 
     # ----------------------------------------------------------------- new spaces
+    @classmethod
+    def from_record(cls, parsed: dict[str, Any], source: str, text: str = "",
+                    overrides: tuple[str, ...] | list[str] = ()) -> "Space":
+        """Rebuild a space a study stored (as parsed), remembering where it came from.
+
+        Raises:
+            SpaceError: the stored space is no longer valid.
+        """
+        space = _validate(parsed, source)
+        space._source, space._text, space._overrides = source, text, tuple(overrides)
+        return space
+
     def bind(self, n_layers: int) -> "Space":
         """Return a copy whose layer masks have ``n_layers`` flags.
 
@@ -599,7 +573,7 @@ def _format_one(error: dict[str, Any]) -> str:
         loc = loc[:2] + loc[3:]
     path = ".".join(loc) or "(top level)"
     kind, msg = error["type"], error["msg"]
-    if kind == "extra_forbidden":
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
         allowed = _allowed_keys(tuple(str(p) for p in error["loc"][:-1]))
         return f"{path}: unknown key; allowed keys: {', '.join(allowed)}"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
@@ -613,14 +587,13 @@ def _format_one(error: dict[str, Any]) -> str:
 
 
 def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
-    sections: dict[str, type[BaseModel]] = {
-        "model": ModelSettings, "data": DataSettings, "training": TrainingSettings, "optimizer": OptimizerSettings,
-    }
+    if loc and loc[0] in ("model", "data", "training"):
+        return setting_names(loc[0])
     model: type[BaseModel] = Space
     if loc[:2] == ("optimizer", "nuts"):
         model = NutsSettings
-    elif loc and loc[0] in sections:
-        model = sections[loc[0]]
+    elif loc and loc[0] == "optimizer":
+        model = OptimizerSettings
     elif len(loc) == 3 and loc[0] == "parameters":
         model = PARAM_TYPES.get(loc[2], Space)
     return list(model.model_fields)

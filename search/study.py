@@ -18,8 +18,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from search.encoding import config_key
 from search.errors import StudyError
 from search.optimizers.base import Observation
+from search.pareto import hypervolume, knee_index, pareto_indices, study_reference_point
 from search.space import Space
 
 FORMAT_VERSION = 1
@@ -132,9 +136,8 @@ class Study:
         path = Path(study_dir) / name / STUDY_FILE
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            space = Space.model_validate(data["space"])
-            space._source, space._text = data.get("space_source", SPACE_FILE), data.get("space_text", "")
-            space._overrides = tuple(data.get("space_overrides", ()))
+            space = Space.from_record(data["space"], data.get("space_source", SPACE_FILE), data.get("space_text", ""),
+                                      data.get("space_overrides", ()))
             trials = [TrialRecord.from_json(t) for t in data["trials"]]
         except FileNotFoundError as err:
             raise StudyError(f"study {name!r}: no {path}; check --study and --study-dir") from err
@@ -196,7 +199,6 @@ class Study:
 
     def stopped_configs(self) -> list[dict[str, Any]]:
         """Configurations of STOPPED trials that no later trial has evaluated (to run again)."""
-        from search.encoding import config_key
 
         done = {config_key(self.space, t.config) for t in self._trials if t.state is not TrialState.STOPPED}
         out: dict[str, dict[str, Any]] = {}
@@ -254,7 +256,6 @@ class Study:
     # ----------------------------------------------------------------- front
     def pareto_trials(self) -> list[TrialRecord]:
         """COMPLETED, feasible, non-dominated trials on the validation objectives."""
-        from search.pareto import pareto_indices
 
         done = self.completed()
         idx = pareto_indices([t.values for t in done], self.space.objectives, self.space.parsed_constraints)
@@ -265,7 +266,6 @@ class Study:
 
         See :func:`search.pareto.study_reference_point`; None before any feasible trial.
         """
-        from search.pareto import study_reference_point
 
         return study_reference_point(
             [t.values if t.state is TrialState.COMPLETED else None for t in self.finished()],
@@ -275,7 +275,6 @@ class Study:
 
     def hypervolume(self) -> float:
         """Hypervolume of the front with respect to :meth:`reference_point`."""
-        from search.pareto import hypervolume
 
         return hypervolume(
             [t.values for t in self.completed()], self.space.objectives, self.reference_point(),
@@ -284,7 +283,6 @@ class Study:
 
     def knee_trial(self) -> TrialRecord | None:
         """The front trial closest to the utopia point (normalised objectives), or None."""
-        from search.pareto import knee_index
 
         done = self.completed()
         i = knee_index([t.values for t in done], self.space.objectives, self.space.parsed_constraints)
@@ -307,13 +305,12 @@ class Study:
     def save(self) -> None:
         """Write ``space.yaml`` and ``study.json`` atomically (temp file + ``os.replace``)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.directory / SPACE_FILE, self.space.text or _dump_yaml(self.space))
+        _atomic_write(self.directory / SPACE_FILE, self.space.text or dump_yaml(self.space))
         _atomic_write(self.directory / STUDY_FILE, json.dumps(self.to_json(), indent=1))
 
 
-def _dump_yaml(space: Space) -> str:
-    import yaml
-
+def dump_yaml(space: Space) -> str:
+    """The parsed space as YAML (for a space built in code, which has no text of its own)."""
     return yaml.safe_dump(space.model_dump(mode="json", exclude_none=True), sort_keys=False)
 
 

@@ -27,11 +27,13 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Collection, Mapping
+from typing import Any, Mapping
 
+from runners.files import safe_name
 from search.errors import SearchError
-from search.space import mask_string
-from search.study import Study, TrialRecord, TrialState
+from search.report import front_rows, hypervolume_curve, rows_to_csv, study_summary
+from search.space import finite, mask_string
+from search.study import Study, TrialRecord, TrialState, dump_yaml
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 RECORD_FILE = "mlflow.json"
@@ -152,19 +154,13 @@ def flat_params(config: Mapping[str, Any]) -> dict[str, str]:
 
 def trial_metrics(trial: TrialRecord) -> dict[str, float]:
     """Numeric validation values, ``test_``-prefixed test values and timings of a trial."""
-    out = {k: float(v) for k, v in trial.values.items() if _number(v)}
-    out.update({f"test_{k}": float(v) for k, v in trial.test_values.items() if _number(v)})
+    out = {k: float(v) for k, v in trial.values.items() if finite(v)}
+    out.update({f"test_{k}": float(v) for k, v in trial.test_values.items() if finite(v)})
     if trial.seconds is not None:
         out["trial_seconds"] = float(trial.seconds)
     if trial.suggest_seconds is not None:
         out["suggest_seconds"] = float(trial.suggest_seconds)
     return out
-
-
-def _number(value: Any) -> bool:
-    import math
-
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _ms(seconds: float | None) -> int | None:
@@ -222,7 +218,7 @@ class Tracker:
             experiment = self.client.get_experiment_by_name(name)
             if experiment is None:
                 root = artifact_root(self.uri)
-                location = (root / _safe(name)).as_uri() if root else None
+                location = (root / safe_name(name, limit=200, fallback="study")).as_uri() if root else None
                 return self.client.create_experiment(name, artifact_location=location,
                                                      tags={ROLE_TAG: "study", EXPERIMENT_KIND_TAG: MODEL_TRAINING})
         except MlflowException as err:
@@ -350,7 +346,7 @@ class Tracker:
 
         run_id = self._runs[trial.number]
         stamp = _ms(time.time())
-        metrics = [Metric(f"test_{k}", float(v), stamp, 0) for k, v in trial.test_values.items() if _number(v)]
+        metrics = [Metric(f"test_{k}", float(v), stamp, 0) for k, v in trial.test_values.items() if finite(v)]
         self.client.log_batch(run_id, metrics=metrics)
         self.client.log_text(run_id, json.dumps(trial.to_json(), indent=1, default=str), "trial.json")
         self._tested.add(trial.number)
@@ -427,68 +423,20 @@ def _tag(key: str, value: str):
     return RunTag(key, value[:_MAX_TAG])
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "study"
-
 
 # --------------------------------------------------------------------------- study artifacts
-def hypervolume_curve(study: Study, numbers: Collection[int] | None = None) -> dict[int, float]:
-    """Hypervolume of the front after each finished trial, keyed by trial number.
-
-    Each value uses only the trials numbered up to that one, and the study's fixed reference
-    point (:meth:`Study.reference_point`), so the curve never decreases.
-
-    Args:
-        study: the study.
-        numbers: compute only these trial numbers (default every finished trial).
-    """
-    from search.pareto import hypervolume
-
-    space, curve, done, ref = study.space, {}, [], study.reference_point()
-    for trial in study.trials:
-        if trial.state is TrialState.COMPLETED:
-            done.append(trial.values)
-        wanted = numbers is None or trial.number in numbers
-        if wanted and trial.state in (TrialState.COMPLETED, TrialState.FAILED):
-            curve[trial.number] = hypervolume(done, space.objectives, ref, space.parsed_constraints)
-    return curve
-
-
-def study_summary(study: Study, record: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A JSON-ready summary of a study: counts, front, knee, hypervolume, tracking record."""
-    knee = study.knee_trial()
-    states = [t.state.value for t in study.trials]
-    return {
-        "study": study.name,
-        "directory": str(study.directory.resolve()),
-        "space": study.space.source,
-        "overrides": list(study.space.overrides),
-        "optimizer": study.space.optimizer.model_dump(mode="json"),
-        "objectives": dict(study.space.objectives),
-        "constraints": list(study.space.constraints),
-        "model": study.space.model.name,
-        "trials": {s.value: states.count(s.value) for s in TrialState},
-        "front": sorted(t.number for t in study.pareto_trials()),
-        "knee": None if knee is None else knee.number,
-        "hypervolume": study.hypervolume(),
-        "mlflow": dict(record or {}),
-    }
-
-
 def write_study_artifacts(study: Study, out: Path, record: Mapping[str, Any] | None = None) -> list[Path]:
     """Write the parent run's artifacts into ``out``: space, summary, front table, plots.
 
     Returns:
         The written files.
     """
-    from search import plots
-    from search.export import front_rows, rows_to_csv
-    from search.study import _dump_yaml
+    from search import plots  # matplotlib and plotly: only when artifacts are written
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "pareto").mkdir(exist_ok=True)
     files = [out / "space.yaml", out / "summary.json", out / "pareto" / "front.csv", out / "pareto" / "front.json"]
-    files[0].write_text(study.space.text or _dump_yaml(study.space), encoding="utf-8")
+    files[0].write_text(study.space.text or dump_yaml(study.space), encoding="utf-8")
     files[1].write_text(json.dumps(study_summary(study, record), indent=1, default=str), encoding="utf-8")
     rows = front_rows(study)
     files[2].write_text(rows_to_csv(rows), encoding="utf-8")
@@ -502,10 +450,3 @@ def write_study_artifacts(study: Study, out: Path, record: Mapping[str, Any] | N
     if curve:
         files.append(plots.hypervolume_png(list(curve), list(curve.values()), out / "plots" / "hypervolume.png"))
     return files
-
-
-def tracker_from_args(args) -> Tracker | None:
-    """The tracker the ``run``/``resume`` options ask for (None with ``--no-mlflow``)."""
-    if getattr(args, "no_mlflow", False):
-        return None
-    return Tracker(getattr(args, "tracking_uri", None), log_adapters=getattr(args, "log_adapters", False))

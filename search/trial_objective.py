@@ -11,6 +11,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from runners.memory import MemoryConfig, storage_bytes
+from runners.session import session_for
+from runners.spec import TrialConfig, TrialSetup
+from runners.trial import run_trial
+from search.api import Evaluation
+from search.optimizers.base import KnownObjective
+
 
 def artifact_name(config: dict[str, Any]) -> str:
     """A short stable directory name for a configuration's kept adapters.
@@ -32,19 +39,20 @@ class TrialObjective:
             ``adapter_root/<config key>/<user id>`` (recorded as the ``adapter_dir`` attr).
     """
 
-    def __init__(self, setup, adapter_root: str | Path | None = None) -> None:
+    def __init__(self, setup: TrialSetup, adapter_root: str | Path | None = None) -> None:
         self.setup = setup
         self.adapter_root = Path(adapter_root) if adapter_root else None
 
-    def __call__(self, config: dict[str, Any]):
-        from runners.trial import run_trial
-        from search.api import Evaluation
+    def typed(self, config: dict[str, Any]) -> TrialConfig:
+        """The runner's typed configuration of a flat one (checked against the model's layers)."""
+        return TrialConfig.from_flat(config, session_for(self.setup).layout.n_layers)
 
+    def __call__(self, config: dict[str, Any]) -> Evaluation:
         adapter_dir = self.adapter_root / artifact_name(config) if self.adapter_root else None
-        result = run_trial(config, self.setup, split="val", adapter_dir=adapter_dir)
+        result = run_trial(self.typed(config), self.setup, split="val", adapter_dir=adapter_dir)
         attrs: dict[str, Any] = {
             "users": {u.user_id: dict(u.metrics) for u in result.users},
-            "predictions": {u.user_id: list(u.predictions) for u in result.users},
+            "predictions": result.predictions,
         }
         if adapter_dir is not None:
             attrs["adapter_dir"] = str(adapter_dir)
@@ -52,20 +60,13 @@ class TrialObjective:
 
     def test_metrics(self, config: dict[str, Any]) -> dict[str, float]:
         """The configuration evaluated once on the test queries."""
-        from runners.trial import run_trial
+        return dict(run_trial(self.typed(config), self.setup, split="test").metrics)
 
-        return dict(run_trial(config, self.setup, split="test").metrics)
-
-    def known_objectives(self) -> dict[str, Any]:
+    def known_objectives(self) -> dict[str, KnownObjective]:
         """``storage_bytes`` as the exact size of the adapter file the trial would write."""
-        from runners.memory import memory_from_config, storage_bytes
-        from runners.session import session_for
-
-        session = session_for(self.setup)
-        layout, spec = session.layout, self.setup.training
+        layout = session_for(self.setup).layout
 
         def storage(config: dict[str, Any]) -> float:
-            memory = memory_from_config(config, layout.n_layers, spec.lora_alpha_ratio, spec.lora_dropout)
-            return float(storage_bytes(layout, memory))
+            return float(storage_bytes(layout, MemoryConfig.of(self.typed(config), self.setup.training)))
 
         return {"storage_bytes": storage}

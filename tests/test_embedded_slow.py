@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from runners.spec import TrialConfig
+
 pytestmark = pytest.mark.slow
 
 
@@ -21,7 +23,7 @@ def embedded_setup():
 def test_real_trial_trains_and_scores(embedded_setup):
     from runners.trial import run_trial
 
-    result = run_trial({"lora.layers": "all", "lora.count": 2, "lora.rank": 4}, embedded_setup)
+    result = run_trial(TrialConfig(layers=tuple(range(30)), count=2, rank=4), embedded_setup)
     m = result.metrics
     assert m["n_users"] == 2 and m["train_steps"] == 2 * 2 * 2
     # SmolLM2: 30 layers x (gate 576->1536, up 576->1536, down 1536->576) x n*r = 8
@@ -34,8 +36,8 @@ def test_real_trial_trains_and_scores(embedded_setup):
 def test_rag_bm25_beats_non_personalized(embedded_setup):
     from runners.trial import run_trial
 
-    plain = run_trial({"lora.count": 0}, embedded_setup).metrics["rougeL"]
-    rag = run_trial({"lora.count": 0, "rag.k": 4, "rag.retriever": "bm25"}, embedded_setup).metrics["rougeL"]
+    plain = run_trial(TrialConfig(), embedded_setup).metrics["rougeL"]
+    rag = run_trial(TrialConfig(rag_k=4, retriever="bm25"), embedded_setup).metrics["rougeL"]
     print(f"\nROUGE-L on validation queries: non-personalized {plain:.4f}  RAG bm25 k=4 {rag:.4f}")
     assert rag > plain
 

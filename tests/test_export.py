@@ -10,14 +10,13 @@ import yaml
 from search.export import (
     ExportError,
     export_bundle,
-    front_rows,
     pad_adapter,
     parse_pick,
     pick_trial,
-    rows_to_csv,
     vllm_command,
     vllm_rank,
 )
+from search.report import front_rows, rows_to_csv
 from search.space import load_space, parse_space
 from search.study import Study
 
@@ -111,13 +110,13 @@ CONFIG = {"lora.layers": [1, 0, 1, 1], "lora.count": 2, "lora.rank": 2, "rag.k":
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory):
     """A two-trial tiny-model study: trial 0 re-run at export, trial 1 with kept adapters."""
-    from search.cli import setup_from_space
+    from search.setup import trial_setup
     from search.trial_objective import TrialObjective
 
     root = tmp_path_factory.mktemp("studies")
     space = load_space("tiny.yaml").bind(4)
     study = Study.create("tiny-export", root, space)
-    setup = setup_from_space(space)
+    setup = trial_setup(space)
     for i, adapters in enumerate((None, root / "tiny-export" / "adapters")):
         config = {**CONFIG, "lora.count": 2 - i, "rag.k": 2 - 2 * i}
         trial = study.add_trial(config)
@@ -133,10 +132,11 @@ def _generate_with(adapter_dir, base_dir, study, trial):
 
     from runners.generation import generate
     from runners.session import session_for
+    from runners.spec import TrialConfig
     from runners.trial import _prompts
-    from search.cli import setup_from_space
+    from search.setup import trial_setup
 
-    session = session_for(setup_from_space(study.space))
+    session = session_for(trial_setup(study.space))
     spec = session.setup.training
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
     out = {}
@@ -144,7 +144,7 @@ def _generate_with(adapter_dir, base_dir, study, trial):
         uid = split.user.user_id
         base = AutoModelForCausalLM.from_pretrained(str(base_dir)).eval()
         model = PeftModel.from_pretrained(base, str(adapter_dir / uid)).eval()
-        prompts = _prompts(session, split, split.val, trial.config).prompts
+        prompts = _prompts(session, split, split.val, TrialConfig.from_flat(trial.config)).prompts
         out[uid] = generate(model, tokenizer, prompts, "cpu", spec.max_new_tokens, spec.gen_batch_size)
     return out
 
@@ -159,7 +159,7 @@ def test_export_round_trip_reproduces_the_trial(tiny_study, tmp_path, number):
     users = sorted(trial.user_attrs["predictions"])
     assert sorted(manifest["adapters"]) == users and len(users) == 2
     merged = trial.config["lora.count"] * trial.config["lora.rank"]
-    assert manifest["memory"] == {"layers": "1011", "count": trial.config["lora.count"],
+    assert manifest["memory"] == {"layers": [0, 2, 3], "count": trial.config["lora.count"],
                                   "rank": 2, "merged_rank": merged, "targets": ["gate_proj", "up_proj", "down_proj"]}
     assert manifest["retrieval"]["k"] == trial.config["rag.k"]
     assert manifest["retrieval"]["retriever"] == ("bm25" if trial.config["rag.k"] else None)

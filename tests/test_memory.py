@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from runners.errors import ConfigError
 from runners.memory import (
     MemoryConfig, attach_memory, detach_memory, export_merged_adapter, layout_of,
-    parameter_count, parse_mask, storage_bytes,
+    parameter_count, storage_bytes,
 )
 from runners.models import tiny_config
 
@@ -24,24 +23,9 @@ def tiny_model():
 TARGETS = ("gate_proj", "up_proj", "down_proj")
 
 
-def test_parse_mask_forms():
-    assert parse_mask("all", 4) == (1, 1, 1, 1)
-    assert parse_mask("none", 4) == (0, 0, 0, 0)
-    assert parse_mask("0,1", 4) == (1, 1, 0, 0)
-    assert parse_mask([0, 1, 1, 0], 4) == (0, 1, 1, 0)
-    assert parse_mask([3], 4) == (0, 0, 0, 1)
-
-
-def test_parse_mask_wrong_length_names_layer_count():
-    with pytest.raises(ConfigError, match="30 layers"):
-        parse_mask([1, 0, 1], 30)
-    with pytest.raises(ConfigError, match="4 layers"):
-        parse_mask("0,7", 4)
-
-
 def test_parameter_count_is_n_r_sum_of_dims(tiny_model):
     layout = layout_of(tiny_model, TARGETS)
-    mem = MemoryConfig(mask=(1, 0, 1, 0), count=3, rank=2)
+    mem = MemoryConfig(layers=(0, 2), count=3, rank=2)
     # tiny: hidden 64, intermediate 128; gate/up: 64->128, down: 128->64; each target d_in+d_out = 192
     assert parameter_count(layout, mem) == 3 * 2 * 2 * (3 * 192)
     peft_model = attach_memory(tiny_model, layout, mem, seed=0)
@@ -52,14 +36,14 @@ def test_parameter_count_is_n_r_sum_of_dims(tiny_model):
 
 def test_empty_mask_or_zero_count_has_no_memory(tiny_model):
     layout = layout_of(tiny_model, TARGETS)
-    assert parameter_count(layout, MemoryConfig((0, 0, 0, 0), 2, 4)) == 0
-    assert storage_bytes(layout, MemoryConfig((1, 1, 1, 1), 0, 4)) == 0
+    assert parameter_count(layout, MemoryConfig((), 2, 4)) == 0
+    assert storage_bytes(layout, MemoryConfig((0, 1, 2, 3), 0, 4)) == 0
 
 
-@pytest.mark.parametrize("mask,count,rank", [((1, 1, 1, 1), 1, 2), ((0, 1, 0, 1), 3, 4), ((1, 0, 0, 0), 2, 8)])
-def test_storage_formula_equals_written_file(tiny_model, tmp_path, mask, count, rank):
+@pytest.mark.parametrize("layers,count,rank", [((0, 1, 2, 3), 1, 2), ((1, 3), 3, 4), ((0,), 2, 8)])
+def test_storage_formula_equals_written_file(tiny_model, tmp_path, layers, count, rank):
     layout = layout_of(tiny_model, TARGETS)
-    mem = MemoryConfig(mask=mask, count=count, rank=rank)
+    mem = MemoryConfig(layers=layers, count=count, rank=rank)
     peft_model = attach_memory(tiny_model, layout, mem, seed=0)
     path = export_merged_adapter(peft_model, layout, mem, tmp_path / "a")
     detach_memory(peft_model)
@@ -71,7 +55,7 @@ def test_merged_adapter_reproduces_parallel_modules(tiny_model, tmp_path):
     from peft import PeftModel
 
     layout = layout_of(tiny_model, TARGETS)
-    mem = MemoryConfig(mask=(1, 0, 1, 1), count=2, rank=4)
+    mem = MemoryConfig(layers=(0, 2, 3), count=2, rank=4)
     x = torch.randint(3, 500, (2, 12))
     base_logits = tiny_model(x).logits
     peft_model = attach_memory(tiny_model, layout, mem, seed=0)
@@ -99,7 +83,7 @@ def test_attach_is_deterministic_under_seed():
         torch.manual_seed(0)
         model = LlamaForCausalLM(tiny_config())
         layout = layout_of(model, TARGETS)
-        peft_model = attach_memory(model, layout, MemoryConfig(mask=(1, 1, 0, 0), count=2, rank=2), seed)
+        peft_model = attach_memory(model, layout, MemoryConfig(layers=(0, 1), count=2, rank=2), seed)
         return {k: v for k, v in peft_model.state_dict().items() if "lora_A" in k}
 
     first, second, other = lora_a(7), lora_a(7), lora_a(8)

@@ -280,10 +280,10 @@ def test_file_bytes(tmp_path):
 def test_session_persona_content_is_profile_and_history_once_per_user():
     from runners.data.pairs import memory_texts
     from runners.session import Session
-    from search.cli import setup_from_space
+    from search.setup import trial_setup
     from search.space import load_space
 
-    session = Session(setup_from_space(load_space("tiny.yaml")))
+    session = Session(trial_setup(load_space("tiny.yaml")))
     user = session.splits[0].user
     content = session.persona_content(user)
     expected = Counter(tokenize("\n".join([user.profile, *memory_texts(session.task, user.history)])))

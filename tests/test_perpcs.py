@@ -227,7 +227,7 @@ def test_assembly_combines_with_a_users_own_lora(tiny, layout, pool):
     from runners.memory import MemoryConfig, attach_memory, detach_memory
 
     model = fresh_tiny().model
-    memory = MemoryConfig(mask=(1, 1, 0, 0), count=1, rank=2)
+    memory = MemoryConfig(layers=(0, 1), count=1, rank=2)
     peft_model = attach_memory(model, layout, memory, seed=0)
     assembly = assemble(pool, tiny, layout, history(tiny), top_k=1)
     combined = apply_assembly(peft_model, pool, assembly)
@@ -291,10 +291,10 @@ def test_kmeans_on_minilm_embeddings_separates_topics():
 
 
 def pool_cli(*argv):
-    from search.commands.pool import add_pool_parser
+    from search.commands.pool import add_parsers
 
     parser = argparse.ArgumentParser(prog="pers-search")
-    add_pool_parser(parser.add_subparsers(dest="command"))
+    add_parsers(parser.add_subparsers(dest="command"))
     args = parser.parse_args(list(argv))
     return args.handler(args)
 
@@ -302,7 +302,7 @@ def pool_cli(*argv):
 def test_pool_build_and_show_through_the_cli_then_assemble(tmp_path, capsys):
     from runners.history import history_examples
     from runners.session import session_for
-    from search.cli import setup_from_space
+    from search.setup import trial_setup
     from search.space import load_space
 
     where = tmp_path / "pool"
@@ -317,7 +317,7 @@ def test_pool_build_and_show_through_the_cli_then_assemble(tmp_path, capsys):
     assert pool_cli("pool", "show", "--space", "spaces/tiny.yaml", "--pool", str(where)) == 0
     assert "demo-" in capsys.readouterr().out
 
-    setup = setup_from_space(load_space("spaces/tiny.yaml"))
+    setup = trial_setup(load_space("spaces/tiny.yaml"))
     session = session_for(setup)
     cohort = [s.user.user_id for s in session.splits]
     pool = find_pool(setup, where)

@@ -18,13 +18,13 @@ CONFIG = {"lora.layers": [1, 0, 1, 1], "lora.rank": 2, "rag.k": 0, "rag.retrieve
 @pytest.fixture(scope="module")
 def perpcs_study(tmp_path_factory, tiny_pool):
     """Trial 0: Per-Pcs only; trial 1: Per-Pcs and a LoRA of the user's own (both with kept state)."""
-    from search.cli import setup_from_space
+    from search.setup import trial_setup
     from search.trial_objective import TrialObjective
 
     root = tmp_path_factory.mktemp("studies")
     space = load_space("tiny.yaml").with_overrides(["perpcs.top_k=1"]).bind(4)
     study = Study.create("tiny-perpcs", root, space)
-    objective = TrialObjective(setup_from_space(space, str(tiny_pool)), root / "tiny-perpcs" / "adapters")
+    objective = TrialObjective(trial_setup(space, str(tiny_pool)), root / "tiny-perpcs" / "adapters")
     for count in (0, 1):
         config = {**CONFIG, "lora.count": count}
         trial = study.add_trial(config)

@@ -28,3 +28,14 @@ def test_readme_space_block_is_spaces_milp_yaml():
     block = re.search(r"## The search space file\n.*?```yaml\n(.*?)```", text, re.S).group(1)
     documented = parse_space(block, "README.md").model_dump(mode="json")
     assert documented == load_space("milp.yaml").model_dump(mode="json")
+
+
+def test_architecture_example_runs():
+    """docs/architecture.md's trial-contract example runs as written (tiny model, demo data)."""
+    text = (README.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    block = re.search(r"## The trial contract.*?```python\n(.*?)```", text, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(block, "docs/architecture.md", "exec"), namespace)
+    result = namespace["result"]
+    assert result.metrics["n_users"] == 2 and result.config.merged_rank == 8
+    assert all(u.predictions for u in result.users)

@@ -12,12 +12,12 @@ import pytest
 from search.api import optimize
 from search.space import parse_space
 from search.study import Study
+from search.report import hypervolume_curve
 from search.tracking import (
     RECORD_FILE,
     Tracker,
     TrackingError,
     flat_params,
-    hypervolume_curve,
     read_record,
     resolve_tracking_uri,
 )

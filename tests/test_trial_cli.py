@@ -28,7 +28,7 @@ def test_trial_prints_metrics_json(capsys):
     metrics = result["metrics"]
     for key in ("rouge1", "rougeL", "persona_f1", "loss", "storage_bytes", "train_seconds", "generate_seconds"):
         assert key in metrics, key
-    assert result["config"]["lora.layers"] == [1, 1, 0, 0]
+    assert result["config"]["layers"] == [0, 1] and result["config"]["count"] == 2
     # tiny: 2 layers x (3 targets x (64+128)) x n*r = 2*576*16 params; fp16 plus the safetensors header
     assert metrics["trainable_params"] == 2 * 576 * 16
     assert metrics["storage_bytes"] > 2 * metrics["trainable_params"]
@@ -95,9 +95,9 @@ def test_baselines_table_on_tiny(capsys):
     assert set(rows) == {"non-personalized", "random-history", "rag-bm25", "rag-recency", "peft-oppu", "peft+rag-bm25"}
     assert rows["non-personalized"]["metrics"]["storage_bytes"] == 0
     assert rows["rag-bm25"]["metrics"]["retrieval_index_bytes"] > 0
-    assert rows["peft-oppu"]["config"]["lora.layers"] == [1, 1, 1, 1]
+    assert rows["peft-oppu"]["config"]["layers"] == [0, 1, 2, 3]
     assert rows["peft-oppu"]["metrics"]["storage_bytes"] > 0
-    assert rows["peft+rag-bm25"]["config"]["rag.k"] == 4
+    assert rows["peft+rag-bm25"]["config"]["rag_k"] == 4
 
 
 def test_trial_with_perpcs_assembly(capsys, tiny_pool):

@@ -16,7 +16,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from runners.data.jsonl import ID, SCALAR, STR, expect_object, get_field, is_kind, read_json
+from runners.data.jsonl import (
+    ID,
+    SCALAR,
+    STR,
+    expect_object,
+    get_field,
+    is_kind,
+    read_json,
+)
 from runners.data.types import Dataset, HistoryItem, Query, User
 from runners.errors import DataError
 

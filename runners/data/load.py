@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from runners.data.demo import demo_dataset
 from runners.data.jsonl import check_file, load_jsonl, read_json
@@ -19,8 +19,9 @@ from runners.data.lamp import lamp_dataset
 from runners.data.meddialogue import meddialogue_dataset
 from runners.data.types import Dataset
 from runners.errors import DataError
+from runners.spec import DataFormat
 
-KNOWN_FORMATS: tuple[str, ...] = ("jsonl", "lamp", "meddialogue")
+KNOWN_FORMATS: tuple[str, ...] = get_args(DataFormat)
 DEMO_SOURCE = "demo"
 DEFAULT_DEMO_USERS = 24
 
@@ -75,13 +76,13 @@ def detect_format(path: str | Path) -> tuple[str, Any]:
         return "jsonl", None
     raise DataError(
         f"data file {path}: cannot detect its format (a {type(data).__name__} that is neither LaMP "
-        f"questions nor MedicalDialogue); pass format as one of {', '.join(KNOWN_FORMATS)} (--format)"
+        f"questions nor MedicalDialogue); pass format as one of {', '.join(KNOWN_FORMATS)} (--data-format, or data.format in the space)"
     )
 
 
 def _check_options(fmt: str, source: str, outputs: str | None, task: str | None, demo_users: int | None) -> None:
     if fmt not in KNOWN_FORMATS:
-        raise DataError(f"data format {fmt!r} is unknown; use one of {', '.join(KNOWN_FORMATS)} (--format)")
+        raise DataError(f"data format {fmt!r} is unknown; use one of {', '.join(KNOWN_FORMATS)} (--data-format, or data.format in the space)")
     if fmt != "lamp" and (outputs is not None or task is not None):
         raise DataError(
             f"data {source}: outputs and task apply to LaMP only, but the format is {fmt!r}; "

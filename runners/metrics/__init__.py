@@ -13,7 +13,12 @@ from typing import Sequence
 from runners.errors import ConfigError
 from runners.metrics.base import Metric, get_metric, register_metric, registered_metrics
 from runners.metrics.lamp import LAMP_LABELS, classification_scores, rating_scores
-from runners.metrics.persona import content_counter, persona_f1, persona_f1_mean, tokenize
+from runners.metrics.persona import (
+    content_counter,
+    persona_f1,
+    persona_f1_mean,
+    tokenize,
+)
 from runners.metrics.rouge import rouge_per_item, rouge_scores
 from runners.metrics.storage import file_bytes, safetensors_bytes
 

@@ -20,7 +20,6 @@ from runners.errors import ConfigError, DataError
 from runners.metrics.base import Metric, check_aligned, register_metric
 
 
-
 def _task_labels(task: object) -> tuple[str, ...]:
     try:
         return LAMP_LABELS[task]  # type: ignore[index]

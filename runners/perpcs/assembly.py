@@ -38,8 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from runners.batching import IGNORE, Example
+from runners.batching import IGNORE, Example, batches, collate
 from runners.errors import ConfigError, DataError
+from runners.perpcs.pool import check_base_model
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -55,7 +56,6 @@ ASSEMBLY_FILE = Path("perpcs") / "assembly.safetensors"  # a user's assembly, in
 
 class TopKClippedWarning(UserWarning):
     """``perpcs.top_k`` is larger than the pool's number of sharers and was clipped."""
-
 
 def piece_scores(x: "torch.Tensor", gates: "torch.Tensor", mask: "torch.Tensor") -> "torch.Tensor":
     """Per-sequence piece scores: the cosine of each gate with each scored token, summed.
@@ -202,9 +202,6 @@ def assemble(pool: "Pool", loaded: "LoadedModel", layout: "Layout", examples: Se
         DataError: no example has a scored token.
     """
     import torch
-
-    from runners.batching import batches, collate
-    from runners.perpcs.pool import check_base_model
 
     check_base_model(pool, loaded.name, layout)
     top_k = _clip_top_k(pool, top_k)

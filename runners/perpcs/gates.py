@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 from runners.batching import Example
 from runners.spec import TrainSpec
+from runners.training import train_phase
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -144,7 +145,6 @@ def train_gates(model, pieces: Mapping[str, Piece], examples: Sequence[Example],
     Raises:
         TrialFailed: NaN loss or out of memory.
     """
-    from runners.training import train_phase
 
     with GatedModel(model, pieces, device) as gated:
         stats = train_phase(gated, examples, spec, pad_id, device, "gate_training", seed)

@@ -14,7 +14,11 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING, Sequence
 
+import numpy as np
+
 from runners.errors import ConfigError
+from runners.perpcs.assembly import Assembly
+from runners.perpcs.sharers import user_embeddings
 
 if TYPE_CHECKING:  # pragma: no cover
     from runners.data.types import HistoryItem, User
@@ -24,7 +28,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def closest_sharers(target, sharers, m: int) -> list[int]:
     """Indices of the ``m`` rows of ``sharers`` most cosine-similar to ``target`` (best first)."""
-    import numpy as np
 
     target = np.asarray(target, dtype=np.float64)
     sharers = np.asarray(sharers, dtype=np.float64)
@@ -48,9 +51,6 @@ def retrieve_pefts(pool: "Pool", users: Sequence["User"], task: str, user: "User
         ConfigError: ``m < 1``, or a sharer of the pool is not in ``users``.
     """
     import torch
-
-    from runners.perpcs.assembly import Assembly
-    from runners.perpcs.sharers import user_embeddings
 
     if m < 1:
         raise ConfigError(f"perpcs.retrieve={m} must be >= 1 to retrieve PEFTs; use 0 to switch it off")

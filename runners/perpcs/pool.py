@@ -43,6 +43,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from runners.errors import ConfigError, DataError, ModelError
+from runners.files import safe_name
+from runners.history import history_examples, train_on_history
+from runners.home import tool_home
+from runners.memory import MemoryConfig, attach_memory, detach_memory
+from runners.metrics.storage import file_bytes
+from runners.perpcs.gates import gate_spec, train_gates
+from runners.perpcs.sharers import STRATEGIES, select_sharers
 from runners.spec import TrialSetup
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,7 +66,6 @@ BUILD_HINT = "pers-search pool build --space {space} --sharers 8"
 
 class PoolMissing(ConfigError):
     """A trial needs a Per-Pcs pool and none was found."""
-
 
 @dataclass(frozen=True)
 class PoolSettings:
@@ -87,7 +93,6 @@ class PoolSettings:
 
     def check(self) -> None:
         """Raise ConfigError on an out-of-range setting."""
-        from runners.perpcs.sharers import STRATEGIES
 
         if not 0.0 < self.share_ratio <= 1.0:
             raise ConfigError(f"pool build: --share-ratio {self.share_ratio} is outside (0, 1]; pass e.g. 0.2 or 1")
@@ -200,7 +205,6 @@ class Pool:
     @property
     def size_bytes(self) -> int:
         """Bytes of the pool directory on disk."""
-        from runners.metrics.storage import file_bytes
 
         return file_bytes(self.directory)
 
@@ -221,8 +225,6 @@ class Pool:
 
 def pools_root() -> Path:
     """Where pools live by default: ``$PERS_SEARCH_HOME/pools``."""
-    from runners.models import tool_home
-
     return tool_home() / "pools"
 
 
@@ -240,7 +242,7 @@ def pool_key(setup: TrialSetup, settings: PoolSettings) -> str:
     blob = json.dumps({"base_model": setup.model.name, "targets": list(setup.model.targets),
                        "data": data_fingerprint(setup), "training": dataclasses.asdict(setup.training),
                        "settings": dataclasses.asdict(settings)}, sort_keys=True, default=str)
-    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(setup.model.name).name)[:40]
+    slug = safe_name(Path(setup.model.name).name, limit=40, fallback="model")
     return f"{slug}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
@@ -368,12 +370,13 @@ def require_pool(setup: TrialSetup, pool_dir: str | os.PathLike | None = None, s
     return pool
 
 
-def build_pool(setup: TrialSetup, settings: PoolSettings, pool_dir: str | os.PathLike | None = None,
+def build_pool(session, settings: PoolSettings, pool_dir: str | os.PathLike | None = None,
                force: bool = False, log: Callable[[str], None] | None = None) -> Pool:
     """Select sharers, train their LoRAs and gates, and store the pool.
 
     Args:
-        setup: Model, data (which users, which cohort) and training settings.
+        session: The :class:`runners.session.Session` of the setup: model, data (which users,
+            which cohort) and training settings.
         settings: The pool settings.
         pool_dir: Where to write; None is ``pools_root() / pool_key(setup, settings)``.
         force: Rebuild even when the directory already holds a pool.
@@ -388,9 +391,8 @@ def build_pool(setup: TrialSetup, settings: PoolSettings, pool_dir: str | os.Pat
         ModelError: ``pool_dir`` holds a pool of another base model.
         TrialFailed: a sharer's training diverged or ran out of memory.
     """
-    from runners.perpcs.sharers import select_sharers
-    from runners.session import session_for
 
+    setup = session.setup
     settings.check()
     say = log or (lambda _msg: None)
     directory = Path(pool_dir) if pool_dir is not None else pools_root() / pool_key(setup, settings)
@@ -398,7 +400,6 @@ def build_pool(setup: TrialSetup, settings: PoolSettings, pool_dir: str | os.Pat
     if existing is not None:
         say(f"pool {directory} is already built with these settings; pass --force to rebuild")
         return existing
-    session = session_for(setup)
     cohort = {s.user.user_id for s in session.splits}
     candidates = [u for u in session.dataset.users if u.user_id not in cohort]
     say(f"choosing {settings.sharers} sharers ({settings.strategy}) among {len(candidates)} users outside the cohort")
@@ -441,16 +442,13 @@ def _sharer_spec(setup: TrialSetup, settings: PoolSettings):
 
 def _build_sharer(session, sharer, settings: PoolSettings) -> tuple[dict, dict, dict]:
     """Train one sharer's LoRA and gates; returns its index record, pieces and gates."""
-    from runners.memory import MemoryConfig, attach_memory, detach_memory
-    from runners.perpcs.gates import gate_spec, train_gates
-    from runners.history import history_examples, train_on_history
 
     loaded, layout, user = session.loaded, session.layout, sharer.user
     spec = _sharer_spec(session.setup, settings)
     seed = spec.seed + zlib.crc32(user.user_id.encode())
     pad = loaded.tokenizer.pad_token_id
     examples = history_examples(loaded.tokenizer, session.task, user.history, spec, seed)
-    memory = MemoryConfig(mask=(1,) * layout.n_layers, count=1, rank=settings.rank,
+    memory = MemoryConfig(tuple(range(layout.n_layers)), count=1, rank=settings.rank,
                           alpha_ratio=spec.lora_alpha_ratio, dropout=spec.lora_dropout)
     started = time.perf_counter()
     peft_model = attach_memory(loaded.model, layout, memory, seed)

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runners.errors import ConfigError
-from runners.perpcs.assembly import ASSEMBLY_FILE
+from runners.memory import ADAPTER_FILE, SAFETENSORS_METADATA
+from runners.perpcs.assembly import ASSEMBLY_FILE, Assembly, assembled_lora
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -39,9 +40,6 @@ def serving_tensors(user_dir: str | os.PathLike, pool: "Pool") -> dict[str, tupl
     """
     import torch
     from safetensors.torch import load_file
-
-    from runners.memory import ADAPTER_FILE
-    from runners.perpcs.assembly import Assembly, assembled_lora
 
     user_dir = Path(user_dir)
     parts: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
@@ -79,8 +77,6 @@ def write_serving_adapter(user_dir: str | os.PathLike, pool: "Pool", out_dir: st
     import torch
     from peft import LoraConfig
     from safetensors.torch import save_file
-
-    from runners.memory import ADAPTER_FILE, SAFETENSORS_METADATA
 
     combined = serving_tensors(user_dir, pool)
     tensors = {}

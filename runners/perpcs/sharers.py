@@ -21,8 +21,12 @@ import random
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
+
+from runners.data.pairs import memory_texts
 from runners.data.types import User
 from runners.errors import ConfigError
+from runners.retrieval.dense import load_encoder
 
 STRATEGIES = ("kmeans", "most-active", "random")
 
@@ -83,12 +87,8 @@ def user_embeddings(users: Sequence[User], task: str, encoder=None):
     Returns:
         A float32 numpy array, one row per user.
     """
-    import numpy as np
-
-    from runners.data.pairs import memory_texts
 
     if encoder is None:
-        from runners.retrieval.dense import load_encoder
 
         encoder = load_encoder()
     texts = [memory_texts(task, u.history) for u in users]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,12 @@ import numpy as np
 
 from runners.data.types import HistoryItem
 from runners.errors import ConfigError
-from runners.retrieval.base import EmptyIndex, RetrievalIndex, Retriever, register_retriever
+from runners.retrieval.base import (
+    EmptyIndex,
+    RetrievalIndex,
+    Retriever,
+    register_retriever,
+)
 
 
 def _stemmer(language: str | None) -> Any:
@@ -109,7 +115,6 @@ class BM25Retriever(Retriever):
         common = {"retriever": self.name, "size": len(items), "user_id": user_id, "digest": digest}
         if not items:
             return EmptyIndex(**common)
-        import logging
 
         import bm25s
 

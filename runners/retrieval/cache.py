@@ -8,7 +8,6 @@ process reuses them.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -16,10 +15,13 @@ from typing import Any, Hashable, Sequence
 
 from runners.data.types import HistoryItem
 from runners.errors import ConfigError
-from runners.retrieval.base import RetrievalIndex, content_digest, get_retriever, resolve_options
-
-_PROCESS_CACHE: IndexCache | None = None
-_PROCESS_LOCK = threading.Lock()
+from runners.home import tool_home
+from runners.retrieval.base import (
+    RetrievalIndex,
+    content_digest,
+    get_retriever,
+    resolve_options,
+)
 
 
 def default_cache_dir() -> Path:
@@ -30,8 +32,7 @@ def default_cache_dir() -> Path:
     Returns:
         The directory (not created).
     """
-    home = os.environ.get("PERS_SEARCH_HOME") or "~/.cache/pers-search"
-    return Path(home).expanduser() / "retrieval"
+    return tool_home() / "retrieval"
 
 
 class IndexCache:
@@ -112,18 +113,3 @@ class IndexCache:
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
         return index
-
-
-def process_cache() -> IndexCache:
-    """Return this process's shared :class:`IndexCache`, created on first use.
-
-    Trials that run one after another in a process (a local study, a Ray worker) share it.
-
-    Returns:
-        The cache, with the default directory.
-    """
-    global _PROCESS_CACHE
-    with _PROCESS_LOCK:
-        if _PROCESS_CACHE is None:
-            _PROCESS_CACHE = IndexCache()
-        return _PROCESS_CACHE

@@ -18,7 +18,12 @@ import numpy as np
 
 from runners.data.types import HistoryItem
 from runners.errors import ConfigError, ModelError
-from runners.retrieval.base import EmptyIndex, RetrievalIndex, Retriever, register_retriever
+from runners.retrieval.base import (
+    EmptyIndex,
+    RetrievalIndex,
+    Retriever,
+    register_retriever,
+)
 
 _ENCODERS: dict[tuple[str, str], Any] = {}
 _ENCODERS_LOCK = threading.Lock()

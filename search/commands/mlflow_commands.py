@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from contextlib import contextmanager
 from typing import Iterator
+
+from search.commands.common import POOL_HELP, add_study_dir
+from search.commands.tables import front_table
+from search.console import status_console, table_console
+from search.export import export_bundle
+from search.report import front_rows, rows_to_csv
+from search.study import Study
+from search.tracking import (
+    TrackingError,
+    artifact_root,
+    check_reachable,
+    resolve_tracking_uri,
+)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 
 
-def add_tracking_args(p) -> None:
-    """Give ``run``/``resume`` the tracking options ``--tracking-uri``, ``--no-mlflow``, ``--log-adapters``."""
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the study's "
-                                          "recorded store, else sqlite:///mlruns/mlflow.db)")
-    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
-    p.add_argument("--log-adapters", action="store_true",
-                   help="also log each trial's kept adapters as MLflow artifacts (with --keep-adapters; large)")
-
-
-def add_mlflow_parsers(sub) -> None:
+def add_parsers(sub) -> None:
     """Register ``ui``, ``pareto`` and ``export`` on the CLI's subparsers."""
     p = sub.add_parser("ui", help="start the MLflow UI on the tracking store and print its URL")
     p.add_argument("--tracking-uri", help="store to show (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)")
@@ -31,7 +40,7 @@ def add_mlflow_parsers(sub) -> None:
 
     p = sub.add_parser("pareto", help="print a study's Pareto front (table, JSON or CSV)")
     p.add_argument("study", help="study name")
-    _add_study_dir(p)
+    add_study_dir(p)
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the front as JSON")
     fmt.add_argument("--csv", action="store_true", help="print the front as CSV")
@@ -40,28 +49,19 @@ def add_mlflow_parsers(sub) -> None:
     p = sub.add_parser("export", help="write a serving bundle (PEFT adapters, serving.yaml, vLLM command) "
                                       "for a configuration picked from the front")
     p.add_argument("study", help="study name")
-    _add_study_dir(p)
+    add_study_dir(p)
     p.add_argument("--pick", default="knee",
                    help="knee (default), max:METRIC, min:METRIC, trial:N; optionally 'where METRIC>=X [and ...]'")
     p.add_argument("--out", required=True, help="bundle directory (must be new or empty unless --force)")
     p.add_argument("--force", action="store_true", help="write into a non-empty --out, replacing an earlier bundle")
     p.add_argument("--register", metavar="NAME", help="register the bundle as a version of this MLflow model")
     p.add_argument("--tracking-uri", help="MLflow store for --register (default as for run)")
-    p.add_argument("--pool", metavar="DIR",
-                   help="Per-Pcs pool of a trial with shared pieces (default: found under $PERS_SEARCH_HOME/pools)")
+    p.add_argument("--pool", metavar="DIR", help=POOL_HELP)
     p.set_defaults(handler=cmd_export)
-
-
-def _add_study_dir(p) -> None:
-    from search.commands.run import DEFAULT_STUDY_DIR
-
-    p.add_argument("--study-dir", default=DEFAULT_STUDY_DIR, help="parent directory of studies (default ./studies)")
 
 
 def server_command(uri: str, host: str, port: int) -> list[str]:
     """The ``mlflow server`` command line for a store (one worker; local artifacts served)."""
-    from search.tracking import artifact_root
-
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host,
            "--port", str(port), "--workers", "1"]
     root = artifact_root(uri)
@@ -81,12 +81,6 @@ def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> N
     Raises:
         TrackingError: the server exited, or did not answer within ``timeout`` seconds.
     """
-    import time
-    import urllib.error
-    import urllib.request
-
-    from search.tracking import TrackingError
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -103,9 +97,6 @@ def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> N
 
 def stop_server(proc: subprocess.Popen, timeout: float = 15.0) -> None:
     """Terminate a server started by :func:`start_server` and its workers (its process group)."""
-    import os
-    import signal
-
     if proc.poll() is None:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -144,9 +135,6 @@ def running_server(uri: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
 
 
 def cmd_ui(args) -> int:
-    from search.console import status_console
-    from search.tracking import check_reachable, resolve_tracking_uri
-
     console = status_console()
     uri = resolve_tracking_uri(args.tracking_uri)
     if uri.startswith(("http://", "https://")):
@@ -171,11 +159,6 @@ def cmd_ui(args) -> int:
 
 
 def cmd_pareto(args) -> int:
-    from search.commands.run import front_table
-    from search.console import table_console
-    from search.export import front_rows, rows_to_csv
-    from search.study import Study
-
     study = Study.load(args.study, args.study_dir)
     if args.json:
         print(json.dumps({"study": study.name, "objectives": dict(study.space.objectives),
@@ -188,10 +171,6 @@ def cmd_pareto(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from search.console import status_console
-    from search.export import export_bundle
-    from search.study import Study
-
     console = status_console()
     study = Study.load(args.study, args.study_dir)
     with console.status(f"exporting {args.pick} of {study.name}"):

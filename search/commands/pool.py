@@ -11,13 +11,18 @@ from __future__ import annotations
 import argparse
 import json
 
-DEFAULT_RANK = 8
+from rich.table import Table
+
+from runners.perpcs.pool import PoolSettings, build_pool, require_pool
+from runners.session import session_for
+from search.baselines import memory_rank
+from search.commands.common import add_space_args, space_from_args
+from search.console import status_console, table_console
+from search.setup import trial_setup
 
 
-def add_pool_parser(subparsers) -> argparse.ArgumentParser:
+def add_parsers(subparsers) -> argparse.ArgumentParser:
     """Add the ``pool`` command (with ``build`` and ``show``) to the CLI's sub-parsers."""
-    from search.cli import add_space_args
-
     parser = subparsers.add_parser("pool", help="build or describe the Per-Pcs pool of sharers' LoRA pieces")
     sub = parser.add_subparsers(dest="pool_command")
     build = sub.add_parser("build", help="choose sharers, train their LoRA pieces and gates, store the pool")
@@ -51,58 +56,42 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def settings_from_args(args, space):
+def settings_from_args(args, space) -> PoolSettings:
     """The :class:`PoolSettings` of ``pool build`` options, with defaults from the space."""
-    from runners.perpcs.pool import PoolSettings
-
-    rank = args.rank
-    if rank is None:
-        rank = int(space.default_of("lora.rank")) if "lora.rank" in space.parameters else DEFAULT_RANK
-    seed = args.seed if args.seed is not None else int(getattr(space.training, "seed", 0) or 0)
+    rank = args.rank if args.rank is not None else memory_rank(space)
+    seed = args.seed if args.seed is not None else space.training.seed
     return PoolSettings(sharers=args.sharers, strategy=args.strategy, rank=rank, share_ratio=args.share_ratio,
                         gate_steps=args.gate_steps, gate_lr=args.gate_lr, sharer_steps=args.steps, seed=seed)
 
 
 def cmd_pool_build(args) -> int:
     """Build (or reuse) the pool and print its description."""
-    from rich.console import Console
-
-    from runners.perpcs.pool import build_pool
-    from search.cli import setup_from_space, space_from_args
-
-    console = Console(stderr=True, quiet=args.json)
+    console = status_console(quiet=args.json)
     space = space_from_args(args)
-    setup = setup_from_space(space)
     settings = settings_from_args(args, space)
-    pool = build_pool(setup, settings, pool_dir=args.pool, force=args.force, log=console.print)
+    session = session_for(trial_setup(space))
+    pool = build_pool(session, settings, pool_dir=args.pool, force=args.force, log=console.print)
     _print(pool.describe(), args.json)
     return 0
 
 
 def cmd_pool_show(args) -> int:
     """Print the description of the pool the space's trials would use."""
-    from runners.perpcs.pool import require_pool
-    from search.cli import setup_from_space, space_from_args
-
     space = space_from_args(args)
-    pool = require_pool(setup_from_space(space), args.pool, space=args.space)
+    pool = require_pool(trial_setup(space), args.pool, space=args.space)
     _print(pool.describe(), args.json)
     return 0
 
 
 def _print(description: dict, as_json: bool) -> None:
-    from rich.console import Console
-
     if as_json:
         print(json.dumps(description, indent=2, default=str))
         return
-    Console().print(describe_table(description))
+    table_console().print(describe_table(description))
 
 
-def describe_table(d: dict):
+def describe_table(d: dict) -> Table:
     """A rich table of a pool description (one row per sharer, the pool's facts in the caption)."""
-    from rich.table import Table
-
     table = Table(title=f"Per-Pcs pool {d['key']}")
     for column in ("sharer", "user", "history items", "cluster", "pieces shared"):
         table.add_column(column, justify="left" if column == "user" else "right")

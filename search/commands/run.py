@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
-from search.console import fmt_value, status_console, table_console
-
+import argparse
 import json
 from pathlib import Path
 
-DEFAULT_STUDY_DIR = "studies"
+from search.api import optimize
+from search.commands.common import (
+    POOL_HELP,
+    add_space_args,
+    add_study_dir,
+    add_tracking_args,
+    space_from_args,
+    tracker_from_args,
+)
+from search.commands.tables import front_table, trials_table
+from search.console import status_console, table_console
+from search.optimizers import check_optimizer
+from search.progress import StudyProgress
+from search.setup import bind_to_model, check_reported, trial_setup
+from search.study import Study
+from search.trial_objective import TrialObjective
+
 ADAPTERS = "adapters"
 
 
-def add_run_parsers(sub, add_space_args) -> None:
+def add_parsers(sub) -> None:
     """Register ``run``, ``resume`` and ``status`` on the CLI's subparsers."""
-    from search.commands.mlflow_commands import add_tracking_args
-
     p = sub.add_parser("run", help="search the space: quasi-random start, then Bayesian optimisation")
     add_space_args(p)
     _add_study_args(p)
@@ -33,7 +46,7 @@ def add_run_parsers(sub, add_space_args) -> None:
     _add_study_args(p, with_name=False)
     p.add_argument("--trials", type=int, help="raise the study's total number of trials")
     p.add_argument("--no-test", action="store_true")
-    p.add_argument("--pool", metavar="DIR", help="Per-Pcs pool directory (default: found under $PERS_SEARCH_HOME/pools)")
+    p.add_argument("--pool", metavar="DIR", help=POOL_HELP)
     add_tracking_args(p)
     p.set_defaults(handler=cmd_resume)
 
@@ -47,34 +60,28 @@ def add_run_parsers(sub, add_space_args) -> None:
 def _add_study_args(p, with_name: bool = True) -> None:
     if with_name:
         p.add_argument("--study", help="study name (default: <space name>-<optimizer>); the same name resumes")
-    p.add_argument("--study-dir", default=DEFAULT_STUDY_DIR, help="parent directory of studies (default ./studies)")
+    add_study_dir(p)
 
 
-def cmd_run(args) -> int:
-    from search.cli import bind, space_from_args
-    from search.tracking import tracker_from_args
-
+def cmd_run(args: argparse.Namespace) -> int:
     console = status_console()
     space = space_from_args(args).with_optimizer(
         name=args.optimizer, trials=args.trials, init_trials=args.init_trials, seed=args.seed)
+    check_optimizer(space)
     name = args.study or f"{space.name}-{space.optimizer.name}"
     tracker = _connect(console, tracker_from_args(args), name, args.study_dir)
     with console.status("loading model and data"):
-        space, setup = bind(space, args.pool)
+        space, setup = bind_to_model(space, args.pool)
     return _search(console, space, setup, name, args.study_dir, args.no_test, args.keep_adapters, tracker)
 
 
-def cmd_resume(args) -> int:
-    from search.cli import setup_from_space
-    from search.tracking import tracker_from_args
-    from search.study import Study
-
+def cmd_resume(args: argparse.Namespace) -> int:
     console = status_console()
     study = Study.load(args.study, args.study_dir)
     space = study.space.with_optimizer(trials=args.trials) if args.trials else study.space
     keep = (Path(args.study_dir) / args.study / ADAPTERS).exists()
     tracker = _connect(console, tracker_from_args(args), args.study, args.study_dir)
-    return _search(console, space, setup_from_space(space, args.pool), args.study, args.study_dir, args.no_test,
+    return _search(console, space, trial_setup(space, args.pool), args.study, args.study_dir, args.no_test,
                    keep, tracker)
 
 
@@ -88,11 +95,7 @@ def _connect(console, tracker, name: str, study_dir: str):
 
 def _search(console, space, setup, name: str, study_dir: str, skip_test: bool, keep_adapters: bool,
             tracker=None) -> int:
-    from search.api import optimize
-    from search.progress import StudyProgress
-    from search.trial_objective import TrialObjective
-
-    _check_reported(space, setup)
+    check_reported(space, setup)
     objective = TrialObjective(setup, Path(study_dir) / name / ADAPTERS if keep_adapters else None)
     console.print(f"[bold]study[/] {name}: {space.optimizer.name}, {space.optimizer.trials} trials "
                   f"({space.optimizer.init_trials} quasi-random), model {setup.model.name}")
@@ -118,14 +121,6 @@ def _search(console, space, setup, name: str, study_dir: str, skip_test: bool, k
     return 0
 
 
-def _check_reported(space, setup) -> None:
-    """Every objective and constraint metric must be one the runner reports (before any trial)."""
-    from runners.session import session_for
-    from runners.trial import reported_metrics
-
-    space.check_objectives(set(reported_metrics(session_for(setup).task)))
-
-
 def _evaluate_front_on_test(console, study, objective) -> None:
     for trial in study.pareto_trials():
         if trial.test_values:
@@ -134,44 +129,14 @@ def _evaluate_front_on_test(console, study, objective) -> None:
             study.set_test_values(trial.number, objective.test_metrics(trial.config))
 
 
-def front_table(study):
-    """The Pareto-optimal trials: validation objectives, test objectives, configuration."""
-    from rich.table import Table
-
-    objectives = list(study.space.objectives)
-    table = Table(title=f"Pareto front of {study.name} ({len(study.completed())} completed trials)")
-    table.add_column("trial", justify="right")
-    for metric in objectives:
-        table.add_column(f"{metric} (val)", justify="right")
-    for metric in objectives:
-        table.add_column(f"{metric} (test)", justify="right")
-    table.add_column("configuration")
-    for trial in sorted(study.pareto_trials(), key=lambda t: t.number):
-        table.add_row(str(trial.number), *(fmt_value(trial.values.get(m)) for m in objectives),
-                      *(fmt_value(trial.test_values.get(m)) for m in objectives), study.space.describe(trial.config))
-    return table
-
-
-def cmd_status(args) -> int:
-    from rich.table import Table
-
-    from search.study import Study
-
+def cmd_status(args: argparse.Namespace) -> int:
     study = Study.load(args.study, args.study_dir)
-    front = {t.number for t in study.pareto_trials()}
     if args.json:
         print(json.dumps({"study": study.name, "directory": str(study.directory),
-                          "trials": [t.to_json() for t in study.trials], "pareto": sorted(front),
+                          "trials": [t.to_json() for t in study.trials],
+                          "pareto": sorted(t.number for t in study.pareto_trials()),
                           "hypervolume": study.hypervolume()}, indent=1, default=str))
         return 0
-    objectives = list(study.space.objectives)
-    table = Table(title=f"study {study.name}: {len(study.trials)} trials, hypervolume {study.hypervolume():.4g}")
-    for column in ("trial", "state", "front", *objectives, "seconds", "configuration / error"):
-        table.add_column(column)
-    for t in study.trials:
-        table.add_row(str(t.number), t.state.value, "*" if t.number in front else "",
-                      *(fmt_value(t.values.get(m)) for m in objectives), fmt_value(t.seconds),
-                      t.error or study.space.describe(t.config))
-    table_console().print(table)
+    table_console().print(trials_table(study))
     table_console().print(front_table(study))
     return 0

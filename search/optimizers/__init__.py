@@ -5,9 +5,10 @@ The modules import torch, BoTorch and Optuna inside their methods, so importing 
 
 from search.optimizers import gp, optuna_samplers, quasi_random, saas  # noqa: F401  (registration)
 from search.optimizers.base import (
-    FastOptions,
+    AcquisitionOptions,
     Observation,
     Optimizer,
+    check_optimizer,
     get_optimizer,
     make_optimizer,
     optimizer_names,
@@ -15,6 +16,6 @@ from search.optimizers.base import (
 )
 
 __all__ = [
-    "FastOptions", "Observation", "Optimizer", "get_optimizer", "make_optimizer", "optimizer_names",
+    "AcquisitionOptions", "check_optimizer", "Observation", "Optimizer", "get_optimizer", "make_optimizer", "optimizer_names",
     "register_optimizer",
 ]

@@ -7,7 +7,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from search.errors import RegistryError
+from search.encoding import Encoder, canonical, config_key
+from search.errors import RegistryError, SpaceError
 
 if TYPE_CHECKING:
     from search.space import Space
@@ -34,9 +35,10 @@ class Observation:
         return self.values is None
 
 
-@dataclass
-class FastOptions:
-    """Caps on the acquisition optimisation, for tests and benchmarks.
+@dataclass(frozen=True)
+class AcquisitionOptions:
+    """How hard the BO optimisers search the acquisition function (the defaults are production's;
+    tests and benchmarks pass smaller ones).
 
     Attributes:
         num_restarts: gradient / local-search restarts of the acquisition optimiser.
@@ -84,15 +86,13 @@ class Optimizer(ABC):
         *,
         seed: int = 0,
         known_objectives: Mapping[str, KnownObjective] | None = None,
-        options: FastOptions | None = None,
+        options: AcquisitionOptions | None = None,
     ) -> None:
-        from search.encoding import Encoder
-
         self.space = space
         self.encoder = Encoder(space)
         self.seed = seed
         self.known_objectives = dict(known_objectives or {})
-        self.options = options or FastOptions()
+        self.options = options or AcquisitionOptions()
 
     @abstractmethod
     def suggest(self, history: list[Observation], n: int) -> list[dict[str, Any]]:
@@ -103,13 +103,11 @@ class Optimizer(ABC):
 
     def observed_keys(self, history: list[Observation]) -> set[str]:
         """Canonical keys of every configuration in ``history`` (failed ones included)."""
-        from search.encoding import config_key
 
         return {config_key(self.space, obs.config) for obs in history}
 
     def take_new(self, candidates: Any, taken: set[str], n: int) -> list[dict[str, Any]]:
         """The first ``n`` candidates whose key is not in ``taken`` (which is updated)."""
-        from search.encoding import canonical, config_key
 
         out: list[dict[str, Any]] = []
         for config in candidates:
@@ -172,6 +170,18 @@ def get_optimizer(name: str) -> type[Optimizer]:
             f"unknown optimizer {name!r}; use one of: {', '.join(optimizer_names())} "
             "(or register one with @register_optimizer)"
         ) from err
+
+
+def check_optimizer(space: "Space") -> None:
+    """The space's ``optimizer.name`` must be registered (checked before anything slow).
+
+    Raises:
+        SpaceError: an unknown name; the message names the space file and lists the known optimisers.
+    """
+    try:
+        get_optimizer(space.optimizer.name)
+    except RegistryError as err:
+        raise SpaceError(f"space {space.source}: optimizer.name: {err}") from err
 
 
 def make_optimizer(name: str, space: "Space", **kwargs: Any) -> Optimizer:

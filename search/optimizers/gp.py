@@ -27,10 +27,12 @@ Failed trials are left out of the models but count as observed configurations.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from search.optimizers.base import Observation, Optimizer, register_optimizer
 from search.optimizers.quasi_random import SobolOptimizer, uniform_stream
+from search.pareto import knee_index, study_reference_point
 from search.space import finite
 
 if TYPE_CHECKING:
@@ -123,8 +125,12 @@ class NEHVIOptimizer(Optimizer):
     def build_acquisition(self, history: list[Observation], seed: int) -> Any:
         """qLogNEHVI on the model list, with constraints and the reference point (``history`` in trial order)."""
         import torch
-        from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
-        from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputObjective
+        from botorch.acquisition.multi_objective.logei import (
+            qLogNoisyExpectedHypervolumeImprovement,
+        )
+        from botorch.acquisition.multi_objective.objective import (
+            IdentityMCMultiOutputObjective,
+        )
         from botorch.sampling.get_sampler import get_sampler
 
         usable = [obs for obs in history if self._usable(obs)]
@@ -151,7 +157,6 @@ class NEHVIOptimizer(Optimizer):
 
     def knee_input(self, usable: list[Observation], X: "torch.Tensor") -> "torch.Tensor | None":
         """The encoded knee of the observed front (``search.pareto.knee_index``), None without a feasible point."""
-        from search.pareto import knee_index
 
         points = [self._with_known(obs) for obs in usable]
         knee = knee_index(points, self.space.objectives, self.space.parsed_constraints)
@@ -180,8 +185,6 @@ class NEHVIOptimizer(Optimizer):
         ``history`` is in trial order; known objectives are computed, as in :meth:`training_data`.
         """
         import torch
-
-        from search.pareto import study_reference_point
 
         points = [None if obs.values is None else self._with_known(obs) for obs in history]
         ref = study_reference_point(
@@ -283,7 +286,6 @@ def _quiet_restarts() -> Iterator[None]:
     known storage objective is piecewise constant there); each suggestion printed a screenful
     of these over the live display. Other warnings pass.
     """
-    import warnings
 
     from botorch.exceptions.warnings import OptimizationWarning
 

@@ -13,6 +13,7 @@ import contextlib
 import warnings
 from typing import TYPE_CHECKING, Any, Iterator
 
+from search.encoding import canonical
 from search.optimizers.base import Observation, Optimizer, register_optimizer
 from search.optimizers.quasi_random import uniform_stream
 from search.space import ChoiceParam, FloatParam, IntParam, LayerMaskParam, finite
@@ -99,8 +100,6 @@ class OptunaOptimizer(Optimizer):
 
     def _frozen_trials(self, history: list[Observation]) -> Iterator["optuna.trial.FrozenTrial"]:
         from optuna.trial import TrialState, create_trial
-
-        from search.encoding import canonical
 
         for obs in history:
             config = canonical(self.space, obs.config)

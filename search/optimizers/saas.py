@@ -134,7 +134,7 @@ class SaasNEHVI(SaasOptimizer):
         from botorch.fit import fit_fully_bayesian_model_nuts
         from botorch.models.transforms.outcome import Standardize
 
-        from search.optimizers.saas_padded import (
+        from search.optimizers.saas_padded import (  # imports jax and numpyro: deferred to the first SAAS fit
             PaddedSaasFullyBayesianSingleTaskGP,
             enable_compilation_cache,
             release_compiled_programs,

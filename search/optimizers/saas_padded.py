@@ -23,12 +23,15 @@ unpadded data.
 
 from __future__ import annotations
 
+import gc
 import math
 
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as numpyro_dist
 from botorch.models.fully_bayesian import SaasFullyBayesianSingleTaskGP, SaasPyroModel
+
+from runners.home import tool_home
 
 PAD_BUCKET = 16
 _CACHE_ENABLED = False
@@ -40,8 +43,6 @@ def enable_compilation_cache() -> None:
     if _CACHE_ENABLED:
         return
     import jax
-
-    from runners.models import tool_home
 
     directory = tool_home() / "jax-cache"
     directory.mkdir(parents=True, exist_ok=True)
@@ -71,7 +72,6 @@ def release_compiled_programs() -> bool:
     _fits_since_release += 1
     if _fits_since_release < RELEASE_EVERY:
         return False
-    import gc
 
     import jax
 

@@ -1,0 +1,62 @@
+"""What the sub-commands share: the space options, the study options and the MLflow options,
+and their translation into a :class:`Space` and a :class:`Tracker`.
+
+Everything below ``search/commands`` only reads ``argparse`` namespaces here and hands plain
+values to the library modules (``search.setup``, ``search.api``, ``search.tracking``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from search.space import Space, load_space
+from search.tracking import Tracker
+
+DEFAULT_STUDY_DIR = "studies"
+POOL_HELP = "Per-Pcs pool directory (default: found under $PERS_SEARCH_HOME/pools)"
+
+
+def add_space_args(p: argparse.ArgumentParser, with_pool: bool = True) -> None:
+    """The options every command that reads a space shares."""
+    p.add_argument("--space", default="milp.yaml",
+                   help="space YAML: a path, or a bundled name (milp.yaml, tiny.yaml, milp-paper.yaml)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a parameter (lora.rank=8) or a setting (training.epochs=2); repeatable")
+    p.add_argument("--data", help="data file overriding the space's data.source (or 'demo')")
+    p.add_argument("--data-format", choices=["jsonl", "lamp", "meddialogue"],
+                   help="data format (default: detected from the file); sets data.format")
+    p.add_argument("--outputs", help="LaMP outputs JSON (default: found beside the questions file); sets data.outputs")
+    p.add_argument("--users", type=int, help="number of users in the cohort; sets data.users")
+    if with_pool:
+        p.add_argument("--pool", metavar="DIR", help=POOL_HELP)
+
+
+def space_from_args(args: argparse.Namespace) -> Space:
+    """The space file with ``--set`` and the data options applied (the data options win)."""
+    sets = list(args.sets)
+    for option, key in (("data", "source"), ("data_format", "format"), ("outputs", "outputs"), ("users", "users")):
+        value = getattr(args, option)
+        if value is not None:
+            sets.append(f"data.{key}={value}")
+    return load_space(args.space).with_overrides(sets)
+
+
+def add_study_dir(p: argparse.ArgumentParser) -> None:
+    """``--study-dir``: the parent directory of studies."""
+    p.add_argument("--study-dir", default=DEFAULT_STUDY_DIR, help="parent directory of studies (default ./studies)")
+
+
+def add_tracking_args(p: argparse.ArgumentParser) -> None:
+    """Give ``run``/``resume`` the tracking options ``--tracking-uri``, ``--no-mlflow``, ``--log-adapters``."""
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the study's "
+                                          "recorded store, else sqlite:///mlruns/mlflow.db)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    p.add_argument("--log-adapters", action="store_true",
+                   help="also log each trial's kept adapters as MLflow artifacts (with --keep-adapters; large)")
+
+
+def tracker_from_args(args: argparse.Namespace) -> Tracker | None:
+    """The tracker the ``run``/``resume`` options ask for (None with ``--no-mlflow``)."""
+    if args.no_mlflow:
+        return None
+    return Tracker(args.tracking_uri, log_adapters=args.log_adapters)

@@ -1,0 +1,66 @@
+"""The CLI's rich tables: a trial's metrics, the baselines, a study's trials and its front."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from rich.table import Table
+
+from runners.spec import TrialResult
+from search.console import fmt_value
+from search.study import Study
+
+BASELINE_COLUMNS = ("rougeL", "rouge1", "persona_f1", "loss", "storage_bytes",
+                    "retrieval_index_bytes", "seconds_per_user", "generate_seconds")
+
+
+def metrics_table(result: TrialResult) -> Table:
+    """Every metric of a trial, averaged over its users."""
+    table = Table(title=f"trial metrics ({result.split}, mean over {len(result.users)} users)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in sorted(result.metrics.items()):
+        table.add_row(key, fmt_value(value))
+    return table
+
+
+def baselines_table(rows: Sequence[Mapping[str, Any]], split: str) -> Table:
+    """One row per baseline (``name`` and ``metrics`` of each row)."""
+    table = Table(title=f"baselines on the {split} queries (mean over users)")
+    table.add_column("baseline")
+    for column in BASELINE_COLUMNS:
+        table.add_column(column, justify="right")
+    for row in rows:
+        m = row["metrics"]
+        table.add_row(row["name"], *(fmt_value(m.get(c)) for c in BASELINE_COLUMNS))
+    return table
+
+
+def front_table(study: Study) -> Table:
+    """The Pareto-optimal trials: validation objectives, test objectives, configuration."""
+    objectives = list(study.space.objectives)
+    table = Table(title=f"Pareto front of {study.name} ({len(study.completed())} completed trials)")
+    table.add_column("trial", justify="right")
+    for metric in objectives:
+        table.add_column(f"{metric} (val)", justify="right")
+    for metric in objectives:
+        table.add_column(f"{metric} (test)", justify="right")
+    table.add_column("configuration")
+    for trial in sorted(study.pareto_trials(), key=lambda t: t.number):
+        table.add_row(str(trial.number), *(fmt_value(trial.values.get(m)) for m in objectives),
+                      *(fmt_value(trial.test_values.get(m)) for m in objectives), study.space.describe(trial.config))
+    return table
+
+
+def trials_table(study: Study) -> Table:
+    """Every trial of a study: state, front membership, objectives, seconds, configuration or error."""
+    front = {t.number for t in study.pareto_trials()}
+    objectives = list(study.space.objectives)
+    table = Table(title=f"study {study.name}: {len(study.trials)} trials, hypervolume {study.hypervolume():.4g}")
+    for column in ("trial", "state", "front", *objectives, "seconds", "configuration / error"):
+        table.add_column(column)
+    for t in study.trials:
+        table.add_row(str(t.number), t.state.value, "*" if t.number in front else "",
+                      *(fmt_value(t.values.get(m)) for m in objectives), fmt_value(t.seconds),
+                      t.error or study.space.describe(t.config))
+    return table

@@ -1,0 +1,71 @@
+"""``trial`` and ``baselines``: single trials of a space, outside any study."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+from runners.perpcs.pool import find_pool
+from runners.spec import TrialConfig
+from runners.trial import run_trial
+from search.baselines import baseline_configs
+from search.commands.common import add_space_args, space_from_args
+from search.commands.tables import baselines_table, metrics_table
+from search.console import status_console, table_console
+from search.setup import bind_to_model
+
+
+def add_parsers(sub) -> None:
+    """Register ``trial`` and ``baselines`` on the CLI's subparsers."""
+    p = sub.add_parser("trial", help="run one trial and print its metrics as JSON")
+    add_space_args(p)
+    p.add_argument("--split", choices=["val", "test"], default="val")
+    p.add_argument("--json", action="store_true", help="print only the JSON result")
+    p.add_argument("--keep-adapters", metavar="DIR", help="keep each user's exported adapter under DIR")
+    p.set_defaults(handler=cmd_trial)
+
+    p = sub.add_parser("baselines", help="evaluate the standard reference points in one table")
+    add_space_args(p)
+    p.add_argument("--split", choices=["val", "test"], default="val")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.set_defaults(handler=cmd_baselines)
+
+
+def cmd_trial(args: argparse.Namespace) -> int:
+    console = status_console(quiet=args.json)
+    with console.status("loading model and data"):
+        space, setup = bind_to_model(space_from_args(args), args.pool)
+    flat = space.defaults()
+    config = TrialConfig.from_flat(flat)
+    console.print(f"[bold]trial[/] on {setup.model.name}: {space.describe(flat)}")
+    result = run_trial(config, setup, split=args.split, adapter_dir=args.keep_adapters)
+    if not args.json:
+        console.print(metrics_table(result))
+    print(json.dumps(result.to_dict(), indent=2, default=str))
+    return 0
+
+
+def cmd_baselines(args: argparse.Namespace) -> int:
+    console = status_console(quiet=args.json)
+    with console.status("loading model and data"):
+        space, setup = bind_to_model(space_from_args(args), args.pool)
+    pool = find_pool(setup, setup.pool_dir)
+    if pool is None:
+        console.print(f"[yellow]no Per-Pcs pool[/] for this model and data: the per-pcs and peft-retrieval rows "
+                      f"need one (`pers-search pool build --space {args.space}`)")
+    rows = []
+    for baseline in baseline_configs(space, with_pool=pool is not None):
+        with console.status(f"baseline {baseline.name}: {baseline.description}"):
+            result = run_trial(baseline.config, setup, split=args.split)
+        metrics = dict(result.metrics)
+        metrics["seconds_per_user"] = (metrics.get("train_seconds", 0.0) + metrics.get("assembly_seconds", 0.0)) / max(
+            metrics.get("n_users", 1), 1)
+        rows.append({"name": baseline.name, "description": baseline.description,
+                     "config": dataclasses.asdict(baseline.config), "metrics": metrics})
+        console.print(f"  {baseline.name}: rougeL={result.metrics.get('rougeL', float('nan')):.4f}")
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+    else:
+        table_console().print(baselines_table(rows, args.split))
+    return 0

