@@ -129,6 +129,10 @@ parameters:
     assert back == config and type(back["rank"]) is int and back["flag"] is True
     # An inactive parameter comes back at its default (canonical), whatever Ax proposed.
     assert mapping.from_ax({**ax, "n": 1})["tool"] == "bm25"
+    assert mapping.to_ax({**config, "flag": 0})["flag"] == "0"  # 0 == False, but the int 0 is a value of its own
+    assert mapping.to_ax({**config, "flag": 1})["flag"] == "True"  # no int 1: the equal value True
+    with pytest.raises(ValueError, match=r"parameter rank: value 5 is not one of \[4, 8.5, 16\]; the history"):
+        mapping.to_ax({**config, "rank": 5})
 
 
 def test_optimize_end_to_end_resumes_and_stays_quiet(tmp_path, capfd):

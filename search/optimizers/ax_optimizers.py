@@ -42,6 +42,7 @@ Ax repeats points.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import warnings
@@ -115,9 +116,7 @@ class AxSpace:
         out = {}
         for p in self.params:
             value = config[p.param] if p.index is None else config[p.param][p.index]
-            if p.labels is not None:
-                value = next(label for label, v in p.labels.items() if v == value and type(v) is type(value))
-            out[p.ax_name] = value
+            out[p.ax_name] = value if p.labels is None else _label_of(p, value)
         return out
 
     def from_ax(self, parameters: dict[str, Any]) -> dict[str, Any]:
@@ -133,6 +132,23 @@ class AxSpace:
             else:
                 config[p.param][p.index] = int(value)
         return canonical(self.space, config)
+
+
+def _label_of(p: AxParam, value: Any) -> Any:
+    """The Ax value standing for our ``value`` of a choice (same type preferred: ``True`` is not ``1``).
+
+    Raises:
+        ValueError: ``value`` is not one of the parameter's values.
+    """
+    labels = p.labels or {}
+    same = [label for label, v in labels.items() if v == value and type(v) is type(value)]
+    equal = [label for label, v in labels.items() if v == value]
+    if not (same or equal):
+        raise ValueError(
+            f"parameter {p.param}: value {value!r} is not one of {list(labels.values())}; "
+            "the history does not match the space (resume with the space the study was run with)"
+        )
+    return (same or equal)[0]
 
 
 def _ax_params(name: str, param: Any) -> list[AxParam]:
@@ -268,6 +284,11 @@ class AxOptimizer(Optimizer):
             out += self.take_new(uniform_stream(self, self.call_seed(history, "fill"), n), taken, n - len(out))
         return out
 
+    @functools.cached_property
+    def mapping(self) -> AxSpace:
+        """The space as Ax parameters (built on first use: it imports Ax)."""
+        return AxSpace(self.space)
+
     @contextlib.contextmanager
     def fitting(self) -> Iterator[None]:
         """Context of one Ax call (``ax-saasbo`` sets up and releases JAX's compiled programs)."""
@@ -278,7 +299,7 @@ class AxOptimizer(Optimizer):
         """A ``Client`` holding the space, the goals, the generation strategy and every observation."""
         from ax.api.client import Client
 
-        mapping = AxSpace(self.space)
+        mapping = self.mapping
         goals = optimization_strings(self.space, self.reference_point(history))
         client = Client(random_seed=seed)
         client.configure_experiment(parameters=mapping.configs(), name=self.space.name)
@@ -291,7 +312,6 @@ class AxOptimizer(Optimizer):
                 client.mark_trial_failed(index, "failed trial (or a metric missing) in the study")
             else:
                 client.complete_trial(index, {ax: values[ours] for ax, ours in goals.sources.items()})
-        self.mapping = mapping
         return client
 
     def generation_strategy(self, position: int, seed: int) -> "GenerationStrategy":
