@@ -5,12 +5,12 @@ a few steps (``optimizer.nuts``) so a SAAS suggestion takes seconds.
 """
 
 import pytest
+from test_optimizers import FAST, TOY, assert_valid, cost, history, quality
 
 from search.optimizers import make_optimizer, optimizer_names
 from search.optimizers.ax_optimizers import AxSpace, _quiet_ax, metric_names, optimization_strings
 from search.optimizers.base import Observation
 from search.space import parse_space
-from test_optimizers import FAST, TOY, assert_valid, cost, history, quality
 
 AX = ["ax-default", "ax-saasbo"]
 SPACE = parse_space(TOY.replace("warmup: 16, samples: 8, thinning: 2", "warmup: 8, samples: 4, thinning: 2"), "toy.yaml")
