@@ -252,7 +252,7 @@ class AxOptimizer(Optimizer):
     """Suggests through an Ax ``Client`` rebuilt from the history; subclasses pick the surrogate.
 
     Known objectives are modelled by Ax, not computed (see the module docstring). ``options.threads``
-    is honoured; the other acquisition caps of :class:`FastOptions` are not passed: Ax optimises
+    is honoured; the other acquisition options (``options``) are not passed: Ax optimises
     its acquisition with its own settings.
     """
 
