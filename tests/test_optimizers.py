@@ -20,6 +20,7 @@ optimizer: {name: sobol, init_trials: 4, nuts: {warmup: 16, samples: 8, thinning
 """
 SPACE = parse_space(TOY, "toy.yaml")
 ALL = ["gp-nehvi", "optuna-nsga2", "optuna-tpe", "random", "saas-map", "saas-nehvi", "sobol"]
+AX = ["ax-default", "ax-saasbo"]  # the same contract checks, with Ax-sized settings: tests/test_ax_optimizers.py
 BO = ["gp-nehvi", "saas-map", "saas-nehvi"]
 FAST = AcquisitionOptions(num_restarts=2, raw_samples=32, mc_samples=16, maxiter=8, extra={"initialization_strategy": "random"})
 
@@ -53,10 +54,10 @@ def assert_valid(configs: list[dict], hist: list[Observation], n: int) -> None:
 
 
 def test_registry_lists_all_and_refuses_duplicates():
-    assert optimizer_names() == ALL
+    assert optimizer_names() == sorted(ALL + AX)
     with pytest.raises(RegistryError, match="'sobol' is already registered by SobolOptimizer"):
         register_optimizer("sobol")(SobolOptimizer)
-    with pytest.raises(RegistryError, match="unknown optimizer 'cma'; use one of: gp-nehvi, "):
+    with pytest.raises(RegistryError, match="unknown optimizer 'cma'; use one of: ax-default, ax-saasbo, gp-nehvi, "):
         make_optimizer("cma", SPACE)
 
 

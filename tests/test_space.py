@@ -92,7 +92,7 @@ def test_unknown_section_key_and_unknown_optimizer(tmp_path):
     with pytest.raises(SpaceError) as info:  # checked before a study loads its model, not by the schema
         check_optimizer(parse_space(TOY.replace("name: sobol", "name: bayes"), "bad.yaml"))
     assert str(info.value).startswith(
-        "space bad.yaml: optimizer.name: unknown optimizer 'bayes'; use one of: gp-nehvi, optuna-nsga2, "
+        "space bad.yaml: optimizer.name: unknown optimizer 'bayes'; use one of: ax-default, ax-saasbo, gp-nehvi, optuna-nsga2, "
         "optuna-tpe, random, saas-map, saas-nehvi, sobol"
     )
     with pytest.raises(SpaceError, match=r"^space bad.yaml: colour: unknown key; allowed keys: name, model, data"):

@@ -31,7 +31,8 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("run", help="search the space: quasi-random start, then Bayesian optimisation")
     add_space_args(p)
     _add_study_args(p)
-    p.add_argument("--optimizer", help="saas-nehvi (default of milp.yaml), saas-map, gp-nehvi, sobol, random, optuna-tpe, optuna-nsga2")
+    p.add_argument("--optimizer", help="saas-nehvi (default of milp.yaml), saas-map, gp-nehvi, ax-saasbo, ax-default, "
+                                        "sobol, random, optuna-tpe, optuna-nsga2")
     p.add_argument("--trials", type=int, help="total trials of the study")
     p.add_argument("--init-trials", type=int, help="quasi-random trials before the model-based ones")
     p.add_argument("--seed", type=int, help="optimiser seed")

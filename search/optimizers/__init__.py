@@ -3,7 +3,7 @@
 The modules import torch, BoTorch and Optuna inside their methods, so importing is cheap.
 """
 
-from search.optimizers import gp, optuna_samplers, quasi_random, saas  # noqa: F401  (registration)
+from search.optimizers import ax_optimizers, gp, optuna_samplers, quasi_random, saas  # noqa: F401  (registration)
 from search.optimizers.base import (
     AcquisitionOptions,
     Observation,
