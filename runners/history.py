@@ -48,7 +48,6 @@ def history_examples(tokenizer, task: str, items: Sequence["HistoryItem"], spec:
     Returns:
         Both kinds of example, whatever the spec's phase flags say.
     """
-
     texts = tuple(text_example(tokenizer, t, spec.max_seq_len) for t in memory_texts(task, items))
     pairs = tuple(pair_example(tokenizer, render_prompt(tokenizer, i), o, spec.max_seq_len)
                   for i, o in training_pairs(task, items, seed=seed))
@@ -73,7 +72,6 @@ def train_on_history(model, examples: HistoryExamples, spec: TrainSpec, pad_id: 
     Raises:
         TrialFailed: NaN loss or out of memory.
     """
-
     phases = []
     if spec.memory_injection:
         phases.append(train_phase(model, examples.texts, spec, pad_id, device, "memory_injection", seed))

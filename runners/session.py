@@ -44,20 +44,17 @@ class Session:
     @cached_property
     def layout(self) -> "Layout":
         """The shapes of the model's target projections."""
-
         return layout_of(self.loaded.model, self.setup.model.targets)
 
     @cached_property
     def dataset(self) -> "Dataset":
         """Every user of the data source."""
-
         d = self.setup.data
         return load_dataset(d.source, format=d.format, outputs=d.outputs, task=d.task)
 
     @cached_property
     def splits(self) -> "tuple[UserSplit, ...]":
         """The cohort's users, each split into training, held-out, validation and test parts."""
-
         d = self.setup.data
         return tuple(split_dataset(
             self.dataset, seed=d.split_seed, users=d.users, val_fraction=d.val_fraction,
@@ -67,13 +64,11 @@ class Session:
     @cached_property
     def index_cache(self) -> "IndexCache":
         """Retrieval indexes, built once per user, retriever and history."""
-
         return IndexCache()
 
     @cached_property
     def pool(self) -> "Pool":
         """The Per-Pcs pool for this setup (raises ``PoolMissing`` with the build command)."""
-
         return require_pool(self.setup, self.setup.pool_dir)
 
     @property

@@ -136,7 +136,6 @@ def _prompts(session: Session, user_split, queries, config: TrialConfig) -> Prom
 def _personalized(session: Session, user_split, memory: MemoryConfig, config: TrialConfig, prompted: Prompted,
                   seed: int, adapter_dir):
     """Shared pieces (Per-Pcs top-k, or whole retrieved PEFTs) and/or the user's own memory."""
-
     loaded, spec = session.loaded, session.setup.training
     examples = history_examples(loaded.tokenizer, session.task, user_split.train, spec, seed)
     parent = Path(adapter_dir) if adapter_dir else Path(tempfile.mkdtemp(prefix="pers-search-adapter-"))
@@ -190,7 +189,6 @@ def _save_user_state(session: Session, model, memory: MemoryConfig, assembly, ou
     The user's own memory is the merged rank-``n*r`` adapter (``out/``); a Per-Pcs assembly is
     its piece indices and weights (``out/`` + ``runners.perpcs.assembly.ASSEMBLY_FILE``).
     """
-
     total = 0
     if memory.enabled:
         path = export_merged_adapter(model, session.layout, memory, out, session.loaded.source_dir)

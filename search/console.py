@@ -11,13 +11,11 @@ PIPED_WIDTH = 200
 
 def table_console():
     """A console for result tables on stdout: the terminal's width, or 200 columns when piped."""
-
     return Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
 
 
 def status_console(quiet: bool = False):
     """A console for progress and status lines on stderr."""
-
     return Console(stderr=True, quiet=quiet, width=None if sys.stderr.isatty() else PIPED_WIDTH)
 
 

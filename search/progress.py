@@ -31,7 +31,6 @@ class StudyProgress:
 
     def executor(self):
         """A local executor that shows which configuration is running."""
-
         progress = self
 
         class _Shown(LocalExecutor):

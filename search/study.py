@@ -199,7 +199,6 @@ class Study:
 
     def stopped_configs(self) -> list[dict[str, Any]]:
         """Configurations of STOPPED trials that no later trial has evaluated (to run again)."""
-
         done = {config_key(self.space, t.config) for t in self._trials if t.state is not TrialState.STOPPED}
         out: dict[str, dict[str, Any]] = {}
         for t in self._trials:
@@ -256,7 +255,6 @@ class Study:
     # ----------------------------------------------------------------- front
     def pareto_trials(self) -> list[TrialRecord]:
         """COMPLETED, feasible, non-dominated trials on the validation objectives."""
-
         done = self.completed()
         idx = pareto_indices([t.values for t in done], self.space.objectives, self.space.parsed_constraints)
         return [done[i] for i in idx]
@@ -266,7 +264,6 @@ class Study:
 
         See :func:`search.pareto.study_reference_point`; None before any feasible trial.
         """
-
         return study_reference_point(
             [t.values if t.state is TrialState.COMPLETED else None for t in self.finished()],
             self.space.objectives, self.space.optimizer.ref_point, self.space.parsed_constraints,
@@ -275,7 +272,6 @@ class Study:
 
     def hypervolume(self) -> float:
         """Hypervolume of the front with respect to :meth:`reference_point`."""
-
         return hypervolume(
             [t.values for t in self.completed()], self.space.objectives, self.reference_point(),
             self.space.parsed_constraints,
@@ -283,7 +279,6 @@ class Study:
 
     def knee_trial(self) -> TrialRecord | None:
         """The front trial closest to the utopia point (normalised objectives), or None."""
-
         done = self.completed()
         i = knee_index([t.values for t in done], self.space.objectives, self.space.parsed_constraints)
         return None if i is None else done[i]

@@ -198,3 +198,16 @@ def test_restart_reports_are_silenced_during_a_suggestion_and_other_warnings_pas
             warnings.warn("a model did not converge", RuntimeWarning)
         warnings.warn("Optimization failed outside a suggestion", RuntimeWarning)
     assert [str(w.message) for w in caught] == ["a model did not converge", "Optimization failed outside a suggestion"]
+
+
+@pytest.mark.parametrize("name", [*ALL, *AX])
+def test_pending_aware_batches_never_repeat_a_pending_or_finished_configuration(name):
+    """A batch of 4 from 6 finished, then 2 more with those 4 pending: 12 distinct configurations."""
+    hist = history(6)
+    first = build(name).suggest(hist, 4)
+    assert_valid(first, hist, 4)
+    more = build(name).suggest(hist, 2, pending=first)
+    assert_valid(more, hist, 2)
+    keys = {config_key(SPACE, c) for c in [*first, *more]}
+    assert len(keys) == 6 and not keys & {config_key(SPACE, o.config) for o in hist}
+    assert build(name).suggest(hist, 2, pending=first) == more, "reproducible under the seed"

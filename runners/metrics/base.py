@@ -53,7 +53,6 @@ def register_metric(name: str) -> Callable[[type[MetricT]], type[MetricT]]:
     Raises:
         ConfigError: If ``name`` is already registered or the class is not a ``Metric``.
     """
-
     def decorator(cls: type[MetricT]) -> type[MetricT]:
         if not (isinstance(cls, type) and issubclass(cls, Metric)):
             raise ConfigError(

@@ -145,7 +145,6 @@ def train_gates(model, pieces: Mapping[str, Piece], examples: Sequence[Example],
     Raises:
         TrialFailed: NaN loss or out of memory.
     """
-
     with GatedModel(model, pieces, device) as gated:
         stats = train_phase(gated, examples, spec, pad_id, device, "gate_training", seed)
         gates = {path: g.detach().float().cpu() for path, g in gated.gates.items()}

@@ -28,7 +28,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def closest_sharers(target, sharers, m: int) -> list[int]:
     """Indices of the ``m`` rows of ``sharers`` most cosine-similar to ``target`` (best first)."""
-
     target = np.asarray(target, dtype=np.float64)
     sharers = np.asarray(sharers, dtype=np.float64)
     sims = sharers @ target / (np.linalg.norm(sharers, axis=1) * np.linalg.norm(target) + 1e-12)

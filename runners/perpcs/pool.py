@@ -93,7 +93,6 @@ class PoolSettings:
 
     def check(self) -> None:
         """Raise ConfigError on an out-of-range setting."""
-
         if not 0.0 < self.share_ratio <= 1.0:
             raise ConfigError(f"pool build: --share-ratio {self.share_ratio} is outside (0, 1]; pass e.g. 0.2 or 1")
         if self.rank < 1:
@@ -205,7 +204,6 @@ class Pool:
     @property
     def size_bytes(self) -> int:
         """Bytes of the pool directory on disk."""
-
         return file_bytes(self.directory)
 
     def describe(self) -> dict[str, Any]:
@@ -391,7 +389,6 @@ def build_pool(session, settings: PoolSettings, pool_dir: str | os.PathLike | No
         ModelError: ``pool_dir`` holds a pool of another base model.
         TrialFailed: a sharer's training diverged or ran out of memory.
     """
-
     setup = session.setup
     settings.check()
     say = log or (lambda _msg: None)
@@ -442,7 +439,6 @@ def _sharer_spec(setup: TrialSetup, settings: PoolSettings):
 
 def _build_sharer(session, sharer, settings: PoolSettings) -> tuple[dict, dict, dict]:
     """Train one sharer's LoRA and gates; returns its index record, pieces and gates."""
-
     loaded, layout, user = session.loaded, session.layout, sharer.user
     spec = _sharer_spec(session.setup, settings)
     seed = spec.seed + zlib.crc32(user.user_id.encode())

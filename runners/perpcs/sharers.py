@@ -87,7 +87,6 @@ def user_embeddings(users: Sequence[User], task: str, encoder=None):
     Returns:
         A float32 numpy array, one row per user.
     """
-
     if encoder is None:
 
         encoder = load_encoder()

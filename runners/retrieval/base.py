@@ -200,7 +200,6 @@ def register_retriever(name: str) -> Callable[[type[T]], type[T]]:
     Raises:
         ConfigError: If the name is taken.
     """
-
     def decorate(cls: type[T]) -> type[T]:
         if name in _REGISTRY:
             raise ConfigError(

@@ -59,7 +59,6 @@ def pad_adapter(src: str | Path, dst: str | Path, rank: int) -> Path:
 
 def vllm_command(base: str, adapters: Mapping[str, str], max_lora_rank: int | None) -> str:
     """The ``vllm serve`` line for a base model and per-user adapters (empty dict: no LoRA)."""
-
     parts = ["vllm", "serve", shlex.quote(base)]
     if adapters:
         parts += ["--enable-lora", "--max-lora-rank", str(max_lora_rank), "--max-loras", str(len(adapters)),

@@ -48,7 +48,7 @@ import re
 import sys
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from search.encoding import Encoder, canonical
 from search.optimizers.base import Observation, Optimizer, register_optimizer
@@ -119,7 +119,6 @@ class AxSpace:
 
     def to_ax(self, config: dict[str, Any]) -> dict[str, Any]:
         """Ax parameters of a configuration (canonicalised first)."""
-
         config = canonical(self.space, config)
         out = {}
         for p in self.params:
@@ -129,7 +128,6 @@ class AxSpace:
 
     def from_ax(self, parameters: dict[str, Any]) -> dict[str, Any]:
         """The canonical configuration of Ax parameters (inactive parameters at their default)."""
-
         config = {name: list(v) if isinstance(v, list) else v for name, v in self.space.defaults().items()}
         for p in self.params:
             value = parameters[p.ax_name]
@@ -269,25 +267,26 @@ class AxOptimizer(Optimizer):
         """The ``ModelConfig`` of the Bayesian-optimisation node, or None for the ``method``'s own."""
         return None
 
-    def suggest(self, history: list[Observation], n: int) -> list[dict[str, Any]]:
+    def suggest(self, history: list[Observation], n: int,
+                pending: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
         """Return up to ``n`` new configurations (see :meth:`Optimizer.suggest`).
 
-        Ax's proposals are canonicalised; any that is already observed (or that Ax could not
-        make) is replaced by a random unseen configuration, counted in ``random_fills``.
+        Pending configurations are attached as running trials (Ax conditions on them). Ax's
+        proposals are canonicalised; any that is already observed or pending (or that Ax could
+        not make) is replaced by a random unseen configuration, counted in ``random_fills``.
         """
-
-        taken = self.observed_keys(history)
+        taken = self.observed_keys(history, pending)
         if self.encoder.d == 0:
             return self.take_new([self.space.defaults()], taken, n)
-        seed = self.call_seed(history)
+        seed = self.call_seed(history, pending=pending)
         with _quiet_ax(), _torch_threads(self.options.threads), self.fitting():
-            client = self.build_client(history, seed)
+            client = self.build_client(history, seed, pending)
             proposals = self.ask(client, n)
         self.client = client  # kept for inspection, like ``NEHVIOptimizer.model``
         out = self.take_new(proposals, taken, n)
         self.random_fills = n - len(out)
         if len(out) < n:
-            out += self.take_new(uniform_stream(self, self.call_seed(history, "fill"), n), taken, n - len(out))
+            out += self.take_new(uniform_stream(self, self.call_seed(history, "fill", pending), n), taken, n - len(out))
         return out
 
     @functools.cached_property
@@ -301,8 +300,10 @@ class AxOptimizer(Optimizer):
         yield
 
     # ----------------------------------------------------------------- the Ax experiment
-    def build_client(self, history: list[Observation], seed: int) -> "Client":
-        """A ``Client`` holding the space, the goals, the generation strategy and every observation."""
+    def build_client(self, history: list[Observation], seed: int,
+                     pending: Sequence[dict[str, Any]] = ()) -> "Client":
+        """A ``Client`` holding the space, the goals, the generation strategy, every observation,
+        and the pending configurations as running trials."""
         from ax.api.client import Client
 
         mapping = self.mapping
@@ -310,7 +311,7 @@ class AxOptimizer(Optimizer):
         client = Client(random_seed=seed)
         client.configure_experiment(parameters=mapping.configs(), name=self.space.name)
         client.configure_optimization(objective=goals.objective, outcome_constraints=goals.constraints)
-        client.set_generation_strategy(self.generation_strategy(len(history), seed))
+        client.set_generation_strategy(self.generation_strategy(len(history) + len(pending), seed))
         for obs in history:
             index = client.attach_trial(mapping.to_ax(obs.config))
             values = self.values_of(obs)
@@ -318,6 +319,8 @@ class AxOptimizer(Optimizer):
                 client.mark_trial_failed(index, "failed trial (or a metric missing) in the study")
             else:
                 client.complete_trial(index, {ax: values[ours] for ax, ours in goals.sources.items()})
+        for config in pending:
+            client.attach_trial(mapping.to_ax(config))
         return client
 
     def generation_strategy(self, position: int, seed: int) -> "GenerationStrategy":
@@ -373,7 +376,6 @@ class AxOptimizer(Optimizer):
 
     def reference_point(self, history: list[Observation]) -> dict[str, float] | None:
         """The study's reference point in raw units (``search.pareto.study_reference_point``), or None."""
-
         opt = self.space.optimizer
         points = [self.values_of(obs) for obs in history]
         return study_reference_point(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from search.encoding import Encoder, canonical, config_key
 from search.errors import RegistryError, SpaceError
@@ -95,20 +95,22 @@ class Optimizer(ABC):
         self.options = options or AcquisitionOptions()
 
     @abstractmethod
-    def suggest(self, history: list[Observation], n: int) -> list[dict[str, Any]]:
-        """Return up to ``n`` distinct configurations, none already in ``history``.
+    def suggest(self, history: list[Observation], n: int,
+                pending: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+        """Return up to ``n`` distinct configurations, none already in ``history`` or ``pending``.
 
+        ``pending`` are configurations being evaluated now (by other workers): a suggestion
+        conditions on them (the BO optimisers treat them as ``X_pending``, TPE as running trials,
+        the quasi-random ones skip them), so that workers never run the same configuration.
         Fewer than ``n`` are returned only when the space has no unobserved configuration left.
         """
 
-    def observed_keys(self, history: list[Observation]) -> set[str]:
-        """Canonical keys of every configuration in ``history`` (failed ones included)."""
-
-        return {config_key(self.space, obs.config) for obs in history}
+    def observed_keys(self, history: list[Observation], pending: Sequence[dict[str, Any]] = ()) -> set[str]:
+        """Canonical keys of every configuration in ``history`` (failed ones included) and ``pending``."""
+        return {config_key(self.space, config) for config in [*(obs.config for obs in history), *pending]}
 
     def take_new(self, candidates: Any, taken: set[str], n: int) -> list[dict[str, Any]]:
         """The first ``n`` candidates whose key is not in ``taken`` (which is updated)."""
-
         out: list[dict[str, Any]] = []
         for config in candidates:
             key = config_key(self.space, config)
@@ -119,9 +121,9 @@ class Optimizer(ABC):
                     break
         return out
 
-    def call_seed(self, history: list[Observation], salt: str = "") -> int:
-        """A seed for this call: a hash of the base seed, the history length and ``salt``."""
-        return derive_seed(self.seed, len(history), self.name + salt)
+    def call_seed(self, history: list[Observation], salt: str = "", pending: Sequence[Any] = ()) -> int:
+        """A seed for this call: a hash of the base seed, the history and pending lengths and ``salt``."""
+        return derive_seed(self.seed, len(history), self.name + salt + (f"+{len(pending)}" if pending else ""))
 
 
 def derive_seed(seed: int, index: int, salt: str = "") -> int:
@@ -139,7 +141,6 @@ def register_optimizer(name: str) -> Callable[[type[Optimizer]], type[Optimizer]
     Raises:
         RegistryError: ``name`` is already registered.
     """
-
     def decorate(cls: type[Optimizer]) -> type[Optimizer]:
         if name in _REGISTRY:
             raise RegistryError(

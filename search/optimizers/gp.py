@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from search.optimizers.base import Observation, Optimizer, register_optimizer
 from search.optimizers.quasi_random import SobolOptimizer, uniform_stream
@@ -56,17 +56,23 @@ class NEHVIOptimizer(Optimizer):
         """
         raise NotImplementedError
 
-    def suggest(self, history: list[Observation], n: int) -> list[dict[str, Any]]:
-        """Return up to ``n`` new configurations (see :meth:`Optimizer.suggest`)."""
+    def suggest(self, history: list[Observation], n: int,
+                pending: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+        """Return up to ``n`` new configurations (see :meth:`Optimizer.suggest`).
+
+        The quasi-random start covers the first ``optimizer.init_trials`` configurations, pending
+        ones included; after it, pending configurations enter qLogNEHVI as ``X_pending``.
+        """
         usable = [obs for obs in history if self._usable(obs)]
-        if len(history) < self.space.optimizer.init_trials or len(usable) < 2 or self.encoder.d == 0:
-            return SobolOptimizer(self.space, seed=self.seed).suggest(history, n)
+        started = len(history) + len(pending)
+        if started < self.space.optimizer.init_trials or len(usable) < 2 or self.encoder.d == 0:
+            return SobolOptimizer(self.space, seed=self.seed).suggest(history, n, pending)
         from botorch.utils.sampling import manual_seed
 
-        seed = self.call_seed(history)
+        seed = self.call_seed(history, pending=pending)
         with manual_seed(seed), _torch_threads(self.options.threads), _quiet_restarts():
             acqf = self.build_acquisition(history, seed)
-            return self._optimize(acqf, history, n, seed)
+            return self._optimize(acqf, history, n, seed, pending)
 
     # ----------------------------------------------------------------- models
     def _usable(self, obs: Observation) -> bool:
@@ -157,7 +163,6 @@ class NEHVIOptimizer(Optimizer):
 
     def knee_input(self, usable: list[Observation], X: "torch.Tensor") -> "torch.Tensor | None":
         """The encoded knee of the observed front (``search.pareto.knee_index``), None without a feasible point."""
-
         points = [self._with_known(obs) for obs in usable]
         knee = knee_index(points, self.space.objectives, self.space.parsed_constraints)
         return None if knee is None else X[knee]
@@ -206,16 +211,17 @@ class NEHVIOptimizer(Optimizer):
             values.update({m: float(fn(config)) for m, fn in self.known_objectives.items()})
         return values
 
-    def _optimize(self, acqf: Any, history: list[Observation], n: int, seed: int) -> list[dict[str, Any]]:
-        taken = self.observed_keys(history)
+    def _optimize(self, acqf: Any, history: list[Observation], n: int, seed: int,
+                  pending: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+        taken = self.observed_keys(history, pending)
         picks: list[dict[str, Any]] = []
         fixed_dims = [] if self.incumbent is None else self.irrelevant_dims(self.model)
         if len(fixed_dims) == self.encoder.d:
             fixed_dims = []  # nothing would be left to optimise
         fixed = {j: float(self.incumbent[j]) for j in fixed_dims}
         for i in range(n):
-            if picks:
-                acqf.set_X_pending(self.encoder.encode_many(picks))
+            if picks or pending:
+                acqf.set_X_pending(self.encoder.encode_many([*pending, *picks]))
             x = self._optimize_one(acqf, fixed)
             new = self.take_new([self.encoder.decode(x.tolist())], taken, 1)
             if not new:
@@ -286,7 +292,6 @@ def _quiet_restarts() -> Iterator[None]:
     known storage objective is piecewise constant there); each suggestion printed a screenful
     of these over the live display. Other warnings pass.
     """
-
     from botorch.exceptions.warnings import OptimizationWarning
 
     with warnings.catch_warnings():

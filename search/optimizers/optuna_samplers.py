@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from search.encoding import canonical
 from search.optimizers.base import Observation, Optimizer, register_optimizer
@@ -31,11 +31,17 @@ class OptunaOptimizer(Optimizer):
         """Build the sampler for one call."""
         raise NotImplementedError
 
-    def suggest(self, history: list[Observation], n: int) -> list[dict[str, Any]]:
-        """Return up to ``n`` new configurations (see :meth:`Optimizer.suggest`)."""
-        import optuna
+    def suggest(self, history: list[Observation], n: int,
+                pending: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+        """Return up to ``n`` new configurations (see :meth:`Optimizer.suggest`).
 
-        seed = self.call_seed(history)
+        Pending configurations enter the rebuilt study as RUNNING trials (TPE's constant liar
+        then treats them as bad; NSGA-II skips them), and are never suggested again.
+        """
+        import optuna
+        from optuna.trial import TrialState, create_trial
+
+        seed = self.call_seed(history, pending=pending)
         with _quiet(optuna):
             study = optuna.create_study(
                 directions=["maximize" if d == "max" else "minimize" for d in self.space.objectives.values()],
@@ -43,7 +49,10 @@ class OptunaOptimizer(Optimizer):
             )
             for trial in self._frozen_trials(history):
                 study.add_trial(trial)
-            taken = self.observed_keys(history)
+            for config in (canonical(self.space, c) for c in pending):
+                study.add_trial(create_trial(state=TrialState.RUNNING, params=self.params(config),
+                                             distributions=self.distributions(config)))
+            taken = self.observed_keys(history, pending)
             out: list[dict[str, Any]] = []
             for _ in range(_MAX_ASKS * n):
                 if len(out) == n:
@@ -157,7 +166,8 @@ class OptunaTPE(OptunaOptimizer):
         import optuna
 
         return optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=max(1, self.space.optimizer.init_trials), multivariate=True, group=True
+            seed=seed, n_startup_trials=max(1, self.space.optimizer.init_trials), multivariate=True, group=True,
+            constant_liar=True,
         )
 
 

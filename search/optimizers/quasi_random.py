@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from search.optimizers.base import Observation, Optimizer, register_optimizer
 
@@ -18,12 +18,17 @@ class SobolOptimizer(Optimizer):
     stream runs dry, uniform random points fill in.
     """
 
-    def suggest(self, history: list[Observation], n: int) -> list[dict[str, Any]]:
-        """Return up to ``n`` new Sobol configurations (see :meth:`Optimizer.suggest`)."""
-        taken = self.observed_keys(history)
-        out = self.take_new(self._sobol_stream(len(history), n), taken, n)
+    def suggest(self, history: list[Observation], n: int,
+                pending: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+        """Return up to ``n`` new Sobol configurations (see :meth:`Optimizer.suggest`).
+
+        The sequence continues after the points already drawn: the history's and the pending ones.
+        """
+        taken = self.observed_keys(history, pending)
+        out = self.take_new(self._sobol_stream(len(history) + len(pending), n), taken, n)
         if len(out) < n:
-            out += self.take_new(uniform_stream(self, self.call_seed(history, "fill"), n), taken, n - len(out))
+            seed = self.call_seed(history, "fill", pending)
+            out += self.take_new(uniform_stream(self, seed, n), taken, n - len(out))
         return out
 
     def _sobol_stream(self, start: int, n: int) -> Iterator[dict[str, Any]]:
@@ -43,9 +48,11 @@ class SobolOptimizer(Optimizer):
 class RandomOptimizer(Optimizer):
     """Independent uniform draws over the grid values of every dimension."""
 
-    def suggest(self, history: list[Observation], n: int) -> list[dict[str, Any]]:
+    def suggest(self, history: list[Observation], n: int,
+                pending: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
         """Return up to ``n`` new random configurations (see :meth:`Optimizer.suggest`)."""
-        return self.take_new(uniform_stream(self, self.call_seed(history), n), self.observed_keys(history), n)
+        seed = self.call_seed(history, pending=pending)
+        return self.take_new(uniform_stream(self, seed, n), self.observed_keys(history, pending), n)
 
 
 def uniform_stream(optimizer: Optimizer, seed: int, n: int) -> Iterator[dict[str, Any]]:

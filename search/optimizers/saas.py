@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from search.optimizers.base import Observation, register_optimizer
 from search.optimizers.gp import NEHVIOptimizer
@@ -111,7 +111,8 @@ class SaasNEHVI(SaasOptimizer):
         self.use_map = False
         self.last_seconds = 0.0
 
-    def suggest(self, history: list[Observation], n: int) -> list[dict[str, Any]]:
+    def suggest(self, history: list[Observation], n: int,
+                pending: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
         """Return up to ``n`` new configurations (see :meth:`Optimizer.suggest`)."""
         cap = self.space.optimizer.max_seconds_per_suggestion
         if cap is not None and self.last_seconds > cap and not self.use_map:
@@ -123,7 +124,7 @@ class SaasNEHVI(SaasOptimizer):
             )
             self.use_map = True
         start = time.perf_counter()
-        out = super().suggest(history, n)
+        out = super().suggest(history, n, pending)
         self.last_seconds = time.perf_counter() - start
         return out
 
