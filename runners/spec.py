@@ -24,6 +24,7 @@ from annotated_types import Ge, Gt, Le, Lt
 from runners.errors import ConfigError
 
 DEFAULT_TARGETS = ("gate_proj", "up_proj", "down_proj")
+SE_SUFFIX = "_se"  # ``rougeL_se``: the standard error of ``rougeL`` (bootstrap over users and queries)
 DataFormat = Literal["jsonl", "lamp", "meddialogue"]
 # Unknown keys in a section are errors (pydantic reads this when it validates a space file).
 _CLOSED = {"extra": "forbid"}

@@ -1,22 +1,30 @@
 """The Python API: run any optimiser on any black-box function, with persistence and resume.
 
-The loop is suggest -> evaluate (through an :class:`Executor`) -> record, one batch at a time.
-A trial that raises (including ``MemoryError``) or returns NaN for an objective is recorded as
-FAILED with the reason and the study goes on. ``KeyboardInterrupt`` stops the loop and leaves the
-running trials RUNNING on disk; the next :func:`optimize` (or load) marks them STOPPED and runs
-their configurations again first.
+The loop keeps the executor's workers busy: whenever a slot is free it asks the optimiser for a
+configuration that conditions on the ones in flight (``pending``), records the trial as RUNNING
+and submits it; whenever trials finish it records them (the driver is the only writer of the
+study) and calls the callbacks. A trial that raises (including ``MemoryError``), returns NaN for
+an objective, times out or loses its worker twice is recorded as FAILED with the reason and the
+study goes on. ``KeyboardInterrupt`` cancels what is in flight and leaves those trials RUNNING on
+disk; the next :func:`optimize` (or load) marks them STOPPED and runs their configurations again
+first.
 """
 
 from __future__ import annotations
 
 import time
-import traceback
-from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from search.errors import SpaceError
+from search.executors import (
+    Evaluation,
+    Executor,
+    LocalExecutor,
+    Objective,
+    Outcome,
+    evaluate,
+)
 from search.optimizers.base import (
     AcquisitionOptions,
     KnownObjective,
@@ -27,66 +35,7 @@ from search.optimizers.base import (
 from search.space import Space, finite, load_space
 from search.study import Study, TrialRecord
 
-Objective = Callable[[dict[str, Any]], Mapping[str, float]]
 Callback = Callable[[Study, TrialRecord], None]
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """What an objective may return instead of a plain metrics dict.
-
-    Attributes:
-        values: validation metrics (objectives and any others).
-        user_attrs: JSON-ready extras stored on the trial (artifact paths, run ids).
-    """
-
-    values: Mapping[str, float]
-    user_attrs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The result of evaluating one configuration: values, or an error string."""
-
-    values: dict[str, float] | None
-    error: str | None = None
-    user_attrs: dict[str, Any] = field(default_factory=dict)
-
-
-class Executor(ABC):
-    """Runs the objective on configurations; the seam for parallel or remote execution (Ray)."""
-
-    @abstractmethod
-    def map(self, objective: Objective, configs: Sequence[dict[str, Any]]) -> Iterator[tuple[int, Outcome]]:
-        """Evaluate ``configs``; yield ``(index, outcome)`` as each one finishes.
-
-        Exceptions raised by the objective must be turned into outcomes with an error;
-        ``KeyboardInterrupt`` and ``SystemExit`` propagate.
-        """
-
-
-class LocalExecutor(Executor):
-    """Runs the objective in this process, one configuration after another."""
-
-    def map(self, objective: Objective, configs: Sequence[dict[str, Any]]) -> Iterator[tuple[int, Outcome]]:
-        """Evaluate in order (see :meth:`Executor.map`)."""
-        for i, config in enumerate(configs):
-            yield i, evaluate(objective, config)
-
-
-def evaluate(objective: Objective, config: dict[str, Any]) -> Outcome:
-    """Call the objective once, turning exceptions into an :class:`Outcome` with the reason."""
-    try:
-        result = objective(dict(config))
-    except MemoryError as err:
-        return Outcome(None, f"out of memory: {err or 'MemoryError'}")
-    except Exception as err:  # noqa: BLE001  (any trial error is recorded, the study goes on)
-        last = traceback.extract_tb(err.__traceback__)[-1:]
-        where = f" (at {last[0].filename}:{last[0].lineno})" if last else ""
-        return Outcome(None, f"{type(err).__name__}: {err}{where}")
-    if isinstance(result, Evaluation):
-        return Outcome(dict(result.values), None, dict(result.user_attrs))
-    return Outcome(dict(result))
 
 
 def optimize(
@@ -119,10 +68,13 @@ def optimize(
         study_dir: parent directory of studies.
         known_objectives: metric -> exact function of the configuration (computed, not modelled;
             also fills the metric in when the objective does not report it).
-        callbacks: called as ``callback(study, trial)`` after every finished trial.
+        callbacks: called as ``callback(study, trial)`` after every finished trial, in the order
+            trials finish.
         resume: continue an existing study of that name (else it is an error if one exists).
         n_layers: binds layer masks without a size.
-        executor: how configurations are evaluated; default :class:`LocalExecutor`.
+        executor: how configurations are evaluated (and how many at once); default
+            :class:`LocalExecutor` (one at a time, in this process). A callback with a
+            ``trial_started(study, trial, slot)`` method also hears of every submitted trial.
         options: caps on the BO acquisition optimisation.
 
     Returns:
@@ -140,21 +92,53 @@ def optimize(
             space.optimizer.name, space, seed=space.optimizer.seed, known_objectives=known_objectives, options=options
         )
     study = Study.open(study_name or space.name, study_dir, space, resume=resume)
-    known = dict(known_objectives or {})
-    executor = executor or LocalExecutor()
-    while len(study.finished()) < space.optimizer.trials:
-        want = min(space.optimizer.batch_size, space.optimizer.trials - len(study.finished()))
-        start = time.perf_counter()
-        configs = study.stopped_configs()[:want] or optimizer.suggest(study.observations(), want)
-        if not configs:
-            break
-        seconds = (time.perf_counter() - start) / len(configs)
-        records = [study.add_trial(c, suggest_seconds=seconds) for c in configs]
-        for i, outcome in executor.map(objective, configs):
-            trial = _record(study, records[i], outcome, known)
-            for callback in callbacks:
-                callback(study, trial)
+    with executor or LocalExecutor() as running:
+        _loop(study, optimizer, objective, running, dict(known_objectives or {}), callbacks)
     return study
+
+
+def _loop(study: Study, optimizer: Optimizer, objective: Objective, executor: Executor,
+          known: dict[str, KnownObjective], callbacks: Sequence[Callback]) -> None:
+    """Fill free slots, wait, record; until the study has its trials (or the space is exhausted)."""
+    slots: dict[int, int] = {}  # trial number in flight -> slot
+    try:
+        while True:
+            _fill(study, optimizer, objective, executor, slots, callbacks)
+            if not slots:
+                return
+            for number, outcome in executor.wait():
+                slots.pop(number, None)
+                trial = _record(study, study.trials[number], outcome, known)
+                for callback in callbacks:
+                    callback(study, trial)
+    except BaseException:
+        executor.cancel()
+        raise
+
+
+def _fill(study: Study, optimizer: Optimizer, objective: Objective, executor: Executor, slots: dict[int, int],
+          callbacks: Sequence[Callback]) -> None:
+    """Submit new trials while a worker is free and the study still needs trials."""
+    capacity = max(executor.workers, study.space.optimizer.batch_size)
+    free = min(capacity - len(slots), study.space.optimizer.trials - len(study.finished()) - len(slots))
+    if free <= 0:
+        return
+    pending = [study.trials[n].config for n in slots]
+    start = time.perf_counter()
+    configs = study.stopped_configs()[:free]
+    if len(configs) < free:
+        configs += optimizer.suggest(study.observations(), free - len(configs), pending=pending + configs)
+    if not configs:
+        return
+    seconds = (time.perf_counter() - start) / len(configs)
+    for config in configs:
+        record = study.add_trial(config, suggest_seconds=seconds)
+        slots[record.number] = min(set(range(capacity)) - set(slots.values()))
+        executor.submit(record.number, objective, config)
+        for callback in callbacks:
+            started = getattr(callback, "trial_started", None)
+            if started is not None:
+                started(study, record, slots[record.number])
 
 
 def _prepare_space(
@@ -185,3 +169,6 @@ def _record(study: Study, record: TrialRecord, outcome: Outcome, known: dict[str
         return study.fail_trial(record.number, f"non-finite metric: {shown}", outcome.user_attrs)
     values = {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return study.complete_trial(record.number, values, outcome.user_attrs)
+
+
+__all__ = ["Callback", "Evaluation", "Executor", "LocalExecutor", "Objective", "Outcome", "evaluate", "optimize"]

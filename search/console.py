@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sys
+from typing import Mapping
 
 from rich.console import Console
+
+from runners.spec import SE_SUFFIX
 
 PIPED_WIDTH = 200
 
@@ -26,3 +29,11 @@ def fmt_value(value) -> str:
     if isinstance(value, float):
         return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
     return str(value)
+
+
+def fmt_metric(values: Mapping[str, float], metric: str) -> str:
+    """``value ± se`` of a metric when the values carry its standard error (``<metric>_se``), else the value."""
+    value, se = values.get(metric), values.get(f"{metric}{SE_SUFFIX}")
+    if value is None:
+        return "-"
+    return fmt_value(value) if se is None else f"{fmt_value(value)} ± {se:.2g}"

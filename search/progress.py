@@ -1,4 +1,11 @@
-"""A live terminal display of a running study (rich), fed by the study callbacks."""
+"""What a running study shows: a live panel on a terminal, one line per finished trial elsewhere.
+
+On a terminal the panel shows trials finished of N, every trial in flight (slot, trial, elapsed
+time, configuration), the hypervolume, the best value per objective and the last trial. When the
+output goes to a file (nohup, CI, a scheduler) there is no panel: each finished trial prints one
+line with its number, i/N, state, seconds, objectives (``value ± se``), the hypervolume and the
+configuration, so a log shows progress as it happens.
+"""
 
 from __future__ import annotations
 
@@ -8,61 +15,85 @@ import time
 from rich.live import Live
 from rich.table import Table
 
-from search.api import LocalExecutor
+from search.console import fmt_metric
 from search.study import Study, TrialRecord, TrialState
 
 
 class StudyProgress:
-    """Callback that redraws: trial i of N, hypervolume, best per objective, timings."""
+    """A study callback (see :func:`search.api.optimize`) that shows progress.
+
+    Args:
+        console: a rich console (stderr); a terminal gets the live panel, anything else lines.
+        total: the study's trial count.
+    """
 
     def __init__(self, console, total: int) -> None:
         self.console = console
         self.total = total
         self.study: Study | None = None
+        self.last: TrialRecord | None = None
+        self.running: dict[int, tuple[int, float, dict]] = {}  # trial -> (slot, started, config)
+        self.hypervolume = math.nan  # computed once per finished trial (the panel redraws every second)
         self.started = time.perf_counter()
-        self.live = Live(self._render(None, None), console=console, refresh_per_second=2, transient=False)
+        self.live = Live(self._panel(), console=console, refresh_per_second=1, transient=False,
+                         get_renderable=self._panel) if console.is_terminal else None
 
     def __enter__(self) -> "StudyProgress":
-        self.live.__enter__()
+        if self.live is not None:
+            self.live.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.live.__exit__(*exc)
+        if self.live is not None:
+            self.live.__exit__(*exc)
+            self.console.print()  # the panel's last line must not run into what follows
 
-    def executor(self):
-        """A local executor that shows which configuration is running."""
-        progress = self
-
-        class _Shown(LocalExecutor):
-            def map(self, objective, configs):
-                for i, config in enumerate(configs):
-                    progress.live.update(progress._render(progress.study, None, running=config))
-                    yield from ((i, o) for _, o in super().map(objective, [config]))
-
-        return _Shown()
+    # ----------------------------------------------------------------- callbacks
+    def trial_started(self, study: Study, trial: TrialRecord, slot: int) -> None:
+        """A trial was submitted to a worker."""
+        self.study = study
+        self.running[trial.number] = (slot, time.perf_counter(), trial.config)
 
     def __call__(self, study: Study, trial: TrialRecord) -> None:
-        self.study = study
-        self.live.update(self._render(study, trial))
-        if trial.state is TrialState.FAILED:
+        """A trial finished: record it, print its line (no terminal) or its failure."""
+        self.study, self.last = study, trial
+        self.running.pop(trial.number, None)
+        self.hypervolume = _safe_hv(study)
+        if self.live is None:
+            self.console.print(self.line(study, trial), highlight=False, soft_wrap=True)
+        elif trial.state is TrialState.FAILED:
             self.console.print(f"[red]trial {trial.number} failed:[/] {trial.error}")
 
-    def _render(self, study: Study | None, last: TrialRecord | None, running: dict | None = None):
+    # ----------------------------------------------------------------- what is shown
+    def line(self, study: Study, trial: TrialRecord) -> str:
+        """One log line for a finished trial."""
+        done = len(study.finished())
+        head = f"[{done}/{self.total}] trial {trial.number} {trial.state.value} in {_num(trial.seconds)} s"
+        if trial.state is TrialState.FAILED:
+            return f"{head}: {trial.error}"
+        objectives = "  ".join(f"{m}={fmt_metric(trial.values, m)}" for m in study.space.objectives)
+        return (f"{head}: {objectives}  | hypervolume {_num(self.hypervolume)}  | "
+                f"{study.space.describe(trial.config)}")
+
+    def _panel(self) -> Table:
         table = Table(show_header=False, box=None, padding=(0, 1))
+        study = self.study
         if study is None:
-            table.add_row("study", "first trial running" if running is not None else "starting")
+            table.add_row("study", "starting")
             return table
-        done = study.finished()
-        table.add_row("trials", f"{len(done)} of {self.total} finished"
-                      + ("; next one running" if running is not None else ""))
-        table.add_row("hypervolume", _num(_safe_hv(study)))
+        table.add_row("trials", f"{len(study.finished())} of {self.total} finished, {len(self.running)} running")
+        now = time.perf_counter()
+        for number, (slot, started, config) in sorted(self.running.items(), key=lambda kv: kv[1][0]):
+            table.add_row(f"  worker {slot + 1}", f"trial {number}, {now - started:.0f} s: {study.space.describe(config)}")
+        table.add_row("hypervolume", _num(self.hypervolume))
         for metric, direction in study.space.objectives.items():
             best = _best(study, metric, direction)
-            table.add_row(f"best {metric} ({direction})", "-" if best is None else f"{_num(best.values[metric])}  (trial {best.number})")
-        if last is not None:
-            table.add_row("last trial", f"{last.number}: {last.state.value}, "
-                          f"suggest {_num(last.suggest_seconds)} s, run {_num(last.seconds)} s")
-        table.add_row("elapsed", f"{time.perf_counter() - self.started:.0f} s")
+            table.add_row(f"best {metric} ({direction})",
+                          "-" if best is None else f"{fmt_metric(best.values, metric)}  (trial {best.number})")
+        if self.last is not None:
+            table.add_row("last trial", f"{self.last.number}: {self.last.state.value}, "
+                          f"suggest {_num(self.last.suggest_seconds)} s, run {_num(self.last.seconds)} s")
+        table.add_row("elapsed", f"{now - self.started:.0f} s")
         return table
 
 

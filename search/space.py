@@ -74,6 +74,7 @@ class OptimizerSettings(_Strict):
     seed: int = 0
     nuts: NutsSettings = Field(default_factory=NutsSettings)
     max_seconds_per_suggestion: float | None = Field(None, gt=0.0)
+    trial_timeout_s: float | None = Field(None, gt=0.0)
     ref_point: dict[str, float] | None = None
 
 

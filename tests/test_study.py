@@ -1,6 +1,7 @@
 """Study persistence, resume, failure recording, and the Pareto utilities."""
 
 import json
+import os
 
 import pytest
 
@@ -49,7 +50,8 @@ def test_study_round_trip_failures_and_resume(tmp_path):
     assert all(t.error.startswith("RuntimeError: trainer crashed") or t.error == "non-finite metric: quality=nan"
                for t in failed)
     done = study.completed()
-    assert done and all(t.values["cost"] == cost(t.config) and t.user_attrs == {"run_id": "r"} for t in done)
+    assert done and all(t.values["cost"] == cost(t.config) and t.user_attrs["run_id"] == "r" for t in done)
+    assert all(t.user_attrs["worker"].endswith(f":{os.getpid()}") for t in done), "local trials run here"
 
     stored = Study.load("toy", tmp_path)
     assert [t.to_json() for t in stored.trials] == [t.to_json() for t in study.trials]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from search.executors import EXECUTORS, Executor, make_executor
 from search.space import Space, load_space
 from search.tracking import Tracker
 
@@ -53,6 +54,22 @@ def add_tracking_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     p.add_argument("--log-adapters", action="store_true",
                    help="also log each trial's kept adapters as MLflow artifacts (with --keep-adapters; large)")
+
+
+def add_executor_args(p: argparse.ArgumentParser) -> None:
+    """``--workers``, ``--executor`` and ``--address``: how many trials run at once, and where."""
+    p.add_argument("--workers", type=int, default=1,
+                   help="trials in flight at once (default 1); more than one runs them in worker processes")
+    p.add_argument("--executor", choices=EXECUTORS,
+                   help="local (this process), process (local worker processes) or ray (Ray tasks); "
+                        "default: local for one worker, process for more")
+    p.add_argument("--address", default="auto",
+                   help="with --executor ray: auto (a running cluster, default), local (start Ray here) or HOST:PORT")
+
+
+def executor_from_args(args: argparse.Namespace, space: Space) -> Executor:
+    """The executor of ``--workers``/``--executor``/``--address`` with the space's trial timeout."""
+    return make_executor(args.executor, args.workers, args.address, space.optimizer.trial_timeout_s)
 
 
 def tracker_from_args(args: argparse.Namespace) -> Tracker | None:

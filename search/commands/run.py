@@ -9,9 +9,11 @@ from pathlib import Path
 from search.api import optimize
 from search.commands.common import (
     POOL_HELP,
+    add_executor_args,
     add_space_args,
     add_study_dir,
     add_tracking_args,
+    executor_from_args,
     space_from_args,
     tracker_from_args,
 )
@@ -39,6 +41,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--no-test", action="store_true", help="skip evaluating the front on the test queries")
     p.add_argument("--keep-adapters", action="store_true",
                    help="keep every trial's per-user adapters in the study directory (export then copies them)")
+    add_executor_args(p)
     add_tracking_args(p)
     p.set_defaults(handler=cmd_run)
 
@@ -48,6 +51,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--trials", type=int, help="raise the study's total number of trials")
     p.add_argument("--no-test", action="store_true")
     p.add_argument("--pool", metavar="DIR", help=POOL_HELP)
+    add_executor_args(p)
     add_tracking_args(p)
     p.set_defaults(handler=cmd_resume)
 
@@ -73,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     tracker = _connect(console, tracker_from_args(args), name, args.study_dir)
     with console.status("loading model and data"):
         space, setup = bind_to_model(space, args.pool)
-    return _search(console, space, setup, name, args.study_dir, args.no_test, args.keep_adapters, tracker)
+    return _search(console, space, setup, name, args, args.keep_adapters, tracker)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -82,8 +86,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     space = study.space.with_optimizer(trials=args.trials) if args.trials else study.space
     keep = (Path(args.study_dir) / args.study / ADAPTERS).exists()
     tracker = _connect(console, tracker_from_args(args), args.study, args.study_dir)
-    return _search(console, space, trial_setup(space, args.pool), args.study, args.study_dir, args.no_test,
-                   keep, tracker)
+    return _search(console, space, trial_setup(space, args.pool), args.study, args, keep, tracker)
 
 
 def _connect(console, tracker, name: str, study_dir: str):
@@ -94,18 +97,20 @@ def _connect(console, tracker, name: str, study_dir: str):
     return tracker
 
 
-def _search(console, space, setup, name: str, study_dir: str, skip_test: bool, keep_adapters: bool,
+def _search(console, space, setup, name: str, args: argparse.Namespace, keep_adapters: bool,
             tracker=None) -> int:
+    study_dir, skip_test = args.study_dir, args.no_test
     check_reported(space, setup)
+    executor = executor_from_args(args, space)
     objective = TrialObjective(setup, Path(study_dir) / name / ADAPTERS if keep_adapters else None)
     console.print(f"[bold]study[/] {name}: {space.optimizer.name}, {space.optimizer.trials} trials "
-                  f"({space.optimizer.init_trials} quasi-random), model {setup.model.name}")
+                  f"({space.optimizer.init_trials} quasi-random), model {setup.model.name}, "
+                  f"{executor.workers} worker{'s' if executor.workers > 1 else ''} ({type(executor).__name__})")
     try:
         with StudyProgress(console, space.optimizer.trials) as progress:
             callbacks = [progress] + ([tracker] if tracker is not None else [])
             study = optimize(space, objective, study_name=name, study_dir=study_dir,
-                             known_objectives=objective.known_objectives(), callbacks=callbacks,
-                             executor=progress.executor())
+                             known_objectives=objective.known_objectives(), callbacks=callbacks, executor=executor)
     except KeyboardInterrupt:
         if tracker is not None:
             tracker.finish(status="KILLED")

@@ -1,0 +1,46 @@
+"""Black-box objectives for the executor tests, defined at module level so worker processes can load them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from toy_study import objective as toy_objective
+
+
+def sleepy(config):
+    """The toy objective after a short sleep (so that trials overlap in time)."""
+    time.sleep(0.5)
+    return toy_objective(config)
+
+
+class DiesOnce:
+    """Kills its own process the first time it sees a configuration with ``k == 2``; then it works.
+
+    The marker file (shared by all processes) remembers the first death.
+    """
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __call__(self, config):
+        if config["k"] == 2 and not Path(self.marker).exists():
+            Path(self.marker).write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return toy_objective(config)
+
+
+def always_dies(config):
+    """Kills its process whenever ``k == 2``."""
+    if config["k"] == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return toy_objective(config)
+
+
+def hangs_on_k3(config):
+    """Never returns (well, after an hour) for ``k == 3``."""
+    if config["k"] == 3:
+        time.sleep(3600)
+    return toy_objective(config)
