@@ -23,3 +23,17 @@ class ConfigError(RunnerError, ValueError):
 
 class TrialFailed(RunnerError, RuntimeError):
     """A trial ran but produced no usable result (NaN loss, out of memory)."""
+
+
+class TrialStopped(RunnerError):
+    """Raised by a trial's report callback to stop it at a checkpoint (early stopping).
+
+    Attributes:
+        checkpoint: the :class:`runners.spec.Checkpoint` it stopped at.
+        reason: why, for the study's record and the log.
+    """
+
+    def __init__(self, checkpoint, reason: str) -> None:
+        super().__init__(reason)
+        self.checkpoint = checkpoint
+        self.reason = reason

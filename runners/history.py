@@ -9,7 +9,7 @@ Per-Pcs pool build and the benchmarks all train through these two functions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from runners.batching import Example, pair_example, text_example
 from runners.chat import render_prompt
@@ -55,7 +55,7 @@ def history_examples(tokenizer, task: str, items: Sequence["HistoryItem"], spec:
 
 
 def train_on_history(model, examples: HistoryExamples, spec: TrainSpec, pad_id: int, device,
-                     seed: int) -> list["PhaseStats"]:
+                     seed: int, on_step: Callable[[], None] | None = None) -> list["PhaseStats"]:
     """MiLP's two steps on ``examples``: memory injection, then instruction tuning.
 
     Args:
@@ -65,6 +65,7 @@ def train_on_history(model, examples: HistoryExamples, spec: TrainSpec, pad_id: 
         pad_id: The tokenizer's pad id.
         device: Where the batches go.
         seed: Seeds batch order (``seed`` and ``seed + 1``).
+        on_step: Called after every optimiser step of either step (intermediate reports).
 
     Returns:
         One :class:`PhaseStats` per step run.
@@ -74,7 +75,8 @@ def train_on_history(model, examples: HistoryExamples, spec: TrainSpec, pad_id: 
     """
     phases = []
     if spec.memory_injection:
-        phases.append(train_phase(model, examples.texts, spec, pad_id, device, "memory_injection", seed))
+        phases.append(train_phase(model, examples.texts, spec, pad_id, device, "memory_injection", seed, on_step))
     if spec.instruction_tuning:
-        phases.append(train_phase(model, examples.pairs, spec, pad_id, device, "instruction_tuning", seed + 1))
+        phases.append(train_phase(model, examples.pairs, spec, pad_id, device, "instruction_tuning", seed + 1,
+                                  on_step))
     return phases

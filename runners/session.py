@@ -57,7 +57,7 @@ class Session:
         """The cohort's users, each split into training, held-out, validation and test parts."""
         d = self.setup.data
         return tuple(split_dataset(
-            self.dataset, seed=d.split_seed, users=d.users, val_fraction=d.val_fraction,
+            self.dataset, seed=d.split_seed, users=d.users, user_ids=d.user_ids, val_fraction=d.val_fraction,
             heldout_fraction=d.heldout_fraction, max_val_queries=d.max_val_queries,
         ))
 
@@ -79,7 +79,6 @@ class Session:
     def persona_content(self, user: "User") -> Counter:
         """The token counts Persona-F1 scores against: the user's profile and full history (cached)."""
         if user.user_id not in self._persona_contents:
-
             text = "\n".join([user.profile, *memory_texts(self.task, user.history)])
             self._persona_contents[user.user_id] = content_counter(text)
         return self._persona_contents[user.user_id]

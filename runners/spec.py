@@ -56,7 +56,8 @@ class DataSpec:
     ``source`` is ``demo`` or a file; ``format`` (``jsonl``, ``lamp``, ``meddialogue``) is
     detected from the file when None; ``outputs`` is a LaMP outputs file (found beside the
     questions file when None); ``task`` overrides the LaMP task read from the outputs;
-    ``users`` is the cohort size (None: every user).
+    ``users`` is the cohort size (None: every user); ``user_ids`` names the cohort's users
+    instead (a per-user study runs on one of them).
     """
 
     __pydantic_config__ = _CLOSED
@@ -66,6 +67,7 @@ class DataSpec:
     outputs: str | None = None
     task: str | None = None
     users: Annotated[int, Ge(1)] | None = 2
+    user_ids: tuple[str, ...] | None = None
     split_seed: int = 0
     val_fraction: Annotated[float, Gt(0.0), Lt(1.0)] = 0.5
     heldout_fraction: Annotated[float, Ge(0.0), Lt(1.0)] = 0.1
@@ -353,15 +355,53 @@ def _ranges(indices: Sequence[int]) -> str:
     return ",".join(out)
 
 
+# --------------------------------------------------------------------------- intermediate reports
+@dataclass(frozen=True)
+class MonitorSpec:
+    """When a trial reports intermediate validation metrics (for early stopping).
+
+    Attributes:
+        every: training steps between checkpoints (counted per user, over both MiLP steps).
+        generate_every: generation metrics (ROUGE, Persona-F1) at every n-th checkpoint; the
+            validation loss at every one.
+        queries: validation queries per user a checkpoint evaluates (the first ones).
+    """
+
+    every: int = 4
+    generate_every: int = 1
+    queries: int = 2
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A trial's intermediate report.
+
+    ``metrics`` are the cohort's so far: users before ``user_index`` with their final values,
+    user ``user_index`` after ``step`` training steps on the first ``MonitorSpec.queries``
+    validation queries. ``key`` names that point of training (``u<index>:s<step>``), the same in
+    every trial of a setup, so trials are compared at the same key.
+    """
+
+    key: str
+    index: int
+    user_index: int
+    user_id: str
+    step: int
+    trained_steps: int
+    metrics: Mapping[str, float]
+
+
 # --------------------------------------------------------------------------- results
 @dataclass(frozen=True)
 class UserResult:
-    """One user's metrics, generations and kept adapter."""
+    """One user's metrics (``<metric>_se`` a bootstrap over its queries), generations, kept adapter,
+    and the per-query values of the metrics that are means over queries."""
 
     user_id: str
     metrics: Mapping[str, float]
     predictions: tuple[str, ...] = ()
     adapter_path: str | None = None
+    query_scores: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -387,7 +427,7 @@ class TrialResult:
             "config": dataclasses.asdict(self.config),
             "users": [
                 {"user_id": u.user_id, "metrics": dict(u.metrics), "predictions": list(u.predictions),
-                 "adapter_path": u.adapter_path}
+                 "adapter_path": u.adapter_path, "query_scores": {k: list(v) for k, v in u.query_scores.items()}}
                 for u in self.users
             ],
             "artifacts": dict(self.artifacts),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from runners.batching import Example, batches, collate
 from runners.errors import TrialFailed
@@ -35,8 +35,11 @@ def planned_steps(n_examples: int, spec: TrainSpec) -> int:
 
 
 def train_phase(model, examples: Sequence[Example], spec: TrainSpec, pad_id: int, device,
-                name: str, seed: int) -> PhaseStats:
+                name: str, seed: int, on_step: Callable[[], None] | None = None) -> PhaseStats:
     """Train the model's trainable parameters on ``examples``.
+
+    ``on_step`` is called after every optimiser step (with the model back in eval mode while it
+    runs, so it may evaluate); whatever it raises stops training.
 
     Raises:
         TrialFailed: the loss became NaN or infinite, or the device ran out of memory.
@@ -69,6 +72,10 @@ def train_phase(model, examples: Sequence[Example], spec: TrainSpec, pad_id: int
                 optimizer.zero_grad(set_to_none=True)
                 tokens += int(batch["attention_mask"].sum())
                 step += 1
+                if on_step is not None:
+                    model.eval()
+                    on_step()
+                    model.train()
                 if step >= total:
                     break
     except torch.OutOfMemoryError as err:

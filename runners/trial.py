@@ -30,13 +30,15 @@ from runners.memory import (
     export_merged_adapter,
     parameter_count,
 )
-from runners.metrics import score, score_names
+from runners.metrics import score, score_names, score_queries
+from runners.metrics.uncertainty import standard_error
+from runners.monitor import Report, TrainingMonitor
 from runners.metrics.storage import file_bytes
 from runners.perpcs.assembly import ASSEMBLY_FILE, apply_assembly, assemble
 from runners.perpcs.peft_retrieval import retrieve_pefts
 from runners.prompts import build_prompt, corpus_text, retrieval_query
 from runners.session import Session, session_for
-from runners.spec import TrialConfig, TrialResult, TrialSetup, UserResult
+from runners.spec import SE_SUFFIX, MonitorSpec, TrialConfig, TrialResult, TrialSetup, UserResult
 from runners.training import answer_loss
 
 SPLITS = ("val", "test")
@@ -68,14 +70,26 @@ class Prompted:
 
 @dataclass(frozen=True)
 class Evaluated:
-    """A model's answers to one user's queries, with their scores."""
+    """A model's answers to one user's queries, with their scores (mean, standard error, per query)."""
 
     metrics: dict[str, float]
     predictions: tuple[str, ...]
+    query_scores: dict[str, tuple[float, ...]]
 
 
-def run_trial(config: TrialConfig, setup: TrialSetup, split: str = "val",
-              adapter_dir: str | Path | None = None) -> TrialResult:
+@dataclass(frozen=True)
+class Watch:
+    """Intermediate reporting for one user: the spec, the callback, and what came before."""
+
+    spec: MonitorSpec
+    report: Report
+    earlier: tuple[dict[str, float], ...]
+    user_index: int
+    trained_before: int
+
+
+def run_trial(config: TrialConfig, setup: TrialSetup, split: str = "val", adapter_dir: str | Path | None = None,
+              monitor: MonitorSpec | None = None, report: Report | None = None) -> TrialResult:
     """Run one trial for every user of the setup's cohort.
 
     Args:
@@ -84,10 +98,15 @@ def run_trial(config: TrialConfig, setup: TrialSetup, split: str = "val",
         split: ``val`` (what a search optimises) or ``test`` (reported for chosen configs).
         adapter_dir: keep each user's exported adapter under ``adapter_dir/<user id>``
             (else it is written to a temporary directory, measured and deleted).
+        monitor: with ``report``: report :class:`runners.spec.Checkpoint`-s while users train
+            (see :mod:`runners.monitor`).
+        report: called with each checkpoint; raising :class:`runners.errors.TrialStopped` stops
+            the trial (the exception propagates, with the checkpoint).
 
     Raises:
         ConfigError: a layer the model does not have, or an unknown split.
         TrialFailed: NaN loss or out of memory.
+        TrialStopped: raised by ``report``.
     """
     if split not in SPLITS:
         raise ConfigError(f"split: {split!r} is unknown; use one of {list(SPLITS)}")
@@ -96,23 +115,30 @@ def run_trial(config: TrialConfig, setup: TrialSetup, split: str = "val",
                           "(TrialConfig.from_flat parses the flat form of a search space)")
     session = session_for(setup)
     config.check_layers(session.layout.n_layers)
-    users = tuple(_run_user(session, user, config, split, adapter_dir) for user in session.splits)
-    return TrialResult(metrics=aggregate(users), users=users, config=config, split=split)
+    users: list[UserResult] = []
+    for index, user in enumerate(session.splits):
+        trained = sum(int(u.metrics.get("train_steps", 0)) for u in users)
+        watch = Watch(monitor, report, tuple(dict(u.metrics) for u in users), index, trained) if (
+            monitor and report) else None
+        users.append(_run_user(session, user, config, split, adapter_dir, watch))
+    return TrialResult(metrics=aggregate(users), users=tuple(users), config=config, split=split)
 
 
-def _run_user(session: Session, user_split, config: TrialConfig, split: str, adapter_dir) -> UserResult:
+def _run_user(session: Session, user_split, config: TrialConfig, split: str, adapter_dir,
+              watch: Watch | None) -> UserResult:
     memory = MemoryConfig.of(config, session.setup.training)
     queries = user_split.val if split == "val" else user_split.test
     prompted = _prompts(session, user_split, queries, config)
     seed = session.setup.training.seed + zlib.crc32(user_split.user.user_id.encode())
     if memory.enabled or config.uses_pool:
-        metrics, preds, adapter = _personalized(session, user_split, memory, config, prompted, seed, adapter_dir)
+        evaluated, extra, adapter = _personalized(session, user_split, memory, config, prompted, seed, adapter_dir,
+                                                  watch)
     else:
         evaluated, adapter = _evaluate(session, session.loaded.model, user_split, prompted), None
-        metrics, preds = evaluated.metrics, evaluated.predictions
-        metrics.update(train_seconds=0.0, storage_bytes=0, trainable_params=0, train_tokens=0)
-    metrics.update(retrieval_index_bytes=prompted.index_bytes, rag_dropped_items=prompted.dropped)
-    return UserResult(user_split.user.user_id, metrics, preds, adapter)
+        extra = {"train_seconds": 0.0, "storage_bytes": 0, "trainable_params": 0, "train_tokens": 0}
+    metrics = {**evaluated.metrics, **extra, "retrieval_index_bytes": prompted.index_bytes,
+               "rag_dropped_items": prompted.dropped}
+    return UserResult(user_split.user.user_id, metrics, evaluated.predictions, adapter, evaluated.query_scores)
 
 
 def _prompts(session: Session, user_split, queries, config: TrialConfig) -> Prompted:
@@ -134,8 +160,12 @@ def _prompts(session: Session, user_split, queries, config: TrialConfig) -> Prom
 
 
 def _personalized(session: Session, user_split, memory: MemoryConfig, config: TrialConfig, prompted: Prompted,
-                  seed: int, adapter_dir):
-    """Shared pieces (Per-Pcs top-k, or whole retrieved PEFTs) and/or the user's own memory."""
+                  seed: int, adapter_dir, watch: Watch | None):
+    """Shared pieces (Per-Pcs top-k, or whole retrieved PEFTs) and/or the user's own memory.
+
+    Returns:
+        The evaluation, the training/storage metrics, and the kept adapter directory (or None).
+    """
     loaded, spec = session.loaded, session.setup.training
     examples = history_examples(loaded.tokenizer, session.task, user_split.train, spec, seed)
     parent = Path(adapter_dir) if adapter_dir else Path(tempfile.mkdtemp(prefix="pers-search-adapter-"))
@@ -144,41 +174,60 @@ def _personalized(session: Session, user_split, memory: MemoryConfig, config: Tr
     model = attach_memory(loaded.model, session.layout, memory, seed) if memory.enabled else loaded.model
     try:
         if assembly is not None:
-
             model = apply_assembly(model, session.pool, assembly)
-        trained = _train_memory(session, model, examples, seed) if memory.enabled else {}
+        on_step = _monitor(session, model, user_split, prompted, watch) if watch and memory.enabled else None
+        trained = _train_memory(session, model, examples, seed, on_step) if memory.enabled else {}
         evaluated = _evaluate(session, model, user_split, prompted)
         storage = _save_user_state(session, model, memory, assembly, out)
     finally:
         if model is not loaded.model:
             detach_memory(model)
-    metrics = evaluated.metrics
-    metrics.update(trained, storage_bytes=storage, trainable_params=parameter_count(session.layout, memory))
+        if not adapter_dir:
+            shutil.rmtree(parent, ignore_errors=True)
+    extra = {**trained, "storage_bytes": storage, "trainable_params": parameter_count(session.layout, memory)}
     if assembly is not None:
-        metrics.update(assembly_seconds=assembly.seconds, perpcs_top_k=assembly.top_k)
-    if not adapter_dir:
-        shutil.rmtree(parent, ignore_errors=True)
-        return metrics, evaluated.predictions, None
-    return metrics, evaluated.predictions, str(out)
+        extra.update(assembly_seconds=assembly.seconds, perpcs_top_k=assembly.top_k)
+    return evaluated, extra, (str(out) if adapter_dir else None)
+
+
+def _monitor(session: Session, model, user_split, prompted: Prompted, watch: Watch):
+    """The ``on_step`` callback that reports this user's checkpoints."""
+    n = watch.spec.queries
+    subset = Prompted(prompted.prompts[:n], prompted.references[:n], prompted.index_bytes, prompted.dropped)
+
+    def measure(generate_too: bool) -> dict[str, float]:
+        return _measure(session, model, user_split, subset, generate_too)
+
+    monitor = TrainingMonitor(watch.spec, watch.report, measure, watch.earlier, watch.user_index,
+                              user_split.user.user_id, watch.trained_before)
+    return monitor.on_step
+
+
+def _measure(session: Session, model, user_split, subset: Prompted, generate_too: bool) -> dict[str, float]:
+    """A checkpoint's metrics for one user: the answer loss on ``subset``, and its generation metrics."""
+    spec, tok = session.setup.training, session.loaded.tokenizer
+    if generate_too:
+        return dict(_evaluate(session, model, user_split, subset, heldout=False).metrics)
+    pairs = [pair_example(tok, p, r, spec.max_seq_len + spec.max_prompt_tokens)
+             for p, r in zip(subset.prompts, subset.references)]
+    return {"loss": answer_loss(model, pairs, tok.pad_token_id, session.loaded.device, spec.gen_batch_size)}
 
 
 def _assemble(session: Session, user_split, examples, config: TrialConfig):
     """The user's share of the pool: a Per-Pcs assembly, retrieved whole PEFTs, or None."""
     if config.perpcs_top_k > 0:
-
         return assemble(session.pool, session.loaded, session.layout, examples.all(), config.perpcs_top_k,
                         user_id=user_split.user.user_id)
     if config.perpcs_retrieve > 0:
-
         return retrieve_pefts(session.pool, session.dataset.users, session.task, user_split.user,
                               user_split.train, config.perpcs_retrieve)
     return None
 
 
-def _train_memory(session: Session, model, examples, seed: int) -> dict:
+def _train_memory(session: Session, model, examples, seed: int, on_step=None) -> dict:
     loaded, spec = session.loaded, session.setup.training
     started = time.perf_counter()
-    phases = train_on_history(model, examples, spec, loaded.tokenizer.pad_token_id, loaded.device, seed)
+    phases = train_on_history(model, examples, spec, loaded.tokenizer.pad_token_id, loaded.device, seed, on_step)
     return {"train_seconds": time.perf_counter() - started, "train_tokens": sum(p.tokens for p in phases),
             "train_steps": sum(p.steps for p in phases)}
 
@@ -194,38 +243,44 @@ def _save_user_state(session: Session, model, memory: MemoryConfig, assembly, ou
         path = export_merged_adapter(model, session.layout, memory, out, session.loaded.source_dir)
         total += file_bytes(path)
     if assembly is not None:
-
         (out / ASSEMBLY_FILE).parent.mkdir(parents=True, exist_ok=True)
         total += assembly.save(out / ASSEMBLY_FILE)
     return total
 
 
-def _evaluate(session: Session, model, user_split, prompted: Prompted) -> Evaluated:
+def _evaluate(session: Session, model, user_split, prompted: Prompted, heldout: bool = True) -> Evaluated:
     spec, loaded, task = session.setup.training, session.loaded, session.task
     tok, pad, device = loaded.tokenizer, loaded.tokenizer.pad_token_id, loaded.device
     pairs = [pair_example(tok, p, r, spec.max_seq_len + spec.max_prompt_tokens)
              for p, r in zip(prompted.prompts, prompted.references)]
     loss = answer_loss(model, pairs, pad, device, spec.gen_batch_size)
-    held = [text_example(tok, t, spec.max_seq_len) for t in memory_texts(task, user_split.heldout)]
+    held = [text_example(tok, t, spec.max_seq_len) for t in memory_texts(task, user_split.heldout)] if heldout else []
     started = time.perf_counter()
     preds = generate(model, tok, prompted.prompts, device, spec.max_new_tokens, spec.gen_batch_size)
     gen_seconds = time.perf_counter() - started
     content = session.persona_content(user_split.user)
     metrics = dict(score(task, preds, list(prompted.references), user_content=content))
+    per_query = {k: tuple(v) for k, v in score_queries(task, preds, list(prompted.references), content).items()}
+    metrics.update({f"{k}{SE_SUFFIX}": standard_error([v]) for k, v in per_query.items()})
     metrics.update(loss=loss, generate_seconds=gen_seconds, n_queries=len(preds))
     if held:
         metrics["heldout_loss"] = answer_loss(model, held, pad, device, spec.gen_batch_size)
-    return Evaluated(metrics, tuple(preds))
+    return Evaluated(metrics, tuple(preds), per_query)
 
 
 def aggregate(users: Sequence[UserResult]) -> dict[str, float]:
-    """Mean of each metric over users; times and counts (:data:`SUMMED_METRICS`) summed; the user count added."""
-    keys = sorted({k for u in users for k in u.metrics})
+    """Mean of each metric over users (times and counts, :data:`SUMMED_METRICS`, summed); the user count;
+    and ``<metric>_se`` for the per-query metrics: the bootstrap over users, then queries within users."""
+    keys = sorted({k for u in users for k in u.metrics if not k.endswith(SE_SUFFIX)})
     out: dict[str, float] = {}
     for key in keys:
         values = [float(u.metrics[key]) for u in users if key in u.metrics]
         values = [v for v in values if not math.isnan(v)] or [math.nan]
         out[key] = sum(values) if key in SUMMED_METRICS else sum(values) / len(values)
+    for key in sorted({k for u in users for k in u.query_scores}):
+        groups = [u.query_scores[key] for u in users if u.query_scores.get(key)]
+        if len(groups) == len(users) and groups:
+            out[f"{key}{SE_SUFFIX}"] = standard_error(groups)
     out["n_users"] = len(users)
     if out.get("train_seconds"):
         out["train_tokens_per_second"] = out.get("train_tokens", 0.0) / out["train_seconds"]

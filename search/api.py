@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+from search.encoding import canonical, config_key
 from search.errors import SpaceError
 from search.executors import (
     Evaluation,
@@ -33,6 +34,7 @@ from search.optimizers.base import (
     make_optimizer,
 )
 from search.space import Space, finite, load_space
+from search.stopping import StoppableObjective, stop_check
 from search.study import Study, TrialRecord
 
 Callback = Callable[[Study, TrialRecord], None]
@@ -54,6 +56,8 @@ def optimize(
     n_layers: int | None = None,
     executor: Executor | None = None,
     options: AcquisitionOptions | None = None,
+    early_stopping: bool | None = None,
+    initial: Sequence[dict] = (),
 ) -> Study:
     """Optimise a black-box function over a space; return the study with its trials and front.
 
@@ -76,6 +80,10 @@ def optimize(
             :class:`LocalExecutor` (one at a time, in this process). A callback with a
             ``trial_started(study, trial, slot)`` method also hears of every submitted trial.
         options: caps on the BO acquisition optimisation.
+        early_stopping: stop trials whose intermediate point is dominated (``search.stopping``);
+            default the space's ``early_stopping.enabled``. The objective is then called as
+            ``objective(config, report=callback)`` and calls ``callback(checkpoint)`` as it trains.
+        initial: configurations to evaluate first (a warm start), those not yet in the study.
 
     Returns:
         The study.
@@ -91,19 +99,23 @@ def optimize(
         optimizer = make_optimizer(
             space.optimizer.name, space, seed=space.optimizer.seed, known_objectives=known_objectives, options=options
         )
+    if early_stopping is not None:
+        space = space.with_overrides([f"early_stopping.enabled={str(early_stopping).lower()}"])
     study = Study.open(study_name or space.name, study_dir, space, resume=resume)
     with executor or LocalExecutor() as running:
-        _loop(study, optimizer, objective, running, dict(known_objectives or {}), callbacks)
+        _loop(study, optimizer, objective, running, dict(known_objectives or {}), callbacks, initial)
     return study
 
 
 def _loop(study: Study, optimizer: Optimizer, objective: Objective, executor: Executor,
-          known: dict[str, KnownObjective], callbacks: Sequence[Callback]) -> None:
+          known: dict[str, KnownObjective], callbacks: Sequence[Callback], initial: Sequence[dict] = ()) -> None:
     """Fill free slots, wait, record; until the study has its trials (or the space is exhausted)."""
     slots: dict[int, int] = {}  # trial number in flight -> slot
+    tried = {config_key(study.space, t.config) for t in study.trials}
+    first = [c for c in initial if config_key(study.space, c) not in tried]
     try:
         while True:
-            _fill(study, optimizer, objective, executor, slots, callbacks)
+            _fill(study, optimizer, objective, executor, slots, callbacks, first)
             if not slots:
                 return
             for number, outcome in executor.wait():
@@ -117,8 +129,8 @@ def _loop(study: Study, optimizer: Optimizer, objective: Objective, executor: Ex
 
 
 def _fill(study: Study, optimizer: Optimizer, objective: Objective, executor: Executor, slots: dict[int, int],
-          callbacks: Sequence[Callback]) -> None:
-    """Submit new trials while a worker is free and the study still needs trials."""
+          callbacks: Sequence[Callback], first: list[dict]) -> None:
+    """Submit new trials while a worker is free and the study still needs trials (``first`` before suggestions)."""
     capacity = max(executor.workers, study.space.optimizer.batch_size)
     free = min(capacity - len(slots), study.space.optimizer.trials - len(study.finished()) - len(slots))
     if free <= 0:
@@ -126,15 +138,18 @@ def _fill(study: Study, optimizer: Optimizer, objective: Objective, executor: Ex
     pending = [study.trials[n].config for n in slots]
     start = time.perf_counter()
     configs = study.stopped_configs()[:free]
+    while first and len(configs) < free:
+        configs.append(canonical(study.space, first.pop(0)))
     if len(configs) < free:
-        configs += optimizer.suggest(study.observations(), free - len(configs), pending=pending + configs)
+        observations = study.observations(known=optimizer.known_objectives)
+        configs += optimizer.suggest(observations, free - len(configs), pending=pending + configs)
     if not configs:
         return
     seconds = (time.perf_counter() - start) / len(configs)
     for config in configs:
         record = study.add_trial(config, suggest_seconds=seconds)
         slots[record.number] = min(set(range(capacity)) - set(slots.values()))
-        executor.submit(record.number, objective, config)
+        executor.submit(record.number, _with_stopping(study, objective, optimizer.known_objectives, config), config)
         for callback in callbacks:
             started = getattr(callback, "trial_started", None)
             if started is not None:
@@ -152,9 +167,22 @@ def _prepare_space(
     return space
 
 
+def _with_stopping(study: Study, objective: Objective, known: Mapping[str, KnownObjective],
+                   config: dict) -> Objective:
+    """The objective with the study's stopping rule for this trial, when early stopping is on."""
+    settings = study.space.early_stopping
+    if not settings.enabled:
+        return objective
+    check = stop_check(study, settings, {m: float(fn(config)) for m, fn in known.items()})
+    return StoppableObjective(objective, check)
+
+
 def _record(study: Study, record: TrialRecord, outcome: Outcome, known: dict[str, KnownObjective]) -> TrialRecord:
     if outcome.values is None:
         return study.fail_trial(record.number, outcome.error or "failed", outcome.user_attrs)
+    if outcome.pruned is not None:
+        values = {k: float(v) for k, v in outcome.values.items() if finite(v)}
+        return study.prune_trial(record.number, values, outcome.user_attrs)
     values = dict(outcome.values)
     for metric, fn in known.items():
         values.setdefault(metric, float(fn(record.config)))

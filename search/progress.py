@@ -25,11 +25,13 @@ class StudyProgress:
     Args:
         console: a rich console (stderr); a terminal gets the live panel, anything else lines.
         total: the study's trial count.
+        label: what the panel and each line start with (``user 2/4 u17`` in a per-user study).
     """
 
-    def __init__(self, console, total: int) -> None:
+    def __init__(self, console, total: int, label: str = "") -> None:
         self.console = console
         self.total = total
+        self.label = label
         self.study: Study | None = None
         self.last: TrialRecord | None = None
         self.running: dict[int, tuple[int, float, dict]] = {}  # trial -> (slot, started, config)
@@ -63,14 +65,19 @@ class StudyProgress:
             self.console.print(self.line(study, trial), highlight=False, soft_wrap=True)
         elif trial.state is TrialState.FAILED:
             self.console.print(f"[red]trial {trial.number} failed:[/] {trial.error}")
+        elif trial.state is TrialState.PRUNED:
+            self.console.print(f"[yellow]trial {trial.number} stopped early:[/] {trial.user_attrs['pruned']['reason']}")
 
     # ----------------------------------------------------------------- what is shown
     def line(self, study: Study, trial: TrialRecord) -> str:
         """One log line for a finished trial."""
         done = len(study.finished())
-        head = f"[{done}/{self.total}] trial {trial.number} {trial.state.value} in {_num(trial.seconds)} s"
+        head = (f"{self.label + ' ' if self.label else ''}[{done}/{self.total}] trial {trial.number} "
+                f"{trial.state.value} in {_num(trial.seconds)} s")
         if trial.state is TrialState.FAILED:
             return f"{head}: {trial.error}"
+        if trial.state is TrialState.PRUNED:
+            return f"{head}: {trial.user_attrs.get('pruned', {}).get('reason', 'stopped early')}"
         objectives = "  ".join(f"{m}={fmt_metric(trial.values, m)}" for m in study.space.objectives)
         return (f"{head}: {objectives}  | hypervolume {_num(self.hypervolume)}  | "
                 f"{study.space.describe(trial.config)}")
@@ -81,7 +88,11 @@ class StudyProgress:
         if study is None:
             table.add_row("study", "starting")
             return table
-        table.add_row("trials", f"{len(study.finished())} of {self.total} finished, {len(self.running)} running")
+        if self.label:
+            table.add_row("study", self.label)
+        table.add_row("trials", f"{len(study.finished())} of {self.total} finished, {len(self.running)} running"
+                      + (f", {sum(t.state is TrialState.PRUNED for t in study.trials)} stopped early"
+                         if study.space.early_stopping.enabled else ""))
         now = time.perf_counter()
         for number, (slot, started, config) in sorted(self.running.items(), key=lambda kv: kv[1][0]):
             table.add_row(f"  worker {slot + 1}", f"trial {number}, {now - started:.0f} s: {study.space.describe(config)}")

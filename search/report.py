@@ -69,7 +69,7 @@ def hypervolume_curve(study: Study, numbers: Collection[int] | None = None) -> d
         if trial.state is TrialState.COMPLETED:
             done.append(trial.values)
         wanted = numbers is None or trial.number in numbers
-        if wanted and trial.state in (TrialState.COMPLETED, TrialState.FAILED):
+        if wanted and trial.state in (TrialState.COMPLETED, TrialState.PRUNED, TrialState.FAILED):
             curve[trial.number] = hypervolume(done, space.objectives, ref, space.parsed_constraints)
     return curve
 

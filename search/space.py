@@ -30,6 +30,7 @@ from pydantic import (
 from runners.spec import (
     DataSpec,
     ModelSpec,
+    MonitorSpec,
     TrainSpec,
     parse_layer_indices,
     setting_names,
@@ -44,7 +45,8 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
     "==": operator.eq, "!=": operator.ne,
 }
-_SECTIONS = ("name", "model", "data", "training", "objectives", "constraints", "optimizer")
+_SECTIONS = ("name", "model", "data", "training", "objectives", "constraints", "optimizer", "scope",
+             "early_stopping", "warm_start")
 
 
 class _Strict(BaseModel):
@@ -62,6 +64,33 @@ class NutsSettings(_Strict):
     warmup: int = Field(64, ge=1)
     samples: int = Field(32, ge=1)
     thinning: int = Field(4, ge=1)
+
+
+class EarlyStoppingSettings(_Strict):
+    """The ``early_stopping:`` section of a space (off by default; ``--early-stop`` turns it on)."""
+
+    enabled: bool = False
+    every: int = Field(4, ge=1)
+    generate_every: int = Field(1, ge=1)
+    queries: int = Field(2, ge=1)
+    min_steps: int = Field(8, ge=0)
+    confidence: float = Field(0.9, gt=0.5, lt=1.0)
+
+    def monitor(self) -> MonitorSpec:
+        """What the runner must report."""
+        return MonitorSpec(every=self.every, generate_every=self.generate_every, queries=self.queries)
+
+
+class WarmStartSettings(_Strict):
+    """The ``warm_start:`` section: per-user studies start from the users searched before.
+
+    ``enabled`` (or ``--warm-start``) seeds each new user's study with the front configurations
+    of the earlier users (up to ``max_points`` of them, the most recent users first), evaluated
+    first; they count towards the quasi-random start.
+    """
+
+    enabled: bool = False
+    max_points: int = Field(4, ge=1)
 
 
 class OptimizerSettings(_Strict):
@@ -291,6 +320,9 @@ class Space(_Strict):
     constraints: list[str] = Field(default_factory=list)
     parameters: dict[str, Parameter] = Field(min_length=1)
     optimizer: OptimizerSettings = Field(default_factory=OptimizerSettings)
+    scope: Literal["cohort", "per_user"] = "cohort"
+    early_stopping: EarlyStoppingSettings = Field(default_factory=EarlyStoppingSettings)
+    warm_start: WarmStartSettings = Field(default_factory=WarmStartSettings)
 
     _source: str = PrivateAttr("<string>")
     _text: str = PrivateAttr("")
@@ -591,10 +623,12 @@ def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
     if loc and loc[0] in ("model", "data", "training"):
         return setting_names(loc[0])
     model: type[BaseModel] = Space
+    sections = {"optimizer": OptimizerSettings, "early_stopping": EarlyStoppingSettings,
+                "warm_start": WarmStartSettings}
     if loc[:2] == ("optimizer", "nuts"):
         model = NutsSettings
-    elif loc and loc[0] == "optimizer":
-        model = OptimizerSettings
+    elif loc and loc[0] in sections:
+        model = sections[loc[0]]
     elif len(loc) == 3 and loc[0] == "parameters":
         model = PARAM_TYPES.get(loc[2], Space)
     return list(model.model_fields)

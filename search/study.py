@@ -16,15 +16,17 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import yaml
 
+from runners.spec import SE_SUFFIX
 from search.encoding import config_key
 from search.errors import StudyError
 from search.optimizers.base import Observation
 from search.pareto import hypervolume, knee_index, pareto_indices, study_reference_point
-from search.space import Space
+from search.space import Space, finite
+from search.stopping import impute
 
 FORMAT_VERSION = 1
 STUDY_FILE = "study.json"
@@ -38,6 +40,7 @@ class TrialState(str, Enum):
     COMPLETED = "completed"
     FAILED = "failed"
     STOPPED = "stopped"
+    PRUNED = "pruned"  # stopped early by the stopping rule: partial values, counts towards the budget
 
 
 @dataclass(frozen=True)
@@ -184,18 +187,35 @@ class Study:
         return tuple(self._trials)
 
     def finished(self) -> list[TrialRecord]:
-        """COMPLETED and FAILED trials: the ones that count towards the budget."""
-        return [t for t in self._trials if t.state in (TrialState.COMPLETED, TrialState.FAILED)]
+        """COMPLETED, PRUNED and FAILED trials: the ones that count towards the budget."""
+        return [t for t in self._trials if t.state in (TrialState.COMPLETED, TrialState.PRUNED, TrialState.FAILED)]
 
     def completed(self) -> list[TrialRecord]:
         """COMPLETED trials."""
         return [t for t in self._trials if t.state is TrialState.COMPLETED]
 
-    def observations(self) -> list[Observation]:
-        """The finished trials as optimiser observations (failed ones with ``values=None``)."""
-        return [
-            Observation(t.config, dict(t.values) if t.state is TrialState.COMPLETED else None) for t in self.finished()
-        ]
+    def observations(self, known: Collection[str] = ()) -> list[Observation]:
+        """The finished trials as optimiser observations.
+
+        A completed trial carries its values and, where it reported standard errors
+        (``<metric>_se``), their squares as noise variances. A pruned trial carries its final
+        values as :func:`search.stopping.impute` estimates them from the trials that finished (with
+        the extra variance), or no values when too few did. A failed trial has ``values=None``.
+
+        Args:
+            known: metrics computed from the configuration (kept exact when imputing).
+        """
+        done = self.completed()
+        out = []
+        for t in self.finished():
+            if t.state is TrialState.COMPLETED:
+                out.append(Observation(t.config, dict(t.values), noise_variances(t.values, self.space.metrics)))
+            elif t.state is TrialState.PRUNED:
+                guess = impute(t, done, self.space.objectives, set(known))
+                out.append(Observation(t.config, *guess) if guess else Observation(t.config, None))
+            else:
+                out.append(Observation(t.config, None))
+        return out
 
     def stopped_configs(self) -> list[dict[str, Any]]:
         """Configurations of STOPPED trials that no later trial has evaluated (to run again)."""
@@ -221,6 +241,11 @@ class Study:
     ) -> TrialRecord:
         """Mark a trial COMPLETED with its validation metrics, and save."""
         return self._finish(number, TrialState.COMPLETED, values=dict(values), user_attrs=user_attrs)
+
+    def prune_trial(self, number: int, values: dict[str, float], user_attrs: dict[str, Any] | None = None
+                    ) -> TrialRecord:
+        """Mark a trial PRUNED (stopped early) with its partial metrics; ``user_attrs`` say where and why."""
+        return self._finish(number, TrialState.PRUNED, values=dict(values), user_attrs=user_attrs)
 
     def fail_trial(self, number: int, error: str, user_attrs: dict[str, Any] | None = None) -> TrialRecord:
         """Mark a trial FAILED with its reason, and save."""
@@ -300,8 +325,8 @@ class Study:
     def save(self) -> None:
         """Write ``space.yaml`` and ``study.json`` atomically (temp file + ``os.replace``)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.directory / SPACE_FILE, self.space.text or dump_yaml(self.space))
-        _atomic_write(self.directory / STUDY_FILE, json.dumps(self.to_json(), indent=1))
+        atomic_write(self.directory / SPACE_FILE, self.space.text or dump_yaml(self.space))
+        atomic_write(self.directory / STUDY_FILE, json.dumps(self.to_json(), indent=1))
 
 
 def dump_yaml(space: Space) -> str:
@@ -309,7 +334,8 @@ def dump_yaml(space: Space) -> str:
     return yaml.safe_dump(space.model_dump(mode="json", exclude_none=True), sort_keys=False)
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
+    """Write a file so that a crash leaves the old or the new text, never a mix (temp file, fsync, replace)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -323,3 +349,9 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 __all__ = ["Study", "TrialRecord", "TrialState"]
+
+
+def noise_variances(values: dict[str, float], metrics: Collection[str]) -> dict[str, float] | None:
+    """``{metric: se**2}`` for the metrics whose standard error the values carry, or None."""
+    out = {m: float(values[f"{m}{SE_SUFFIX}"]) ** 2 for m in metrics if finite(values.get(f"{m}{SE_SUFFIX}"))}
+    return out or None

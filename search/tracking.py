@@ -42,7 +42,8 @@ TRIAL_TAG = "pers_search.trial"
 ROLE_TAG = "pers_search.role"
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
-_STATUS = {TrialState.COMPLETED: "FINISHED", TrialState.FAILED: "FAILED", TrialState.STOPPED: "KILLED"}
+_STATUS = {TrialState.COMPLETED: "FINISHED", TrialState.FAILED: "FAILED", TrialState.STOPPED: "KILLED",
+           TrialState.PRUNED: "KILLED"}  # MLflow has no pruned status; the run keeps a state=pruned tag
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"  # the UI then opens on the runs table, not the GenAI overview
 _QUIET = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
@@ -131,7 +132,8 @@ def read_record(study_directory: str | Path) -> dict[str, Any]:
         raise TrackingError(f"{path} is not JSON ({err}); delete it to log the study to new runs") from err
 
 
-def _write_record(study_directory: Path, record: Mapping[str, Any]) -> None:
+def write_record(study_directory: Path, record: Mapping[str, Any]) -> None:
+    """Write a study's ``mlflow.json`` atomically."""
     study_directory.mkdir(parents=True, exist_ok=True)
     tmp = study_directory / f".{RECORD_FILE}.tmp"
     tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
@@ -239,7 +241,7 @@ class Tracker:
         parent = record.get("parent_run_id") if record.get("tracking_uri") == self.uri else None
         if parent is None or not self._usable(parent):
             parent = self._create_parent(study)
-            _write_record(study.directory, {"tracking_uri": self.uri, "experiment_id": self.experiment_id,
+            write_record(study.directory, {"tracking_uri": self.uri, "experiment_id": self.experiment_id,
                                             "experiment_name": study.name, "parent_run_id": parent,
                                             "created_at": time.time()})
         else:

@@ -13,7 +13,8 @@ from typing import Any
 
 from runners.memory import MemoryConfig, storage_bytes
 from runners.session import session_for
-from runners.spec import TrialConfig, TrialSetup
+from runners.monitor import Report
+from runners.spec import MonitorSpec, TrialConfig, TrialSetup
 from runners.trial import run_trial
 from search.api import Evaluation
 from search.optimizers.base import KnownObjective
@@ -37,19 +38,24 @@ class TrialObjective:
         setup: the runner's frozen setup.
         adapter_root: when given, every trial keeps its users' adapters under
             ``adapter_root/<config key>/<user id>`` (recorded as the ``adapter_dir`` attr).
+        monitor: what to report while training when a ``report`` callback is given (early stopping).
     """
 
-    def __init__(self, setup: TrialSetup, adapter_root: str | Path | None = None) -> None:
+    def __init__(self, setup: TrialSetup, adapter_root: str | Path | None = None,
+                 monitor: MonitorSpec | None = None) -> None:
         self.setup = setup
         self.adapter_root = Path(adapter_root) if adapter_root else None
+        self.monitor = monitor or MonitorSpec()
 
     def typed(self, config: dict[str, Any]) -> TrialConfig:
         """The runner's typed configuration of a flat one (checked against the model's layers)."""
         return TrialConfig.from_flat(config, session_for(self.setup).layout.n_layers)
 
-    def __call__(self, config: dict[str, Any]) -> Evaluation:
+    def __call__(self, config: dict[str, Any], report: Report | None = None) -> Evaluation:
+        """Run the trial; ``report`` hears its checkpoints (and may stop it, see ``search.stopping``)."""
         adapter_dir = self.adapter_root / artifact_name(config) if self.adapter_root else None
-        result = run_trial(self.typed(config), self.setup, split="val", adapter_dir=adapter_dir)
+        result = run_trial(self.typed(config), self.setup, split="val", adapter_dir=adapter_dir,
+                           monitor=self.monitor if report else None, report=report)
         attrs: dict[str, Any] = {
             "users": {u.user_id: dict(u.metrics) for u in result.users},
             "predictions": result.predictions,

@@ -112,6 +112,15 @@ def _cohort(eligible: list[User], users: int | None, seed: int, source: str) -> 
     return order[:users]
 
 
+def _by_id(eligible: list[User], user_ids: Sequence[str], dataset: Dataset) -> list[User]:
+    by_id = {u.user_id: u for u in eligible}
+    missing = [uid for uid in user_ids if uid not in by_id]
+    if missing:
+        raise DataError(f"data.user_ids: {missing} are not users with history and queries in "
+                        f"{dataset.source or 'the dataset'}; use ids of its users")
+    return [by_id[uid] for uid in user_ids]
+
+
 def split_dataset(
     dataset: Dataset,
     seed: int = 0,
@@ -119,6 +128,7 @@ def split_dataset(
     val_fraction: float = 0.5,
     heldout_fraction: float = 0.1,
     max_val_queries: int | None = None,
+    user_ids: Sequence[str] | None = None,
 ) -> list[UserSplit]:
     """Split every usable user of a dataset.
 
@@ -133,6 +143,8 @@ def split_dataset(
         val_fraction: See :func:`split_user`.
         heldout_fraction: See :func:`split_user`.
         max_val_queries: See :func:`split_user`.
+        user_ids: Take exactly these users, in this order, instead of a drawn cohort (each
+            user's split is the same as in any cohort: it depends on the user and the seed only).
 
     Returns:
         One split per chosen user.
@@ -151,5 +163,6 @@ def split_dataset(
         )
     if skipped:
         _warn_skipped(skipped, len(dataset.users), dataset.source)
-    chosen = _cohort(eligible, users, seed, dataset.source)
+    chosen = _by_id(eligible, user_ids, dataset) if user_ids is not None else _cohort(eligible, users, seed,
+                                                                                          dataset.source)
     return [split_user(u, seed, val_fraction, heldout_fraction, max_val_queries) for u in chosen]

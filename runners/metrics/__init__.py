@@ -11,6 +11,7 @@ from collections import Counter
 from typing import Sequence
 
 from runners.errors import ConfigError
+from runners.spec import SE_SUFFIX
 from runners.metrics.base import Metric, get_metric, register_metric, registered_metrics
 from runners.metrics.lamp import LAMP_LABELS, classification_scores, rating_scores
 from runners.metrics.persona import (
@@ -46,7 +47,9 @@ def score_names(task: str, with_persona: bool = True) -> list[str]:
     if names is None:
         raise ConfigError(f"unknown task {task!r} for scoring; use one of {', '.join(TASK_METRICS)}")
     names = (*names, "persona_f1") if with_persona else names
-    return [key for name in names for key in type(get_metric(name)).outputs]
+    metrics = [type(get_metric(name)) for name in names]
+    return [key for m in metrics for key in m.outputs] + [f"{key}{SE_SUFFIX}" for m in metrics
+                                                          for key in m.per_query_outputs]
 
 
 def score(
@@ -86,6 +89,23 @@ def score(
     return values
 
 
+def score_queries(
+    task: str,
+    preds: Sequence[str],
+    refs: Sequence[str],
+    user_content: str | Counter | None = None,
+) -> dict[str, list[float]]:
+    """Per-query values of the metrics of :func:`score` that are means over queries (ROUGE, Persona-F1).
+
+    A trial's standard errors are bootstrapped from these (``runners.metrics.uncertainty``).
+    """
+    names = (*TASK_METRICS.get(task, _GENERATION), *(("persona_f1",) if user_content is not None else ()))
+    out: dict[str, list[float]] = {}
+    for name in names:
+        out.update(get_metric(name).per_query(preds, refs, task=task, user_content=user_content))
+    return out
+
+
 __all__ = [
     "LAMP_LABELS",
     "TASK_METRICS",
@@ -101,6 +121,7 @@ __all__ = [
     "registered_metrics",
     "rouge_per_item",
     "rouge_scores",
+    "score_queries",
     "safetensors_bytes",
     "score",
     "score_names",

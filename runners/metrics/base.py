@@ -25,6 +25,7 @@ class Metric(abc.ABC):
 
     name: ClassVar[str] = ""
     outputs: ClassVar[tuple[str, ...]] = ()  # the keys :meth:`compute` returns
+    per_query_outputs: ClassVar[tuple[str, ...]] = ()  # the keys :meth:`per_query` returns (means over queries)
 
     @abc.abstractmethod
     def compute(self, preds: Sequence[str], refs: Sequence[str], **context: object) -> dict[str, float]:
@@ -39,6 +40,11 @@ class Metric(abc.ABC):
         Returns:
             Metric values by key (a metric may report several, e.g. ``rouge1`` and ``rougeL``).
         """
+
+    def per_query(self, preds: Sequence[str], refs: Sequence[str], **context: object) -> dict[str, list[float]]:
+        """Per-query values of the outputs that are means over queries (their standard errors
+        come from these); ``{}`` for a metric none of whose outputs is such a mean."""
+        return {}
 
 
 def register_metric(name: str) -> Callable[[type[MetricT]], type[MetricT]]:

@@ -19,7 +19,7 @@ import functools
 import string
 import unicodedata
 from collections import Counter
-from typing import Sequence, Union
+from typing import Mapping, Sequence, Union
 
 from runners.errors import ConfigError, DataError
 from runners.metrics.base import Metric, register_metric
@@ -118,6 +118,7 @@ class PersonaF1Metric(Metric):
     """Persona-F1 in percent; needs ``user_content`` (text or Counter) in the context."""
 
     outputs = ("persona_f1",)
+    per_query_outputs = outputs
 
     def compute(self, preds: Sequence[str], refs: Sequence[str], **context: object) -> dict[str, float]:
         """Mean Persona-F1 of ``preds`` against ``context["user_content"]``; ``refs`` are unused.
@@ -125,10 +126,20 @@ class PersonaF1Metric(Metric):
         Raises:
             ConfigError: If ``user_content`` is missing or not text/Counter.
         """
-        content = context.get("user_content")
-        if not isinstance(content, (str, Counter)):
-            raise ConfigError(
-                f"persona_f1 needs user_content= (the user's profile and history as str or Counter), "
-                f"got {type(content).__name__}; pass it to compute() or score()"
-            )
-        return {"persona_f1": persona_f1_mean(preds, content)}
+        return {"persona_f1": persona_f1_mean(preds, _content(context))}
+
+    def per_query(self, preds: Sequence[str], refs: Sequence[str], **context: object) -> dict[str, list[float]]:
+        """Persona-F1 of each response."""
+        content = _content(context)
+        counts = content if isinstance(content, Counter) else content_counter(content)
+        return {"persona_f1": [persona_f1(pred, counts) for pred in preds]}
+
+
+def _content(context: Mapping[str, object]) -> str | Counter:
+    content = context.get("user_content")
+    if not isinstance(content, (str, Counter)):
+        raise ConfigError(
+            f"persona_f1 needs user_content= (the user's profile and history as str or Counter), "
+            f"got {type(content).__name__}; pass it to compute() or score()"
+        )
+    return content

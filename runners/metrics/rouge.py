@@ -67,7 +67,12 @@ class RougeMetric(Metric):
     """ROUGE-1 and ROUGE-L F-measure (stemmed), averaged over pairs."""
 
     outputs = ("rouge1", "rougeL")
+    per_query_outputs = outputs
 
     def compute(self, preds: Sequence[str], refs: Sequence[str], **context: object) -> dict[str, float]:
         """See :func:`rouge_scores`; ``context`` is ignored."""
         return rouge_scores(preds, refs)
+
+    def per_query(self, preds: Sequence[str], refs: Sequence[str], **context: object) -> dict[str, list[float]]:
+        """ROUGE-1 and ROUGE-L F-measure of each query."""
+        return rouge_per_item(preds, refs)

@@ -88,7 +88,6 @@ def user_embeddings(users: Sequence[User], task: str, encoder=None):
         A float32 numpy array, one row per user.
     """
     if encoder is None:
-
         encoder = load_encoder()
     texts = [memory_texts(task, u.history) for u in users]
     flat = [t for group in texts for t in group]

@@ -6,26 +6,23 @@ import argparse
 import json
 from pathlib import Path
 
-from search.api import optimize
 from search.commands.common import (
     POOL_HELP,
     add_executor_args,
     add_space_args,
     add_study_dir,
     add_tracking_args,
-    executor_from_args,
     space_from_args,
     tracker_from_args,
 )
-from search.commands.tables import front_table, trials_table
+from search.commands.searching import ADAPTERS, StudyRun, run_cohort, run_per_user
+from search.commands.tables import cohort_table, front_table, trials_table
 from search.console import status_console, table_console
 from search.optimizers import check_optimizer
-from search.progress import StudyProgress
-from search.setup import bind_to_model, check_reported, trial_setup
+from search.per_user import cohort_space, is_cohort, load_cohort
+from search.setup import bind_to_model, trial_setup
+from search.space import Space
 from search.study import Study
-from search.trial_objective import TrialObjective
-
-ADAPTERS = "adapters"
 
 
 def add_parsers(sub) -> None:
@@ -41,6 +38,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--no-test", action="store_true", help="skip evaluating the front on the test queries")
     p.add_argument("--keep-adapters", action="store_true",
                    help="keep every trial's per-user adapters in the study directory (export then copies them)")
+    p.add_argument("--per-user", action="store_true",
+                   help="one study per user of the cohort (MiLP's setting; scope: per_user in the space)")
+    p.add_argument("--warm-start", action="store_true",
+                   help="with --per-user: start each user's search from the fronts of the users before")
+    p.add_argument("--early-stop", action="store_true",
+                   help="stop trials whose intermediate point is dominated by finished trials (early_stopping:)")
     add_executor_args(p)
     add_tracking_args(p)
     p.set_defaults(handler=cmd_run)
@@ -70,23 +73,34 @@ def _add_study_args(p, with_name: bool = True) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     console = status_console()
-    space = space_from_args(args).with_optimizer(
+    space = _with_search_flags(space_from_args(args), args).with_optimizer(
         name=args.optimizer, trials=args.trials, init_trials=args.init_trials, seed=args.seed)
     check_optimizer(space)
-    name = args.study or f"{space.name}-{space.optimizer.name}"
+    name = args.study or f"{space.name}-{space.optimizer.name}" + ("-per-user" if space.scope == "per_user" else "")
     tracker = _connect(console, tracker_from_args(args), name, args.study_dir)
     with console.status("loading model and data"):
         space, setup = bind_to_model(space, args.pool)
-    return _search(console, space, setup, name, args, args.keep_adapters, tracker)
+    return _run(StudyRun(console, space, setup, name, args, args.keep_adapters, tracker))
+
+
+def _with_search_flags(space: Space, args: argparse.Namespace) -> Space:
+    """``--per-user``, ``--warm-start`` and ``--early-stop`` as the space settings they switch on."""
+    sets = [item for flag, item in ((args.per_user, "scope=per_user"), (args.warm_start, "warm_start.enabled=true"),
+                                    (args.early_stop, "early_stopping.enabled=true")) if flag]
+    return space.with_overrides(sets) if sets else space
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     console = status_console()
-    study = Study.load(args.study, args.study_dir)
-    space = study.space.with_optimizer(trials=args.trials) if args.trials else study.space
-    keep = (Path(args.study_dir) / args.study / ADAPTERS).exists()
+    if is_cohort(args.study, args.study_dir):
+        space = cohort_space(args.study, args.study_dir)
+        keep = any((Path(args.study_dir) / args.study / "users").glob(f"*/{ADAPTERS}"))
+    else:
+        space = Study.load(args.study, args.study_dir).space
+        keep = (Path(args.study_dir) / args.study / ADAPTERS).exists()
+    space = space.with_optimizer(trials=args.trials) if args.trials else space
     tracker = _connect(console, tracker_from_args(args), args.study, args.study_dir)
-    return _search(console, space, trial_setup(space, args.pool), args.study, args, keep, tracker)
+    return _run(StudyRun(console, space, trial_setup(space, args.pool), args.study, args, keep, tracker))
 
 
 def _connect(console, tracker, name: str, study_dir: str):
@@ -97,52 +111,41 @@ def _connect(console, tracker, name: str, study_dir: str):
     return tracker
 
 
-def _search(console, space, setup, name: str, args: argparse.Namespace, keep_adapters: bool,
-            tracker=None) -> int:
-    study_dir, skip_test = args.study_dir, args.no_test
-    check_reported(space, setup)
-    executor = executor_from_args(args, space)
-    objective = TrialObjective(setup, Path(study_dir) / name / ADAPTERS if keep_adapters else None)
-    console.print(f"[bold]study[/] {name}: {space.optimizer.name}, {space.optimizer.trials} trials "
-                  f"({space.optimizer.init_trials} quasi-random), model {setup.model.name}, "
-                  f"{executor.workers} worker{'s' if executor.workers > 1 else ''} ({type(executor).__name__})")
+def _run(run: StudyRun) -> int:
     try:
-        with StudyProgress(console, space.optimizer.trials) as progress:
-            callbacks = [progress] + ([tracker] if tracker is not None else [])
-            study = optimize(space, objective, study_name=name, study_dir=study_dir,
-                             known_objectives=objective.known_objectives(), callbacks=callbacks, executor=executor)
+        return run_per_user(run) if run.space.scope == "per_user" else run_cohort(run)
     except KeyboardInterrupt:
-        if tracker is not None:
-            tracker.finish(status="KILLED")
-        console.print(f"[yellow]interrupted[/]: finished trials are saved; continue with "
-                      f"`pers-search resume {name} --study-dir {study_dir}`")
+        if run.tracker is not None:
+            run.tracker.finish(status="KILLED")
+        run.console.print(f"[yellow]interrupted[/]: finished trials are saved; continue with "
+                          f"`pers-search resume {run.name} --study-dir {run.study_dir}`")
         return 130
-    if not skip_test:
-        _evaluate_front_on_test(console, study, objective)
-    if tracker is not None:
-        with console.status("logging the front, plots and artifacts to MLflow"):
-            tracker.finish(study)
-    table_console().print(front_table(study))
-    console.print(f"study stored in {study.directory}")
-    return 0
-
-
-def _evaluate_front_on_test(console, study, objective) -> None:
-    for trial in study.pareto_trials():
-        if trial.test_values:
-            continue
-        with console.status(f"evaluating front trial {trial.number} on the test queries"):
-            study.set_test_values(trial.number, objective.test_metrics(trial.config))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if is_cohort(args.study, args.study_dir):
+        return _cohort_status(load_cohort(args.study, args.study_dir), args.json)
     study = Study.load(args.study, args.study_dir)
     if args.json:
-        print(json.dumps({"study": study.name, "directory": str(study.directory),
-                          "trials": [t.to_json() for t in study.trials],
-                          "pareto": sorted(t.number for t in study.pareto_trials()),
-                          "hypervolume": study.hypervolume()}, indent=1, default=str))
+        print(json.dumps(_status_json(study), indent=1, default=str))
         return 0
     table_console().print(trials_table(study))
     table_console().print(front_table(study))
+    return 0
+
+
+def _status_json(study: Study) -> dict:
+    return {"study": study.name, "directory": str(study.directory), "trials": [t.to_json() for t in study.trials],
+            "pareto": sorted(t.number for t in study.pareto_trials()), "hypervolume": study.hypervolume()}
+
+
+def _cohort_status(cohort, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({**cohort.summary(), "per_user": {u: _status_json(s) for u, s in cohort.studies.items()}},
+                         indent=1, default=str))
+        return 0
+    for user in cohort.users:
+        if user in cohort.studies:
+            table_console().print(trials_table(cohort.studies[user]))
+    table_console().print(cohort_table(cohort))
     return 0

@@ -7,7 +7,8 @@ from typing import Any, Mapping, Sequence
 from rich.table import Table
 
 from runners.spec import TrialResult
-from search.console import fmt_value
+from search.console import fmt_metric, fmt_value
+from search.per_user import CohortStudy
 from search.study import Study
 
 BASELINE_COLUMNS = ("rougeL", "rouge1", "persona_f1", "loss", "storage_bytes",
@@ -63,4 +64,20 @@ def trials_table(study: Study) -> Table:
         table.add_row(str(t.number), t.state.value, "*" if t.number in front else "",
                       *(fmt_value(t.values.get(m)) for m in objectives), fmt_value(t.seconds),
                       t.error or study.space.describe(t.config))
+    return table
+
+
+def cohort_table(cohort: CohortStudy) -> Table:
+    """A per-user study: per user its trials and its chosen point (the knee); the cohort's total storage."""
+    summary = cohort.summary()
+    objectives = next((list(s.space.objectives) for s in cohort.studies.values()), [])
+    table = Table(title=f"per-user study {cohort.name}: {len(cohort.users)} users, total storage "
+                        f"{fmt_value(summary['total_storage_bytes'])} bytes at the knees")
+    for column in ("user", "trials", "knee trial", *objectives):
+        table.add_column(column)
+    for row in summary["users"]:
+        study = cohort.studies.get(row["user"])
+        knee = study.trials[row["knee"]] if study is not None and row["knee"] is not None else None
+        table.add_row(row["user"], str(row["trials"]), "-" if knee is None else str(knee.number),
+                      *(fmt_metric(knee.values, m) if knee else "-" for m in objectives))
     return table

@@ -28,10 +28,12 @@ class Evaluation:
     Attributes:
         values: validation metrics (objectives and any others).
         user_attrs: JSON-ready extras stored on the trial (artifact paths, run ids).
+        pruned: set by early stopping: the checkpoint and the reason (``values`` are then partial).
     """
 
     values: Mapping[str, float]
     user_attrs: dict[str, Any] = field(default_factory=dict)
+    pruned: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -43,12 +45,14 @@ class Outcome:
         error: why it failed.
         user_attrs: JSON-ready extras (from an :class:`Evaluation`, plus ``worker``).
         seconds: wall time of the evaluation where it ran.
+        pruned: where and why early stopping stopped the trial (its ``values`` are then partial).
     """
 
     values: dict[str, float] | None
     error: str | None = None
     user_attrs: dict[str, Any] = field(default_factory=dict)
     seconds: float = math.nan
+    pruned: dict[str, Any] | None = None
 
 
 def worker_name() -> str:
@@ -71,7 +75,8 @@ def evaluate(objective: Objective, config: dict[str, Any]) -> Outcome:
                        time.perf_counter() - started)
     seconds = time.perf_counter() - started
     if isinstance(result, Evaluation):
-        return Outcome(dict(result.values), None, {**result.user_attrs, "worker": worker_name()}, seconds)
+        return Outcome(dict(result.values), None, {**result.user_attrs, "worker": worker_name()}, seconds,
+                       result.pruned)
     return Outcome(dict(result), None, {"worker": worker_name()}, seconds)
 
 

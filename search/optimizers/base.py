@@ -24,10 +24,13 @@ class Observation:
         config: the trial configuration (flat mapping of parameter names to values).
         values: the reported metrics, or None when the trial failed (the configuration still
             counts as observed, so it is never suggested again).
+        variances: per metric, the noise variance of its value (the squared standard error a
+            trial reports, larger for a pruned trial's estimated values); None when unknown.
     """
 
     config: dict[str, Any]
     values: dict[str, float] | None = None
+    variances: dict[str, float] | None = None
 
     @property
     def failed(self) -> bool:

@@ -1,0 +1,239 @@
+"""Benchmark: what early stopping and warm starts save in per-user searches, in one run.
+
+(a) Early stopping: a per-user study of a fixed trial budget, with and without early stopping:
+    the training steps spent and the hypervolume reached.
+(b) Warm start: 4 users searched one after another, cold and warm-started from the users before:
+    the hypervolume after 6 trials per user (users 2-4, where a warm start can act).
+
+Two problems:
+
+- ``synthetic``: learning curves whose right answer is known (many seeds, seconds): a user's
+  configuration ``x`` in [0, 1], ``width`` 1..4 reaches ``quality = 0.2 + 0.6 (1 - (x - c_u)^2 /
+  0.5) (1 - 0.2 (4 - width))`` after 40 steps (``c_u`` the user's optimum, near 0.7 for every
+  user), along ``final * (1 - exp(-step / 8))`` with noise 0.01; ``cost = width`` is known.
+  Hypervolumes are fractions of the exact maximum (a dense grid).
+- ``embedded``: real trials on SmolLM2 and the demo data (slow: minutes per study).
+
+Goals (issue 13): early stopping spends at least 30% fewer training steps at no worse than 97% of
+the hypervolume; a warm start gives a higher mean hypervolume at 6 trials than a cold one.
+Run from the repository root::
+
+    python bench/search_cost.py --problems synthetic --seeds 20
+    python bench/search_cost.py --problems embedded --seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from runners.spec import Checkpoint  # noqa: E402
+from search.api import optimize  # noqa: E402
+from search.pareto import hypervolume  # noqa: E402
+from search.per_user import optimize_tasks  # noqa: E402
+from search.space import parse_space  # noqa: E402
+from search.study import TrialState  # noqa: E402
+
+STEPS, EVERY, TAU, NOISE = 40, 4, 8.0, 0.01
+OBJECTIVES = {"quality": "max", "cost": "min"}
+REF = {"quality": 0.0, "cost": 5.0}
+SYNTHETIC = """
+name: curves
+objectives: {quality: max, cost: min}
+parameters:
+  x: {type: float, low: 0.0, high: 1.0}
+  width: {type: int, low: 1, high: 4}
+optimizer: {name: gp-nehvi, init_trials: 4, trials: 20, seed: 0, ref_point: {quality: 0.0, cost: 5.0}}
+early_stopping: {enabled: false, every: 4, min_steps: 8, confidence: 0.9}
+"""
+
+
+class SyntheticUser:
+    """One user's learning-curve objective (picklable; counts nothing itself: steps come from the records)."""
+
+    def __init__(self, centre: float) -> None:
+        self.centre = centre
+
+    def final(self, config: dict[str, Any]) -> float:
+        x, width = float(config["x"]), int(config["width"])
+        return 0.2 + 0.6 * max(0.0, 1.0 - (x - self.centre) ** 2 / 0.5) * (1.0 - 0.2 * (4 - width))
+
+    def __call__(self, config: dict[str, Any], report=None) -> dict[str, float]:
+        rng = random.Random(f"{self.centre}:{config['x']:.6f}:{config['width']}")
+        best = self.final(config)
+        for index, step in enumerate(range(EVERY, STEPS + 1, EVERY)):
+            if report is not None:
+                quality = best * (1.0 - math.exp(-step / TAU)) + rng.gauss(0.0, NOISE)
+                report(Checkpoint(f"u0:s{step}", index, 0, "synthetic", step, step,
+                                  {"quality": quality, "quality_se": NOISE}))
+        return {"quality": best + rng.gauss(0.0, NOISE), "quality_se": NOISE, "cost": float(config["width"]),
+                "train_steps": float(STEPS)}
+
+    def max_hypervolume(self) -> float:
+        """The exact best hypervolume (a dense grid over x, every width)."""
+        points = [{"quality": self.final({"x": i / 2000, "width": w}), "cost": float(w)}
+                  for i in range(2001) for w in range(1, 5)]
+        return hypervolume(points, OBJECTIVES, REF)
+
+
+def cost(config: dict[str, Any]) -> float:
+    """The known objective of the synthetic problem."""
+    return float(config["width"])
+
+
+def steps_spent(study) -> float:
+    """Training steps a study spent: full trials count all their steps, pruned ones the steps before the stop."""
+    total = 0.0
+    for t in study.finished():
+        if t.state is TrialState.PRUNED:
+            total += t.user_attrs["pruned"]["trained_steps"]
+        else:
+            total += float(t.values.get("train_steps", 0.0))
+    return total
+
+
+def fixed_hv(study, max_hv: float = 1.0) -> float:
+    """The study's hypervolume from the fixed reference point, as a fraction of ``max_hv``."""
+    return hypervolume([t.values for t in study.completed()], study.space.objectives,
+                       study.space.optimizer.ref_point, study.space.parsed_constraints) / max_hv
+
+
+# --------------------------------------------------------------------------- (a) early stopping
+def synthetic_stopping(seed: int, trials: int) -> dict[str, float]:
+    user = SyntheticUser(0.7)
+    space = parse_space(SYNTHETIC, "curves.yaml").with_optimizer(seed=seed, trials=trials)
+    out = {}
+    for early in (False, True):
+        with tempfile.TemporaryDirectory() as tmp:
+            study = optimize(space, user, study_dir=tmp, known_objectives={"cost": cost}, early_stopping=early)
+            key = "stop" if early else "full"
+            out[f"{key}_steps"], out[f"{key}_hv"] = steps_spent(study), fixed_hv(study, user.max_hypervolume())
+            out[f"{key}_pruned"] = sum(t.state is TrialState.PRUNED for t in study.trials)
+    return out
+
+
+def embedded_stopping(seed: int, trials: int) -> dict[str, float]:
+    from search.commands.searching import user_setup
+    from search.setup import bind_to_model
+    from search.space import load_space
+    from search.trial_objective import TrialObjective
+
+    base, setup = bind_to_model(load_space("milp.yaml").with_optimizer(seed=seed, trials=trials))
+    from runners.session import session_for
+
+    user = session_for(setup).splits[0].user.user_id
+    out = {}
+    for early in (False, True):
+        space = base.with_overrides([f"early_stopping.enabled={str(early).lower()}"])
+        objective = TrialObjective(user_setup(setup, user), monitor=space.early_stopping.monitor())
+        with tempfile.TemporaryDirectory() as tmp:
+            study = optimize(space, objective, study_dir=tmp, known_objectives=objective.known_objectives())
+            key = "stop" if early else "full"
+            out[f"{key}_steps"], out[f"{key}_hv"] = steps_spent(study), fixed_hv(study)
+            out[f"{key}_pruned"] = sum(t.state is TrialState.PRUNED for t in study.trials)
+    return out
+
+
+# --------------------------------------------------------------------------- (b) warm start
+def synthetic_warm(seed: int, per_user: int) -> dict[str, float]:
+    rng = random.Random(seed)
+    users = {f"u{i}": SyntheticUser(0.7 + rng.uniform(-0.08, 0.08)) for i in range(4)}
+    space = parse_space(SYNTHETIC, "curves.yaml").with_optimizer(seed=seed, trials=per_user)
+    out = {}
+    for warm in (False, True):
+        with tempfile.TemporaryDirectory() as tmp:
+            cohort = optimize_tasks(space, users, study_name="w", study_dir=tmp, warm_start=warm,
+                                    known_objectives={"cost": cost})
+            hvs = [fixed_hv(cohort.studies[u], users[u].max_hypervolume()) for u in list(users)[1:]]
+            out["warm_hv" if warm else "cold_hv"] = statistics.fmean(hvs)
+    return out
+
+
+def embedded_warm(seed: int, per_user: int) -> dict[str, float]:
+    from runners.session import session_for
+    from search.commands.searching import user_setup
+    from search.setup import bind_to_model
+    from search.space import load_space
+    from search.trial_objective import TrialObjective
+
+    space, setup = bind_to_model(load_space("milp.yaml").with_overrides(["data.users=4"]).with_optimizer(
+        seed=seed, trials=per_user, init_trials=min(per_user, 4)))
+    users = [s.user.user_id for s in session_for(setup).splits]
+    objectives = {u: TrialObjective(user_setup(setup, u)) for u in users}
+    known = objectives[users[0]].known_objectives()
+    out = {}
+    for warm in (False, True):
+        with tempfile.TemporaryDirectory() as tmp:
+            cohort = optimize_tasks(space, objectives, study_name="w", study_dir=tmp, warm_start=warm,
+                                    known_objectives=known)
+            out["warm_hv" if warm else "cold_hv"] = statistics.fmean(fixed_hv(cohort.studies[u]) for u in users[1:])
+    return out
+
+
+# --------------------------------------------------------------------------- report
+def _ms(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.4g} ± {sd:.2g}"
+
+
+def stopping_table(problem: str, rows: list[dict[str, float]]) -> str:
+    saved = [1 - r["stop_steps"] / r["full_steps"] for r in rows]
+    kept = [r["stop_hv"] / r["full_hv"] if r["full_hv"] else math.nan for r in rows]
+    return (f"| {problem} | {len(rows)} | {_ms([r['full_steps'] for r in rows])} | {_ms([r['stop_steps'] for r in rows])} | "
+            f"{_ms(saved)} | {_ms([r['full_hv'] for r in rows])} | {_ms([r['stop_hv'] for r in rows])} | "
+            f"{_ms(kept)} | {_ms([r['stop_pruned'] for r in rows])} |")
+
+
+def warm_table(problem: str, rows: list[dict[str, float]]) -> str:
+    better = sum(r["warm_hv"] > r["cold_hv"] for r in rows)
+    return (f"| {problem} | {len(rows)} | {_ms([r['cold_hv'] for r in rows])} | {_ms([r['warm_hv'] for r in rows])} | "
+            f"{_ms([r['warm_hv'] - r['cold_hv'] for r in rows])} | {better}/{len(rows)} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--problems", nargs="+", default=["synthetic"], choices=["synthetic", "embedded"])
+    parser.add_argument("--seeds", type=int, default=None, help="default 20 synthetic, 3 embedded")
+    parser.add_argument("--trials", type=int, default=None, help="trials of the stopping study (20 / 8)")
+    parser.add_argument("--per-user", type=int, default=6, help="trials per user of the warm-start study (6)")
+    parser.add_argument("--parts", nargs="+", default=["stopping", "warm"], choices=["stopping", "warm"])
+    args = parser.parse_args(argv)
+    stop_rows, warm_rows = {}, {}
+    for problem in args.problems:
+        seeds = args.seeds or (20 if problem == "synthetic" else 3)
+        trials = args.trials or (20 if problem == "synthetic" else 8)
+        stopping, warm = {"synthetic": (synthetic_stopping, synthetic_warm),
+                          "embedded": (embedded_stopping, embedded_warm)}[problem]
+        for seed in range(seeds):
+            if "stopping" in args.parts:
+                row = stopping(seed, trials)
+                stop_rows.setdefault(problem, []).append(row)
+                print(f"{problem} stopping seed {seed}: steps {row['full_steps']:.0f} -> {row['stop_steps']:.0f}, "
+                      f"HV {row['full_hv']:.4g} -> {row['stop_hv']:.4g}, {row['stop_pruned']} pruned", flush=True)
+            if "warm" in args.parts:
+                row = warm(seed, args.per_user)
+                warm_rows.setdefault(problem, []).append(row)
+                print(f"{problem} warm-start seed {seed}: HV@{args.per_user} cold {row['cold_hv']:.4g}, "
+                      f"warm {row['warm_hv']:.4g}", flush=True)
+    if stop_rows:
+        print("\n| problem | seeds | steps, no stopping | steps, early stopping | steps saved | HV, no stopping | "
+              "HV, early stopping | HV kept | trials stopped |\n|---|---|---|---|---|---|---|---|---|")
+        print("\n".join(stopping_table(p, rows) for p, rows in stop_rows.items()))
+    if warm_rows:
+        print(f"\n| problem | seeds | HV@{args.per_user} cold | HV@{args.per_user} warm | warm - cold | seeds warm ahead |"
+              "\n|---|---|---|---|---|---|")
+        print("\n".join(warm_table(p, rows) for p, rows in warm_rows.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Running a study from the command line: one study for the cohort, or one per user.
+
+Both show progress (:class:`search.progress.StudyProgress`), log to MLflow when asked, evaluate
+the front on the test queries at the end and print it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from runners.session import session_for
+from runners.spec import TrialSetup
+from search.api import optimize
+from search.cohort_tracking import log_cohort
+from search.commands.common import executor_from_args
+from search.commands.tables import cohort_table, front_table
+from search.console import table_console
+from search.per_user import TaskHooks, optimize_tasks, user_study_name
+from search.progress import StudyProgress
+from search.setup import check_reported
+from search.space import Space
+from search.study import Study
+from search.tracking import Tracker
+from search.trial_objective import TrialObjective
+
+ADAPTERS = "adapters"
+
+
+@dataclasses.dataclass
+class StudyRun:
+    """One ``run``/``resume``: what to search, where it is stored and how to report it."""
+
+    console: object
+    space: Space
+    setup: TrialSetup
+    name: str
+    args: argparse.Namespace
+    keep_adapters: bool
+    tracker: Tracker | None
+
+    @property
+    def study_dir(self) -> str:
+        return self.args.study_dir
+
+    def objective(self, setup: TrialSetup, adapters: Path | None) -> TrialObjective:
+        """The trial objective of a setup (early stopping's reporting when the space asks for it)."""
+        stopping = self.space.early_stopping
+        return TrialObjective(setup, adapters, monitor=stopping.monitor() if stopping.enabled else None)
+
+    def banner(self, what: str) -> None:
+        o = self.space.optimizer
+        executor = executor_from_args(self.args, self.space)
+        executor.close()
+        self.console.print(f"[bold]study[/] {self.name}: {what}, {o.name}, {o.trials} trials ({o.init_trials} "
+                           f"quasi-random), model {self.setup.model.name}, {executor.workers} worker"
+                           f"{'s' if executor.workers > 1 else ''}" +
+                           (", early stopping" if self.space.early_stopping.enabled else ""))
+
+    def finish(self, study: Study, objective: TrialObjective) -> None:
+        """Test-set evaluation of the front, MLflow's last logging, the front table."""
+        if not self.args.no_test:
+            evaluate_front_on_test(self.console, study, objective)
+        if self.tracker is not None:
+            with self.console.status("logging the front, plots and artifacts to MLflow"):
+                self.tracker.finish(study)
+        table_console().print(front_table(study))
+
+
+def run_cohort(run: StudyRun) -> int:
+    """One study whose every trial serves the whole cohort."""
+    check_reported(run.space, run.setup)
+    adapters = Path(run.study_dir) / run.name / ADAPTERS if run.keep_adapters else None
+    objective = run.objective(run.setup, adapters)
+    run.banner(f"one configuration for {len(session_for(run.setup).splits)} users")
+    with StudyProgress(run.console, run.space.optimizer.trials) as progress:
+        callbacks = [progress] + ([run.tracker] if run.tracker is not None else [])
+        study = optimize(run.space, objective, study_name=run.name, study_dir=run.study_dir,
+                         known_objectives=objective.known_objectives(), callbacks=callbacks,
+                         executor=executor_from_args(run.args, run.space))
+    run.finish(study, objective)
+    run.console.print(f"study stored in {study.directory}")
+    return 0
+
+
+def user_setup(setup: TrialSetup, user: str) -> TrialSetup:
+    """The setup of one user's study: the same settings, the cohort narrowed to that user."""
+    return dataclasses.replace(setup, data=dataclasses.replace(setup.data, user_ids=(user,), users=None))
+
+
+class _UserHooks(TaskHooks):
+    """Progress per user (and overall), MLflow per user, the front of each user on its test queries."""
+
+    def __init__(self, run: StudyRun, objectives: dict[str, TrialObjective]) -> None:
+        self.run, self.objectives, self.progress = run, objectives, None
+
+    def start(self, task: str, index: int):
+        users = len(self.objectives)
+        self.run.console.print(f"[bold]user {index + 1} of {users}[/]: {task}")
+        self.progress = StudyProgress(self.run.console, self.run.space.optimizer.trials,
+                                      label=f"user {index + 1}/{users} {task}").__enter__()
+        return [self.progress] + ([self.run.tracker] if self.run.tracker is not None else [])
+
+    def end(self, task: str, study: Study) -> None:
+        self.progress.__exit__(None, None, None)
+        self.run.finish(study, self.objectives[task])
+
+
+def run_per_user(run: StudyRun) -> int:
+    """One study per user of the cohort (MiLP's setting), searched one after another."""
+    check_reported(run.space, run.setup)
+    users = [s.user.user_id for s in session_for(run.setup).splits]
+    objectives = {u: run.objective(user_setup(run.setup, u),
+                                   Path(run.study_dir) / user_study_name(run.name, u) / ADAPTERS
+                                   if run.keep_adapters else None) for u in users}
+    run.banner(f"one study per user ({len(users)} users" +
+               (", warm-started from the users before" if run.space.warm_start.enabled else "") + ")")
+    hooks = _UserHooks(run, objectives)
+    try:
+        cohort = optimize_tasks(run.space, objectives, study_name=run.name, study_dir=run.study_dir,
+                                known_objectives=objectives[users[0]].known_objectives(), hooks=hooks,
+                                executor=lambda: executor_from_args(run.args, run.space))
+    finally:
+        if hooks.progress is not None and hooks.progress.live is not None and hooks.progress.live.is_started:
+            hooks.progress.__exit__(None, None, None)
+    if run.tracker is not None:
+        log_cohort(run.tracker, cohort)
+    table_console().print(cohort_table(cohort))
+    run.console.print(f"per-user study stored in {cohort.directory}")
+    return 0
+
+
+def evaluate_front_on_test(console, study: Study, objective: TrialObjective) -> None:
+    """Evaluate the front's configurations once on the test queries (those not evaluated yet)."""
+    for trial in study.pareto_trials():
+        if trial.test_values:
+            continue
+        with console.status(f"evaluating front trial {trial.number} on the test queries"):
+            study.set_test_values(trial.number, objective.test_metrics(trial.config))

@@ -1,0 +1,193 @@
+"""Per-user searches (MiLP's setting): one study per user of a cohort, searched one after another,
+optionally warm-started from the users searched before.
+
+Layout of ``<study_dir>/<name>/``: ``cohort.json`` (the users in order, the space's name, when it
+was made) and ``users/<user>/`` holding each user's own study (``study.json``, ``space.yaml``).
+Running the same cohort again resumes it: finished users are skipped, the current one resumes
+where it stopped.
+
+Warm start (``warm_start.enabled`` or ``--warm-start``): each new user's study first evaluates
+front configurations of the users searched before (up to ``warm_start.max_points``, the most
+recent users first, each user's knee first), then goes on with its optimiser, whose quasi-random
+start these points count towards. Configurations that served earlier users are the best guess
+for a new user of the same model and data; the optimiser then corrects for the user.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from runners.files import safe_name
+from search.api import Callback, optimize
+from search.encoding import config_key
+from search.errors import StudyError
+from search.executors import Executor, Objective
+from search.optimizers.base import AcquisitionOptions, KnownObjective
+from search.pareto import knee_index
+from search.space import Space
+from search.study import Study, atomic_write
+
+COHORT_FILE = "cohort.json"
+USERS_DIR = "users"
+
+
+@dataclass
+class CohortStudy:
+    """The per-user studies of a cohort, in search order."""
+
+    name: str
+    directory: Path
+    users: list[str]
+    studies: dict[str, Study]
+
+    def summary(self) -> dict[str, Any]:
+        """Per user the chosen point (the knee of its front), its objectives and storage; the cohort's total storage."""
+        rows, total = [], 0.0
+        for user in self.users:
+            study = self.studies.get(user)
+            knee = study.knee_trial() if study is not None else None
+            row = {"user": user, "trials": len(study.finished()) if study else 0, "knee": None}
+            if knee is not None:
+                row.update(knee=knee.number, **{m: knee.values.get(m) for m in study.space.objectives})
+                total += float(knee.values.get("storage_bytes", 0.0) or 0.0)
+            rows.append(row)
+        return {"study": self.name, "users": rows, "total_storage_bytes": total}
+
+
+def user_study_name(name: str, user: str) -> str:
+    """The study name (and directory below the study dir) of one user of a per-user study."""
+    return f"{name}/{USERS_DIR}/{safe_name(user)}"
+
+
+def is_cohort(name: str, study_dir: str | Path) -> bool:
+    """True when ``<study_dir>/<name>`` holds a per-user study."""
+    return (Path(study_dir) / name / COHORT_FILE).exists()
+
+
+def load_cohort(name: str, study_dir: str | Path) -> CohortStudy:
+    """A per-user study as stored (the users not searched yet have no study).
+
+    Raises:
+        StudyError: no such per-user study, or an unreadable ``cohort.json``.
+    """
+    path = Path(study_dir) / name / COHORT_FILE
+    try:
+        users = json.loads(path.read_text(encoding="utf-8"))["users"]
+    except FileNotFoundError as err:
+        raise StudyError(f"study {name!r}: no {path}; check the study name and --study-dir") from err
+    except (ValueError, KeyError) as err:
+        raise StudyError(f"study {name!r}: {path} is unreadable ({err}); restore it or start a new study") from err
+    studies = {}
+    for user in users:
+        if (Path(study_dir) / user_study_name(name, user) / "study.json").exists():
+            studies[user] = Study.load(user_study_name(name, user), study_dir)
+    return CohortStudy(name, Path(study_dir) / name, list(users), studies)
+
+
+def warm_start_points(previous: Sequence[Study], max_points: int) -> list[dict[str, Any]]:
+    """Front configurations of earlier users: the most recent user first, each user's knee first, distinct."""
+    fronts = []
+    for study in reversed(previous):
+        front = study.pareto_trials()
+        knee = knee_index([t.values for t in front], study.space.objectives, study.space.parsed_constraints)
+        ordered = ([front[knee]] if knee is not None else []) + [t for i, t in enumerate(front) if i != knee]
+        fronts.append([t.config for t in ordered])
+    out, seen = [], set()
+    for depth in range(max((len(f) for f in fronts), default=0)):
+        for front in fronts:
+            if depth < len(front) and len(out) < max_points:
+                key = config_key(previous[0].space, front[depth])
+                if key not in seen:
+                    seen.add(key)
+                    out.append(front[depth])
+    return out
+
+
+class TaskHooks:
+    """What a caller of :func:`optimize_tasks` hears: a task starts (return its study callbacks), a task ends."""
+
+    def start(self, task: str, index: int) -> Sequence[Callback]:
+        """Task ``index`` (0-based) starts; the returned callbacks see its trials."""
+        return ()
+
+    def end(self, task: str, study: Study) -> None:
+        """Task ``task`` has its trials."""
+
+
+def optimize_tasks(
+    space: Space,
+    objectives: Mapping[str, Objective],
+    *,
+    study_name: str,
+    study_dir: str | Path = "studies",
+    warm_start: bool | None = None,
+    known_objectives: Mapping[str, KnownObjective] | None = None,
+    hooks: TaskHooks | None = None,
+    executor: Callable[[], Executor] | None = None,
+    options: AcquisitionOptions | None = None,
+) -> CohortStudy:
+    """One study per task (user), in order: the Python API of per-user search (the CLI's ``--per-user``).
+
+    Args:
+        space: the bound space every task's study runs with.
+        objectives: task (user id) -> its objective, in search order.
+        study_name: the cohort's name: a directory under ``study_dir``.
+        study_dir: parent directory of studies.
+        warm_start: seed each task from the earlier ones (default the space's ``warm_start.enabled``).
+        known_objectives: exact metrics (the same functions for every task).
+        hooks: told when each task starts (and gives its study callbacks) and ends.
+        executor: builds a fresh executor per task (default: one trial at a time, here).
+        options: caps on the BO acquisition optimisation.
+
+    Returns:
+        The cohort's studies.
+
+    Raises:
+        StudyError: the directory holds another cohort (other users) or a cohort study.
+    """
+    tasks, hooks = list(objectives), hooks or TaskHooks()
+    cohort = open_cohort(space, study_name, study_dir, tasks)
+    warm = space.warm_start.enabled if warm_start is None else warm_start
+    for index, task in enumerate(tasks):
+        earlier = [cohort.studies[t] for t in tasks[:index]]
+        initial = warm_start_points(earlier, space.warm_start.max_points) if warm else []
+        cohort.studies[task] = optimize(space, objectives[task], study_name=user_study_name(study_name, task),
+                                        study_dir=study_dir, known_objectives=known_objectives,
+                                        callbacks=hooks.start(task, index), options=options, initial=initial,
+                                        executor=executor() if executor else None)
+        hooks.end(task, cohort.studies[task])
+    return cohort
+
+
+def open_cohort(space: Space, name: str, study_dir: str | Path, tasks: list[str]) -> CohortStudy:
+    """The per-user study ``name`` (created, with its users and space, when new).
+
+    Raises:
+        StudyError: it exists with other users, or ``name`` is a cohort study.
+    """
+    directory = Path(study_dir) / name
+    if (directory / COHORT_FILE).exists():
+        cohort = load_cohort(name, study_dir)
+        if cohort.users != tasks:
+            raise StudyError(f"study {name!r} in {study_dir} searched the users {cohort.users}, not {tasks}; "
+                             "resume it with the same data settings or pick another study name")
+        return cohort
+    if (directory / "study.json").exists():
+        raise StudyError(f"study {name!r} in {study_dir} is a cohort study (one configuration for all users); "
+                         "pick another study name for a per-user search")
+    directory.mkdir(parents=True, exist_ok=True)
+    record = {"format": 1, "users": tasks, "created_at": time.time(), "space_source": space.source,
+              "space_overrides": list(space.overrides), "space_text": space.text, "space": space.model_dump(mode="json")}
+    atomic_write(directory / COHORT_FILE, json.dumps(record, indent=1))
+    return CohortStudy(name, directory, tasks, {})
+
+
+def cohort_space(name: str, study_dir: str | Path) -> Space:
+    """The space a per-user study was created with (for resuming it)."""
+    data = json.loads((Path(study_dir) / name / COHORT_FILE).read_text(encoding="utf-8"))
+    return Space.from_record(data["space"], data.get("space_source", COHORT_FILE), data.get("space_text", ""),
+                             data.get("space_overrides", ()))

@@ -1,0 +1,197 @@
+"""Multi-objective early stopping: stop a trial whose intermediate point is dominated, with high
+confidence, by a finished trial at the same point of training.
+
+A trial reports :class:`runners.spec.Checkpoint`-s while it trains (the same keys in every trial
+of a study). When the study submits a trial it hands the trial a :class:`StopCheck`: the curves
+of the trials finished so far, the trial's known objectives (storage, computed from its
+configuration) and the rule's settings. At each checkpoint past ``min_steps`` the check compares
+the trial with every finished trial at the same key: finished trial ``F`` beats trial ``T`` with
+probability ``prod_j Phi((F_j - T_j) / sqrt(se_Fj^2 + se_Tj^2))`` over the objectives (signed so
+that larger is better; a known objective counts 1 when ``F`` is at least as good, else 0); when
+that probability reaches ``confidence`` the trial stops with the reason. The check runs where
+the trial runs (a worker process or a Ray task), with what was finished when it was submitted.
+
+A stopped trial is recorded as PRUNED with its partial metrics and the checkpoint. For the
+surrogate it is not a finished point: :func:`impute` estimates its final values from the
+finished trials that passed the same checkpoint (a least-squares line from their values there to
+their final values), with the line's residual spread added to its noise; with fewer than
+``MIN_PAIRS`` such trials it is left out of the models (but still counts as observed, so it is
+never suggested again).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from runners.errors import TrialStopped
+from runners.spec import SE_SUFFIX, Checkpoint
+from search.executors import Evaluation
+from search.space import EarlyStoppingSettings, finite
+
+CURVE_ATTR = "curve"
+PRUNED_ATTR = "pruned"
+MIN_PAIRS = 3
+
+
+@dataclass(frozen=True)
+class FinishedCurve:
+    """A finished trial as the check sees it: its number, its checkpoints and its known objectives."""
+
+    number: int
+    points: Mapping[str, Mapping[str, float]]
+    known: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class StopCheck:
+    """The stopping rule of one submitted trial (picklable: it travels with the trial to its worker)."""
+
+    objectives: Mapping[str, str]
+    settings: EarlyStoppingSettings
+    known: Mapping[str, float]
+    finished: tuple[FinishedCurve, ...] = ()
+
+    def reason(self, checkpoint: Checkpoint) -> str | None:
+        """Why the trial should stop at ``checkpoint``, or None to go on."""
+        if checkpoint.trained_steps < self.settings.min_steps:
+            return None
+        mine = {**checkpoint.metrics, **self.known}
+        if not all(finite(mine.get(m)) for m in self.objectives):
+            return None  # a loss-only checkpoint: no generation metrics to compare
+        best = None
+        for other in self.finished:
+            theirs = other.points.get(checkpoint.key)
+            if theirs is None:
+                continue
+            p = dominance_probability({**theirs, **other.known}, mine, self.objectives, set(self.known))
+            if p >= self.settings.confidence and (best is None or p > best[0]):
+                best = (p, other, theirs)
+        if best is None:
+            return None
+        p, other, theirs = best
+        shown = ", ".join(f"{m} {_fmt(mine[m])} vs {_fmt({**theirs, **other.known}[m])}" for m in self.objectives)
+        return (f"dominated at checkpoint {checkpoint.key} (user {checkpoint.user_id}, step {checkpoint.step}, "
+                f"{checkpoint.trained_steps} steps trained) by trial {other.number} with probability {p:.2f} "
+                f"({shown})")
+
+
+def dominance_probability(better: Mapping[str, float], worse: Mapping[str, float], objectives: Mapping[str, str],
+                          exact: set[str] = frozenset()) -> float:
+    """P(``better`` is at least as good as ``worse`` in every objective), objectives independent, normal errors.
+
+    Each value may carry its standard error as ``<metric>_se``; metrics in ``exact`` (known
+    objectives) and metrics without an error compare exactly.
+    """
+    p = 1.0
+    for metric, direction in objectives.items():
+        sign = 1.0 if direction == "max" else -1.0
+        gap = sign * (float(better[metric]) - float(worse[metric]))
+        se = 0.0 if metric in exact else math.hypot(_se(better, metric), _se(worse, metric))
+        p *= (1.0 if gap >= 0 else 0.0) if se == 0 else _phi(gap / se)
+    return p
+
+
+def stop_check(study, settings: EarlyStoppingSettings, known_values: Mapping[str, float]) -> StopCheck:
+    """The check a new trial of ``study`` carries: every finished trial's curve, and its own known values."""
+    finished = tuple(
+        FinishedCurve(t.number, t.user_attrs.get(CURVE_ATTR, {}), {m: t.values[m] for m in known_values if m in t.values})
+        for t in study.completed() if t.user_attrs.get(CURVE_ATTR)
+    )
+    return StopCheck(dict(study.space.objectives), settings, dict(known_values), finished)
+
+
+@dataclass
+class StoppableObjective:
+    """Runs an objective with a report callback that records the curve and applies a :class:`StopCheck`.
+
+    The objective is called as ``objective(config, report=callback)``; ``callback(checkpoint)``
+    raises :class:`runners.errors.TrialStopped` when the check says stop. A stopped trial comes
+    back as an :class:`Evaluation` with ``pruned`` set and its partial metrics as values.
+    """
+
+    objective: Callable[..., Any]
+    check: StopCheck
+    curve: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def report(self, checkpoint: Checkpoint) -> None:
+        """Record the checkpoint; stop the trial when the rule says so."""
+        self.curve[checkpoint.key] = {k: float(v) for k, v in checkpoint.metrics.items() if finite(v)}
+        reason = self.check.reason(checkpoint)
+        if reason is not None:
+            raise TrialStopped(checkpoint, reason)
+
+    def __call__(self, config: dict[str, Any]) -> Evaluation:
+        try:
+            result = self.objective(config, report=self.report)
+        except TrialStopped as stop:
+            at = stop.checkpoint
+            pruned = {"checkpoint": at.key, "step": at.step, "trained_steps": at.trained_steps,
+                      "user": at.user_id, "reason": stop.reason}
+            values = {**at.metrics, **self.check.known}
+            return Evaluation(values, {CURVE_ATTR: self.curve, PRUNED_ATTR: pruned}, pruned=pruned)
+        if isinstance(result, Evaluation):
+            return Evaluation(result.values, {**result.user_attrs, CURVE_ATTR: self.curve})
+        return Evaluation(dict(result), {CURVE_ATTR: self.curve})
+
+
+def impute(pruned, completed, objectives: Mapping[str, str], known: set[str]) -> tuple[dict, dict] | None:
+    """Estimated final values and their variances for a PRUNED trial (see the module docstring).
+
+    Args:
+        pruned: the pruned trial record.
+        completed: the study's completed trial records.
+        objectives: metric -> direction (the metrics to impute).
+        known: metrics computed from the configuration (kept exact).
+
+    Returns:
+        ``(values, variances)``, or None when fewer than ``MIN_PAIRS`` completed trials passed
+        the checkpoint the trial stopped at.
+    """
+    key = pruned.user_attrs.get(PRUNED_ATTR, {}).get("checkpoint")
+    partial = pruned.user_attrs.get(CURVE_ATTR, {}).get(key)
+    if key is None or partial is None:
+        return None
+    pairs = [(t.user_attrs[CURVE_ATTR][key], t.values) for t in completed
+             if key in t.user_attrs.get(CURVE_ATTR, {})]
+    if len(pairs) < MIN_PAIRS:
+        return None
+    values, variances = {}, {}
+    for metric in objectives:
+        if metric in known:
+            values[metric], variances[metric] = float(pruned.values[metric]), 0.0
+            continue
+        xy = [(at[metric], final[metric]) for at, final in pairs if metric in at and metric in final]
+        if len(xy) < MIN_PAIRS or metric not in partial:
+            return None
+        values[metric], variances[metric] = _predict(xy, partial[metric], _se(partial, metric))
+    return values, variances
+
+
+def _predict(xy: list[tuple[float, float]], x: float, se: float) -> tuple[float, float]:
+    """Least-squares line ``final = a + b * at`` through the finished trials; its prediction at ``x``
+    and the variance: residual variance plus the line's slope times the measurement error."""
+    xs, ys = [p[0] for p in xy], [p[1] for p in xy]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((v - mx) ** 2 for v in xs)
+    slope = sum((a - mx) * (b - my) for a, b in xy) / sxx if sxx > 0 else 1.0
+    intercept = my - slope * mx if sxx > 0 else statistics.fmean(b - a for a, b in xy)
+    residuals = [b - (intercept + slope * a) for a, b in xy]
+    dof = max(1, len(xy) - (2 if sxx > 0 else 1))
+    spread = sum(r * r for r in residuals) / dof
+    return intercept + slope * x, spread + (slope * se) ** 2
+
+
+def _se(values: Mapping[str, float], metric: str) -> float:
+    se = values.get(f"{metric}{SE_SUFFIX}")
+    return float(se) if finite(se) else 0.0
+
+
+def _phi(z: float) -> float:
+    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"

@@ -1,0 +1,91 @@
+"""Multi-objective early stopping on a synthetic learning-curve problem whose right answer is known."""
+
+from __future__ import annotations
+
+import pytest
+
+import learning_curves as lc
+from runners.spec import Checkpoint
+from search.api import optimize
+from search.pareto import pareto_indices
+from search.space import EarlyStoppingSettings, parse_space
+from search.stopping import FinishedCurve, StopCheck, dominance_probability, impute
+from search.study import TrialState
+
+
+def checkpoint(step: int, quality: float, se: float = 0.01) -> Checkpoint:
+    return Checkpoint(f"u0:s{step}", step // 4 - 1, 0, "u", step, step, {"quality": quality, "quality_se": se})
+
+
+def test_dominance_probability_uses_the_noise_and_exact_known_objectives():
+    objectives = {"quality": "max", "cost": "min"}
+    better = {"quality": 0.5, "quality_se": 0.01, "cost": 1.0}
+    assert dominance_probability(better, {"quality": 0.3, "quality_se": 0.01, "cost": 2.0}, objectives,
+                                 {"cost"}) == pytest.approx(1.0)
+    assert dominance_probability(better, {"quality": 0.49, "quality_se": 0.01, "cost": 2.0}, objectives,
+                                 {"cost"}) == pytest.approx(0.76, abs=0.01)
+    assert dominance_probability(better, {"quality": 0.3, "cost": 0.5}, objectives, {"cost"}) == 0.0
+
+
+def test_the_check_waits_for_min_steps_and_names_the_dominating_trial():
+    settings = EarlyStoppingSettings(enabled=True, min_steps=8, confidence=0.9)
+    finished = (FinishedCurve(3, {"u0:s4": {"quality": 0.4, "quality_se": 0.01},
+                                  "u0:s8": {"quality": 0.5, "quality_se": 0.01}}, {"cost": 1.0}),)
+    check = StopCheck(lc.OBJECTIVES, settings, {"cost": 2.0}, finished)
+    assert check.reason(checkpoint(4, 0.1)) is None, "no stop before min_steps"
+    reason = check.reason(checkpoint(8, 0.2))
+    assert reason.startswith("dominated at checkpoint u0:s8 (user u, step 8, 8 steps trained) by trial 3 "
+                             "with probability 1.00 (quality 0.2 vs 0.5, cost 2 vs 1)")
+    assert check.reason(checkpoint(8, 0.6)) is None, "better quality: not dominated"
+    cheaper = StopCheck(lc.OBJECTIVES, settings, {"cost": 0.5}, finished)
+    assert cheaper.reason(checkpoint(8, 0.2)) is None, "cheaper: not dominated"
+
+
+def _study(tmp_path, name: str, early: bool, seed: int = 0):
+    space = parse_space(lc.SPACE.replace("seed: 0", f"seed: {seed}"), "curves.yaml")
+    return optimize(space, lc.objective, study_name=name, study_dir=tmp_path, known_objectives={"cost": lc.cost},
+                    early_stopping=early)
+
+
+def test_stops_only_trials_that_end_dominated_and_saves_steps(tmp_path):
+    study = _study(tmp_path, "es", early=True)
+    pruned = [t for t in study.trials if t.state is TrialState.PRUNED]
+    done = study.completed()
+    assert pruned and done and len(study.finished()) == 24
+    finals = [lc.final(t.config) for t in study.trials]
+    truth_front = set(pareto_indices(finals, lc.OBJECTIVES))
+    for t in pruned:  # the right answer: a pruned trial ends dominated by a trial that finished
+        assert t.number not in truth_front
+        mine = finals[t.number]
+        assert any(lc.final(d.config)["quality"] >= mine["quality"] and d.values["cost"] <= mine["cost"]
+                   for d in done), t.user_attrs["pruned"]["reason"]
+        info = t.user_attrs["pruned"]
+        assert info["reason"].startswith("dominated at checkpoint ") and info["trained_steps"] >= 8
+        assert t.values["cost"] == lc.cost(t.config) and "quality" in t.values
+        assert set(t.user_attrs["curve"]) <= {f"u0:s{s}" for s in range(4, 41, 4)}
+    assert all(len(t.user_attrs["curve"]) == 10 for t in done)
+    spent = sum(t.user_attrs["pruned"]["trained_steps"] for t in pruned) + lc.STEPS * len(done)
+    assert spent < 0.8 * lc.STEPS * 24, f"early stopping saved too little: {spent} steps of {lc.STEPS * 24}"
+
+    plain = _study(tmp_path, "plain", early=False)
+    assert all(t.state is TrialState.COMPLETED for t in plain.trials) and not plain.trials[0].user_attrs.get("curve")
+    assert study.hypervolume() >= 0.97 * plain.hypervolume()
+
+
+def test_pruned_trials_enter_the_surrogate_with_imputed_values_and_wider_noise(tmp_path):
+    study = _study(tmp_path, "impute", early=True, seed=1)
+    pruned = [t for t in study.trials if t.state is TrialState.PRUNED]
+    assert pruned
+    obs = {o.config["x"]: o for o in study.observations(known={"cost"})}
+    for t in pruned:
+        guess = impute(t, study.completed(), lc.OBJECTIVES, {"cost"})
+        ob = obs[t.config["x"]]
+        if guess is None:
+            assert ob.values is None
+            continue
+        values, variances = guess
+        assert ob.values == values and ob.variances == variances
+        assert abs(values["quality"] - lc.final(t.config)["quality"]) < 0.1, "the estimate is near the truth"
+        assert variances["quality"] > lc.NOISE ** 2 and variances["cost"] == 0.0
+    completed = [obs[t.config["x"]] for t in study.completed()]
+    assert all(o.variances == {"quality": pytest.approx(lc.NOISE ** 2)} for o in completed)

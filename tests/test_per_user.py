@@ -1,0 +1,73 @@
+"""Per-user studies: one study per user, resume per user, warm starts across users."""
+
+from __future__ import annotations
+
+import json
+
+from search.cli import main
+from search.per_user import load_cohort, optimize_tasks, warm_start_points
+from search.space import parse_space
+from search.study import TrialState
+from toy_study import toy_space_text
+
+
+def user_objective(shift: float):
+    """The toy problem, shifted per user: each user prefers other layers."""
+    def objective(config):
+        layers = sum(config["mask"])
+        return {"quality": config["x"] + 0.5 * layers + shift * config["mask"][0], "cost": float(config["k"] + layers)}
+    return objective
+
+
+SPACE = parse_space(toy_space_text("tasks", trials=6, seed=3), "tasks.yaml")
+
+
+def test_one_study_per_task_and_resume_skips_finished_users(tmp_path):
+    objectives = {"u1": user_objective(0.0), "u2": user_objective(1.0), "u3": user_objective(-1.0)}
+    cohort = optimize_tasks(SPACE, objectives, study_name="c", study_dir=tmp_path)
+    assert cohort.users == ["u1", "u2", "u3"] and set(cohort.studies) == {"u1", "u2", "u3"}
+    for user, study in cohort.studies.items():
+        assert study.directory == tmp_path / "c" / "users" / user and len(study.completed()) == 6
+    summary = cohort.summary()
+    assert [r["user"] for r in summary["users"]] == ["u1", "u2", "u3"] and all(r["knee"] is not None for r in summary["users"])
+    assert summary["total_storage_bytes"] == 0.0  # the toy has no storage metric
+
+    calls = []
+    again = optimize_tasks(SPACE, {u: (lambda c, f=f: calls.append(1) or f(c)) for u, f in objectives.items()},
+                           study_name="c", study_dir=tmp_path)
+    assert not calls, "finished users are not searched again"
+    assert load_cohort("c", tmp_path).users == again.users
+
+
+def test_warm_start_evaluates_earlier_fronts_first(tmp_path):
+    objectives = {"a": user_objective(0.0), "b": user_objective(0.2)}
+    cohort = optimize_tasks(SPACE, objectives, study_name="w", study_dir=tmp_path, warm_start=True)
+    seeds = warm_start_points([cohort.studies["a"]], SPACE.warm_start.max_points)
+    assert seeds and len(seeds) <= 4
+    first = [t.config for t in cohort.studies["b"].trials[: len(seeds)]]
+    assert first == seeds, "the second user starts from the first user's front, its knee first"
+    knee = cohort.studies["a"].knee_trial()
+    assert seeds[0] == knee.config
+
+
+def test_cli_per_user_study_with_status(tmp_path, capsys):
+    args = ["run", "--space", "tiny.yaml", "--optimizer", "sobol", "--trials", "2", "--init-trials", "2",
+            "--per-user", "--warm-start", "--study", "pu", "--study-dir", str(tmp_path), "--no-mlflow", "--no-test"]
+    assert main(args) == 0
+    cohort = json.loads((tmp_path / "pu" / "cohort.json").read_text())
+    assert len(cohort["users"]) == 2 and cohort["space"]["scope"] == "per_user"
+    for user in cohort["users"]:
+        stored = json.loads((tmp_path / "pu" / "users" / user / "study.json").read_text())
+        assert stored["space"]["data"]["user_ids"] is None, "the space is the cohort's; the runner narrows the data"
+        trials = stored["trials"]
+        assert [t["state"] for t in trials] == ["completed", "completed"]
+        assert set(trials[0]["user_attrs"]["users"]) == {user}, "each user's trials train only that user"
+    capsys.readouterr()
+    assert main(["status", "pu", "--study-dir", str(tmp_path), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert [r["user"] for r in status["users"]] == cohort["users"] and set(status["per_user"]) == set(cohort["users"])
+    assert main(["resume", "pu", "--study-dir", str(tmp_path), "--no-mlflow", "--no-test"]) == 0
+    for user in cohort["users"]:
+        stored = json.loads((tmp_path / "pu" / "users" / user / "study.json").read_text())
+        assert len(stored["trials"]) == 2, "resume redoes nothing"
+    assert all(t.state is TrialState.COMPLETED for s in load_cohort("pu", tmp_path).studies.values() for t in s.trials)
