@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib import metadata
 from typing import Sequence
 
 from runners.errors import RunnerError
@@ -32,13 +33,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, unless its help already says it (or it is a switch or None)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or action.default in (None, False, True, [], argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose help shows defaults (sub-command parsers inherit the class)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser with every sub-command registered by its module."""
-    parser = argparse.ArgumentParser(prog="pers-search", description=__doc__.split("\n\n", 1)[1].strip())
-    sub = parser.add_subparsers(dest="command")
+    parser = Parser(prog="pers-search", description=__doc__.split("\n\n", 1)[1].strip())
+    parser.add_argument("--version", action="version", version=f"pers-search {_version()}")
+    sub = parser.add_subparsers(dest="command", parser_class=Parser)
     for module in (trial, run, mlflow_commands, pool):
         module.add_parsers(sub)
     return parser
+
+
+def _version() -> str:
+    try:
+        return metadata.version("pers-search")
+    except metadata.PackageNotFoundError:  # a checkout used without installing it
+        return "unknown (not installed)"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,6 +9,7 @@ Unknown keys are rejected; every error names the file, the key path and the fix.
 from __future__ import annotations
 
 import importlib.resources
+import json
 import math
 import operator
 import re
@@ -487,9 +488,13 @@ class Space(_Strict):
         Raises:
             SpaceError: a value the schema rejects.
         """
+        changes = {k: v for k, v in changes.items() if v is not None and v != getattr(self.optimizer, k)}
+        if not changes:
+            return self
         raw = self.model_dump(mode="json")
-        raw["optimizer"].update({k: v for k, v in changes.items() if v is not None})
-        return self._revalidate(raw, self._source, self._overrides)
+        raw["optimizer"].update(changes)
+        items = tuple(f"optimizer.{k}={json.dumps(v)}" for k, v in changes.items())
+        return self._revalidate(raw, self._source, self._overrides + items)
 
     def check_objectives(self, reported: set[str]) -> None:
         """Check that the trial runner reports every objective and constrained metric.

@@ -143,7 +143,8 @@ class Study:
                                       data.get("space_overrides", ()))
             trials = [TrialRecord.from_json(t) for t in data["trials"]]
         except FileNotFoundError as err:
-            raise StudyError(f"study {name!r}: no {path}; check --study and --study-dir") from err
+            raise StudyError(f"study {name!r}: no {path}; check the study name and --study-dir "
+                             f"(studies there: {_names(Path(study_dir))})") from err
         except (ValueError, KeyError, TypeError) as err:
             raise StudyError(f"study {name!r}: {path} is unreadable ({err}); restore it or start a new study") from err
         study = cls(name, study_dir, space, trials, data.get("created_at"))
@@ -323,10 +324,24 @@ class Study:
         }
 
     def save(self) -> None:
-        """Write ``space.yaml`` and ``study.json`` atomically (temp file + ``os.replace``)."""
+        """Write ``space.yaml`` and ``study.json`` atomically (temp file + ``os.replace``).
+
+        ``space.yaml`` is the space the study runs with: the file as written when nothing changed
+        it, else the effective settings after the ``--set`` and option overrides (named in its
+        header), so that ``run --space <study>/space.yaml`` searches the same space.
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.directory / SPACE_FILE, self.space.text or dump_yaml(self.space))
+        atomic_write(self.directory / SPACE_FILE, effective_yaml(self.space))
         atomic_write(self.directory / STUDY_FILE, json.dumps(self.to_json(), indent=1))
+
+
+def effective_yaml(space: Space) -> str:
+    """The space as written when it has no overrides, else its effective settings with a header."""
+    if space.text and not space.overrides:
+        return space.text
+    header = [f"# the space {space.source} as this study runs it"]
+    header += [f"#   override: {item}" for item in space.overrides]
+    return "\n".join(header) + "\n" + dump_yaml(space)
 
 
 def dump_yaml(space: Space) -> str:
@@ -348,10 +363,18 @@ def atomic_write(path: Path, text: str) -> None:
         raise
 
 
-__all__ = ["Study", "TrialRecord", "TrialState"]
+
 
 
 def noise_variances(values: dict[str, float], metrics: Collection[str]) -> dict[str, float] | None:
     """``{metric: se**2}`` for the metrics whose standard error the values carry, or None."""
     out = {m: float(values[f"{m}{SE_SUFFIX}"]) ** 2 for m in metrics if finite(values.get(f"{m}{SE_SUFFIX}"))}
     return out or None
+
+
+def _names(study_dir: Path) -> str:
+    """The studies (and per-user studies) under ``study_dir``, for messages."""
+    found = sorted(p.parent.name for p in study_dir.glob(f"*/{STUDY_FILE}"))
+    found += sorted(p.parent.name for p in study_dir.glob("*/cohort.json"))
+    return ", ".join(found) or "none"
+__all__ = ["Study", "TrialRecord", "TrialState"]

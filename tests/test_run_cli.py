@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from search.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +37,9 @@ def test_run_then_status(tmp_path, capsys):
     study = json.loads((tmp_path / "s" / "study.json").read_text())
     assert [t["state"] for t in study["trials"]] == ["completed"] * 3
     assert all("storage_bytes" in t["values"] and "rougeL" in t["values"] for t in study["trials"])
-    assert (tmp_path / "s" / "space.yaml").read_text().startswith("# A tiny random Llama")
+    written = (tmp_path / "s" / "space.yaml").read_text()  # the effective space, overrides named
+    assert written.startswith("# the space tiny.yaml as this study runs it\n#   override: optimizer.name=\"random\"\n")
+    assert yaml.safe_load(written)["optimizer"]["name"] == "random" and "optimizer.trials=3" in study["space_overrides"]
     capsys.readouterr()
     assert main(["status", "s", "--study-dir", str(tmp_path), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
@@ -76,3 +80,17 @@ def test_kill_and_resume_redoes_nothing(tmp_path):
         assert after[number]["finished_at"] == trial["finished_at"]
     configs = [json.dumps(t["config"], sort_keys=True) for t in done]
     assert len(set(configs)) == 5, "no configuration is run twice"
+
+
+def test_status_and_pareto_read_a_study_without_loading_torch(tmp_path):
+    """``status``/``pareto`` answer from study.json: no torch, BoTorch or transformers imported."""
+    assert main(["run", "--space", "tiny.yaml", "--optimizer", "sobol", "--trials", "2", "--study", "quick",
+                 "--study-dir", str(tmp_path), "--no-test", "--no-mlflow"]) == 0
+    probe = ("import sys; from search.cli import main; code = main(sys.argv[1:]); "
+             "heavy = sorted(m for m in ('torch', 'botorch', 'transformers', 'mlflow') if m in sys.modules); "
+             "print('HEAVY', heavy, file=sys.stderr); sys.exit(code)")
+    for command in (["status", "quick"], ["pareto", "quick", "--json"]):
+        done = subprocess.run([sys.executable, "-c", probe, *command, "--study-dir", str(tmp_path)],
+                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "HEAVY []" in done.stderr, done.stderr

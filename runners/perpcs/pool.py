@@ -405,6 +405,9 @@ def build_pool(session, settings: PoolSettings, pool_dir: str | os.PathLike | No
     for i, sharer in enumerate(sharers):
         say(f"sharer {i + 1}/{len(sharers)}: {sharer.user.user_id} ({len(sharer.user.history)} history items)")
         record, own_pieces, own_gates = _build_sharer(session, sharer, settings)
+        say(f"  LoRA: {record['train_steps']} steps in {record['train_seconds']:.1f} s (loss {record['train_loss']}); "
+            f"gates: {record['gate_steps']} steps in {record['gate_seconds']:.1f} s (loss {record['gate_loss']}); "
+            f"shares {len(record['shared_modules'])} of {len(session.layout.modules)} pieces")
         for m in record["shared_modules"]:
             path = session.layout.modules[m][1]
             pieces[(i, path)], gates[(i, path)] = own_pieces[path], own_gates[path]

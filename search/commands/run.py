@@ -28,7 +28,8 @@ from search.study import Study
 def add_parsers(sub) -> None:
     """Register ``run``, ``resume`` and ``status`` on the CLI's subparsers."""
     p = sub.add_parser("run", help="search the space: quasi-random start, then Bayesian optimisation")
-    add_space_args(p)
+    p.add_argument("study", nargs="?", help="study name (default: <space name>-<optimizer>); the same name resumes")
+    add_space_args(p, space_required=True)
     _add_study_args(p)
     p.add_argument("--optimizer", help="saas-nehvi (default of milp.yaml), saas-map, gp-nehvi, ax-saasbo, ax-default, "
                                         "sobol, random, optuna-tpe, optuna-nsga2")
@@ -66,8 +67,8 @@ def add_parsers(sub) -> None:
 
 
 def _add_study_args(p, with_name: bool = True) -> None:
-    if with_name:
-        p.add_argument("--study", help="study name (default: <space name>-<optimizer>); the same name resumes")
+    if with_name:  # the positional name, also accepted as --study (the README of earlier versions)
+        p.add_argument("--study", dest="study_option", help=argparse.SUPPRESS)
     add_study_dir(p)
 
 
@@ -76,7 +77,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     space = _with_search_flags(space_from_args(args), args).with_optimizer(
         name=args.optimizer, trials=args.trials, init_trials=args.init_trials, seed=args.seed)
     check_optimizer(space)
-    name = args.study or f"{space.name}-{space.optimizer.name}" + ("-per-user" if space.scope == "per_user" else "")
+    name = args.study or args.study_option or (f"{space.name}-{space.optimizer.name}"
+                                               + ("-per-user" if space.scope == "per_user" else ""))
     tracker = _connect(console, tracker_from_args(args), name, args.study_dir)
     with console.status("loading model and data"):
         space, setup = bind_to_model(space, args.pool)

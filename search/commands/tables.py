@@ -26,14 +26,15 @@ def metrics_table(result: TrialResult) -> Table:
 
 
 def baselines_table(rows: Sequence[Mapping[str, Any]], split: str) -> Table:
-    """One row per baseline (``name`` and ``metrics`` of each row)."""
-    table = Table(title=f"baselines on the {split} queries (mean over users)")
+    """One row per baseline (``name`` and ``metrics`` of each row): means ± standard errors, users and queries."""
+    first = rows[0]["metrics"] if rows else {}
+    table = Table(title=f"baselines on the {split} queries: mean ± standard error (bootstrap over users and queries), "
+                        f"{fmt_value(first.get('n_users'))} users, {fmt_value(first.get('n_queries'))} queries")
     table.add_column("baseline")
     for column in BASELINE_COLUMNS:
         table.add_column(column, justify="right")
     for row in rows:
-        m = row["metrics"]
-        table.add_row(row["name"], *(fmt_value(m.get(c)) for c in BASELINE_COLUMNS))
+        table.add_row(row["name"], *(fmt_metric(row["metrics"], c) for c in BASELINE_COLUMNS))
     return table
 
 
@@ -48,8 +49,8 @@ def front_table(study: Study) -> Table:
         table.add_column(f"{metric} (test)", justify="right")
     table.add_column("configuration")
     for trial in sorted(study.pareto_trials(), key=lambda t: t.number):
-        table.add_row(str(trial.number), *(fmt_value(trial.values.get(m)) for m in objectives),
-                      *(fmt_value(trial.test_values.get(m)) for m in objectives), study.space.describe(trial.config))
+        table.add_row(str(trial.number), *(fmt_metric(trial.values, m) for m in objectives),
+                      *(fmt_metric(trial.test_values, m) for m in objectives), study.space.describe(trial.config))
     return table
 
 
@@ -62,8 +63,8 @@ def trials_table(study: Study) -> Table:
         table.add_column(column)
     for t in study.trials:
         table.add_row(str(t.number), t.state.value, "*" if t.number in front else "",
-                      *(fmt_value(t.values.get(m)) for m in objectives), fmt_value(t.seconds),
-                      t.error or study.space.describe(t.config))
+                      *(fmt_metric(t.values, m) for m in objectives), fmt_value(t.seconds),
+                      t.error or _pruned(t) or study.space.describe(t.config))
     return table
 
 
@@ -81,3 +82,8 @@ def cohort_table(cohort: CohortStudy) -> Table:
         table.add_row(row["user"], str(row["trials"]), "-" if knee is None else str(knee.number),
                       *(fmt_metric(knee.values, m) if knee else "-" for m in objectives))
     return table
+
+
+def _pruned(trial) -> str | None:
+    info = trial.user_attrs.get("pruned")
+    return None if info is None else f"stopped early: {info['reason']}"

@@ -12,8 +12,11 @@ from runners.trial import run_trial
 from search.baselines import baseline_configs
 from search.commands.common import add_space_args, space_from_args
 from search.commands.tables import baselines_table, metrics_table
-from search.console import status_console, table_console
+from search.console import fmt_metric, status_console, table_console
 from search.setup import bind_to_model
+
+
+ROW_METRICS = ("rougeL", "persona_f1", "storage_bytes")
 
 
 def add_parsers(sub) -> None:
@@ -63,7 +66,9 @@ def cmd_baselines(args: argparse.Namespace) -> int:
             metrics.get("n_users", 1), 1)
         rows.append({"name": baseline.name, "description": baseline.description,
                      "config": dataclasses.asdict(baseline.config), "metrics": metrics})
-        console.print(f"  {baseline.name}: rougeL={result.metrics.get('rougeL', float('nan')):.4f}")
+        console.print(f"  {baseline.name}: " + "  ".join(f"{m}={fmt_metric(metrics, m)}" for m in ROW_METRICS)
+                      + f"  ({metrics.get('n_users', 0):.0f} users, {metrics.get('n_queries', 0):.0f} queries, "
+                      f"{metrics['seconds_per_user']:.1f} s training per user)", highlight=False)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
     else:
