@@ -11,7 +11,7 @@ import sys
 from typing import Sequence
 
 from runners.errors import RunnerError
-from search.commands import mlflow_commands, pool, run, trial
+from search.commands import mlflow_commands, pool, prompt, run, trial
 from search.errors import SearchError
 
 
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser with every sub-command registered by its module."""
     parser = argparse.ArgumentParser(prog="pers-search", description=__doc__.split("\n\n", 1)[1].strip())
     sub = parser.add_subparsers(dest="command")
-    for module in (trial, run, mlflow_commands, pool):
+    for module in (trial, run, mlflow_commands, pool, prompt):
         module.add_parsers(sub)
     return parser
 
