@@ -38,9 +38,7 @@ from runners.files import safe_name
 from search.errors import SearchError
 from search.report import (
     front_rows,
-    hypervolume_curve,
     hypervolume_curves,
-    hypervolume_fraction_curve,
     rows_to_csv,
     study_summary,
 )
@@ -327,6 +325,7 @@ class Tracker:
         self._pareto: dict[int, str] = {}
         self._hv_steps: set[int] = set()
         self._fraction_steps: set[int] = set()
+        self._curves: dict[int, tuple[float, float]] = {}  # trial number -> (hypervolume, fraction)
 
     # ----------------------------------------------------------------- connecting
     def connect(self, study_name: str, study_dir: str | Path = "studies") -> "Tracker":
@@ -461,7 +460,8 @@ class Tracker:
 
     def _log_artifacts(self, study: Study, final: bool) -> None:
         with tempfile.TemporaryDirectory(prefix="pers-search-mlflow-") as tmp:
-            write_study_artifacts(study, Path(tmp), record=read_record(study.directory), interactive=final)
+            write_study_artifacts(study, Path(tmp), record=read_record(study.directory), interactive=final,
+                                  curves=None if final else dict(self._curves))
             self.client.log_artifacts(self.parent_run_id, tmp)
         self.artifact_writes += 1
 
@@ -534,13 +534,14 @@ class Tracker:
         finished = [t.number for t in study.finished()]
         missing = [n for n in finished if n not in self._hv_steps]
         missing_fraction = [n for n in finished if n not in self._fraction_steps]
+        unknown = {n for n in finished if n not in self._curves}
+        if unknown:  # one hypervolume per new trial; the plots reuse the values
+            self._curves.update(hypervolume_curves(study, unknown))
         if not missing and not missing_fraction:
             return
         stamp = _ms(time.time())
-        curve = hypervolume_curve(study, set(missing)) if missing else {}
-        fractions = hypervolume_fraction_curve(study, set(missing_fraction)) if missing_fraction else {}
-        metrics = [Metric("hypervolume", curve[n], stamp, n) for n in missing]
-        metrics += [Metric("hypervolume_fraction", fractions[n], stamp, n) for n in missing_fraction]
+        metrics = [Metric("hypervolume", self._curves[n][0], stamp, n) for n in missing]
+        metrics += [Metric("hypervolume_fraction", self._curves[n][1], stamp, n) for n in missing_fraction]
         for start in range(0, len(metrics), 100):
             self.client.log_batch(self.parent_run_id, metrics=metrics[start:start + 100])
         self._hv_steps.update(missing)
@@ -596,7 +597,8 @@ def _tag(key: str, value: str):
 
 # --------------------------------------------------------------------------- study artifacts
 def write_study_artifacts(study: Study, out: Path, record: Mapping[str, Any] | None = None,
-                          interactive: bool = True) -> list[Path]:
+                          interactive: bool = True,
+                          curves: Mapping[int, tuple[float, float]] | None = None) -> list[Path]:
     """Write the parent run's artifacts into ``out``: space, summary, front table, plots.
 
     Args:
@@ -604,6 +606,8 @@ def write_study_artifacts(study: Study, out: Path, record: Mapping[str, Any] | N
         out: the directory to write into.
         record: the study's ``mlflow.json`` (goes into the summary).
         interactive: also write ``plots/pareto_3d.html`` (plotly inlined, 4-5 MB).
+        curves: the hypervolume curves already computed (:func:`hypervolume_curves`); default:
+            computed here, one hypervolume per finished trial.
 
     Returns:
         The written files.
@@ -627,8 +631,9 @@ def write_study_artifacts(study: Study, out: Path, record: Mapping[str, Any] | N
         if interactive:
             files.append(plots.interactive_html(points, objectives, out / "plots" / "pareto_3d.html",
                                                 title=f"Pareto front of {study.name}"))
-    curves = hypervolume_curves(study)
+    curves = dict(curves) if curves is not None else hypervolume_curves(study)
     if curves:
-        files.append(plots.hypervolume_png(list(curves), [f for _, f in curves.values()],
-                                           out / "plots" / "hypervolume.png", raw=[hv for hv, _ in curves.values()]))
+        steps = sorted(curves)
+        files.append(plots.hypervolume_png(steps, [curves[n][1] for n in steps], out / "plots" / "hypervolume.png",
+                                           raw=[curves[n][0] for n in steps]))
     return files
