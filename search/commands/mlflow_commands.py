@@ -328,6 +328,6 @@ def cmd_export(args) -> int:
     console.print(f"[bold]exported[/] trial {bundle.trial.number} of {study.name} to {bundle.out}")
     if bundle.registered:
         console.print(f"registered as MLflow model {bundle.registered[0]} version {bundle.registered[1]}")
-    console.print("serve it with:")
+    console.print(f"serve it with {bundle.out / 'vllm.sh'}, which runs (from {bundle.out}):")
     print(bundle.command)
     return 0
