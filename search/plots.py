@@ -146,8 +146,9 @@ def pareto_figure(points: Sequence[Point], y: str, x: str, objectives: Mapping[s
     front = sorted((p for p in points if p.front), key=lambda p: (p.values[x], p.values[y]))
     dominated = [p for p in points if not p.front]
     tested = [p for p in front if x in p.test and y in p.test]
-    ax.scatter([p.values[x] / sx for p in dominated], [p.values[y] / sy for p in dominated], s=22,
-               c=DOMINATED_COLOR, alpha=DOMINATED_ALPHA, edgecolors="none", label=f"dominated ({len(dominated)})")
+    if dominated:
+        ax.scatter([p.values[x] / sx for p in dominated], [p.values[y] / sy for p in dominated], s=22,
+                   c=DOMINATED_COLOR, alpha=DOMINATED_ALPHA, edgecolors="none", label=f"dominated ({len(dominated)})")
     ax.scatter([p.values[x] / sx for p in front], [p.values[y] / sy for p in front], s=30, c=FRONT_COLOR,
                edgecolors="none", label=f"Pareto front, validation ({len(front)})", zorder=3)
     if tested:
@@ -218,8 +219,9 @@ def pareto_3d_png(points: Sequence[Point], objectives: Mapping[str, str], path: 
     dominated = [p for p in points if not p.front]
     front = [p for p in points if p.front]
     tested = [p for p in front if all(m in p.test for m in names)]
-    ax.scatter(*coords(dominated), s=14, c=DOMINATED_COLOR, alpha=DOMINATED_ALPHA, depthshade=False,
-               label=f"dominated ({len(dominated)})")
+    if dominated:
+        ax.scatter(*coords(dominated), s=14, c=DOMINATED_COLOR, alpha=DOMINATED_ALPHA, depthshade=False,
+                   label=f"dominated ({len(dominated)})")
     ax.scatter(*coords(front), s=24, c=FRONT_COLOR, depthshade=False,
                label=f"Pareto front, validation ({len(front)})")
     if tested:

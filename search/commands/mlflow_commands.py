@@ -311,7 +311,8 @@ def cmd_pareto(args) -> int:
     else:
         table_console().print(front_table(study))
         console = status_console()
-        console.print(f"hypervolume {study.hypervolume():.4g} = {normalized_hypervolume(study):.3f} of the reference box")
+        console.print(f"hypervolume {study.hypervolume():.4g} = {normalized_hypervolume(study):.3f} "
+                      "of the reference box")
         if link:
             served = read_record(study.directory).get("tracking_uri", "").startswith(("http://", "https://"))
             console.print("in MLflow" + ("" if served else f" (start the UI first: pers-search ui {study.name})") + ":")

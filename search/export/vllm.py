@@ -104,11 +104,13 @@ def vllm_script(command: str, adapters: int, max_lora_rank: int | None, slot_byt
                   f"#   at most {gpu} users. vLLM's default (1) would serve one user at a time. Raise it for more",
                   "#   concurrent users if GPU memory allows; lower it on a small GPU."]
         if adapters > gpu:
-            lines += [f"# --max-cpu-loras {adapters}: every user's adapter stays in CPU memory, so a user whose adapter",
-                      "#   is not on the GPU is swapped in without reading the disk."]
+            lines += [f"# --max-cpu-loras {adapters}: every user's adapter stays in CPU memory, so a user whose",
+                      "#   adapter is not on the GPU is swapped in without reading the disk."]
         lines += ["# Each user's adapter is served as a model named after the user: send a request with",
-                  "#   \"model\": \"<user>\" (request.json is one; the prompt comes from: pers-search prompt . --user U --query Q)"]
-    lines += ["# Try it: curl -s http://localhost:8000/v1/completions -H 'Content-Type: application/json' -d @request.json",
+                  "#   \"model\": \"<user>\" (request.json is one; its prompt comes from",
+                  "#   pers-search prompt . --user U --query Q)"]
+    lines += ["# Try it: curl -s http://localhost:8000/v1/completions -H 'Content-Type: application/json' "
+              "-d @request.json",
               'cd "$(dirname "$0")" || exit 1',
               f'exec {command} "$@"']
     return "\n".join(lines) + "\n"
