@@ -278,6 +278,60 @@ def template_for(task: str) -> LampTemplate | GenericTemplate:
     return LAMP_TEMPLATES[task] if task in LAMP_TEMPLATES else GenericTemplate()
 
 
+# --------------------------------------------------------------------------- as text, for serving
+
+_QUERY_TEXT = {
+    "LaMP_1": "the 2nd and 3rd double-quoted strings of the query, joined by a space",
+    "LaMP_2": "the text after 'description:'",
+    "LaMP_2N": "the text after 'article:'",
+    "LaMP_3": "the text after 'review:'",
+    "LaMP_4": "the text after 'article:'",
+    "LaMP_5": "the text after 'paper:', else after the first ':'",
+    "LaMP_6": "the text after the first ':'",
+    "LaMP_7": "the text after the first ':'",
+}
+_AGGREGATE_TEXT = {
+    _after_title: "{query} with ', and {items}' inserted right after its first 'title' ('{items}. {query}' "
+                  "when it has none)",
+    _before: "{items}. {query}",
+    _patterns: "{items}. Following the given patterns {query}",
+    _by_person: "{items} are written by a person. Following the given patterns {query}",
+}
+
+
+def template_text(task: str) -> dict[str, str]:
+    """The prompt of a task spelled out, for serving stacks that rebuild prompts without this code.
+
+    Keys: ``prompt`` (with ``{items}`` and ``{query}``), ``item`` (one retrieved item; LaMP
+    patterns name the item's fields), ``separator`` (between items), ``without_items`` (no item
+    retrieved or kept), ``cut`` (how the budget is met), ``retrieval_query`` and ``document``
+    (what retrieval compares).
+
+    Raises:
+        ConfigError: If the task is unknown.
+    """
+    task = canonical_task(task)
+    template = template_for(task)
+    common = {
+        "without_items": "{query}",
+        "cut": "while the prompt has more tokens than max_prompt_tokens, the lowest-ranked item is dropped; a "
+               "single remaining item that is still too long has its main text cut at a word boundary; the query "
+               "is never cut",
+        "retrieval_query": (_QUERY_TEXT.get(task, "the whole query")
+                            + ("; the whole query when that part is missing or empty" if task in _QUERY_TEXT else "")),
+    }
+    if isinstance(template, GenericTemplate):
+        return {"prompt": GENERIC_HEADER + "\n{items}\n\n{query}",
+                "item": "- {text}   (an input/output item without text: - {input} -> {output}; line breaks inside an "
+                        "item become spaces)",
+                "separator": "\n", **common,
+                "document": "the item's text (an input/output item: input, a line break, output)"}
+    fields = _CORPUS_FIELDS[task]
+    return {"prompt": _AGGREGATE_TEXT[template.aggregate], "item": template.pattern, "separator": ", and ",
+            **common, "cut_field": template.cut_field,
+            "document": " ".join("{" + name + "}" for name in fields) + " (the item's fields)"}
+
+
 # --------------------------------------------------------------------------- budgeted prompt
 
 

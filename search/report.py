@@ -8,7 +8,7 @@ import csv
 import io
 from typing import Any, Collection, Mapping, Sequence
 
-from search.pareto import hypervolume
+from search.pareto import hypervolume, is_feasible
 from search.space import mask_string
 from search.study import Study, TrialState
 
@@ -64,14 +64,73 @@ def hypervolume_curve(study: Study, numbers: Collection[int] | None = None) -> d
         study: the study.
         numbers: compute only these trial numbers (default every finished trial).
     """
+    return {n: hv for n, (hv, _) in hypervolume_curves(study, numbers).items()}
+
+
+def hypervolume_fraction_curve(study: Study, numbers: Collection[int] | None = None) -> dict[int, float]:
+    """:func:`normalized_hypervolume` after each finished trial, keyed by trial number.
+
+    Each value uses only the trials numbered up to that one (their front and their best values),
+    so unlike the raw curve it can dip: a trial that reaches a new best value in one objective
+    enlarges the box before the front fills it.
+    """
+    return {n: fraction for n, (_, fraction) in hypervolume_curves(study, numbers).items()}
+
+
+def hypervolume_curves(study: Study, numbers: Collection[int] | None = None) -> dict[int, tuple[float, float]]:
+    """``(hypervolume, fraction of the reference box)`` after each finished trial (both curves in one pass)."""
     space, curve, done, ref = study.space, {}, [], study.reference_point()
     for trial in study.trials:
         if trial.state is TrialState.COMPLETED:
             done.append(trial.values)
         wanted = numbers is None or trial.number in numbers
         if wanted and trial.state in (TrialState.COMPLETED, TrialState.PRUNED, TrialState.FAILED):
-            curve[trial.number] = hypervolume(done, space.objectives, ref, space.parsed_constraints)
+            hv = hypervolume(done, space.objectives, ref, space.parsed_constraints)
+            curve[trial.number] = (hv, _fraction(hv, reference_box(done, space.objectives, ref,
+                                                                     space.parsed_constraints)))
     return curve
+
+
+def reference_box(values: Sequence[Mapping[str, float] | None], objectives: Mapping[str, str],
+                  ref: Mapping[str, float] | None, constraints: Sequence = ()) -> float:
+    """Volume of the box between the reference point and the ideal point (raw units).
+
+    The ideal point holds the best value of each objective over the feasible points; an objective
+    whose best value does not beat the reference point gives an empty box (0).
+    """
+    feasible = [v for v in values if is_feasible(v, objectives, constraints)]
+    if ref is None or not feasible:
+        return 0.0
+    volume = 1.0
+    for metric, direction in objectives.items():
+        best = (max if direction == "max" else min)(float(v[metric]) for v in feasible)
+        volume *= max(0.0, (best - ref[metric]) if direction == "max" else (ref[metric] - best))
+    return volume
+
+
+def _fraction(hv: float, box: float) -> float:
+    return min(1.0, hv / box) if box > 0 else 0.0
+
+
+def normalized_hypervolume(study: Study, best_known: float | None = None) -> float:
+    """The front's hypervolume as a fraction in [0, 1] that reads the same whatever the units.
+
+    Without ``best_known``: the fraction of the reference box, the box between the study's
+    reference point and the ideal point (the best value reached in each objective by a feasible
+    trial). 1 means one trial is best in every objective; 0.5 means the front covers half of what
+    the best values found would allow. With ``best_known`` (the best hypervolume known for the
+    problem, e.g. a benchmark's exact maximum, in the same raw units and reference point):
+    the fraction of it.
+
+    Returns:
+        0.0 before any feasible trial.
+    """
+    hv = study.hypervolume()
+    if best_known is not None:
+        return hv / best_known if best_known > 0 else 0.0
+    values = [t.values for t in study.completed()]
+    return _fraction(hv, reference_box(values, study.space.objectives, study.reference_point(),
+                                       study.space.parsed_constraints))
 
 
 def study_summary(study: Study, record: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -91,5 +150,7 @@ def study_summary(study: Study, record: Mapping[str, Any] | None = None) -> dict
         "front": sorted(t.number for t in study.pareto_trials()),
         "knee": None if knee is None else knee.number,
         "hypervolume": study.hypervolume(),
+        "hypervolume_fraction": normalized_hypervolume(study),
+        "reference_point": study.reference_point(),
         "mlflow": dict(record or {}),
     }

@@ -2,11 +2,14 @@
 
 Layout in MLflow (see docs/notes/mlflow.md):
 
-- experiment ``<study name>``; parent run ``<study name>`` (tags ``pers_search.role=study``,
-  ``optimizer``, ``objectives``...), with the ``hypervolume`` metric stepped by trial number and,
-  when the study ends, the artifacts ``space.yaml``, ``summary.json``, ``pareto/front.csv``,
-  ``pareto/front.json``, ``plots/pareto_<a>_vs_<b>.png``, ``plots/pareto_3d.html`` and
-  ``plots/hypervolume.png``;
+- experiment ``<study name>``, tagged so that MLflow opens it on the runs table with the front's
+  trials, their objectives and key parameters as columns (:func:`runs_link`, :func:`front_view`);
+- parent run ``<study name>`` (tags ``pers_search.role=study``, ``optimizer``, ``objectives``...),
+  with the ``hypervolume`` and ``hypervolume_fraction`` metrics stepped by trial number and the
+  artifacts ``space.yaml``, ``summary.json``, ``pareto/front.csv``, ``pareto/front.json``,
+  ``plots/pareto_<a>_vs_<b>.png``, ``plots/pareto_3d.png`` and ``plots/hypervolume.png``, rewritten
+  as trials finish (within a time budget, see :class:`Tracker`), plus ``plots/pareto_3d.html``
+  (interactive, 4-5 MB) when the study ends;
 - nested run ``trial-NNN`` per finished trial: params (the flattened configuration, the layer
   mask also as a ``0110...`` string), metrics (validation; ``test_<metric>`` for front trials
   evaluated on the test queries; timings), tags ``optimizer``, ``state``, ``pareto``
@@ -26,12 +29,19 @@ import json
 import os
 import tempfile
 import time
+import urllib.parse
+import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from runners.files import safe_name
 from search.errors import SearchError
-from search.report import front_rows, hypervolume_curve, rows_to_csv, study_summary
+from search.report import (
+    front_rows,
+    hypervolume_curves,
+    rows_to_csv,
+    study_summary,
+)
 from search.space import finite, mask_string
 from search.study import Study, TrialRecord, TrialState, dump_yaml
 
@@ -44,8 +54,20 @@ PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 _STATUS = {TrialState.COMPLETED: "FINISHED", TrialState.FAILED: "FAILED", TrialState.STOPPED: "KILLED",
            TrialState.PRUNED: "KILLED"}  # MLflow has no pruned status; the run keeps a state=pruned tag
+# MLflow 3 up to about 3.5 chose an experiment's view from this tag; 3.17's UI ignores it (see
+# :func:`runs_link`), but it still tells other MLflow clients what the experiment holds.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
-MODEL_TRAINING = "custom_model_development"  # the UI then opens on the runs table, not the GenAI overview
+MODEL_TRAINING = "custom_model_development"
+# MLflow 3.17's UI follows a global "GenAI | Model training" switch: the query parameter
+# ``workflowType`` when present, else the browser's last choice, else GenAI.
+WORKFLOW_PARAM = "workflowType"
+WORKFLOW_TRAINING = "machine_learning"
+# A "shared view" of the runs table (filter, sort, columns) is an experiment tag
+# ``mlflow.sharedViewState.<key>`` holding its JSON state, opened by ``?viewStateShareKey=<key>``.
+SHARED_VIEW_TAG = "mlflow.sharedViewState."
+SHARED_VIEW_PARAM = "viewStateShareKey"
+FRONT_FILTER = 'tags.pareto = "true"'
+DEFAULT_UI_URL = "http://127.0.0.1:5000"
 _QUIET = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
 _MAX_TAG = 5000
 
@@ -140,6 +162,99 @@ def write_record(study_directory: Path, record: Mapping[str, Any]) -> None:
     os.replace(tmp, study_directory / RECORD_FILE)
 
 
+# --------------------------------------------------------------------------- the front's view and link
+def front_view_key(objectives: Iterable[str]) -> str:
+    """The shared-view key of a study's front view: ``pers-search-front-<first objective>``."""
+    first = next(iter(objectives), "front")
+    return f"pers-search-front-{first}"
+
+
+def _column(kind: str, name: str) -> str:
+    return f"{kind}.`{name}`"
+
+
+def front_view(objectives: Mapping[str, str], params: Iterable[str] = (), metrics: Iterable[str] = ()) -> dict:
+    """The runs-table state of a study's front, as MLflow's shared views store it.
+
+    The front's trials (``tags.pareto = "true"``) sorted by the first objective (best first),
+    with columns: each objective, its test value, the other ``metrics``, then ``params``. A
+    filtered and sorted table lists runs flat (MLflow nests child runs only when neither is set),
+    so the trials show without expanding their parent.
+    """
+    names = list(objectives)
+    first = names[0]
+    columns = [_column("metrics", m) for m in names] + [_column("metrics", f"test_{m}") for m in names]
+    columns += [_column("metrics", m) for m in metrics if m not in names]
+    columns += [_column("params", p) for p in params]
+    columns = list(dict.fromkeys(columns))
+    return {
+        "searchFilter": FRONT_FILTER,
+        "orderByKey": _column("metrics", first),
+        "orderByAsc": objectives[first] == "min",
+        "selectedColumns": columns,
+        "columnOrder": columns,
+        "runsHiddenMode": "SHOW_ALL",
+        "runListHidden": False,
+        "viewMaximized": False,
+    }
+
+
+def runs_link(base_url: str, experiment_id: str, objectives: Iterable[str] | Mapping[str, str]) -> str:
+    """The link to a study's runs table showing its front.
+
+    ``<base>/#/experiments/<id>/runs?viewStateShareKey=pers-search-front-<first objective>
+    &workflowType=machine_learning``: the view (set on the experiment by :class:`Tracker`) filters
+    the runs to ``tags.pareto = "true"``, sorts them by the first objective and shows the
+    objectives and parameters as columns; ``workflowType`` opens MLflow's model-training pages
+    rather than its GenAI overview. (Filter and sort cannot also be in the link: MLflow ignores a
+    shared view when the query sets either.)
+
+    Args:
+        base_url: the MLflow UI, e.g. ``http://127.0.0.1:5000`` (a trailing ``/`` is fine).
+        experiment_id: the study's experiment.
+        objectives: the study's objectives (names, in order; a mapping's keys).
+    """
+    query = urllib.parse.urlencode({SHARED_VIEW_PARAM: front_view_key(objectives), WORKFLOW_PARAM: WORKFLOW_TRAINING})
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def ui_url(tracking_uri: str, default: str = DEFAULT_UI_URL) -> str:
+    """Where the MLflow UI of a store is: the server itself for an HTTP store, else ``default``
+    (what ``pers-search ui`` starts)."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    return default
+
+
+def study_link(study, base_url: str | None = None) -> str | None:
+    """The front link of a study logged to MLflow (from its ``mlflow.json``), or None if it never was.
+
+    Args:
+        study: a loaded :class:`Study`.
+        base_url: the UI to link to (default: :func:`ui_url` of the recorded store).
+    """
+    record = read_record(study.directory)
+    if not record.get("experiment_id"):
+        return None
+    base = base_url or ui_url(record.get("tracking_uri", ""))
+    return runs_link(base, record["experiment_id"], study.space.objectives)
+
+
+def set_front_view(client, experiment_id: str, space) -> str:
+    """Write the front view of a study's space on its experiment (no write when unchanged).
+
+    Returns:
+        The view's key.
+    """
+    key = front_view_key(space.objectives)
+    metrics = [c.metric for c in space.parsed_constraints]
+    state = json.dumps(front_view(space.objectives, list(space.parameters), metrics), separators=(",", ":"))
+    experiment = client.get_experiment(experiment_id)
+    if experiment.tags.get(SHARED_VIEW_TAG + key) != state:
+        client.set_experiment_tag(experiment_id, SHARED_VIEW_TAG + key, state)
+    return key
+
+
 # --------------------------------------------------------------------------- params and metrics
 def flat_params(config: Mapping[str, Any]) -> dict[str, str]:
     """MLflow params of a configuration: scalars as text; a list (layer mask) both as a
@@ -175,17 +290,33 @@ class Tracker:
 
     Call :meth:`connect` before the first trial (it fails fast on an unreachable store), pass
     the tracker in ``callbacks``, and call :meth:`finish` when the loop ends (it logs test
-    metrics and the parent run's artifacts). :meth:`sync` logs any study in one go.
+    metrics, the parent run's artifacts and the interactive 3-D plot). :meth:`sync` logs any
+    study in one go.
+
+    After each trial the callback also rewrites the parent run's summary, front table and PNG
+    plots, as long as that costs at most ``artifact_budget`` of the wall time: when writing them
+    took ``c`` seconds, the next write waits until ``c * (1 - budget) / budget`` seconds have
+    passed (with 0.1: nine times ``c``), so fast trials skip some updates and slow ones get
+    every one.
 
     Args:
         tracking_uri: an MLflow tracking URI; default the study's recorded URI when resuming,
             else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlruns/mlflow.db``.
         log_adapters: also log each trial's kept adapter directory (``adapter_dir`` attr).
+        artifact_budget: the share of wall time the per-trial plots may take (0 turns them
+            off; 1 writes them after every trial).
     """
 
-    def __init__(self, tracking_uri: str | None = None, log_adapters: bool = False) -> None:
+    def __init__(self, tracking_uri: str | None = None, log_adapters: bool = False,
+                 artifact_budget: float = 0.1) -> None:
+        if not 0.0 <= artifact_budget <= 1.0:
+            raise TrackingError(f"Tracker: artifact_budget={artifact_budget!r} must be in [0, 1]; pass e.g. 0.1")
         self.requested_uri = tracking_uri
         self.log_adapters = log_adapters
+        self.artifact_budget = artifact_budget
+        self.artifact_writes = 0
+        self._artifacts_cost: float | None = None
+        self._artifacts_done = 0.0
         self.uri: str | None = None
         self.client = None
         self.experiment_id: str | None = None
@@ -195,6 +326,8 @@ class Tracker:
         self._tested: set[int] = set()
         self._pareto: dict[int, str] = {}
         self._hv_steps: set[int] = set()
+        self._fraction_steps: set[int] = set()
+        self._curves: dict[int, tuple[float, float]] = {}  # trial number -> (hypervolume, fraction)
 
     # ----------------------------------------------------------------- connecting
     def connect(self, study_name: str, study_dir: str | Path = "studies") -> "Tracker":
@@ -248,6 +381,12 @@ class Tracker:
             self.client.update_run(parent, status="RUNNING")
         self.parent_run_id = parent
         self._index_children()
+        self.front_view_key = set_front_view(self.client, self.experiment_id, study.space)
+
+    def link(self, base_url: str | None = None) -> str:
+        """The study's front link (:func:`runs_link`) on ``base_url`` (default :func:`ui_url`)."""
+        return runs_link(base_url or ui_url(self.uri or ""), self.experiment_id or "", self.study.space.objectives
+                         if self.study else ())
 
     def _usable(self, run_id: str) -> bool:
         from mlflow.exceptions import MlflowException
@@ -293,13 +432,40 @@ class Tracker:
             self._pareto[int(number)] = run.data.tags.get("pareto", "")
             if any(k.startswith("test_") for k in run.data.metrics):
                 self._tested.add(int(number))
-        history = self.client.get_metric_history(self.parent_run_id, "hypervolume")
-        self._hv_steps = {m.step for m in history}
+        self._hv_steps = {m.step for m in self.client.get_metric_history(self.parent_run_id, "hypervolume")}
+        self._fraction_steps = {m.step for m in self.client.get_metric_history(self.parent_run_id,
+                                                                              "hypervolume_fraction")}
 
     # ----------------------------------------------------------------- logging
     def __call__(self, study: Study, trial: TrialRecord) -> None:
-        """The optimise callback: log the finished trial, then the front and the hypervolume."""
+        """The optimise callback: log the finished trial, the front and the hypervolume, and
+        (within the time budget) the parent run's summary and plots."""
         self.sync(study)
+        self._live_artifacts(study)
+
+    def _live_artifacts(self, study: Study) -> None:
+        budget = self.artifact_budget
+        if budget <= 0:
+            return
+        if self._artifacts_cost is not None:
+            wait = self._artifacts_cost * (1.0 - budget) / budget
+            if time.monotonic() - self._artifacts_done < wait:
+                return
+        started = time.monotonic()
+        try:
+            self._log_artifacts(study, final=False)
+        except Exception as err:  # a plot must not stop the study; finish() tries again
+            warnings.warn(f"MLflow: could not update the plots of {study.name} ({type(err).__name__}: {err}); "
+                          "they are written again when the study ends", RuntimeWarning, stacklevel=2)
+        self._artifacts_done = time.monotonic()
+        self._artifacts_cost = self._artifacts_done - started
+
+    def _log_artifacts(self, study: Study, final: bool) -> None:
+        with tempfile.TemporaryDirectory(prefix="pers-search-mlflow-") as tmp:
+            write_study_artifacts(study, Path(tmp), record=read_record(study.directory), interactive=final,
+                                  curves=None if final else dict(self._curves))
+            self.client.log_artifacts(self.parent_run_id, tmp)
+        self.artifact_writes += 1
 
     def sync(self, study: Study) -> None:
         """Log every finished trial not logged yet, update ``pareto`` tags and the hypervolume.
@@ -367,14 +533,21 @@ class Tracker:
     def _log_hypervolume(self, study: Study) -> None:
         from mlflow.entities import Metric
 
-        missing = [t.number for t in study.finished() if t.number not in self._hv_steps]
-        if not missing:
+        finished = [t.number for t in study.finished()]
+        missing = [n for n in finished if n not in self._hv_steps]
+        missing_fraction = [n for n in finished if n not in self._fraction_steps]
+        unknown = {n for n in finished if n not in self._curves}
+        if unknown:  # one hypervolume per new trial; the plots reuse the values
+            self._curves.update(hypervolume_curves(study, unknown))
+        if not missing and not missing_fraction:
             return
-        curve = hypervolume_curve(study, set(missing))
-        metrics = [Metric("hypervolume", curve[n], _ms(time.time()), n) for n in missing]
+        stamp = _ms(time.time())
+        metrics = [Metric("hypervolume", self._curves[n][0], stamp, n) for n in missing]
+        metrics += [Metric("hypervolume_fraction", self._curves[n][1], stamp, n) for n in missing_fraction]
         for start in range(0, len(metrics), 100):
             self.client.log_batch(self.parent_run_id, metrics=metrics[start:start + 100])
         self._hv_steps.update(missing)
+        self._fraction_steps.update(missing_fraction)
 
     # ----------------------------------------------------------------- the end
     def finish(self, study: Study | None = None, status: str = "FINISHED") -> None:
@@ -388,9 +561,7 @@ class Tracker:
         if study is None:
             return
         self.sync(study)
-        with tempfile.TemporaryDirectory(prefix="pers-search-mlflow-") as tmp:
-            write_study_artifacts(study, Path(tmp), record=read_record(study.directory))
-            self.client.log_artifacts(self.parent_run_id, tmp)
+        self._log_artifacts(study, final=True)
         from mlflow.entities import Metric
 
         stamp = _ms(time.time())
@@ -427,8 +598,18 @@ def _tag(key: str, value: str):
 
 
 # --------------------------------------------------------------------------- study artifacts
-def write_study_artifacts(study: Study, out: Path, record: Mapping[str, Any] | None = None) -> list[Path]:
+def write_study_artifacts(study: Study, out: Path, record: Mapping[str, Any] | None = None,
+                          interactive: bool = True,
+                          curves: Mapping[int, tuple[float, float]] | None = None) -> list[Path]:
     """Write the parent run's artifacts into ``out``: space, summary, front table, plots.
+
+    Args:
+        study: the study.
+        out: the directory to write into.
+        record: the study's ``mlflow.json`` (goes into the summary).
+        interactive: also write ``plots/pareto_3d.html`` (plotly inlined, 4-5 MB).
+        curves: the hypervolume curves already computed (:func:`hypervolume_curves`); default:
+            computed here, one hypervolume per finished trial.
 
     Returns:
         The written files.
@@ -444,11 +625,17 @@ def write_study_artifacts(study: Study, out: Path, record: Mapping[str, Any] | N
     files[2].write_text(rows_to_csv(rows), encoding="utf-8")
     files[3].write_text(json.dumps(rows, indent=1, default=str), encoding="utf-8")
     points = plots.study_points(study)
+    objectives = study.space.objectives
     if points:
-        files += plots.pairwise_pngs(points, study.space.objectives, out / "plots")
-        files.append(plots.interactive_html(points, study.space.objectives, out / "plots" / "pareto_3d.html",
-                                            title=f"Pareto front of {study.name}"))
-    curve = hypervolume_curve(study)
-    if curve:
-        files.append(plots.hypervolume_png(list(curve), list(curve.values()), out / "plots" / "hypervolume.png"))
+        files += plots.pairwise_pngs(points, objectives, out / "plots")
+        if len(objectives) >= 3:
+            files.append(plots.pareto_3d_png(points, objectives, out / "plots" / "pareto_3d.png"))
+        if interactive:
+            files.append(plots.interactive_html(points, objectives, out / "plots" / "pareto_3d.html",
+                                                title=f"Pareto front of {study.name}"))
+    curves = dict(curves) if curves is not None else hypervolume_curves(study)
+    if curves:
+        steps = sorted(curves)
+        files.append(plots.hypervolume_png(steps, [curves[n][1] for n in steps], out / "plots" / "hypervolume.png",
+                                           raw=[curves[n][0] for n in steps]))
     return files

@@ -9,6 +9,7 @@ import yaml
 
 from search.export import (
     ExportError,
+    bundle_prompt,
     export_bundle,
     pad_adapter,
     parse_pick,
@@ -92,6 +93,10 @@ def test_vllm_ranks_and_command():
     assert vllm_command("/m", {"u1": "/b/u1", "u 2": "/b/u2"}, 16) == (
         "vllm serve /m --enable-lora --max-lora-rank 16 --max-loras 2 --lora-modules u1=/b/u1 'u 2=/b/u2'")
     assert vllm_command("/m", {}, None) == "vllm serve /m"
+    six = {f"u{i}": f"./vllm/u{i}" for i in range(6)}
+    assert vllm_command("./base", six, 8, served_name="tiny").startswith(
+        "vllm serve ./base --served-model-name tiny --enable-lora --max-lora-rank 8 --max-loras 4 --max-cpu-loras 6 "
+        "--lora-modules u0=./vllm/u0 u1=./vllm/u1 ")
 
 
 def test_out_dir_must_be_empty_unless_forced(toy, tmp_path):
@@ -164,12 +169,14 @@ def test_export_round_trip_reproduces_the_trial(tiny_study, tmp_path, number):
     assert manifest["retrieval"]["k"] == trial.config["rag.k"]
     assert manifest["retrieval"]["retriever"] == ("bm25" if trial.config["rag.k"] else None)
     assert manifest["metrics"]["validation"] == trial.values
-    assert manifest["base_model"] == {"name": "tiny", "path": str((out / "base").resolve()), "dtype": "float32"}
-    assert manifest["vllm"]["max_lora_rank"] == 8
+    assert manifest["base_model"] == {"name": "tiny", "path": "./base", "in_bundle": True, "dtype": "float32",
+                                      "served_model_name": "tiny"}
+    assert manifest["vllm"]["max_lora_rank"] == 8 and manifest["vllm"]["max_loras"] == 2
     command = (out / "vllm.sh").read_text().splitlines()[-1]
-    assert command.startswith(f"exec vllm serve {(out / 'base').resolve()} --enable-lora --max-lora-rank 8 ")
+    assert command.startswith("exec vllm serve ./base --served-model-name tiny --enable-lora --max-lora-rank 8 "
+                              "--max-loras 2 --lora-modules ")
     for uid in users:
-        assert f"{uid}={(out / 'vllm' / uid).resolve()}" in command
+        assert f"{uid}=./vllm/{uid}" in command
         # the storage the trial reported is the size of the adapter file export wrote
         size = (out / "adapters" / uid / ADAPTER_FILE).stat().st_size
         assert size == trial.user_attrs["users"][uid]["storage_bytes"] == trial.values["storage_bytes"]
@@ -239,9 +246,132 @@ def test_register_links_the_trial_run(tiny_study, tmp_path):
     assert version.run_id == run_id and version.source.endswith("/serving")
     assert version.tags["trial"] == "1" and version.tags["pick"] == "trial:1"
     listed = {f.path for f in client.list_artifacts(run_id, "serving")}
-    assert {"serving/serving.yaml", "serving/vllm.sh", "serving/adapters", "serving/vllm", "serving/base"} <= listed
+    assert {"serving/serving.yaml", "serving/vllm.sh", "serving/request.json", "serving/adapters", "serving/vllm",
+            "serving/base"} <= listed
     manifest = yaml.safe_load((tmp_path / "b" / "serving.yaml").read_text())
     assert manifest["mlflow"] == {"run_id": run_id, "registered_model": "tiny-serving", "version": "1"}
+
+
+# --------------------------------------------------------------------------- a bundle that works elsewhere (issue 17)
+def _text_files(root):
+    return [p for p in root.rglob("*") if p.is_file() and p.suffix in (".json", ".yaml", ".sh", ".jsonl")]
+
+
+def test_bundle_copied_elsewhere_loads_with_auto_peft_and_reproduces_the_trial(tiny_study, tmp_path, monkeypatch):
+    """Exported under umask 077, copied to another directory: files are 0644, no path points back,
+    AutoPeftModelForCausalLM and PeftModel load it there, and with the prompts the bundle rebuilds
+    (retrieval included) the generations are the trial's."""
+    import os
+    import shutil
+    import stat
+
+    import torch
+    from peft import AutoPeftModelForCausalLM, PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from runners.generation import generate
+
+    trial = tiny_study.trials[0]  # LoRA memory with bm25 retrieval, k=2
+    old = os.umask(0o077)
+    try:
+        out = export_bundle(tiny_study, "trial:0", tmp_path / "made" / "bundle").out
+    finally:
+        os.umask(old)
+    for path in out.rglob("*"):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o755 if path.is_dir() or path.name == "vllm.sh" else 0o644), (path, oct(mode))
+    for path in _text_files(out):
+        assert str(tmp_path) not in path.read_text(encoding="utf-8"), f"{path} names the directory it was made in"
+
+    moved = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(out, moved)
+    shutil.rmtree(tmp_path / "made")
+    monkeypatch.chdir(moved)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    manifest = yaml.safe_load((moved / "serving.yaml").read_text())
+    spec = manifest["prompt"]
+    tokenizer = AutoTokenizer.from_pretrained("base")
+    for uid in sorted(trial.user_attrs["predictions"]):
+        config = json.loads((moved / "adapters" / uid / "adapter_config.json").read_text())
+        assert config["base_model_name_or_path"] == "./base"
+        auto = AutoPeftModelForCausalLM.from_pretrained(str(moved / "adapters" / uid)).eval()
+        plain = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("./base"), f"adapters/{uid}").eval()
+        queries = [q for q in _val_queries(tiny_study, uid)]
+        prompts = [bundle_prompt(moved, uid, q) for q in queries]
+        for model in (auto, plain):
+            with torch.no_grad():
+                got = generate(model, tokenizer, prompts, "cpu", spec["max_new_tokens"], 4)
+            assert list(got) == list(trial.user_attrs["predictions"][uid])
+
+
+def _val_queries(study, uid):
+    from runners.session import session_for
+    from search.setup import trial_setup
+
+    session = session_for(trial_setup(study.space))
+    return [q.input for s in session.splits if s.user.user_id == uid for q in s.val]
+
+
+def test_bundle_prompt_is_the_trials_prompt_and_serving_yaml_spells_it_out(tiny_study, tmp_path, capsys):
+    from runners.session import session_for
+    from runners.spec import TrialConfig
+    from runners.trial import _prompts
+    from search.cli import main
+    from search.setup import trial_setup
+
+    trial = tiny_study.trials[0]
+    out = export_bundle(tiny_study, "trial:0", tmp_path / "b").out
+    session = session_for(trial_setup(tiny_study.space))
+    for split in session.splits:
+        uid = split.user.user_id
+        built = _prompts(session, split, split.val, TrialConfig.from_flat(trial.config)).prompts
+        assert [bundle_prompt(out, uid, q.input) for q in split.val] == list(built)
+        profile = (out / "users" / uid / "profile.jsonl").read_text().splitlines()
+        assert len(profile) == len(split.train)
+
+    manifest = yaml.safe_load((out / "serving.yaml").read_text())
+    retrieval, prompt = manifest["retrieval"], manifest["prompt"]
+    assert (retrieval["k"], retrieval["retriever"]) == (2, "bm25")
+    assert retrieval["profiles"] == {s.user.user_id: f"users/{s.user.user_id}/profile.jsonl" for s in session.splits}
+    assert prompt["template"]["prompt"] == "Here is what this user wrote before:\n{items}\n\n{query}"
+    assert prompt["chat_format"] == "{prompt}\n" and prompt["max_prompt_tokens"] == 384
+
+    request = json.loads((out / "request.json").read_text())
+    user, query = manifest["request"]["user"], manifest["request"]["query"]
+    assert request == {"model": user, "prompt": bundle_prompt(out, user, query), "max_tokens": 8, "temperature": 0.0}
+
+    assert main(["prompt", str(out), "--user", user, "--query", query]) == 0
+    assert capsys.readouterr().out == request["prompt"]
+    assert main(["prompt", str(out), "--user", user, "--query", query, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == request
+    assert main(["prompt", str(out), "--user", "nobody", "--query", query]) == 2
+    assert "no user 'nobody'; the bundle serves" in capsys.readouterr().err
+
+
+def test_base_model_option_is_checked_against_the_study_model(tiny_study, tmp_path):
+    import shutil
+
+    first = export_bundle(tiny_study, "trial:1", tmp_path / "first").out
+    shutil.copytree(first / "base", tmp_path / "models" / "tiny")
+    out = export_bundle(tiny_study, "trial:1", tmp_path / "b", base_model=str(tmp_path / "models" / "tiny")).out
+    assert not (out / "base").exists()
+    manifest = yaml.safe_load((out / "serving.yaml").read_text())
+    where = str((tmp_path / "models" / "tiny").resolve())
+    assert manifest["base_model"]["path"] == where and manifest["base_model"]["in_bundle"] is False
+    assert f"exec vllm serve {where} " in (out / "vllm.sh").read_text()
+    for config in out.glob("*/*/adapter_config.json"):
+        assert json.loads(config.read_text())["base_model_name_or_path"] == where
+
+    other = tmp_path / "models" / "other"
+    shutil.copytree(tmp_path / "models" / "tiny", other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "hidden_size": 128}))
+    with pytest.raises(ExportError, match=r"config.json has hidden_size=128 but the study's model 'tiny' has "
+                                          r"hidden_size=64; give the directory of the model the study ran on"):
+        export_bundle(tiny_study, "trial:1", tmp_path / "c", base_model=str(other))
+    with pytest.raises(ExportError, match=r"--base-model .*nowhere: .*config.json is missing"):
+        export_bundle(tiny_study, "trial:1", tmp_path / "c", base_model=str(tmp_path / "nowhere"))
+    assert not (tmp_path / "c").exists(), "a bad --base-model writes nothing"
 
 
 # --------------------------------------------------------------------------- the CLI (search.cli wiring)

@@ -70,6 +70,10 @@ def test_study_logged_to_a_real_server_reads_back_over_rest(tmp_path):
         assert {int(tags_of(r)["pers_search.trial"]) for r in front} == {t.number for t in study.pareto_trials()}
         history = rest(url, "metrics/get-history", run_id=parent_id, metric_key="hypervolume")["metrics"]
         assert sorted(m["step"] for m in history) == [0, 1, 2, 3]
+        fractions = rest(url, "metrics/get-history", run_id=parent_id, metric_key="hypervolume_fraction")["metrics"]
+        assert sorted(m["step"] for m in fractions) == [0, 1, 2, 3] and all(0 <= m["value"] <= 1 for m in fractions)
+        view = {t["key"]: t["value"] for t in experiment["tags"]}["mlflow.sharedViewState.pers-search-front-quality"]
+        assert json.loads(view)["searchFilter"] == 'tags.pareto = "true"', "the front view reaches the server's UI"
         listed = {f["path"] for f in rest(url, "artifacts/list", run_id=parent_id)["files"]}
         assert {"space.yaml", "summary.json", "pareto", "plots"} <= listed
         plots = {f["path"] for f in rest(url, "artifacts/list", run_id=parent_id, path="plots")["files"]}

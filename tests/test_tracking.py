@@ -10,16 +10,19 @@ from pathlib import Path
 import pytest
 
 from search.api import optimize
+from search.report import hypervolume_curve, hypervolume_fraction_curve, normalized_hypervolume
 from search.space import parse_space
 from search.study import Study
-from search.report import hypervolume_curve
 from search.tracking import (
     RECORD_FILE,
+    SHARED_VIEW_TAG,
     Tracker,
     TrackingError,
     flat_params,
+    front_view_key,
     read_record,
     resolve_tracking_uri,
+    runs_link,
 )
 
 SPACE = """
@@ -128,6 +131,11 @@ def test_study_is_logged_with_front_tags_metrics_and_artifacts(tmp_path, store, 
     values = [m.value for m in sorted(history, key=lambda m: m.step)]
     assert values == pytest.approx(list(hypervolume_curve(study).values()))
 
+    fractions = [m.value for m in sorted(client.get_metric_history(tracker.parent_run_id, "hypervolume_fraction"),
+                                         key=lambda m: m.step)]
+    assert fractions == pytest.approx(list(hypervolume_fraction_curve(study).values()))
+    assert fractions[-1] == pytest.approx(normalized_hypervolume(study)) and 0 < fractions[-1] <= 1
+
     local = Path(client.download_artifacts(tracker.parent_run_id, "", str(tmp_path / "dl")))
     names = {str(p.relative_to(local)) for p in local.rglob("*") if p.is_file()}
     assert {"space.yaml", "summary.json", "pareto/front.csv", "pareto/front.json", "plots/pareto_3d.html",
@@ -140,6 +148,7 @@ def test_study_is_logged_with_front_tags_metrics_and_artifacts(tmp_path, store, 
     assert (local / "pareto/front.csv").read_text().splitlines()[0].startswith("trial,knee,quality,cost,")
     summary = json.loads((local / "summary.json").read_text())
     assert summary["front"] == sorted(front) and summary["trials"]["completed"] == 6
+    assert summary["hypervolume_fraction"] == pytest.approx(normalized_hypervolume(study))
 
     one = client.download_artifacts(children[0].info.run_id, "trial.json", str(tmp_path / "t0"))
     assert json.loads(Path(one).read_text())["values"] == study.trials[0].values
@@ -231,3 +240,66 @@ def test_cli_run_logs_a_real_tiny_study(tmp_path, store, client):
         assert run.data.tags["pareto"] == ("true" if trial.number in front else "false")
         if trial.number in front:  # the front was evaluated on the test queries
             assert run.data.metrics["test_rougeL"] == pytest.approx(trial.test_values["rougeL"])
+
+
+# --------------------------------------------------------------------------- what a user sees (issue 17)
+def test_plots_and_summary_are_logged_after_every_trial_not_only_at_the_end(tmp_path, store, client):
+    tracker = Tracker(store, artifact_budget=1.0).connect("toy-live", tmp_path)
+    seen = []
+
+    def probe(study, trial):  # runs after the tracker's callback, before the next trial
+        run = client.get_run(tracker.parent_run_id)
+        root = Path(run.info.artifact_uri.removeprefix("file://"))
+        summary = json.loads((root / "summary.json").read_text())
+        seen.append((summary["trials"]["completed"], (root / "plots" / "pareto_quality_vs_cost.png").is_file(),
+                     (root / "plots" / "hypervolume.png").is_file(), (root / "plots" / "pareto_3d.html").exists()))
+
+    study = optimize(parse_space(SPACE), toy_objective, study_name="toy-live", study_dir=tmp_path, trials=4,
+                     callbacks=[tracker, probe])
+    assert seen == [(n, True, True, False) for n in (1, 2, 3, 4)], "PNGs and summary every trial, the HTML at the end"
+    assert tracker.artifact_writes == 4
+    tracker.finish(study)
+    root = Path(client.get_run(tracker.parent_run_id).info.artifact_uri.removeprefix("file://"))
+    assert (root / "plots" / "pareto_3d.html").is_file()
+
+
+def test_artifact_budget_rate_limits_the_updates(tmp_path, store):
+    tracker = Tracker(store, artifact_budget=0.01).connect("toy-budget", tmp_path)
+    optimize(parse_space(SPACE), toy_objective, study_name="toy-budget", study_dir=tmp_path, trials=6,
+             callbacks=[tracker])
+    assert tracker.artifact_writes == 1, "millisecond trials: one update, then 99x its cost must pass"
+    with pytest.raises(TrackingError, match="artifact_budget=2 must be in"):
+        Tracker(store, artifact_budget=2)
+
+
+def test_normalized_hypervolume_is_the_fraction_of_the_reference_box(tmp_path):
+    space = parse_space(SPACE.replace("seed: 3}", "seed: 3, ref_point: {quality: 0.0, cost: 10.0}}"))
+    study = Study.create("box", tmp_path, space)
+    assert normalized_hypervolume(study) == 0.0
+    for quality, cost in ((1.0, 5.0), (2.0, 8.0), (0.5, 9.0)):
+        t = study.add_trial({"mask": [1, 0, 0], "x": 0.1, "k": 1})
+        study.complete_trial(t.number, {"quality": quality, "cost": cost})
+    # box: quality 0..2 (best) x cost 5 (best)..10 = 10; front {1,5} and {2,8} cover 5 + 4 - 2 = 7
+    assert study.hypervolume() == pytest.approx(7.0)
+    assert normalized_hypervolume(study) == pytest.approx(0.7)
+    assert normalized_hypervolume(study, best_known=14.0) == pytest.approx(0.5)
+    # after trial 0 alone the box is its own: 1.0; trial 1 enlarges the box before filling it
+    assert list(hypervolume_fraction_curve(study).values()) == pytest.approx([1.0, 0.7, 0.7])
+
+
+def test_experiment_opens_on_the_fronts_runs_table(tmp_path, store, client):
+    study, tracker = _run_toy(tmp_path, store, "toy-view", trials=3)
+    experiment = client.get_experiment(tracker.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    key = front_view_key(study.space.objectives)
+    assert key == "pers-search-front-quality"
+    view = json.loads(experiment.tags[SHARED_VIEW_TAG + key])
+    assert view["searchFilter"] == 'tags.pareto = "true"'
+    assert (view["orderByKey"], view["orderByAsc"]) == ("metrics.`quality`", False)
+    assert view["selectedColumns"] == ["metrics.`quality`", "metrics.`cost`", "metrics.`test_quality`",
+                                       "metrics.`test_cost`", "params.`mask`", "params.`x`", "params.`k`"]
+    assert view["columnOrder"] == view["selectedColumns"]
+    assert tracker.link("http://127.0.0.1:5000") == runs_link("http://127.0.0.1:5000", tracker.experiment_id,
+                                                              study.space.objectives)
+    assert runs_link("http://h:1/", "7", {"rougeL": "max", "storage_bytes": "min"}) == (
+        "http://h:1/#/experiments/7/runs?viewStateShareKey=pers-search-front-rougeL&workflowType=machine_learning")

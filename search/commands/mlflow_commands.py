@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from typing import Iterator
@@ -17,13 +21,21 @@ from search.commands.common import POOL_HELP, add_study_dir
 from search.commands.tables import front_table
 from search.console import status_console, table_console
 from search.export import export_bundle
-from search.report import front_rows, rows_to_csv
+from search.report import front_rows, normalized_hypervolume, rows_to_csv
 from search.study import Study
 from search.tracking import (
+    RECORD_FILE,
+    WORKFLOW_PARAM,
+    WORKFLOW_TRAINING,
+    Tracker,
     TrackingError,
     artifact_root,
     check_reachable,
+    read_record,
     resolve_tracking_uri,
+    runs_link,
+    set_front_view,
+    study_link,
 )
 
 DEFAULT_HOST = "127.0.0.1"
@@ -32,8 +44,13 @@ DEFAULT_PORT = 5000
 
 def add_parsers(sub) -> None:
     """Register ``ui``, ``pareto`` and ``export`` on the CLI's subparsers."""
-    p = sub.add_parser("ui", help="start the MLflow UI on the tracking store and print its URL")
-    p.add_argument("--tracking-uri", help="store to show (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)")
+    p = sub.add_parser("ui", help="start the MLflow UI on the tracking store and print its URL "
+                                  "(with a study: the link to its front)")
+    p.add_argument("study", nargs="?", help="a study: open the store it was logged to (its mlflow.json) and print "
+                                            "the link to its front (a study never logged is logged first)")
+    add_study_dir(p)
+    p.add_argument("--tracking-uri", help="store to show (default: the study's recorded store, else "
+                                          "$MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)")
     p.add_argument("--host", default=DEFAULT_HOST, help=f"interface to bind (default {DEFAULT_HOST})")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.set_defaults(handler=cmd_ui)
@@ -57,6 +74,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--register", metavar="NAME", help="register the bundle as a version of this MLflow model")
     p.add_argument("--tracking-uri", help="MLflow store for --register (default as for run)")
     p.add_argument("--pool", metavar="DIR", help=POOL_HELP)
+    p.add_argument("--base-model", metavar="PATH",
+                   help="the base model's directory as serving will see it (checked against the study's model); "
+                        "default: copy the base model into the bundle under base/")
     p.set_defaults(handler=cmd_export)
 
 
@@ -70,24 +90,48 @@ def server_command(uri: str, host: str, port: int) -> list[str]:
     return cmd
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """True when something already listens on ``host:port`` (a bind as the server would do fails)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            if err.errno in (errno.EADDRINUSE, errno.EACCES):
+                return True
+            raise TrackingError(f"--host {host} --port {port}: cannot bind ({err}); pass another --host") from err
+    return False
+
+
 def start_server(uri: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **popen: object) -> subprocess.Popen:
-    """Start ``mlflow server`` on a store in its own process group (stop it with :func:`stop_server`)."""
+    """Start ``mlflow server`` on a store in its own process group (stop it with :func:`stop_server`).
+
+    Raises:
+        TrackingError: the port is taken (another server would answer in its place).
+    """
+    if port_in_use(host, port):
+        raise TrackingError(f"port {port} on {host} is in use by another program, so the MLflow UI cannot start "
+                            f"there; pass a free --port (e.g. --port {port + 1}) or stop the program on {port}")
     return subprocess.Popen(server_command(uri, host, port), start_new_session=True, **popen)
 
 
-def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    """Wait until the server at ``url`` answers its health check.
+def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 120.0,
+                  stop: threading.Event | None = None) -> None:
+    """Wait until the server at ``url`` answers its health check (or ``stop`` is set: then return).
 
     Raises:
         TrackingError: the server exited, or did not answer within ``timeout`` seconds.
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if stop is not None and stop.is_set():
+            return
         if proc.poll() is not None:
             raise TrackingError(f"mlflow server for {url} exited with code {proc.returncode}; see its output above")
         try:
             with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=2) as response:
-                if response.status == 200:
+                if response.status == 200 and proc.poll() is None:
                     return
         except (urllib.error.URLError, OSError):
             pass
@@ -95,17 +139,44 @@ def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> N
     raise TrackingError(f"mlflow server for {url} did not answer within {timeout:.0f} s; is the port {url} free?")
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def stop_server(proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    """Terminate a server started by :func:`start_server` and its workers (its process group)."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=timeout)
-        except ProcessLookupError:
-            pass
+    """Stop a server started by :func:`start_server` and every process it started.
+
+    SIGTERM goes to the server's process group (uvicorn, the job runner and its huey consumers);
+    whatever is still there after ``timeout`` seconds gets SIGKILL. Returns once the group is
+    empty, so no worker outlives the call.
+    """
+    pgid = proc.pid  # start_new_session: the server leads its own group
+    if not _group_alive(pgid):
+        proc.poll()
+        return
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc.poll()
+        if not _group_alive(pgid):
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=timeout)
+    while _group_alive(pgid) and time.monotonic() < deadline + timeout:
+        time.sleep(0.1)
 
 
 @contextmanager
@@ -134,39 +205,118 @@ def running_server(uri: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
             handle.close()
 
 
+@contextmanager
+def _stop_on_signals(signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)) -> Iterator[threading.Event]:
+    """Within the block, SIGINT (Ctrl-C), SIGTERM and SIGHUP set the yielded event instead of
+    interrupting whatever runs, so the code that stops the server always gets to run."""
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda signum, frame: stop.set()) for s in signals}
+    try:
+        yield stop
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _ui_study(args, console) -> tuple[Study, dict, str]:
+    """The study of ``ui STUDY``, its MLflow record (logging it first if it never was) and store URI."""
+    study = Study.load(args.study, args.study_dir)
+    record = read_record(study.directory)
+    if args.tracking_uri or not record.get("tracking_uri"):
+        uri = resolve_tracking_uri(args.tracking_uri)
+    else:
+        uri = record["tracking_uri"]
+    if record.get("tracking_uri") != uri or not record.get("experiment_id"):
+        console.print(f"logging study {study.name} to {uri} (no {RECORD_FILE} for this store yet)")
+        tracker = Tracker(uri, artifact_budget=0.0)
+        tracker.connect(study.name, study.directory.parent)
+        tracker.finish(study)
+        record = read_record(study.directory)
+    return study, record, uri
+
+
+def _front_view_on(uri: str, study: Study, experiment_id: str) -> None:
+    """Make sure the study's experiment carries its front view (studies logged before it existed)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        set_front_view(MlflowClient(tracking_uri=uri), experiment_id, study.space)
+    except MlflowException as err:
+        raise TrackingError(f"{study.directory / RECORD_FILE}: experiment_id {experiment_id!r} is not in {uri} "
+                            f"({err.message}); delete the file to log the study again, or pass --tracking-uri") from err
+
+
+def _stderr_fd() -> int | None:
+    """The file descriptor of stderr, or None (inherit) when stderr is not a real file."""
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 def cmd_ui(args) -> int:
     console = status_console()
-    uri = resolve_tracking_uri(args.tracking_uri)
-    if uri.startswith(("http://", "https://")):
-        check_reachable(uri)
-        console.print(f"the tracking store is an MLflow server already: open {uri}")
-        print(uri)
-        return 0
+    study, record = None, {}
+    if args.study:
+        study, record, uri = _ui_study(args, console)
+    else:
+        uri = resolve_tracking_uri(args.tracking_uri)
     check_reachable(uri)
-    url = f"http://{args.host}:{args.port}"
-    proc = start_server(uri, args.host, args.port)
-    try:
-        with console.status(f"starting the MLflow UI on {uri}"):
-            wait_until_up(url, proc)
-        console.print(f"[bold]MLflow UI[/] on {uri}: {url}  (Ctrl-C stops it; filter the front with "
-                      f"tags.pareto = \"true\")")
-        print(url, flush=True)
-        return proc.wait()
-    except KeyboardInterrupt:
+    remote = uri.startswith(("http://", "https://"))
+    if study is not None and remote:
+        _front_view_on(uri, study, record["experiment_id"])
+
+    def link(base: str) -> str:
+        if study is None:
+            return f"{base}/#/experiments?{urllib.parse.urlencode({WORKFLOW_PARAM: WORKFLOW_TRAINING})}"
+        return runs_link(base, record["experiment_id"], study.space.objectives)
+
+    if remote:
+        console.print(f"the tracking store is an MLflow server already: open {uri}")
+        print(link(uri.rstrip("/")), flush=True)
         return 0
-    finally:
-        stop_server(proc)
+    if study is not None:
+        _front_view_on(uri, study, record["experiment_id"])
+    url = f"http://{args.host}:{args.port}"
+    with _stop_on_signals() as stop:
+        proc = start_server(uri, args.host, args.port, stdout=_stderr_fd())  # stdout carries the link only
+        try:
+            with console.status(f"starting the MLflow UI on {uri}"):
+                wait_until_up(url, proc, stop=stop)
+            if stop.is_set():
+                return 0
+            what = f"the front of {study.name}" if study else "the experiments"
+            console.print(f"[bold]MLflow UI[/] on {uri}: {url}  (Ctrl-C stops it); {what}:")
+            print(link(url), flush=True)
+            while proc.poll() is None and not stop.is_set():
+                stop.wait(0.5)
+            if stop.is_set():
+                return 0
+            console.print(f"[red]the MLflow server stopped by itself (exit code {proc.returncode})[/]")
+            return proc.returncode or 1
+        finally:
+            stop_server(proc)
 
 
 def cmd_pareto(args) -> int:
     study = Study.load(args.study, args.study_dir)
+    link = study_link(study)
     if args.json:
         print(json.dumps({"study": study.name, "objectives": dict(study.space.objectives),
-                          "hypervolume": study.hypervolume(), "front": front_rows(study)}, indent=1, default=str))
+                          "hypervolume": study.hypervolume(), "hypervolume_fraction": normalized_hypervolume(study),
+                          "mlflow_link": link, "front": front_rows(study)}, indent=1, default=str))
     elif args.csv:
         sys.stdout.write(rows_to_csv(front_rows(study)))
     else:
         table_console().print(front_table(study))
+        console = status_console()
+        console.print(f"hypervolume {study.hypervolume():.4g} = {normalized_hypervolume(study):.3f} "
+                      "of the reference box")
+        if link:
+            served = read_record(study.directory).get("tracking_uri", "").startswith(("http://", "https://"))
+            console.print("in MLflow" + ("" if served else f" (start the UI first: pers-search ui {study.name})") + ":")
+            print(link)
     return 0
 
 
@@ -175,10 +325,10 @@ def cmd_export(args) -> int:
     study = Study.load(args.study, args.study_dir)
     with console.status(f"exporting {args.pick} of {study.name}"):
         bundle = export_bundle(study, args.pick, args.out, force=args.force, register=args.register,
-                               tracking_uri=args.tracking_uri, pool_dir=args.pool)
+                               tracking_uri=args.tracking_uri, pool_dir=args.pool, base_model=args.base_model)
     console.print(f"[bold]exported[/] trial {bundle.trial.number} of {study.name} to {bundle.out}")
     if bundle.registered:
         console.print(f"registered as MLflow model {bundle.registered[0]} version {bundle.registered[1]}")
-    console.print("serve it with:")
+    console.print(f"serve it with {bundle.out / 'vllm.sh'}, which runs (from {bundle.out}):")
     print(bundle.command)
     return 0

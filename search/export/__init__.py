@@ -1,30 +1,42 @@
 """Pick a configuration from a study's front and export it to serving.
 
 Modules: :mod:`.pick` (pick expressions), :mod:`.bundle` (the bundle), :mod:`.manifest`
-(``serving.yaml``), :mod:`.vllm` (ranks, zero-padding and the serve command), :mod:`.registry`
-(the MLflow model registry).
+(``serving.yaml``), :mod:`.prompt` (the trial's prompt, rebuilt from a bundle), :mod:`.vllm`
+(ranks, zero-padding, the serve command and script), :mod:`.registry` (the MLflow model registry).
 
-The serving bundle written by :func:`export_bundle` into ``DIR``::
-    serving.yaml           base model, adapters per user, retrieval, prompt, metrics, vLLM command
-    vllm.sh                the ready ``vllm serve ... --enable-lora --lora-modules ...`` line
+The serving bundle written by :func:`export_bundle` into ``DIR``; every path it names is relative
+to ``DIR``, so the bundle works wherever it is copied::
+    serving.yaml           base model, users, adapters, memory, retrieval (retriever, k, profiles),
+                           prompt (template as text, chat format, budget), request, metrics, vLLM
+    vllm.sh                ``vllm serve ./base ... --enable-lora --lora-modules user=./vllm/user ...``,
+                           run from DIR, with comments on the sizes it picks
+    request.json           an OpenAI-compatible /v1/completions body for vLLM: the first user's first
+                           validation query, with that user's LoRA as "model"
     trial.json             the trial record as the study holds it
-    adapters/<user>/       PEFT adapter (adapter_config.json + fp16 adapter_model.safetensors),
-                           merged rank n*r, the exact file whose size is the trial's storage_bytes;
-                           for a trial with shared pieces (perpcs.top_k or perpcs.retrieve), the
-                           user's own memory and assembled pieces as one adapter of the summed rank
+    base/                  the base model (config, weights, tokenizer), unless --base-model names one
+    adapters/<user>/       PEFT adapter (adapter_config.json with base_model_name_or_path "./base" +
+                           fp16 adapter_model.safetensors), merged rank n*r, the exact file whose size
+                           is the trial's storage_bytes; for a trial with shared pieces (perpcs.top_k
+                           or perpcs.retrieve), the user's own memory and assembled pieces as one
+                           adapter of the summed rank
     state/<user>/          (shared pieces only) what the trial stored per user: the assembly file
                            (and own adapter), whose sizes add up to the trial's storage_bytes
     vllm/<user>/           the same adapter zero-padded to the rank vLLM is started with
                            (only when n*r is not already 8, 16, ..., 256)
-    base/                  the base model, when it has no directory of its own (the tiny model)
+    users/<user>/profile.jsonl   (retrieval only) the profile items retrieval draws from, in order
+
+:func:`bundle_prompt` (and ``pers-search prompt DIR --user U --query TEXT``) builds the exact
+prompt the trial gave its model for a query, retrieval included.
 """
 
 from search.errors import ExportError
 from search.export.bundle import BUNDLE_ENTRIES, Bundle, export_bundle, prepare_out
 from search.export.pick import Pick, metric_value, parse_pick, pick_trial
-from search.export.vllm import VLLM_RANKS, pad_adapter, vllm_command, vllm_rank
+from search.export.prompt import bundle_prompt, completion_request, load_manifest
+from search.export.vllm import VLLM_RANKS, max_loras, pad_adapter, vllm_command, vllm_rank
 
 __all__ = [
-    "BUNDLE_ENTRIES", "Bundle", "ExportError", "Pick", "VLLM_RANKS", "export_bundle", "metric_value", "pad_adapter",
-    "parse_pick", "pick_trial", "prepare_out", "vllm_command", "vllm_rank",
+    "BUNDLE_ENTRIES", "Bundle", "ExportError", "Pick", "VLLM_RANKS", "bundle_prompt", "completion_request",
+    "export_bundle", "load_manifest", "max_loras", "metric_value", "pad_adapter", "parse_pick", "pick_trial",
+    "prepare_out", "vllm_command", "vllm_rank",
 ]

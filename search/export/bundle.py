@@ -17,14 +17,20 @@ from runners.session import session_for
 from runners.spec import TrialConfig
 from runners.trial import run_trial
 from search.errors import ExportError
-from search.export.manifest import serving_manifest, write_yaml
+from search.export.manifest import REQUEST_FILE, serving_manifest, write_yaml
 from search.export.pick import Pick, pick_trial
+from search.export.prompt import completion_request, personalized_prompt, profile_path, write_profile
 from search.export.registry import connect_tracker, register_bundle
-from search.export.vllm import pad_adapter, vllm_rank
+from search.export.vllm import pad_adapter, vllm_rank, vllm_script
 from search.setup import trial_setup
 from search.study import Study, TrialRecord
 
-BUNDLE_ENTRIES = ("serving.yaml", "vllm.sh", "trial.json", "adapters", "vllm", "base", "state")
+BUNDLE_ENTRIES = ("serving.yaml", "vllm.sh", "trial.json", REQUEST_FILE, "adapters", "vllm", "base", "state", "users")
+BASE_IN_BUNDLE = "./base"  # the base model's files, copied into the bundle
+ADAPTER_CONFIG = "adapter_config.json"
+# What must agree between the study's model and a --base-model directory.
+_SAME_CONFIG = ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "num_key_value_heads", "vocab_size")
 
 
 @dataclass(frozen=True)
@@ -70,12 +76,14 @@ def prepare_out(out: str | Path, force: bool) -> Path:
 
 def export_bundle(study: Study, pick: Pick | str, out: str | Path, *, force: bool = False,
                   register: str | None = None, tracking_uri: str | None = None,
-                  pool_dir: str | None = None) -> Bundle:
-    """Write the serving bundle of the picked trial (see the module docstring).
+                  pool_dir: str | None = None, base_model: str | None = None) -> Bundle:
+    """Write the serving bundle of the picked trial (see the module docstring of :mod:`search.export`).
 
     Adapters are copied from the trial's kept ``adapter_dir`` when the study kept them; otherwise
     the configuration is run again (runs are deterministic under the training seed) with the
     adapters written into the bundle, and the regenerated predictions must equal the recorded ones.
+    Every path the bundle names is relative to it, so it can be copied anywhere; files are
+    world-readable (0644; ``vllm.sh`` 0755).
 
     Args:
         study: a loaded study.
@@ -86,28 +94,123 @@ def export_bundle(study: Study, pick: Pick | str, out: str | Path, *, force: boo
         tracking_uri: the MLflow store for ``register`` (default as for ``run``).
         pool_dir: the Per-Pcs pool of a trial that used shared pieces (default: the pool
             found under ``$PERS_SEARCH_HOME/pools`` for the study's model and data).
+        base_model: the base model's directory as serving will see it; it must hold the study's
+            model (its ``config.json`` is checked). Default: the base model is copied into
+            ``base/``.
 
     Raises:
-        ExportError: bad pick, non-empty ``out``, or an adapter that does not reproduce the trial.
+        ExportError: bad pick, non-empty ``out``, a ``base_model`` that is not the study's model,
+            or an adapter that does not reproduce the trial.
         TrackingError: ``register`` and the tracking store is unreachable.
     """
     trial = pick_trial(study, pick)
     pick_text = pick if isinstance(pick, str) else pick.text
     tracker = connect_tracker(study, tracking_uri) if register else None
-    out = prepare_out(out, force)
     session = session_for(trial_setup(study.space, pool_dir))
+    given = _check_base_model(session, base_model) if base_model else None
+    out = prepare_out(out, force)
     config = TrialConfig.from_flat(trial.config, session.layout.n_layers)
     adapters = _write_adapters(trial, config, session, out)
-    base = _base_model(session, out)
-    manifest = serving_manifest(study, trial, config, pick_text, session, adapters, base)
+    base = given or _copy_base_model(session, out)
+    _point_adapters_at(out, base)
+    profiles = _write_profiles(session, config, out)
+    example = _example_request(session, config, out, adapters)
+    manifest = serving_manifest(study, trial, config, pick_text, session, adapters, base, given is None, profiles,
+                                example)
     (out / "trial.json").write_text(json.dumps(trial.to_json(), indent=1, default=str), encoding="utf-8")
     command = manifest["vllm"]["command"]
-    (out / "vllm.sh").write_text("#!/bin/sh\n# serve the exported adapters with vLLM\nexec " + command + "\n",
+    slot = next(((a.vllm_path / ADAPTER_FILE).stat().st_size for a in adapters), None)
+    (out / "vllm.sh").write_text(vllm_script(command, len(adapters), manifest["vllm"]["max_lora_rank"], slot),
                                  encoding="utf-8")
-    (out / "vllm.sh").chmod(0o755)
     write_yaml(out / "serving.yaml", manifest)
+    _publish(out)
     registered = register_bundle(tracker, study, trial, out, register, manifest) if tracker else None
+    _publish(out)
     return Bundle(out, trial, manifest, command, registered)
+
+
+def _publish(out: Path) -> None:
+    """Bundle files 0644 and directories 0755 (``vllm.sh`` 0755), whatever wrote them."""
+    for name in BUNDLE_ENTRIES:
+        top = out / name
+        if not top.exists():
+            continue
+        for path in [top, *top.rglob("*")] if top.is_dir() else [top]:
+            path.chmod(0o755 if path.is_dir() or path.name == "vllm.sh" else 0o644)
+
+
+def _check_base_model(session, base_model: str) -> str:
+    """``--base-model``: a model directory whose config matches the study's model; its absolute path.
+
+    Raises:
+        ExportError: naming the file, the key and what to give instead.
+    """
+    path = Path(base_model).expanduser()
+    config_file = path / "config.json"
+    source = session.loaded.source_dir or "none: the tiny model has no directory; leave --base-model out"
+    if not config_file.is_file():
+        raise ExportError(f"--base-model {base_model}: {config_file} is missing; give the directory of the study's "
+                          f"base model ({source}), or leave --base-model out to copy it into the bundle")
+    theirs = json.loads(config_file.read_text(encoding="utf-8"))
+    ours = session.loaded.model.config.to_dict()
+    for key in _SAME_CONFIG:
+        if key in ours and theirs.get(key) != ours[key]:
+            raise ExportError(f"--base-model {base_model}: {config_file} has {key}={theirs.get(key)!r} but the study's "
+                              f"model {session.setup.model.name!r} has {key}={ours[key]!r}; give the directory of "
+                              f"the model the study ran on ({source})")
+    if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        raise ExportError(f"--base-model {base_model}: no tokenizer files (tokenizer.json, tokenizer_config.json); "
+                          "prompts are counted with the base model's tokenizer, so the directory must hold it")
+    return str(path.resolve())
+
+
+def _copy_base_model(session, out: Path) -> str:
+    """The base model's files into ``out/base`` (saved from memory for ``tiny``); returns ``./base``."""
+    target = out / "base"
+    if session.loaded.source_dir:
+        shutil.copytree(session.loaded.source_dir, target, ignore=shutil.ignore_patterns(".*"), dirs_exist_ok=True)
+    else:
+        session.loaded.model.save_pretrained(str(target), safe_serialization=True)
+        session.loaded.tokenizer.save_pretrained(str(target))
+    return BASE_IN_BUNDLE
+
+
+def _point_adapters_at(out: Path, base: str) -> None:
+    """Set ``base_model_name_or_path`` of every adapter in the bundle (PEFT writes None)."""
+    for name in ("adapters", "vllm", "state"):
+        for config_file in sorted((out / name).glob(f"*/{ADAPTER_CONFIG}")):
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+            config["base_model_name_or_path"] = base
+            config_file.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def _write_profiles(session, config: TrialConfig, out: Path) -> dict[str, str]:
+    """Each user's profile items (what retrieval draws from) as ``users/<user>/profile.jsonl``."""
+    if config.rag_k <= 0:
+        return {}
+    profiles = {}
+    for split in session.splits:
+        relative = profile_path(split.user.user_id)
+        write_profile(out / relative, split.train)
+        profiles[split.user.user_id] = relative
+    return profiles
+
+
+def _example_request(session, config: TrialConfig, out: Path, adapters) -> dict[str, str] | None:
+    """``request.json``: the first user's first validation query as a vLLM completion request."""
+    split = next((s for s in session.splits if s.val), None)
+    if split is None:
+        return None
+    query = split.val[0].input
+    spec = session.setup.training
+    prompt = personalized_prompt(session.task, query, split.train, config.retriever, config.rag_k,
+                                 session.loaded.tokenizer, spec.max_prompt_tokens, user_id=split.user.user_id,
+                                 cache=session.index_cache)
+    user = split.user.user_id
+    model = user if any(a.user == user for a in adapters) else session.setup.model.name
+    body = completion_request(model, prompt, spec.max_new_tokens)
+    (out / REQUEST_FILE).write_text(json.dumps(body, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return {"user": user, "query": query}
 
 
 @dataclass(frozen=True)
@@ -194,13 +297,3 @@ def _rerun(trial: TrialRecord, config: TrialConfig, session, root: Path) -> None
                 f"({list(user.predictions)[:1]} vs {list(recorded.get(user.user_id, []))[:1]}); this machine "
                 "does not reproduce the study; run the study with --keep-adapters so export copies the adapters"
             )
-
-
-def _base_model(session, out: Path) -> str:
-    """The base model's directory; a model without one (``tiny``) is saved into ``out/base``."""
-    if session.loaded.source_dir:
-        return session.loaded.source_dir
-    target = out / "base"
-    session.loaded.model.save_pretrained(str(target), safe_serialization=True)
-    session.loaded.tokenizer.save_pretrained(str(target))
-    return str(target.resolve())

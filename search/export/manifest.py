@@ -1,4 +1,8 @@
-"""``serving.yaml``: everything a serving stack needs to know about an exported trial."""
+"""``serving.yaml``: everything a serving stack needs to know about an exported trial.
+
+Every path in it is relative to the bundle (the directory holding ``serving.yaml``), except a
+base model given with ``--base-model``, which is where the user said it is.
+"""
 
 from __future__ import annotations
 
@@ -8,51 +12,99 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import yaml
 
 from runners.chat import render_prompt
-from runners.prompts import GENERIC_HEADER, GENERIC_TASKS
+from runners.prompts import template_text
+from runners.retrieval.base import get_retriever, resolve_options
 from runners.spec import TrialConfig
-from search.export.vllm import vllm_command, vllm_rank
+from search.export.prompt import PROFILE_FILE
+from search.export.vllm import max_loras, vllm_command, vllm_rank
 from search.space import mask_string
 from search.study import Study, TrialRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     from search.export.bundle import ServedAdapter
 
-SERVING_FORMAT = "pers-search-serving/1"
+SERVING_FORMAT = "pers-search-serving/2"
+REQUEST_FILE = "request.json"
 
 
 def serving_manifest(study: Study, trial: TrialRecord, config: TrialConfig, pick: str, session,
-                     adapters: Sequence["ServedAdapter"], base: str) -> dict:
-    """The contents of ``serving.yaml``: base model, adapters, memory, retrieval, prompt, metrics, vLLM."""
+                     adapters: Sequence["ServedAdapter"], base: str, in_bundle: bool,
+                     profiles: Mapping[str, str], example: Mapping[str, str] | None = None) -> dict:
+    """The contents of ``serving.yaml``: base model, adapters, memory, retrieval, prompt, metrics, vLLM.
+
+    Args:
+        base: the base model's path as serving loads it (``./base``, or ``--base-model``).
+        in_bundle: the base model's files are in the bundle.
+        profiles: user -> profile items file (relative), for retrieval.
+        example: ``user`` and ``query`` of ``request.json``.
+    """
     spec, task = session.setup.training, session.task
     rank = adapters[0].rank if adapters else 0
     max_rank = vllm_rank(rank) if adapters else None
-    command = vllm_command(base, {a.user: str(a.vllm_path.resolve()) for a in adapters}, max_rank)
+    name = session.setup.model.name
+    command = vllm_command(base, {a.user: f"./{_rel(a.vllm_path)}" for a in adapters}, max_rank, served_name=name)
+    users = sorted({split.user.user_id for split in session.splits} | {a.user for a in adapters})
     return {
         "format": SERVING_FORMAT,
+        "paths": "relative to this file's directory (the bundle); run from there, or join them to it",
         "study": study.name,
         "trial": trial.number,
         "pick": pick,
-        "base_model": {"name": session.setup.model.name, "path": base, "dtype": session.setup.model.dtype},
-        "adapters": {a.user: {"path": str(a.path.relative_to(a.path.parents[1])), "rank": a.rank,
-                              "storage_bytes": a.storage_bytes,
-                              "vllm_path": str(a.vllm_path.relative_to(a.path.parents[1]))} for a in adapters},
+        "users": users,
+        "base_model": {"name": name, "path": base, "in_bundle": in_bundle, "dtype": session.setup.model.dtype,
+                       "served_model_name": name},
+        "adapters": {a.user: {"path": _rel(a.path), "rank": a.rank, "storage_bytes": a.storage_bytes,
+                              "vllm_path": _rel(a.vllm_path)} for a in adapters},
         "memory": {"layers": list(config.layers), "count": config.count, "rank": config.rank,
                    "merged_rank": rank, "targets": list(session.setup.model.targets)},
         **_shared_pieces(config, session),
-        "retrieval": {"k": config.rag_k, "retriever": config.retriever if config.rag_k > 0 else None,
-                      "corpus": "the user's history items (profile entries)"},
-        "prompt": {"task": task, "builder": "runners.prompts.build_prompt + runners.chat.render_prompt",
-                   "header": GENERIC_HEADER if task in GENERIC_TASKS else f"LaMP template of {task}",
-                   "chat_template": bool(getattr(session.loaded.tokenizer, "chat_template", None)),
+        "retrieval": _retrieval(config, task, profiles),
+        "prompt": {"task": task, "template": _template(task),
                    "chat_format": render_prompt(session.loaded.tokenizer, "{prompt}"),
+                   "chat_template": bool(getattr(session.loaded.tokenizer, "chat_template", None)),
+                   "tokenizer": "the base model's (base_model.path); token counts include the special tokens "
+                                "it adds",
                    "max_prompt_tokens": spec.max_prompt_tokens, "max_new_tokens": spec.max_new_tokens,
-                   "decoding": "greedy"},
+                   "decoding": "greedy",
+                   "build": "pers-search prompt <bundle> --user USER --query TEXT, or in Python "
+                            "search.export.bundle_prompt(bundle, user, query): the exact prompt the trial built"},
+        "request": None if example is None else {
+            "file": REQUEST_FILE, "endpoint": "POST /v1/completions (vLLM's OpenAI-compatible server)",
+            "model": "the user's id (the LoRA adapter's name), or base_model.served_model_name without one",
+            **example},
         "config": {k: mask_string(v) if isinstance(v, list) else v for k, v in trial.config.items()},
         "metrics": {"validation": dict(trial.values), "test": dict(trial.test_values)},
         "mlflow": {"run_id": trial.user_attrs.get("mlflow_run_id")},
-        "vllm": {"command": command, "max_lora_rank": max_rank,
+        "vllm": {"command": command, "script": "vllm.sh", "max_lora_rank": max_rank,
+                 "max_loras": max_loras(len(adapters)) if adapters else None,
                  "note": None if not adapters or max_rank else f"rank {rank} is above 256; vLLM cannot serve it"},
     }
+
+
+def _template(task: str) -> dict[str, str]:
+    """The prompt template as text (what retrieval compares goes under ``retrieval``)."""
+    text = template_text(task)
+    return {k: v for k, v in text.items() if k not in ("retrieval_query", "document")}
+
+
+def _rel(path: Path) -> str:
+    """``adapters/<user>``: a user directory relative to the bundle (two levels up)."""
+    return path.relative_to(path.parents[1]).as_posix()
+
+
+def _retrieval(config: TrialConfig, task: str, profiles: Mapping[str, str]) -> dict[str, Any]:
+    """The ``retrieval`` entry: k, the retriever and its options, what it compares, the profiles."""
+    if config.rag_k <= 0:
+        return {"k": 0, "retriever": None}
+    text = template_text(task)
+    retriever = get_retriever(config.retriever)
+    summary = (type(retriever).__doc__ or config.retriever).strip().splitlines()[0]
+    return {"k": config.rag_k, "retriever": config.retriever, "method": summary,
+            "options": resolve_options(config.retriever, {}),
+            "query": text["retrieval_query"], "document": text["document"],
+            "profiles": dict(profiles),
+            "profile_format": f"{PROFILE_FILE}: JSON lines, one history item each (text, or input and output; "
+                              "time, id, fields when known), in the order retrieval indexes them"}
 
 
 def _shared_pieces(config: TrialConfig, session) -> dict:
@@ -63,13 +115,26 @@ def _shared_pieces(config: TrialConfig, session) -> dict:
     pool = session.pool
     return {"shared_pieces": {
         "method": "per-pcs" if top_k else "peft-retrieval", "top_k": top_k, "retrieve": retrieve,
-        "pool": {"key": pool.key, "path": str(pool.directory.resolve()), "rank": pool.rank,
-                 "sharers": len(pool.sharer_ids)},
+        "pool": {"key": pool.key, "rank": pool.rank, "sharers": len(pool.sharer_ids),
+                 "note": "not needed to serve: adapters/<user> already hold the pieces"},
         "state": "state/<user>/ (what the trial stores: assembly indices and weights, and own adapter)",
         "note": "adapters/<user> materialise own memory + assembled pieces as one LoRA of the summed rank",
     }}
 
 
+class _Dumper(yaml.SafeDumper):
+    """Safe YAML with multi-line strings (templates, chat formats) as literal blocks."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str):
+    block = "\n" in value and value.strip()
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if block else None)
+
+
+_Dumper.add_representer(str, _text)
+
+
 def write_yaml(path: Path, data: Mapping[str, Any]) -> None:
-    """Write a manifest as YAML (keys in their order)."""
-    path.write_text(yaml.safe_dump(dict(data), sort_keys=False, width=120), encoding="utf-8")
+    """Write a manifest as YAML (keys in their order; multi-line text as literal blocks)."""
+    path.write_text(yaml.dump(dict(data), Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True),
+                    encoding="utf-8")
