@@ -1,7 +1,13 @@
 """MiLP's training: memory injection (LM loss on history text), then instruction tuning.
 
-Each step is one pass of AdamW with a linear warm-up over ``warmup_ratio`` of its steps
-then linear decay, on the trainable (LoRA) parameters only. Deterministic under the seed.
+Each step is one pass of AdamW on the trainable (LoRA) parameters only, with a linear
+warm-up over ``floor(warmup_ratio * steps)`` steps, then linear decay. The schedule never
+gives a step a learning rate of 0: warm-up step ``s`` runs at ``(s + 1) / (warmup + 1)`` of the
+peak, and the decay ends one step before 0. Deterministic under the seed.
+
+A user with a short history still gets ``min_steps`` optimiser steps per training step: the
+loop makes extra passes (epochs) over the few examples. ``max_steps`` caps everything.
+``min_steps`` is read with :func:`setting`, so a plain ``TrainSpec`` gets its default.
 """
 
 from __future__ import annotations
@@ -9,16 +15,28 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 from runners.batching import Example, batches, collate
 from runners.errors import TrialFailed
 from runners.spec import TrainSpec
 
 
+EXTRA_DEFAULTS: dict[str, Any] = {"min_steps": 8}
+"""Training settings :class:`TrainSpec` does not have yet, and their defaults."""
+
+
+def setting(spec, name: str):
+    """A training setting of ``spec``, or its default when the spec does not carry it."""
+    return getattr(spec, name, EXTRA_DEFAULTS[name])
+
+
 @dataclass(frozen=True)
 class PhaseStats:
-    """What one training step did."""
+    """What one training step did.
+
+    ``lrs`` holds the learning rate each optimiser step ran at, in order.
+    """
 
     name: str
     steps: int
@@ -26,12 +44,34 @@ class PhaseStats:
     tokens: int
     seconds: float
     final_loss: float
+    lrs: tuple[float, ...] = ()
 
 
 def planned_steps(n_examples: int, spec: TrainSpec) -> int:
-    """Optimiser steps for ``n_examples``: epochs x batches, capped by ``max_steps``."""
-    steps = spec.epochs * math.ceil(n_examples / spec.batch_size)
+    """Optimiser steps for ``n_examples``: epochs x batches, at least ``min_steps``, capped by ``max_steps``.
+
+    No examples (or ``epochs = 0``) means no steps.
+    """
+    if n_examples == 0 or spec.epochs == 0:
+        return 0
+    steps = max(spec.epochs * math.ceil(n_examples / spec.batch_size), int(setting(spec, "min_steps") or 0))
     return min(steps, spec.max_steps) if spec.max_steps is not None else steps
+
+
+def warmup_steps(total: int, warmup_ratio: float) -> int:
+    """``floor(warmup_ratio * total)``: 4 steps at ratio 0.1 warm up for none."""
+    return min(int(math.floor(warmup_ratio * total + 1e-9)), max(total - 1, 0))
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """The learning-rate multiplier of optimiser step ``step`` (0-based), always > 0.
+
+    Warm-up: ``(step + 1) / (warmup + 1)``; then linear decay from 1 at step ``warmup`` to
+    ``1 / (total - warmup)`` at the last step.
+    """
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    return max(total - step, 1) / max(total - warmup, 1)
 
 
 def train_phase(model, examples: Sequence[Example], spec: TrainSpec, pad_id: int, device,
@@ -42,18 +82,17 @@ def train_phase(model, examples: Sequence[Example], spec: TrainSpec, pad_id: int
         TrialFailed: the loss became NaN or infinite, or the device ran out of memory.
     """
     import torch
-    from transformers import get_linear_schedule_with_warmup
 
     total = planned_steps(len(examples), spec)
     if total == 0:
         return PhaseStats(name, 0, 0, 0, 0.0, float("nan"))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
-    warmup = math.ceil(spec.warmup_ratio * total)
-    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
+    warmup = warmup_steps(total, spec.warmup_ratio)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total))
     generator = torch.Generator().manual_seed(seed)
     model.train()
-    step, tokens, loss_value, started = 0, 0, float("nan"), time.perf_counter()
+    step, tokens, loss_value, lrs, started = 0, 0, float("nan"), [], time.perf_counter()
     try:
         while step < total:
             for batch_examples in batches(examples, spec.batch_size, generator):
@@ -64,6 +103,7 @@ def train_phase(model, examples: Sequence[Example], spec: TrainSpec, pad_id: int
                     raise TrialFailed(f"training step '{name}': loss is {loss_value} at step {step}; "
                                       "lower training.lr or check the data")
                 loss.backward()
+                lrs.append(float(optimizer.param_groups[0]["lr"]))
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -76,7 +116,7 @@ def train_phase(model, examples: Sequence[Example], spec: TrainSpec, pad_id: int
                           "lower training.batch_size or training.max_seq_len") from err
     finally:
         model.eval()
-    return PhaseStats(name, step, len(examples), tokens, time.perf_counter() - started, loss_value)
+    return PhaseStats(name, step, len(examples), tokens, time.perf_counter() - started, loss_value, tuple(lrs))
 
 
 def answer_loss(model, examples: Sequence[Example], pad_id: int, device, batch_size: int) -> float:
