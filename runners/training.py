@@ -7,23 +7,75 @@ peak, and the decay ends one step before 0. Deterministic under the seed.
 
 A user with a short history still gets ``min_steps`` optimiser steps per training step: the
 loop makes extra passes (epochs) over the few examples. ``max_steps`` caps everything.
-``min_steps`` is read with :func:`setting`, so a plain ``TrainSpec`` gets its default.
+
+Settings beyond :class:`runners.spec.TrainSpec` (``min_steps``, ``autocast``, ``pack``,
+``cache_frozen``) are read with :func:`setting`, so a
+plain ``TrainSpec`` gets their defaults (:data:`EXTRA_DEFAULTS`) and :class:`QualityTrainSpec`
+carries them explicitly.
+
+Two exact speed-ups, both on by default:
+
+- Only the labelled positions go through the LM head (SmolLM2's head is a quarter of the
+  model; instruction-tuning pairs have loss on a third of their tokens).
+- ``cache_frozen``: when every trainable parameter sits at or above layer ``L`` (LoRA on the
+  upper layers), the hidden states entering layer ``L`` depend on the example alone; they are
+  computed once per example and later passes run layers ``L..`` only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from runners.batching import Example, batches, collate
-from runners.errors import TrialFailed
+from runners.batching import IGNORE, Example, collate, index_batches, pack_examples
+from runners.errors import ConfigError, TrialFailed
 from runners.spec import TrainSpec
 
-
-EXTRA_DEFAULTS: dict[str, Any] = {"min_steps": 8}
+EXTRA_DEFAULTS: dict[str, Any] = {
+    "min_steps": 8,
+    "autocast": "none",
+    "pack": False,
+    "cache_frozen": True,
+}
 """Training settings :class:`TrainSpec` does not have yet, and their defaults."""
+
+AUTOCAST_CHOICES = ("none", "bfloat16")
+CACHE_LIMIT_BYTES = 1 << 29
+"""Largest frozen-prefix cache (hidden states of every example) kept per training step."""
+
+
+@dataclass(frozen=True)
+class QualityTrainSpec(TrainSpec):
+    """:class:`TrainSpec` plus the settings of :data:`EXTRA_DEFAULTS`.
+
+    Attributes:
+        min_steps: Floor on optimiser steps per training step (extra epochs over a short
+            history); ``max_steps`` still caps it.
+        autocast: ``none`` or ``bfloat16`` (mixed precision for the training forward/backward;
+            the LoRA weights and the optimiser stay fp32).
+        pack: Pack several short examples into one row of up to ``max_seq_len`` tokens
+            (positions restart per example, attention stays within it).
+        cache_frozen: Cache the hidden states below the lowest trainable layer (exact).
+    """
+
+    min_steps: int = EXTRA_DEFAULTS["min_steps"]
+    autocast: str = EXTRA_DEFAULTS["autocast"]
+    pack: bool = EXTRA_DEFAULTS["pack"]
+    cache_frozen: bool = EXTRA_DEFAULTS["cache_frozen"]
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None = None) -> "QualityTrainSpec":
+        """Build from a ``training:`` section; unknown keys are a ConfigError."""
+        values = dict(values or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"training: unknown key(s) {unknown}; known keys are {sorted(known)}")
+        return cls(**values)
 
 
 def setting(spec, name: str):
@@ -50,7 +102,7 @@ class PhaseStats:
 def planned_steps(n_examples: int, spec: TrainSpec) -> int:
     """Optimiser steps for ``n_examples``: epochs x batches, at least ``min_steps``, capped by ``max_steps``.
 
-    No examples (or ``epochs = 0``) means no steps.
+    No examples (or ``epochs = 0``) means no steps. Packed examples count as rows.
     """
     if n_examples == 0 or spec.epochs == 0:
         return 0
@@ -80,9 +132,12 @@ def train_phase(model, examples: Sequence[Example], spec: TrainSpec, pad_id: int
 
     Raises:
         TrialFailed: the loss became NaN or infinite, or the device ran out of memory.
+        ConfigError: an unknown ``autocast`` value.
     """
     import torch
 
+    if setting(spec, "pack") and examples:
+        examples = pack_examples(examples, spec.max_seq_len, torch.Generator().manual_seed(seed))
     total = planned_steps(len(examples), spec)
     if total == 0:
         return PhaseStats(name, 0, 0, 0, 0.0, float("nan"))
@@ -91,26 +146,27 @@ def train_phase(model, examples: Sequence[Example], spec: TrainSpec, pad_id: int
     warmup = warmup_steps(total, spec.warmup_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total))
     generator = torch.Generator().manual_seed(seed)
+    forward = _Forward(model, examples, spec, pad_id, device, total)
     model.train()
     step, tokens, loss_value, lrs, started = 0, 0, float("nan"), [], time.perf_counter()
     try:
-        while step < total:
-            for batch_examples in batches(examples, spec.batch_size, generator):
-                batch = collate(batch_examples, pad_id, device)
-                loss = model(**batch).loss
-                loss_value = float(loss.detach())
-                if not math.isfinite(loss_value):
-                    raise TrialFailed(f"training step '{name}': loss is {loss_value} at step {step}; "
-                                      "lower training.lr or check the data")
-                loss.backward()
-                lrs.append(float(optimizer.param_groups[0]["lr"]))
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                tokens += int(batch["attention_mask"].sum())
-                step += 1
-                if step >= total:
-                    break
+        with _autocast(spec, device):
+            while step < total:
+                for rows in index_batches(len(examples), spec.batch_size, generator):
+                    loss, n_tokens = forward.loss(rows)
+                    loss_value = float(loss.detach())
+                    if not math.isfinite(loss_value):
+                        raise TrialFailed(f"training step '{name}': loss is {loss_value} at step {step}; "
+                                          "lower training.lr or check the data")
+                    loss.backward()
+                    lrs.append(float(optimizer.param_groups[0]["lr"]))
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    tokens += n_tokens
+                    step += 1
+                    if step >= total:
+                        break
     except torch.OutOfMemoryError as err:
         raise TrialFailed(f"training step '{name}': out of memory on {device}; "
                           "lower training.batch_size or training.max_seq_len") from err
@@ -119,9 +175,156 @@ def train_phase(model, examples: Sequence[Example], spec: TrainSpec, pad_id: int
     return PhaseStats(name, step, len(examples), tokens, time.perf_counter() - started, loss_value, tuple(lrs))
 
 
+def _autocast(spec, device):
+    import torch
+
+    kind = str(setting(spec, "autocast") or "none")
+    if kind not in AUTOCAST_CHOICES:
+        raise ConfigError(f"training.autocast: {kind!r} is unknown; use one of {', '.join(AUTOCAST_CHOICES)}")
+    if kind == "none":
+        return nullcontext()
+    return torch.autocast(getattr(device, "type", str(device)), dtype=torch.bfloat16)
+
+
+class _Forward:
+    """The training loss of a batch of example rows, with the exact speed-ups of the module doc."""
+
+    def __init__(self, model, examples: Sequence[Example], spec, pad_id: int, device, total: int) -> None:
+        self.model, self.examples, self.pad_id, self.device = model, examples, pad_id, device
+        self.parts = _causal_lm_parts(model)
+        self.first = _lowest_trainable_layer(model) if self.parts is not None else None
+        repeats = total * spec.batch_size > len(examples)
+        size = sum(len(e.input_ids) for e in examples) * (self.parts[0].config.hidden_size if self.parts else 0) * 4
+        self.cache: dict[int, Any] | None = (
+            {} if (setting(spec, "cache_frozen") and self.first and repeats and size <= CACHE_LIMIT_BYTES) else None
+        )
+
+    def loss(self, rows: list[int]):
+        """(mean token loss, tokens in the batch)."""
+        batch = collate([self.examples[i] for i in rows], self.pad_id, self.device)
+        n_tokens = int(batch["attention_mask"].sum())
+        if self.parts is None:
+            return self.model(**batch).loss, n_tokens
+        lm, inner, _ = self.parts
+        if self.cache is None:
+            hidden = inner(input_ids=batch["input_ids"], attention_mask=_mask(batch), use_cache=False,
+                           position_ids=batch.get("position_ids")).last_hidden_state
+        else:
+            hidden = self._upper(rows, batch)
+        return _labelled_loss(lm, hidden, batch["labels"]), n_tokens
+
+    def _upper(self, rows: list[int], batch):
+        """Run layers ``first..`` from cached inputs (computed for rows not seen yet)."""
+        import torch
+
+        lm, inner, layers = self.parts
+        missing = [i for i in rows if i not in self.cache]
+        if missing:
+            sub = collate([self.examples[i] for i in missing], self.pad_id, self.device)
+            with torch.no_grad(), _only_layers(inner, layers[: self.first]):
+                states = inner(input_ids=sub["input_ids"], attention_mask=_mask(sub), use_cache=False,
+                               position_ids=sub.get("position_ids"), skip_norm=True)
+            for row, i in enumerate(missing):
+                self.cache[i] = states[row, : len(self.examples[i].input_ids)].detach()
+        width = batch["input_ids"].shape[1]
+        first = self.cache[rows[0]]
+        embeds = torch.zeros((len(rows), width, first.shape[-1]), dtype=first.dtype, device=first.device)
+        for row, i in enumerate(rows):
+            embeds[row, : self.cache[i].shape[0]] = self.cache[i]
+        with _only_layers(inner, layers[self.first:]):
+            return inner(inputs_embeds=embeds, attention_mask=_mask(batch), use_cache=False,
+                         position_ids=batch.get("position_ids")).last_hidden_state
+
+
+def _mask(batch):
+    """Packed batches carry restarting ``position_ids`` and no attention mask (block-diagonal)."""
+    return None if "position_ids" in batch else batch["attention_mask"]
+
+
+def _labelled_loss(lm, hidden, labels):
+    """Cross-entropy of next-token prediction over labelled positions only."""
+    import torch
+
+    targets = labels[:, 1:]
+    keep = targets != IGNORE
+    logits = lm.lm_head(hidden[:, :-1][keep])
+    return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
+
+
+def _causal_lm_parts(model):
+    """``(causal LM, its decoder stack, the decoder layers)`` for Llama-style models, else None."""
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = getattr(lm, "model", None)
+    layers = getattr(inner, "layers", None)
+    if getattr(lm, "lm_head", None) is None or layers is None or not hasattr(inner, "norm"):
+        return None
+    return lm, _InnerRunner(inner), layers
+
+
+class _InnerRunner:
+    """Calls the decoder stack; ``skip_norm`` returns the raw hidden states after its layers."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.config = inner.config
+
+    def __call__(self, skip_norm: bool = False, **kwargs):
+        import torch
+
+        if not skip_norm:
+            return self.inner(**kwargs)
+        norm = self.inner.norm
+        self.inner.norm = torch.nn.Identity()
+        try:
+            return self.inner(**kwargs).last_hidden_state
+        finally:
+            self.inner.norm = norm
+
+    @property
+    def layers(self):
+        return self.inner.layers
+
+
+@contextmanager
+def _only_layers(runner: _InnerRunner, layers):
+    """Run the decoder stack with ``layers`` in place of its own (restored afterwards)."""
+    import torch
+
+    inner = runner.inner
+    own = inner.layers
+    inner.layers = torch.nn.ModuleList(list(layers))
+    try:
+        yield
+    finally:
+        inner.layers = own
+
+
+def _lowest_trainable_layer(model) -> int | None:
+    """The lowest decoder layer holding a trainable parameter, if all of them sit in layers."""
+    lowest = None
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        index = _layer_of(name)
+        if index is None:
+            return None
+        lowest = index if lowest is None else min(lowest, index)
+    return lowest
+
+
+def _layer_of(name: str) -> int | None:
+    parts = name.split(".")
+    for i, part in enumerate(parts[:-1]):
+        if part == "layers" and parts[i + 1].isdigit():
+            return int(parts[i + 1])
+    return None
+
+
 def answer_loss(model, examples: Sequence[Example], pad_id: int, device, batch_size: int) -> float:
     """Mean token cross-entropy over the labelled tokens of ``examples`` (no gradient)."""
     import torch
+
+    from runners.batching import batches
 
     if not examples:
         return float("nan")

@@ -1,20 +1,21 @@
-"""Training always takes real steps: the warm-up never zeroes a step, and a short history
-gets ``min_steps`` optimiser steps."""
+"""Training always takes real steps: the warm-up never zeroes a step, a short history gets
+``min_steps`` steps, and the exact speed-ups (frozen-prefix cache, labelled-only head,
+packing) give the loss of the plain forward."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
+import torch
 
+from runners.batching import collate, pack_examples
+from runners.errors import ConfigError
 from runners.spec import TrainSpec, TrialSetup
-from runners.training import EXTRA_DEFAULTS, lr_factor, planned_steps, setting, warmup_steps
+from runners.training import (
+    EXTRA_DEFAULTS, QualityTrainSpec, _Forward, lr_factor, planned_steps, setting, warmup_steps,
+)
 
-
-@dataclasses.dataclass(frozen=True)
-class QualityTrainSpec(TrainSpec):
-    min_steps: int = 8
 
 def test_warmup_is_floor_of_ratio():
     assert warmup_steps(4, 0.1) == 0
@@ -43,6 +44,15 @@ def test_planned_steps_floor_and_cap():
     plain = TrainSpec(epochs=1, batch_size=8, max_steps=None)  # no min_steps field: the default applies
     assert setting(plain, "min_steps") == EXTRA_DEFAULTS["min_steps"]
     assert planned_steps(2, plain) == EXTRA_DEFAULTS["min_steps"]
+
+
+def test_unknown_training_key_is_an_error():
+    with pytest.raises(ConfigError, match="min_step"):
+        QualityTrainSpec.from_dict({"min_step": 3})
+    with pytest.raises(ConfigError, match="autocast"):
+        from runners.training import _autocast
+
+        _autocast(QualityTrainSpec(autocast="fp8"), torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +117,67 @@ def test_trial_on_two_item_users_trains_and_changes_the_adapter(tmp_path):
         assert user.metrics["train_steps"] == 8  # 4 per MiLP step, although each has one batch
         tensors = load_file(str(tmp_path / "ad" / user.user_id / "adapter_model.safetensors"))
         assert any(float(t.abs().max()) > 0 for name, t in tensors.items() if "lora_B" in name)
+
+
+def _upper_memory(tiny, first: int):
+    from runners.memory import MemoryConfig, attach_memory, layout_of
+
+    layout = layout_of(tiny.model, ("gate_proj", "up_proj", "down_proj"))
+    mask = tuple(1 if i >= first else 0 for i in range(layout.n_layers))
+    model = attach_memory(tiny.model, layout, MemoryConfig(mask, 1, 4), seed=0)
+    torch.manual_seed(1)
+    for p in model.parameters():
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.05)
+    return model
+
+
+@pytest.fixture(scope="module")
+def demo_examples(tiny):
+    from runners.data.demo import demo_dataset
+    from runners.history import history_examples
+
+    user = demo_dataset(1).users[0]
+    return history_examples(tiny.tokenizer, "demo", user.history, QualityTrainSpec(max_seq_len=96), seed=0)
+
+
+@pytest.mark.parametrize("kind", ["texts", "pairs"])
+def test_frozen_prefix_cache_and_labelled_head_give_the_plain_loss(tiny, demo_examples, kind):
+    from runners.memory import detach_memory
+
+    examples = list(getattr(demo_examples, kind))
+    pad = tiny.tokenizer.pad_token_id
+    model = _upper_memory(tiny, first=2)
+    try:
+        cached = _Forward(model, examples, QualityTrainSpec(), pad, tiny.device, total=100)
+        plain = _Forward(model, examples, QualityTrainSpec(cache_frozen=False), pad, tiny.device, total=100)
+        assert cached.first == 2 and cached.cache is not None and plain.cache is None
+        params = [p for p in model.parameters() if p.requires_grad]
+        for rows in ([0, 1, 2, 3], [2, 3, 7, 9], [0, 1, 2, 3]):  # the third reads the cache only
+            reference = model(**collate([examples[i] for i in rows], pad, tiny.device)).loss
+            for forward in (plain, cached):
+                loss = forward.loss(rows)[0]
+                assert float(loss.detach()) == pytest.approx(float(reference.detach()), rel=1e-5)
+                grads = torch.autograd.grad(loss, params[-1])[0]
+                expected = torch.autograd.grad(model(**collate([examples[i] for i in rows], pad, tiny.device)).loss,
+                                               params[-1])[0]
+                assert torch.allclose(grads, expected, atol=1e-6)
+    finally:
+        detach_memory(model)
+
+
+@pytest.mark.parametrize("kind", ["texts", "pairs"])
+def test_packed_rows_keep_examples_apart(tiny, demo_examples, kind):
+    from runners.memory import detach_memory
+
+    examples = list(getattr(demo_examples, kind))[:6]
+    pad = tiny.tokenizer.pad_token_id
+    packed = pack_examples(examples, 10_000)
+    assert len(packed) == 1 and len(packed[0].input_ids) == sum(len(e.input_ids) for e in examples)
+    model = _upper_memory(tiny, first=0)
+    try:
+        separate = _Forward(model, examples, QualityTrainSpec(), pad, tiny.device, total=1).loss(list(range(6)))[0]
+        together = _Forward(model, packed, QualityTrainSpec(), pad, tiny.device, total=1).loss([0])[0]
+    finally:
+        detach_memory(model)
+    assert float(together) == pytest.approx(float(separate), rel=1e-4)
