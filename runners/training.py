@@ -9,7 +9,7 @@ A user with a short history still gets ``min_steps`` optimiser steps per trainin
 loop makes extra passes (epochs) over the few examples. ``max_steps`` caps everything.
 
 Settings beyond :class:`runners.spec.TrainSpec` (``min_steps``, ``autocast``, ``pack``,
-``cache_frozen``) are read with :func:`setting`, so a
+``cache_frozen``, ``train_rag_k``, ``train_rag_retriever``) are read with :func:`setting`, so a
 plain ``TrainSpec`` gets their defaults (:data:`EXTRA_DEFAULTS`) and :class:`QualityTrainSpec`
 carries them explicitly.
 
@@ -40,6 +40,8 @@ EXTRA_DEFAULTS: dict[str, Any] = {
     "autocast": "none",
     "pack": False,
     "cache_frozen": True,
+    "train_rag_k": 0,
+    "train_rag_retriever": "bm25",
 }
 """Training settings :class:`TrainSpec` does not have yet, and their defaults."""
 
@@ -60,12 +62,17 @@ class QualityTrainSpec(TrainSpec):
         pack: Pack several short examples into one row of up to ``max_seq_len`` tokens
             (positions restart per example, attention stays within it).
         cache_frozen: Cache the hidden states below the lowest trainable layer (exact).
+        train_rag_k: Instruction-tuning prompts carry this many items retrieved from the rest
+            of the history, as serving prompts with ``rag.k`` do (0: the bare question).
+        train_rag_retriever: The retriever of those items (``bm25``, ``recency``, ...).
     """
 
     min_steps: int = EXTRA_DEFAULTS["min_steps"]
     autocast: str = EXTRA_DEFAULTS["autocast"]
     pack: bool = EXTRA_DEFAULTS["pack"]
     cache_frozen: bool = EXTRA_DEFAULTS["cache_frozen"]
+    train_rag_k: int = EXTRA_DEFAULTS["train_rag_k"]
+    train_rag_retriever: str = EXTRA_DEFAULTS["train_rag_retriever"]
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None = None) -> "QualityTrainSpec":

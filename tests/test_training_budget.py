@@ -181,3 +181,23 @@ def test_packed_rows_keep_examples_apart(tiny, demo_examples, kind):
     finally:
         detach_memory(model)
     assert float(together) == pytest.approx(float(separate), rel=1e-4)
+
+
+def test_retrieval_shaped_pairs_hold_other_items(tiny):
+    from runners.data.demo import demo_dataset
+    from runners.history import history_examples
+    from runners.prompts import GENERIC_HEADER
+
+    user = demo_dataset(1).users[0]
+    items = user.history[:10]
+    bare = history_examples(tiny.tokenizer, "demo", items, QualityTrainSpec(max_seq_len=512), seed=0)
+    spec = QualityTrainSpec(max_seq_len=512, max_prompt_tokens=1000, train_rag_k=2, train_rag_retriever="bm25")
+    with_rag = history_examples(tiny.tokenizer, "demo", items, spec, seed=0)
+    assert len(with_rag.pairs) == len(bare.pairs)
+    for plain, rag in zip(bare.pairs, with_rag.pairs):
+        prompt = tiny.tokenizer.decode([t for t, label in zip(rag.input_ids, rag.labels) if label == -100])
+        answer = tiny.tokenizer.decode([t for t, label in zip(rag.input_ids, rag.labels) if label != -100])
+        assert GENERIC_HEADER in prompt
+        assert prompt.count("\n- ") == 2
+        assert answer.strip() not in prompt  # the item itself is never retrieved for its own pair
+        assert [t for t in rag.labels if t != -100] == [t for t in plain.labels if t != -100]
