@@ -94,7 +94,8 @@ def setting(spec, name: str):
 class PhaseStats:
     """What one training step did.
 
-    ``lrs`` holds the learning rate each optimiser step ran at, in order.
+    ``lrs`` holds the learning rate each optimiser step ran at, and ``losses`` each step's
+    training loss, in order.
     """
 
     name: str
@@ -104,6 +105,7 @@ class PhaseStats:
     seconds: float
     final_loss: float
     lrs: tuple[float, ...] = ()
+    losses: tuple[float, ...] = ()
 
 
 def planned_steps(n_examples: int, spec: TrainSpec) -> int:
@@ -155,31 +157,33 @@ def train_phase(model, examples: Sequence[Example], spec: TrainSpec, pad_id: int
     generator = torch.Generator().manual_seed(seed)
     forward = _Forward(model, examples, spec, pad_id, device, total)
     model.train()
-    step, tokens, loss_value, lrs, started = 0, 0, float("nan"), [], time.perf_counter()
+    step, tokens, loss_value, lrs, losses, started = 0, 0, float("nan"), [], [], time.perf_counter()
     try:
-        with _autocast(spec, device):
-            while step < total:
-                for rows in index_batches(len(examples), spec.batch_size, generator):
+        while step < total:
+            for rows in index_batches(len(examples), spec.batch_size, generator):
+                with _autocast(spec, device):  # per step: autocast caches weight casts until it exits
                     loss, n_tokens = forward.loss(rows)
-                    loss_value = float(loss.detach())
-                    if not math.isfinite(loss_value):
-                        raise TrialFailed(f"training step '{name}': loss is {loss_value} at step {step}; "
-                                          "lower training.lr or check the data")
-                    loss.backward()
-                    lrs.append(float(optimizer.param_groups[0]["lr"]))
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    tokens += n_tokens
-                    step += 1
-                    if step >= total:
-                        break
+                loss_value = float(loss.detach())
+                losses.append(loss_value)
+                if not math.isfinite(loss_value):
+                    raise TrialFailed(f"training step '{name}': loss is {loss_value} at step {step}; "
+                                      "lower training.lr or check the data")
+                loss.backward()
+                lrs.append(float(optimizer.param_groups[0]["lr"]))
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                tokens += n_tokens
+                step += 1
+                if step >= total:
+                    break
     except torch.OutOfMemoryError as err:
         raise TrialFailed(f"training step '{name}': out of memory on {device}; "
                           "lower training.batch_size or training.max_seq_len") from err
     finally:
         model.eval()
-    return PhaseStats(name, step, len(examples), tokens, time.perf_counter() - started, loss_value, tuple(lrs))
+    return PhaseStats(name, step, len(examples), tokens, time.perf_counter() - started, loss_value, tuple(lrs),
+                      tuple(losses))
 
 
 def _autocast(spec, device):
