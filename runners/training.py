@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -161,7 +161,7 @@ def train_phase(model, examples: Sequence[Example], spec: TrainSpec, pad_id: int
     try:
         while step < total:
             for rows in index_batches(len(examples), spec.batch_size, generator):
-                with _autocast(spec, device):  # per step: autocast caches weight casts until it exits
+                with _autocast(spec, device):
                     loss, n_tokens = forward.loss(rows)
                 loss_value = float(loss.detach())
                 losses.append(loss_value)
@@ -187,14 +187,21 @@ def train_phase(model, examples: Sequence[Example], spec: TrainSpec, pad_id: int
 
 
 def _autocast(spec, device):
+    """The precision of one training forward, whatever autocast region the caller is in.
+
+    ``none`` turns autocast off (fp32 even inside a caller's autocast); ``bfloat16`` runs
+    without the weight-cast cache: a cached bf16 copy of a LoRA weight outlives the optimiser
+    step that changes it for as long as the outermost autocast region lasts.
+    """
     import torch
 
     kind = str(setting(spec, "autocast") or "none")
     if kind not in AUTOCAST_CHOICES:
         raise ConfigError(f"training.autocast: {kind!r} is unknown; use one of {', '.join(AUTOCAST_CHOICES)}")
+    device_type = getattr(device, "type", str(device))
     if kind == "none":
-        return nullcontext()
-    return torch.autocast(getattr(device, "type", str(device)), dtype=torch.bfloat16)
+        return torch.autocast(device_type, enabled=False)
+    return torch.autocast(device_type, dtype=torch.bfloat16, cache_enabled=False)
 
 
 class _Forward:
