@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from runners.batching import IGNORE, Example, collate, index_batches, pack_examples
+from runners.batching import IGNORE, Example, batches, collate, index_batches, pack_examples
 from runners.errors import ConfigError, TrialFailed
 from runners.spec import TrainSpec
 
@@ -316,8 +316,6 @@ def _layer_of(name: str) -> int | None:
 def answer_loss(model, examples: Sequence[Example], pad_id: int, device, batch_size: int) -> float:
     """Mean token cross-entropy over the labelled tokens of ``examples`` (no gradient)."""
     import torch
-
-    from runners.batching import batches
 
     if not examples:
         return float("nan")
