@@ -43,13 +43,16 @@ if TYPE_CHECKING:
 class NEHVIOptimizer(Optimizer):
     """qLogNEHVI over a ``ModelList`` of per-metric surrogates; subclasses implement :meth:`fit_model`."""
 
-    def fit_model(self, X: "torch.Tensor", y: "torch.Tensor", seed: int) -> "Model":
+    def fit_model(self, X: "torch.Tensor", y: "torch.Tensor", seed: int,
+                  yvar: "torch.Tensor | None" = None) -> "Model":
         """Fit the surrogate of one learned metric.
 
         Args:
             X: ``n x d`` float64 inputs in the unit cube.
             y: ``n x 1`` outputs (already signed for maximisation).
             seed: a seed for any randomness in the fit.
+            yvar: ``n x 1`` observed noise variances (the trials' squared standard errors), as
+                BoTorch's ``train_Yvar``; None: the noise is inferred.
 
         Returns:
             A fitted BoTorch model with one output.
@@ -96,8 +99,28 @@ class NEHVIOptimizer(Optimizer):
             rows.append([s * float(values[m]) for m, s in zip(self.space.metrics, self.signs())])
         return X, torch.tensor(rows, dtype=torch.float64)
 
-    def build_models(self, X: "torch.Tensor", Y: "torch.Tensor", seed: int) -> "Model":
-        """A ``ModelList`` with one model per metric: deterministic for known ones, fitted otherwise."""
+    def training_variances(self, usable: list[Observation], metric: str) -> "torch.Tensor | None":
+        """The ``n x 1`` observed noise variances of ``metric``, when every usable observation has one.
+
+        Trials report a standard error per metric (``<metric>_se``, a bootstrap over users and
+        queries), so the surrogate takes their squares as known noise (``train_Yvar``) instead of
+        inferring one noise level for all trials: a trial measured on few queries weighs less. A
+        floor of 1e-6 of the outputs' variance keeps a zero standard error (every query scored
+        alike) from pinning the surrogate.
+        """
+        import torch
+
+        values = [(obs.variances or {}).get(metric) for obs in usable]
+        if not values or not all(finite(v) and v >= 0 for v in values):
+            return None
+        ys = torch.tensor([float(obs.values[metric]) for obs in usable], dtype=torch.float64)
+        floor = max(float(ys.var()) if len(ys) > 1 else 0.0, 1e-12) * 1e-6
+        return torch.tensor(values, dtype=torch.float64).clamp_min(floor).unsqueeze(-1)
+
+    def build_models(self, X: "torch.Tensor", Y: "torch.Tensor", seed: int,
+                     usable: list[Observation] | None = None) -> "Model":
+        """A ``ModelList`` with one model per metric: deterministic for known ones, fitted otherwise
+        (with the observations' noise variances when ``usable`` carries them for that metric)."""
         from botorch.models.model import ModelList
 
         models = []
@@ -105,7 +128,8 @@ class NEHVIOptimizer(Optimizer):
             if metric in self.known_objectives:
                 models.append(self.known_model(metric, sign))
             else:
-                models.append(self.fit_model(X, Y[:, j : j + 1], seed + j))
+                yvar = self.training_variances(usable, metric) if usable is not None else None
+                models.append(self.fit_model(X, Y[:, j : j + 1], seed + j, yvar))
         return ModelList(*models)
 
     def known_model(self, metric: str, sign: float) -> "Model":
@@ -141,7 +165,7 @@ class NEHVIOptimizer(Optimizer):
 
         usable = [obs for obs in history if self._usable(obs)]
         X, Y = self.training_data(usable)
-        model = self.build_models(X, Y, seed)
+        model = self.build_models(X, Y, seed, usable)
         n_obj = len(self.space.objectives)
         objective = None if n_obj == Y.shape[-1] else IdentityMCMultiOutputObjective(outcomes=list(range(n_obj)))
         constraints = self.constraint_callables()
@@ -320,13 +344,15 @@ def _neighbours(optimizer: Optimizer, config: dict[str, Any]) -> list[dict[str, 
 class GPNEHVI(NEHVIOptimizer):
     """A standard ``SingleTaskGP`` per learned metric (ARD Matern, MAP fit), with qLogNEHVI."""
 
-    def fit_model(self, X: "torch.Tensor", y: "torch.Tensor", seed: int) -> "Model":
-        """Fit a ``SingleTaskGP`` with standardised outputs by maximising the marginal likelihood."""
+    def fit_model(self, X: "torch.Tensor", y: "torch.Tensor", seed: int,
+                  yvar: "torch.Tensor | None" = None) -> "Model":
+        """Fit a ``SingleTaskGP`` with standardised outputs by maximising the marginal likelihood
+        (fixed observed noise ``yvar`` when given)."""
         from botorch.fit import fit_gpytorch_mll
         from botorch.models import SingleTaskGP
         from botorch.models.transforms.outcome import Standardize
         from gpytorch.mlls import ExactMarginalLogLikelihood
 
-        model = SingleTaskGP(X, y, outcome_transform=Standardize(m=1))
+        model = SingleTaskGP(X, y, train_Yvar=yvar, outcome_transform=Standardize(m=1))
         fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
         return model

@@ -76,12 +76,13 @@ class SaasOptimizer(NEHVIOptimizer):
         return any(fn(ends[0]) != fn(ends[1]) for fn in self.known_objectives.values())
 
 
-def fit_map_saas(X: "torch.Tensor", y: "torch.Tensor") -> "Model":
+def fit_map_saas(X: "torch.Tensor", y: "torch.Tensor", yvar: "torch.Tensor | None" = None) -> "Model":
     """Fit BoTorch's ``EnsembleMapSaasSingleTaskGP`` (one MAP SAAS GP per tau, ensembled).
 
     Args:
         X: ``n x d`` inputs in the unit cube.
         y: ``n x 1`` outputs.
+        yvar: ``n x 1`` observed noise variances, or None to infer the noise.
 
     Returns:
         The fitted ensemble model.
@@ -92,7 +93,7 @@ def fit_map_saas(X: "torch.Tensor", y: "torch.Tensor") -> "Model":
     from gpytorch.mlls import ExactMarginalLogLikelihood
 
     taus = torch.tensor(_ENSEMBLE_TAUS, dtype=X.dtype)
-    model = EnsembleMapSaasSingleTaskGP(X, y, num_taus=len(taus), taus=taus)  # default: batched Standardize
+    model = EnsembleMapSaasSingleTaskGP(X, y, train_Yvar=yvar, num_taus=len(taus), taus=taus)  # batched Standardize
     fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
     return model
 
@@ -128,10 +129,12 @@ class SaasNEHVI(SaasOptimizer):
         self.last_seconds = time.perf_counter() - start
         return out
 
-    def fit_model(self, X: "torch.Tensor", y: "torch.Tensor", seed: int) -> "Model":
-        """Fit a fully Bayesian SAAS GP with NUTS (or the MAP ensemble past the time cap)."""
+    def fit_model(self, X: "torch.Tensor", y: "torch.Tensor", seed: int,
+                  yvar: "torch.Tensor | None" = None) -> "Model":
+        """Fit a fully Bayesian SAAS GP with NUTS (or the MAP ensemble past the time cap); with
+        ``yvar``, the observed noise is fixed instead of sampled."""
         if self.use_map:
-            return fit_map_saas(X, y)
+            return fit_map_saas(X, y, yvar)
         from botorch.fit import fit_fully_bayesian_model_nuts
         from botorch.models.transforms.outcome import Standardize
 
@@ -143,7 +146,7 @@ class SaasNEHVI(SaasOptimizer):
 
         enable_compilation_cache()
         nuts = self.space.optimizer.nuts
-        model = PaddedSaasFullyBayesianSingleTaskGP(X, y, outcome_transform=Standardize(m=1))
+        model = PaddedSaasFullyBayesianSingleTaskGP(X, y, train_Yvar=yvar, outcome_transform=Standardize(m=1))
         fit_fully_bayesian_model_nuts(
             model, warmup_steps=nuts.warmup, num_samples=nuts.samples, thinning=nuts.thinning,
             disable_progbar=True, jit_compile=True, seed=seed,
@@ -156,6 +159,7 @@ class SaasNEHVI(SaasOptimizer):
 class SaasMAP(SaasOptimizer):
     """BoTorch's ``EnsembleMapSaasSingleTaskGP`` per learned metric (MAP fits, seconds), and qLogNEHVI."""
 
-    def fit_model(self, X: "torch.Tensor", y: "torch.Tensor", seed: int) -> "Model":
-        """Fit the MAP SAAS ensemble."""
-        return fit_map_saas(X, y)
+    def fit_model(self, X: "torch.Tensor", y: "torch.Tensor", seed: int,
+                  yvar: "torch.Tensor | None" = None) -> "Model":
+        """Fit the MAP SAAS ensemble (fixed observed noise ``yvar`` when given)."""
+        return fit_map_saas(X, y, yvar)

@@ -91,14 +91,14 @@ class PaddedSaasPyroModel(SaasPyroModel):
 
     def set_inputs(self, train_X, train_Y, train_Yvar=None, task_feature=None, task_rank=None) -> None:
         super().set_inputs(train_X, train_Y, train_Yvar, task_feature, task_rank)
-        if train_Yvar is not None:
-            return  # fixed-noise data keep their exact shape (not used by our optimisers)
         n = self.train_X_jax.shape[0]
         size = padded_size(n)
         pad = size - n
         # padded inputs sit at the centre of the cube; their kernel entries are masked anyway
         self.train_X_jax = jnp.concatenate([self.train_X_jax, jnp.full((pad, self.train_X_jax.shape[1]), 0.5)])
         self.train_Y_jax = jnp.concatenate([self.train_Y_jax, jnp.zeros((pad, 1))])
+        if self.train_Yvar_jax is not None:  # observed noise (the trials' squared standard errors)
+            self.train_Yvar_jax = jnp.concatenate([self.train_Yvar_jax, jnp.ones((pad, 1))])
         self.row_mask = jnp.concatenate([jnp.ones(n), jnp.zeros(pad)])
 
     def sample_observations(self, mean, K_noiseless, noise) -> None:
