@@ -7,7 +7,9 @@ over LoRA memory, retrieval and Per-Pcs; inspect fronts in MLflow; export config
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from importlib import metadata
 from typing import Sequence
 
@@ -27,10 +29,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except (SearchError, RunnerError) as err:
         print(f"pers-search: error: {err}", file=sys.stderr)
-        return 2
+        return getattr(err, "exit_code", 2)
     except KeyboardInterrupt:
         print("pers-search: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # a full disk, a permission, a vanished file: say which, no traceback
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"pers-search: error: {err.strerror or err}{where}; free space or fix the permissions, "
+              "then run the command again (finished trials are saved)", file=sys.stderr)
+        return 1
+    except Exception as err:  # noqa: BLE001 - the last line of defence: one line, the traceback on request
+        return _unexpected(err)
+
+
+def _unexpected(err: Exception) -> int:
+    """An error nobody anticipated: one line naming it, the traceback with ``PERS_SEARCH_DEBUG=1``."""
+    if os.environ.get("PERS_SEARCH_DEBUG"):
+        traceback.print_exc()
+    frame = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
+    place = f" at {os.path.basename(frame.filename)}:{frame.lineno}" if frame else ""
+    print(f"pers-search: error: unexpected {type(err).__name__}{place}: {str(err).splitlines()[0] if str(err) else ''}"
+          "; rerun with PERS_SEARCH_DEBUG=1 for the traceback and report it", file=sys.stderr)
+    return 1
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -472,6 +472,7 @@ class Space(_Strict):
                 raise SpaceError(f"--set {item!r}: expected key=value, e.g. --set training.epochs=2")
             value = yaml.safe_load(text) if text.strip() else None
             if key in raw["parameters"]:
+                _check_pin(self._source, key, raw["parameters"][key], value)
                 raw["parameters"][key] = _pinned(raw["parameters"][key], value)
             elif key.split(".")[0] in _SECTIONS:
                 _set_nested(raw, key.split("."), value, item)
@@ -502,12 +503,18 @@ class Space(_Strict):
         Raises:
             SpaceError: some are not reported; the message lists what is.
         """
-        missing = [m for m in self.metrics if m not in reported]
+        missing = [m for m in self.objectives if m not in reported]
         if missing:
             raise SpaceError(
                 f"space {self._source}: objectives: {', '.join(missing)} not reported by the trial runner; "
                 f"choose from: {', '.join(sorted(reported))}"
             )
+        for constraint in self.constraints:
+            if parse_constraint(constraint).metric not in reported:
+                raise SpaceError(
+                    f"space {self._source}: constraints: {constraint!r} names a metric the trial runner does not "
+                    f"report; use one of: {', '.join(sorted(reported))}"
+                )
 
     def search_signature(self) -> dict[str, Any]:
         """What must match for a stored study to be resumed with this space."""
@@ -525,6 +532,26 @@ class Space(_Strict):
         space = _validate(raw, source)
         space._source, space._text, space._overrides = self._source, self._text, overrides
         return space
+
+
+def _check_pin(source: str, key: str, param: dict[str, Any], value: Any) -> None:
+    """A pinned value must be one the space allows: a choice among ``values``, a number in range.
+
+    Raises:
+        SpaceError: naming the key, the value and what is allowed.
+    """
+    kind, where = param["type"], f"--set {key}={value}"
+    if kind == "choice" and value not in param["values"]:
+        raise SpaceError(f"{where}: {value!r} is not allowed for {key} in space {source}; "
+                         f"allowed values: {', '.join(map(str, param['values']))}")
+    if kind in ("int", "float"):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or (kind == "int" and not float(value).is_integer()):
+            raise SpaceError(f"{where}: {key} takes {'an integer' if kind == 'int' else 'a number'} in "
+                             f"[{param['low']}, {param['high']}] (space {source}); got {value!r}")
+        if not param["low"] <= value <= param["high"]:
+            raise SpaceError(f"{where}: {value} is outside the range of {key} in space {source}; "
+                             f"allowed: {param['low']} to {param['high']}")
 
 
 def _pinned(param: dict[str, Any], value: Any) -> dict[str, Any]:
@@ -583,12 +610,21 @@ def parse_space(text: str, source: str = "<string>") -> Space:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise SpaceError(f"space {source}: not valid YAML ({str(err).splitlines()[0]}); fix the syntax") from err
+        raise SpaceError(f"space {source}: {_yaml_problem(err)}; fix the syntax there") from err
     if not isinstance(raw, dict):
         raise SpaceError(f"space {source}: top level must be a mapping with name, parameters, ...; got {type(raw).__name__}")
     space = _validate(raw, source)
     space._source, space._text = source, text
     return space
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """``not valid YAML at line L column C: <problem>`` (1-based, as editors count)."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    context = getattr(err, "context", None)
+    where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+    return f"not valid YAML{where}: {problem}" + (f" ({context})" if context else "")
 
 
 def _validate(raw: dict[str, Any], source: str) -> Space:

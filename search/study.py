@@ -108,7 +108,7 @@ class Study:
         created_at: float | None = None,
     ) -> None:
         self.name = name
-        self.directory = Path(study_dir) / name
+        self.directory = Path(study_dir) / check_study_name(name)
         self.space = space
         self._trials = list(trials or [])
         self.created_at = created_at or time.time()
@@ -333,6 +333,21 @@ class Study:
         self.directory.mkdir(parents=True, exist_ok=True)
         atomic_write(self.directory / SPACE_FILE, effective_yaml(self.space))
         atomic_write(self.directory / STUDY_FILE, json.dumps(self.to_json(), indent=1))
+
+
+def check_study_name(name: str) -> str:
+    """A study name must stay inside its study directory: no absolute path, no ``..``, no empty part.
+
+    (``a/users/b``, a per-user study, is fine; ``../escape`` is not.)
+
+    Raises:
+        StudyError: naming the name and the fix.
+    """
+    parts = Path(name).parts
+    if not name or Path(name).is_absolute() or any(p in ("..", ".") for p in parts) or "\\" in name:
+        raise StudyError(f"study name {name!r} would leave the study directory; use a plain name "
+                         "(letters, digits, . _ -) and --study-dir for the place")
+    return name
 
 
 def effective_yaml(space: Space) -> str:

@@ -73,7 +73,13 @@ _MAX_TAG = 5000
 
 
 class TrackingError(SearchError, RuntimeError):
-    """The tracking store cannot be reached or used."""
+    """The tracking store cannot be reached or used (a failure, exit code 1)."""
+
+    exit_code = 1
+
+
+# The URI schemes MLflow's tracking and registry stores both accept.
+TRACKING_SCHEMES = ("file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 
 
 # --------------------------------------------------------------------------- URIs and records
@@ -111,6 +117,7 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     Raises:
         TrackingError: naming the URI and the fix.
     """
+    _check_scheme(uri)
     db = sqlite_path(uri)
     if db is not None:
         try:
@@ -119,6 +126,10 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             raise TrackingError(
                 f"tracking store {uri}: cannot create {db.parent} ({err}); pass a writable --tracking-uri"
             ) from err
+        target = db if db.exists() else db.parent
+        if not os.access(target, os.W_OK):
+            raise TrackingError(f"tracking store {uri}: {target} is not writable; fix its permissions (chmod u+w "
+                                f"{target}), pass a writable --tracking-uri, or --no-mlflow")
         return
     if not uri.startswith(("http://", "https://")):
         return
@@ -141,6 +152,17 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         raise TrackingError(
             f"tracking server {uri} has no MLflow REST API (HTTP 404 on {url}); check the --tracking-uri"
         )
+
+
+def _check_scheme(uri: str) -> None:
+    """A URI MLflow cannot open is a usage error, told in one line (not MLflow's traceback)."""
+    scheme = urllib.parse.urlparse(uri).scheme.split("+", 1)[0]
+    if scheme not in TRACKING_SCHEMES:
+        err = TrackingError(f"--tracking-uri {uri}: unsupported scheme {scheme + '://' if scheme else '(none)'}; "
+                            f"use one of {', '.join(s + '://' for s in TRACKING_SCHEMES)} (e.g. "
+                            "sqlite:///mlruns/mlflow.db or http://127.0.0.1:5000), or --no-mlflow")
+        err.exit_code = 2
+        raise err
 
 
 def read_record(study_directory: str | Path) -> dict[str, Any]:

@@ -105,11 +105,13 @@ def iter_jsonl(path: str | Path, what: str = "JSONL file") -> Iterator[tuple[int
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
+                text = line.rstrip("\r\n")  # columns count within the line, not past its newline
                 try:
-                    yield number, json.loads(line)
+                    yield number, json.loads(text)
                 except json.JSONDecodeError as err:
+                    cut = " (the line ends early: truncated?)" if err.pos >= len(text.rstrip()) else ""
                     raise DataError(
-                        f"{what} {path} line {number}: invalid JSON at column {err.colno}: {err.msg}; "
+                        f"{what} {path} line {number}: invalid JSON at column {err.pos + 1}: {err.msg}{cut}; "
                         f"each line must hold one complete JSON object"
                     ) from err
     except (OSError, UnicodeDecodeError) as err:

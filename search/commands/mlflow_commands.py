@@ -17,7 +17,7 @@ import urllib.request
 from contextlib import contextmanager
 from typing import Iterator
 
-from search.commands.common import POOL_HELP, add_study_dir
+from search.commands.common import POOL_HELP, add_study_dir, at_least, study_name
 from search.commands.tables import front_table
 from search.console import status_console, table_console
 from search.export import export_bundle
@@ -46,17 +46,17 @@ def add_parsers(sub) -> None:
     """Register ``ui``, ``pareto`` and ``export`` on the CLI's subparsers."""
     p = sub.add_parser("ui", help="start the MLflow UI on the tracking store and print its URL "
                                   "(with a study: the link to its front)")
-    p.add_argument("study", nargs="?", help="a study: open the store it was logged to (its mlflow.json) and print "
+    p.add_argument("study", nargs="?", type=study_name, help="a study: open the store it was logged to (its mlflow.json) and print "
                                             "the link to its front (a study never logged is logged first)")
     add_study_dir(p)
     p.add_argument("--tracking-uri", help="store to show (default: the study's recorded store, else "
                                           "$MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)")
     p.add_argument("--host", default=DEFAULT_HOST, help=f"interface to bind (default {DEFAULT_HOST})")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--port", type=at_least(1), default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.set_defaults(handler=cmd_ui)
 
     p = sub.add_parser("pareto", help="print a study's Pareto front (table, JSON or CSV)")
-    p.add_argument("study", help="study name")
+    p.add_argument("study", type=study_name, help="study name")
     add_study_dir(p)
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the front as JSON")
@@ -65,7 +65,7 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("export", help="write a serving bundle (PEFT adapters, serving.yaml, vLLM command) "
                                       "for a configuration picked from the front")
-    p.add_argument("study", help="study name")
+    p.add_argument("study", type=study_name, help="study name")
     add_study_dir(p)
     p.add_argument("--pick", default="knee",
                    help="knee (default), max:METRIC, min:METRIC, trial:N; optionally 'where METRIC>=X [and ...]'")
