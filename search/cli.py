@@ -24,6 +24,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()
+        print("pers-search: error: choose a command (the list above); `pers-search COMMAND --help` tells more",
+              file=sys.stderr)
         return 2
     try:
         return int(args.handler(args) or 0)

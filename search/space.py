@@ -8,6 +8,7 @@ Unknown keys are rejected; every error names the file, the key path and the fix.
 
 from __future__ import annotations
 
+import difflib
 import importlib.resources
 import json
 import math
@@ -589,7 +590,12 @@ def load_space(source: str | Path) -> Space:
     """
     path = Path(source)
     if path.is_file():
-        return parse_space(path.read_text(encoding="utf-8"), str(source))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise SpaceError(f"space {source}: not UTF-8 text (byte {err.start}: {err.reason}); "
+                             "save the file as UTF-8") from err
+        return parse_space(text, str(source))
     name = str(source).removesuffix(".yaml").removesuffix(".yml")
     name = name.removeprefix("spaces/")  # the checkout path of a bundled space works from anywhere
     resource = importlib.resources.files("spaces") / f"{name}.yaml"
@@ -635,7 +641,7 @@ def _validate(raw: dict[str, Any], source: str) -> Space:
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
-    errors = err.errors()
+    errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")  # a misspelt key explains the rest
     first = _format_one(errors[0])
     more = f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
     return f"space {source}: {first}{more}"
@@ -649,7 +655,9 @@ def _format_one(error: dict[str, Any]) -> str:
     kind, msg = error["type"], error["msg"]
     if kind in ("extra_forbidden", "unexpected_keyword_argument"):
         allowed = _allowed_keys(tuple(str(p) for p in error["loc"][:-1]))
-        return f"{path}: unknown key; allowed keys: {', '.join(allowed)}"
+        close = difflib.get_close_matches(loc[-1], allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{path}: unknown key{hint}; allowed keys: {', '.join(allowed)}"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         got = error.get("input", {}).get("type") if isinstance(error.get("input"), dict) else None
         return f"{path}.type: {got!r} is not a parameter type; use one of: {', '.join(PARAM_TYPES)}"

@@ -148,6 +148,7 @@ class Study:
         except (ValueError, KeyError, TypeError) as err:
             raise StudyError(f"study {name!r}: {path} is unreadable ({err}); restore it or start a new study") from err
         study = cls(name, study_dir, space, trials, data.get("created_at"))
+        study.remove_stale_temp_files()
         stopped = [t for t in study._trials if t.state is TrialState.RUNNING]
         if stopped:
             for t in stopped:
@@ -180,6 +181,12 @@ class Study:
         study.space = space
         study.save()
         return study
+
+    def remove_stale_temp_files(self) -> None:
+        """Delete the half-written temp files a killed process left (``.study.json.*.tmp``)."""
+        for name in (STUDY_FILE, SPACE_FILE):
+            for tmp in self.directory.glob(f".{name}.*.tmp"):
+                tmp.unlink(missing_ok=True)
 
     # ----------------------------------------------------------------- trials
     @property

@@ -402,6 +402,7 @@ class Tracker:
         else:
             self.client.update_run(parent, status="RUNNING")
         self.parent_run_id = parent
+        self._close_orphans()
         self._index_children()
         self.front_view_key = set_front_view(self.client, self.experiment_id, study.space)
 
@@ -450,6 +451,9 @@ class Tracker:
             number = run.data.tags.get(TRIAL_TAG)
             if number is None or not number.isdigit():
                 continue
+            if int(number) in self._runs:  # a second run of one trial: keep the first
+                self._close_orphan(run)
+                continue
             self._runs[int(number)] = run.info.run_id
             self._pareto[int(number)] = run.data.tags.get("pareto", "")
             if any(k.startswith("test_") for k in run.data.metrics):
@@ -457,6 +461,26 @@ class Tracker:
         self._hv_steps = {m.step for m in self.client.get_metric_history(self.parent_run_id, "hypervolume")}
         self._fraction_steps = {m.step for m in self.client.get_metric_history(self.parent_run_id,
                                                                               "hypervolume_fraction")}
+
+    def _close_orphans(self) -> None:
+        """Runs a killed process left RUNNING (this process is the study's only writer, so none
+        of them is alive): close each as KILLED; trial runs are also deleted, to be logged again."""
+        runs = self.client.search_runs([self.experiment_id], filter_string="attributes.status = 'RUNNING'",
+                                       max_results=50000)
+        for run in runs:
+            if run.info.run_id == self.parent_run_id:
+                continue
+            if run.data.tags.get(ROLE_TAG) == "trial":
+                self._close_orphan(run)
+            else:
+                _terminate(self.client, run.info.run_id, "KILLED")
+
+    def _close_orphan(self, run) -> None:
+        """A trial run a killed process left half-logged, or a second run of one trial: close it as
+        KILLED and delete it, so the trial has one run."""
+        _terminate(self.client, run.info.run_id, "KILLED")
+        self.client.set_tag(run.info.run_id, "orphan", "true")
+        self.client.delete_run(run.info.run_id)
 
     # ----------------------------------------------------------------- logging
     def __call__(self, study: Study, trial: TrialRecord) -> None:
