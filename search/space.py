@@ -617,6 +617,9 @@ def parse_space(text: str, source: str = "<string>") -> Space:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise SpaceError(f"space {source}: {_yaml_problem(err)}; fix the syntax there") from err
+    if raw is None:
+        raise SpaceError(f"space {source}: the file is empty; start from a bundled space (e.g. spaces/tiny.yaml) "
+                         "with name, parameters and objectives")
     if not isinstance(raw, dict):
         raise SpaceError(f"space {source}: top level must be a mapping with name, parameters, ...; got {type(raw).__name__}")
     space = _validate(raw, source)
@@ -663,8 +666,8 @@ def _format_one(error: dict[str, Any]) -> str:
         return f"{path}.type: {got!r} is not a parameter type; use one of: {', '.join(PARAM_TYPES)}"
     if kind == "missing":
         return f"{path}: required key is missing; add it"
-    if kind == "value_error":
-        return f"{path}: {msg.removeprefix('Value error, ')}"
+    if kind == "value_error":  # a whole-space check names its own key path
+        return (f"{path}: " if loc else "") + msg.removeprefix("Value error, ")
     return f"{path}: {msg[:1].lower()}{msg[1:]} (got {error.get('input')!r})"
 
 

@@ -279,6 +279,9 @@ def cmd_ui(args) -> int:
     if study is not None:
         _front_view_on(uri, study, record["experiment_id"])
     url = f"http://{args.host}:{args.port}"
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]warning[/]: --host {args.host} exposes the MLflow UI, with no login, to every "
+                      "machine that can reach this one; leave --host out to keep it on 127.0.0.1")
     with _stop_on_signals() as stop:
         proc = start_server(uri, args.host, args.port, stdout=_stderr_fd())  # stdout carries the link only
         try:
