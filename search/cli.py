@@ -7,6 +7,7 @@ over LoRA memory, retrieval and Per-Pcs; inspect fronts in MLflow; export config
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import traceback
@@ -36,12 +37,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("pers-search: interrupted", file=sys.stderr)
         return 130
     except OSError as err:  # a full disk, a permission, a vanished file: say which, no traceback
-        where = f" ({err.filename})" if err.filename else ""
-        print(f"pers-search: error: {err.strerror or err}{where}; free space or fix the permissions, "
-              "then run the command again (finished trials are saved)", file=sys.stderr)
+        print(f"pers-search: error: {os_problem(err)}", file=sys.stderr)
         return 1
     except Exception as err:  # noqa: BLE001 - the last line of defence: one line, the traceback on request
         return _unexpected(err)
+
+
+def os_problem(err: OSError) -> str:
+    """An operating-system error as one line: what happened, to which file, and what to do."""
+    where = f" ({err.filename})" if err.filename else ""
+    if err.errno == errno.ENOSPC:
+        fix = "the disk is full: free space on it, then run the command again (`pers-search resume` for a study)"
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "fix the permissions or pick another directory (--study-dir, --out)"
+    else:
+        fix = "check the path"
+    return f"{err.strerror or err}{where}; {fix}; finished trials are saved"
 
 
 def _unexpected(err: Exception) -> int:

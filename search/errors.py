@@ -31,5 +31,11 @@ class StudyError(SearchError, ValueError):
     """A study directory is unreadable or does not match the space it is resumed with."""
 
 
+class StudyWriteError(StudyError):
+    """The study directory cannot be written (permissions, a full disk): a failure, exit code 1."""
+
+    exit_code = 1
+
+
 class ExportError(SearchError, ValueError):
     """A pick expression is malformed or matches nothing, or a bundle cannot be written."""

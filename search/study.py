@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ import yaml
 
 from runners.spec import SE_SUFFIX
 from search.encoding import config_key
-from search.errors import StudyError
+from search.errors import StudyError, StudyWriteError
 from search.optimizers.base import Observation
 from search.pareto import hypervolume, knee_index, pareto_indices, study_reference_point
 from search.space import Space, finite
@@ -340,6 +341,30 @@ class Study:
         self.directory.mkdir(parents=True, exist_ok=True)
         atomic_write(self.directory / SPACE_FILE, effective_yaml(self.space))
         atomic_write(self.directory / STUDY_FILE, json.dumps(self.to_json(), indent=1))
+
+
+MIN_FREE_BYTES = 50 * 2 ** 20
+
+
+def probe_study_dir(study_dir: str | Path, min_free: int = MIN_FREE_BYTES) -> None:
+    """Before the first trial: ``study_dir`` can be created and written, and its disk has room.
+
+    Raises:
+        StudyWriteError: naming the directory, what failed and what to do.
+    """
+    path = Path(study_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise StudyWriteError(f"--study-dir {study_dir}: cannot write there ({err.strerror or err}); "
+                              "pick a writable --study-dir or fix its permissions") from err
+    free = shutil.disk_usage(path).free
+    if free < min_free:
+        raise StudyWriteError(f"--study-dir {study_dir}: only {free / 2 ** 20:.0f} MB free on its disk, a study needs "
+                              f"{min_free / 2 ** 20:.0f} MB at least; free space there or pick another --study-dir")
 
 
 def check_study_name(name: str) -> str:

@@ -10,8 +10,8 @@ that no traceback is printed. Nearly all fail before any training: on the tiny m
 from __future__ import annotations
 
 import json
+import errno
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -39,6 +39,8 @@ class Case:
     code: int
     says: tuple[str, ...]
     check: Callable[["Ctx"], None] | None = field(default=None)
+    note: str = ""  # for a case that runs: what happens instead of an error
+    slow: bool = False  # trains, or builds the session's Per-Pcs pool (tens of seconds on a busy machine)
 
 
 class Ctx:
@@ -221,6 +223,9 @@ CASES: list[Case] = [
     Case("study-absolute", CLI, "an absolute path as the study name",
          lambda c: ["status", "/etc/passwd", "--study-dir", str(c.tmp)], 2,
          ("argument study: '/etc/passwd' is not a plain study name",)),
+    Case("study-dir-is-file", STUDY, "`--study-dir` naming a file (nothing can be written there)",
+         lambda c: [*RUN, "--study-dir", c.write("sd", "x")], 1,
+         ("--study-dir", "cannot write there", "pick a writable --study-dir")),
     Case("no-command", CLI, "`pers-search` with no command",
          lambda c: [], 2, ("pers-search: error: choose a command",)),
     Case("unknown-option", CLI, "`run --trails 3` (misspelt option)",
@@ -285,7 +290,15 @@ CASES: list[Case] = [
          ("missing field 'turn[0].1.User'; add it",)),
     Case("data-huge-user", DATA, "a user with 10,000 history items (works: training is capped by max_steps)",
          lambda c: ["trial", *TINY, "--data", c.jsonl("big.jsonl", [user("big", history=10_000), user("b")]),
-                    "--set", "rag.k=2", *FAST], 0, ()),
+                    "--set", "rag.k=2", *FAST], 0, (),
+         note="runs (exit 0): training stops at max_steps, BM25 indexes the 10,000 items, the held-out loss "
+              "is measured on 128 of the 1,000 held-out items", slow=True),
+    Case("data-user-id-traversal", DATA, "a user_id of `../../etc` with `--keep-adapters DIR`",
+         lambda c: ["trial", *TINY, "--data", c.jsonl("t.jsonl", [user("../../etc"), user("b")]),
+                    "--set", "lora.count=1", "--keep-adapters", str(c.tmp / "kept" / "a"), *FAST], 0, (),
+         lambda c: _inside(c.tmp / "kept" / "a", c.tmp),
+         note="runs (exit 0): the adapter goes to DIR/.._.._etc (file names from user ids keep only letters, "
+              "digits and -_., a name of dots becomes 'user'); nothing is written outside DIR"),
     # ------------------------------------------------------------------ tracking
     Case("tracking-bad-scheme-run", TRACK, "`run --tracking-uri foo://bar`",
          lambda c: ["run", *TINY, "--tracking-uri", "foo://bar", "--study-dir", str(c.tmp)], 2,
@@ -301,10 +314,10 @@ CASES: list[Case] = [
     # ------------------------------------------------------------------ pools
     Case("pool-other-model", POOL, "a Per-Pcs pool built for another base model",
          lambda c: ["trial", *TINY, "--pool", _broken_pool(c, "p", _other_model), "--set", "perpcs.top_k=1", *FAST], 2,
-         ("built for base model 'another-model', but the model is 'tiny'",)),
+         ("built for base model 'another-model', but the model is 'tiny'",), slow=True),
     Case("pool-truncated", POOL, "a pool whose pieces.safetensors is truncated",
          lambda c: ["trial", *TINY, "--pool", _broken_pool(c, "p", _truncate), "--set", "perpcs.top_k=1", *FAST], 2,
-         ("pieces.safetensors is not a readable safetensors file", "rebuild the pool")),
+         ("pieces.safetensors is not a readable safetensors file", "rebuild the pool"), slow=True),
     Case("pool-missing", POOL, "`--pool` naming an empty directory",
          lambda c: ["trial", *TINY, "--pool", str(c.tmp), "--set", "perpcs.top_k=1", *FAST], 2,
          ("pool build",)),
@@ -324,6 +337,13 @@ CASES: list[Case] = [
          lambda c: ["export", "s", *c.study(), "--pick", "trial:99", "--out", str(c.tmp / "o")], 2,
          ("has trials 0..3",)),
 ]
+
+
+def _inside(kept: Path, root: Path) -> None:
+    """Everything the trial wrote is under ``kept``: nothing climbed out with the user id."""
+    written = [p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".jsonl")]
+    assert written and all(kept in p.parents for p in written), written
+    assert not (root / "etc").exists() and not (root.parent / "etc").exists()
 
 
 def _corrupt(ctx: Ctx) -> list[str]:
@@ -348,7 +368,7 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=[pytest.mark.slow] if c.slow else []) for c in CASES])
 def test_bad_input(case: Case, tmp_path, capsys, request, monkeypatch):
     monkeypatch.chdir(tmp_path)
     ctx = Ctx(tmp_path, request)
@@ -375,6 +395,30 @@ def test_unwritable_study_dir_is_a_one_line_failure(tmp_path, capsys):
     finally:
         tmp_path.chmod(0o700)
     assert code == 1 and str(tmp_path) in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_full_disk_during_a_study_stops_it_cleanly(tmp_path, capsys, monkeypatch):
+    """ENOSPC on the third study.json write: exit 1, a message that says the disk is full and what
+    to do, and the study file as it was before (the write is atomic)."""
+    import search.study
+
+    real, calls = search.study.atomic_write, []
+
+    def full(path, text):
+        if Path(path).name == "study.json":
+            calls.append(path)
+            if len(calls) == 3:
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, text)
+
+    monkeypatch.setattr(search.study, "atomic_write", full)
+    code, _, err = run_cli([*RUN, "s", "--trials", "2", "--study-dir", str(tmp_path), *FAST[:-1]], capsys)
+    assert code == 1, err
+    assert "No space left on device" in err and "the disk is full: free space on it" in err
+    assert "Traceback" not in err
+    saved = json.loads((tmp_path / "s" / "study.json").read_text())
+    assert [t["state"] for t in saved["trials"]] == ["running"]
 
 
 def test_doc_lists_every_case():
@@ -417,7 +461,7 @@ def _said(case: Case, tmp: Path) -> str:
     finally:
         os.chdir(cwd)
     lines = [line for line in err.getvalue().splitlines() if "error" in line]
-    text = lines[-1] if lines else "(runs: exit 0)"
+    text = lines[-1] if lines else (case.note or "(runs: exit 0)")
     return text.replace(str(tmp) + "/", "").replace(str(tmp), ".").replace("|", "\\|")
 
 

@@ -26,7 +26,7 @@ from search.optimizers import check_optimizer
 from search.per_user import cohort_space, is_cohort, load_cohort
 from search.setup import bind_to_model, trial_setup
 from search.space import Space
-from search.study import Study
+from search.study import Study, probe_study_dir
 
 
 def add_parsers(sub) -> None:
@@ -85,6 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_init_trials(args, space)
     name = args.study or args.study_option or default_study_name(
         f"{space.name}-{space.optimizer.name}" + ("-per-user" if space.scope == "per_user" else ""))
+    probe_study_dir(args.study_dir)
     tracker = _connect(console, tracker_from_args(args), name, args.study_dir)
     with console.status("loading model and data"):
         space, setup = bind_to_model(space, args.pool)
@@ -118,6 +119,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         space = study.space
         keep = (Path(args.study_dir) / args.study / ADAPTERS).exists()
     space = space.with_optimizer(trials=args.trials) if args.trials else space
+    probe_study_dir(args.study_dir)
     tracker = _connect(console, tracker_from_args(args), args.study, args.study_dir)
     return _run(StudyRun(console, space, trial_setup(space, args.pool), args.study, args, keep, tracker))
 
