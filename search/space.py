@@ -662,8 +662,8 @@ def _format_one(error: dict[str, Any]) -> str:
     if kind in ("extra_forbidden", "unexpected_keyword_argument"):
         allowed = _allowed_keys(tuple(str(p) for p in error["loc"][:-1]))
         close = difflib.get_close_matches(loc[-1], allowed, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"{path}: unknown key{hint}; allowed keys: {', '.join(allowed)}"
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{path}: unknown key; allowed keys: {', '.join(allowed)}{hint}"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         got = error.get("input", {}).get("type") if isinstance(error.get("input"), dict) else None
         return f"{path}.type: {got!r} is not a parameter type; use one of: {', '.join(PARAM_TYPES)}"

@@ -78,6 +78,12 @@ class TrackingError(SearchError, RuntimeError):
     exit_code = 1
 
 
+class TrackingUsageError(TrackingError):
+    """A tracking option that cannot work as given (a URI scheme, a port in use): exit code 2."""
+
+    exit_code = 2
+
+
 # The URI schemes MLflow's tracking and registry stores both accept.
 TRACKING_SCHEMES = ("file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 
@@ -149,7 +155,7 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             "MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN"
         )
     if response.status_code == 404:
-        raise TrackingError(
+        raise TrackingUsageError(
             f"tracking server {uri} has no MLflow REST API (HTTP 404 on {url}); check the --tracking-uri"
         )
 
@@ -158,11 +164,10 @@ def _check_scheme(uri: str) -> None:
     """A URI MLflow cannot open is a usage error, told in one line (not MLflow's traceback)."""
     scheme = urllib.parse.urlparse(uri).scheme.split("+", 1)[0]
     if scheme not in TRACKING_SCHEMES:
-        err = TrackingError(f"--tracking-uri {uri}: unsupported scheme {scheme + '://' if scheme else '(none)'}; "
-                            f"use one of {', '.join(s + '://' for s in TRACKING_SCHEMES)} (e.g. "
-                            "sqlite:///mlruns/mlflow.db or http://127.0.0.1:5000), or --no-mlflow")
-        err.exit_code = 2
-        raise err
+        raise TrackingUsageError(
+            f"--tracking-uri {uri}: unsupported scheme {scheme + '://' if scheme else '(none)'}; use one of "
+            f"{', '.join(s + '://' for s in TRACKING_SCHEMES)} (e.g. sqlite:///mlruns/mlflow.db or "
+            "http://127.0.0.1:5000), or --no-mlflow")
 
 
 def read_record(study_directory: str | Path) -> dict[str, Any]:

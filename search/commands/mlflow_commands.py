@@ -29,6 +29,7 @@ from search.tracking import (
     WORKFLOW_TRAINING,
     Tracker,
     TrackingError,
+    TrackingUsageError,
     artifact_root,
     check_reachable,
     read_record,
@@ -100,7 +101,7 @@ def port_in_use(host: str, port: int) -> bool:
         except OSError as err:
             if err.errno in (errno.EADDRINUSE, errno.EACCES):
                 return True
-            raise TrackingError(f"--host {host} --port {port}: cannot bind ({err}); pass another --host") from err
+            raise TrackingUsageError(f"--host {host} --port {port}: cannot bind ({err}); pass another --host") from err
     return False
 
 
@@ -111,7 +112,7 @@ def start_server(uri: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *
         TrackingError: the port is taken (another server would answer in its place).
     """
     if port_in_use(host, port):
-        raise TrackingError(f"port {port} on {host} is in use by another program, so the MLflow UI cannot start "
+        raise TrackingUsageError(f"port {port} on {host} is in use by another program, so the MLflow UI cannot start "
                             f"there; pass a free --port (e.g. --port {port + 1}) or stop the program on {port}")
     return subprocess.Popen(server_command(uri, host, port), start_new_session=True, **popen)
 
