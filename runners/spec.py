@@ -81,6 +81,13 @@ class TrainSpec:
     ``max_steps`` caps the optimiser steps of each step (None: no cap); ``lora_alpha`` is
     ``lora_alpha_ratio * rank``; ``max_prompt_tokens`` bounds a prompt with its retrieved items;
     ``gen_batch_size`` is the batch of generation and evaluation losses.
+
+    ``min_steps`` is a floor on each step's optimiser steps (extra passes over a short
+    history; ``max_steps`` still caps); ``autocast`` the training forward's precision (``auto``:
+    bf16 where the device has it natively, a GPU or a CPU with bf16 instructions, else fp32); ``cache_frozen`` keeps the hidden states below the lowest LoRA layer (exact);
+    ``pack`` packs short examples into rows; ``train_rag`` builds each instruction-tuning prompt
+    as the trial's serving prompt is built (its ``rag.k`` items from the rest of the history by
+    its retriever), as LaMP trains PEFT for retrieval-augmented serving.
     """
 
     __pydantic_config__ = _CLOSED
@@ -100,6 +107,11 @@ class TrainSpec:
     max_prompt_tokens: Annotated[int, Ge(8)] = 384
     gen_batch_size: Annotated[int, Ge(1)] = 8
     seed: int = 0
+    min_steps: Annotated[int, Ge(0)] = 8
+    autocast: Literal["none", "bfloat16", "auto"] = "auto"
+    cache_frozen: bool = True
+    pack: bool = False
+    train_rag: bool = True
 
 
 SETTINGS_SECTIONS: dict[str, type] = {"model": ModelSpec, "data": DataSpec, "training": TrainSpec}
@@ -306,10 +318,11 @@ def layers_from_mask(value: Any, n_layers: int | None = None) -> tuple[int, ...]
 
 
 def parse_layer_indices(value: Any, n_layers: int | None = None) -> tuple[int, ...] | str:
-    """Layers as people write them: ``all``, ``none``, ``"0,1,5"``, a list of indices or one index.
+    """Layers as people write them: ``all``, ``none``, ``top:N`` (the upper N layers, all of them
+    when the model has fewer), ``"0,1,5"``, a list of indices or one index.
 
-    Returns the sorted distinct indices; ``all``/``none`` come back as those words when the
-    layer count is not known yet (a space before it is bound to a model).
+    Returns the sorted distinct indices; ``all``/``none``/``top:N`` come back as those words when
+    the layer count is not known yet (a space before it is bound to a model).
 
     Raises:
         ConfigError: not indices, or an index outside ``0..n_layers-1`` (when ``n_layers`` is given).
@@ -320,6 +333,8 @@ def parse_layer_indices(value: Any, n_layers: int | None = None) -> tuple[int, .
         if n_layers is None:
             return word
         return tuple(range(n_layers)) if word == "all" else ()
+    if isinstance(value, str) and value.strip().lower().startswith("top:"):
+        return _top_layers(key, value.strip().lower(), n_layers)
     if isinstance(value, bool):
         raise ConfigError(f"{key}: {value!r} is not all, none or a list of layer indices")
     if isinstance(value, int):
@@ -334,6 +349,16 @@ def parse_layer_indices(value: Any, n_layers: int | None = None) -> tuple[int, .
         top = "" if n_layers is None else f"0..{n_layers - 1}"
         raise ConfigError(f"{key}: layer indices {bad} are outside {top or 'the layers'}; use indices of existing layers")
     return tuple(sorted(set(indices)))
+
+
+def _top_layers(key: str, word: str, n_layers: int | None) -> tuple[int, ...] | str:
+    """``top:N``: the upper ``N`` layers (as the word while the layer count is unknown)."""
+    count = word.split(":", 1)[1].strip()
+    if not count.isdigit() or int(count) < 1:
+        raise ConfigError(f"{key}: {word!r} needs a positive layer count, such as top:8")
+    if n_layers is None:
+        return f"top:{int(count)}"
+    return tuple(range(max(0, n_layers - int(count)), n_layers))
 
 
 def _whole(key: str, value: Any) -> int:

@@ -22,7 +22,7 @@ from runners.data.pairs import memory_texts
 from runners.errors import ConfigError
 from runners.files import safe_name
 from runners.generation import generate
-from runners.history import history_examples, train_on_history
+from runners.history import TrainingRetrieval, history_examples, train_on_history
 from runners.memory import (
     MemoryConfig,
     attach_memory,
@@ -149,11 +149,8 @@ def _run_user(session: Session, user_split, config: TrialConfig, split: str, ada
 def _prompts(session: Session, user_split, queries, config: TrialConfig) -> Prompted:
     task, tok = session.task, session.loaded.tokenizer
     items = user_split.train
-    index, index_bytes = None, 0
-    if config.rag_k > 0 and items:
-        corpus = [corpus_text(task, item) for item in items]
-        index = session.index_cache.get_or_build(config.retriever, items, task, corpus, user_id=user_split.user.user_id)
-        index_bytes = int(index.nbytes)
+    index = _user_index(session, user_split, config) if config.rag_k > 0 and items else None
+    index_bytes = int(index.nbytes) if index is not None else 0
     texts, dropped = [], 0
     budget = session.setup.training.max_prompt_tokens
     for q in queries:
@@ -164,6 +161,21 @@ def _prompts(session: Session, user_split, queries, config: TrialConfig) -> Prom
     return Prompted(tuple(texts), tuple(q.output for q in queries), index_bytes, dropped)
 
 
+def _user_index(session: Session, user_split, config: TrialConfig):
+    """The user's retrieval index over their training history (built once per retriever)."""
+    items = user_split.train
+    corpus = [corpus_text(session.task, item) for item in items]
+    return session.index_cache.get_or_build(config.retriever, items, session.task, corpus,
+                                            user_id=user_split.user.user_id)
+
+
+def _training_retrieval(session: Session, user_split, config: TrialConfig) -> TrainingRetrieval | None:
+    """The serving retrieval, for instruction-tuning prompts shaped as served (``training.train_rag``)."""
+    if not (session.setup.training.train_rag and config.rag_k > 0 and len(user_split.train) > 1):
+        return None
+    return TrainingRetrieval(config.rag_k, _user_index(session, user_split, config))
+
+
 def _personalized(session: Session, user_split, memory: MemoryConfig, config: TrialConfig, prompted: Prompted,
                   seed: int, adapter_dir, watch: Watch | None):
     """Shared pieces (Per-Pcs top-k, or whole retrieved PEFTs) and/or the user's own memory.
@@ -172,7 +184,8 @@ def _personalized(session: Session, user_split, memory: MemoryConfig, config: Tr
         The evaluation, the training/storage metrics, and the kept adapter directory (or None).
     """
     loaded, spec = session.loaded, session.setup.training
-    examples = history_examples(loaded.tokenizer, session.task, user_split.train, spec, seed)
+    examples = history_examples(loaded.tokenizer, session.task, user_split.train, spec, seed,
+                                _training_retrieval(session, user_split, config) if memory.enabled else None)
     parent = Path(adapter_dir) if adapter_dir else Path(tempfile.mkdtemp(prefix="pers-search-adapter-"))
     out = parent / safe_name(user_split.user.user_id)
     assembly = _assemble(session, user_split, examples, config)

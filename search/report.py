@@ -8,6 +8,8 @@ import csv
 import io
 from typing import Any, Collection, Mapping, Sequence
 
+from runners.errors import ConfigError
+from runners.spec import TrialConfig
 from search.pareto import hypervolume, is_feasible
 from search.space import mask_string
 from search.study import Study, TrialState
@@ -48,6 +50,51 @@ def front_text(study: Study) -> str:
         f"  trial {r['trial']}{' (knee)' if r['knee'] else ''}: "
         + ", ".join(f"{m}={r[m]:.6g}" for m in objectives if r[m] is not None) for r in rows
     )
+
+
+def personalizes(config: Mapping[str, Any]) -> bool | None:
+    """Whether a trial's flat configuration gives users parameters (LoRA memory or shared
+    pieces); None for a configuration that is not a trial's (a black-box study's)."""
+    try:
+        parsed = TrialConfig.from_flat(config)
+    except ConfigError:
+        return None
+    return parsed.has_memory or parsed.uses_pool
+
+
+def beyond_retrieval(study: Study) -> dict[int, list[str]]:
+    """Front trials with PEFT (memory or shared pieces) that no trial without one matches.
+
+    A PEFT trial counts when, against every completed trial without PEFT (retrieval only, or
+    nothing), it is above on some maximised objective by more than the two trials' combined
+    standard error (``sqrt(se_a^2 + se_b^2)``, from the ``<metric>_se`` both carry).
+
+    Returns:
+        Front trial number -> the objectives on which it is beyond every such trial (empty list:
+        within the noise of one of them); trials without PEFT are left out. Empty when the study
+        has no completed trial without PEFT.
+    """
+    maximised = [m for m, d in study.space.objectives.items() if d == "max"]
+    kinds = {t.number: personalizes(t.config) for t in study.completed()}
+    if None in kinds.values():
+        return {}
+    others = [t for t in study.completed() if not kinds[t.number]]
+    if not others:
+        return {}
+    out = {}
+    for trial in study.pareto_trials():
+        if kinds.get(trial.number):
+            out[trial.number] = [m for m in maximised if all(_above(trial, o, m) for o in others)]
+    return out
+
+
+def _above(a, b, metric: str) -> bool:
+    """``a``'s ``metric`` exceeds ``b``'s by more than their combined standard error."""
+    va, vb = a.values.get(metric), b.values.get(metric)
+    if va is None or vb is None:
+        return False
+    se = (a.values.get(f"{metric}_se") or 0.0) ** 2 + (b.values.get(f"{metric}_se") or 0.0) ** 2
+    return va - vb > se ** 0.5
 
 
 def _flat(value: Any) -> Any:

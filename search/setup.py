@@ -6,6 +6,8 @@ No argparse here: the CLI (``search/commands``) turns options into a :class:`Spa
 
 from __future__ import annotations
 
+import dataclasses
+
 from runners.session import session_for
 from runners.spec import TrialSetup
 from runners.trial import reported_metrics
@@ -15,6 +17,11 @@ from search.space import Space
 def trial_setup(space: Space, pool_dir: str | None = None) -> TrialSetup:
     """The runner's frozen setup: the space's ``model``, ``data`` and ``training`` sections as they are."""
     return TrialSetup(model=space.model, data=space.data, training=space.training, pool_dir=pool_dir)
+
+
+def user_setup(setup: TrialSetup, user: str) -> TrialSetup:
+    """The setup of one user's study (a per-user search): the same settings, the cohort narrowed to that user."""
+    return dataclasses.replace(setup, data=dataclasses.replace(setup.data, user_ids=(user,), users=None))
 
 
 def bind_to_model(space: Space, pool_dir: str | None = None) -> tuple[Space, TrialSetup]:

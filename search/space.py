@@ -154,14 +154,14 @@ class _Param(_Strict):
 
 
 class LayerMaskParam(_Param):
-    """One on/off flag per model layer; ``default`` is ``all``, ``none`` or a list of layer indices.
+    """One on/off flag per model layer; ``default`` is ``all``, ``none``, ``top:N`` or layer indices.
 
     ``size`` is the number of layers; left out, it is taken from the model by ``Space.bind``.
     ``fixed: true`` (set by ``--set lora.layers=...``) pins the mask to its default.
     """
 
     type: Literal["layer_mask"]
-    default: Literal["all", "none"] | list[int] = "all"
+    default: str | list[int] = "all"
     size: int | None = Field(None, ge=1)
     fixed: bool = False
 
@@ -188,11 +188,8 @@ class LayerMaskParam(_Param):
         """
         if self.size is None:
             raise SpaceError("layer_mask size is unknown; call Space.bind(n_layers) or set size in the space")
-        if self.default == "all":
-            return [1] * self.size
-        if self.default == "none":
-            return [0] * self.size
-        return [1 if i in set(self.default) else 0 for i in range(self.size)]
+        on = set(parse_layer_indices(self.default, self.size))
+        return [1 if i in on else 0 for i in range(self.size)]
 
 
 class IntParam(_Param):

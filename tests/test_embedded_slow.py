@@ -57,3 +57,27 @@ def test_short_real_study_with_saas_nehvi(tmp_path):
     assert [t["state"] for t in trials] == ["completed"] * 3
     assert trials[2]["suggest_seconds"] > 0, "the third trial comes from the SAAS model"
     assert any(t["test_values"] for t in trials), "the front is evaluated on the test queries"
+
+
+def test_peft_alone_beats_non_personalized_beyond_the_interval():
+    """milp.yaml's training budget on the demo data: the user's own memory (the space's default
+    layers, no retrieval) is ahead of the base model on ROUGE-L and Persona-F1, with paired 95%
+    intervals (bootstrap over users, then queries) that exclude 0 (issue 12's bar)."""
+    from runners.metrics.uncertainty import paired_difference_interval
+    from runners.trial import run_trial
+    from search.setup import bind_to_model
+    from search.space import load_space
+
+    space, setup = bind_to_model(load_space("milp.yaml").with_overrides(["data.users=3"]))
+    memory = TrialConfig.from_flat(space.defaults(), len(space.defaults()["lora.layers"]))
+    assert memory.has_memory and memory.rag_k == 0
+    base = run_trial(TrialConfig(), setup)
+    peft = run_trial(memory, setup)
+    for metric in ("rougeL", "persona_f1"):
+        a = [list(u.query_scores[metric]) for u in peft.users]
+        b = [list(u.query_scores[metric]) for u in base.users]
+        diff = paired_difference_interval(a, b)
+        print(f"\n{metric}: PEFT {peft.metrics[metric]:.3f} vs base {base.metrics[metric]:.3f}, "
+              f"difference {diff.format(3)} over {diff.n_users} users, {diff.n_queries} queries")
+        assert diff.low > 0, f"{metric}: PEFT's lead {diff.format(3)} is within the noise"
+    assert peft.metrics["rougeL"] >= 1.5 * base.metrics["rougeL"]

@@ -71,3 +71,39 @@ def test_cli_per_user_study_with_status(tmp_path, capsys):
         stored = json.loads((tmp_path / "pu" / "users" / user / "study.json").read_text())
         assert len(stored["trials"]) == 2, "resume redoes nothing"
     assert all(t.state is TrialState.COMPLETED for s in load_cohort("pu", tmp_path).studies.values() for t in s.trials)
+
+
+def test_per_user_export_takes_each_users_own_pick(tmp_path, capsys):
+    """``export --pick knee`` of a per-user study: each user's knee from its own front, one bundle
+    with every user's adapter at its own rank, serving.yaml per user, the prompt per user."""
+    import yaml
+
+    from search.export import bundle_prompt
+    from search.export.pick import pick_trial
+
+    args = ["run", "pu", "--space", "tiny.yaml", "--optimizer", "sobol", "--trials", "3", "--init-trials", "3",
+            "--per-user", "--study-dir", str(tmp_path), "--no-mlflow", "--no-test", "--set", "rag.k=1",
+            "--set", "lora.count=1", "--keep-adapters"]
+    assert main(args) == 0
+    cohort = load_cohort("pu", tmp_path)
+    capsys.readouterr()
+    out = tmp_path / "bundle"
+    assert main(["export", "pu", "--study-dir", str(tmp_path), "--pick", "max:persona_f1", "--out", str(out),
+                 "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    manifest = yaml.safe_load((out / "serving.yaml").read_text())
+    assert manifest["scope"] == "per_user" and manifest["users"] == sorted(cohort.users)
+    for user, study in cohort.studies.items():
+        picked = pick_trial(study, "max:persona_f1")
+        assert printed["trials"][user] == picked.number == manifest["per_user"][user]["trial"]
+        rank = manifest["adapters"][user]["rank"]
+        assert rank == picked.config["lora.count"] * picked.config["lora.rank"]
+        assert (out / "adapters" / user / "adapter_model.safetensors").stat().st_size == \
+            picked.values["storage_bytes"]
+        assert manifest["per_user"][user]["retrieval"]["k"] == 1
+        assert f"{user}=" in manifest["vllm"]["command"]
+        assert bundle_prompt(out, user, "How are you?")
+    assert manifest["vllm"]["max_lora_rank"] >= max(a["rank"] for a in manifest["adapters"].values())
+    assert main(["export", "pu", "--study-dir", str(tmp_path), "--pick", "trial:0", "--out",
+                 str(tmp_path / "b2")]) != 0
+    assert "one front per user" in capsys.readouterr().err

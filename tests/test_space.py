@@ -30,7 +30,7 @@ def test_bundled_spaces_parse_with_defaults():
     milp = load_space("milp")
     assert milp.source == "milp.yaml" and milp.optimizer.name == "saas-nehvi"
     assert milp.objectives == {"rougeL": "max", "persona_f1": "max", "storage_bytes": "min"}
-    assert milp.training.max_steps == 4 and milp.data.users == 2 and milp.model.targets[0] == "gate_proj"
+    assert milp.training.max_steps == 16 and milp.training.lr == 1e-2 and milp.data.users == 2 and milp.model.targets[0] == "gate_proj"
     assert load_space("tiny.yaml").model.name == "tiny"
     paper = load_space("milp-paper").bind(30)
     assert paper.optimizer.init_trials == 100
@@ -59,7 +59,7 @@ def test_overrides_pin_parameters_and_change_settings():
     assert new.defaults()["lora.layers"] == [1, 1, 0, 0] and new.defaults()["lora.rank"] == 16
     assert (new.training.epochs, new.data.users, new.optimizer.trials, new.model.name) == (2, 4, 10, "tiny")
     assert new.optimizer.ref_point == {"rougeL": 0.1, "persona_f1": 0.0, "storage_bytes": 2.5e7}  # one key changed
-    assert new.overrides[0] == "lora.rank=16" and space.training.epochs == 1  # the original is unchanged
+    assert new.overrides[0] == "lora.rank=16" and space.training.epochs == 4  # the original is unchanged
     assert space.with_overrides(["lora.layers=none"]).defaults()["lora.layers"] == [0, 0, 0, 0]
 
 

@@ -108,3 +108,50 @@ def test_pareto_hypervolume_and_knee_by_hand():
     assert study_reference_point([None], objectives) is None
     # Scaled over the front: (0, 1), (0.5, 0.75), (1, 0) -> distances^2 1, 0.3125, 1: point 1.
     assert knee_index(points, objectives) == 1
+
+
+MILP_LIKE = """
+name: milp-like
+objectives: {rougeL: max, persona_f1: max, storage_bytes: min}
+parameters:
+  lora.layers: {type: layer_mask, size: 2}
+  lora.count: {type: int, low: 0, high: 2, default: 1}
+  lora.rank: {type: choice, values: [4, 8], default: 4, when: "lora.count > 0"}
+  rag.k: {type: int, low: 0, high: 4, default: 0}
+optimizer: {name: random, init_trials: 1, trials: 4}
+"""
+
+
+def test_peft_beyond_retrieval_counts_the_combined_standard_error(tmp_path):
+    from rich.console import Console
+
+    from search.commands.tables import front_table
+    from search.report import beyond_retrieval
+
+    study = Study.create("m", tmp_path, parse_space(MILP_LIKE, "m.yaml"))
+    rag = {"lora.layers": [0, 0], "lora.count": 0, "lora.rank": 4, "rag.k": 4}
+    memory = {"lora.layers": [1, 1], "lora.count": 1, "lora.rank": 4, "rag.k": 0}
+    trials = [  # (config, rougeL, its se, persona_f1, its se, storage)
+        (rag, 0.20, 0.03, 2.0, 0.3, 0.0),
+        (memory, 0.30, 0.04, 2.2, 0.3, 1e5),  # ROUGE-L +0.10 > sqrt(.03^2+.04^2)=.05; Persona-F1 +0.2 < .42
+        ({**memory, "lora.count": 2}, 0.24, 0.04, 2.4, 0.5, 2e5),  # +0.04 < .05 and +0.4 < .58: noise
+    ]
+    for config, r, r_se, p, p_se, storage in trials:
+        t = study.add_trial(config)
+        study.complete_trial(t.number, {"rougeL": r, "rougeL_se": r_se, "persona_f1": p, "persona_f1_se": p_se,
+                                        "storage_bytes": storage})
+    assert beyond_retrieval(study) == {1: ["rougeL"], 2: []}
+    console = Console(width=250, record=True)
+    console.print(front_table(study))
+    text = console.export_text()
+    assert "yes: rougeL" in text and "within noise" in text
+    assert "front trials 1 carry PEFT" in text and "combined standard error" in text
+
+
+def test_beyond_retrieval_is_silent_for_black_box_studies(tmp_path):
+    from search.report import beyond_retrieval
+
+    study = Study.create("toy", tmp_path, SPACE)
+    t = study.add_trial({"layers": [1, 0, 0], "count": 1, "rank": 4})
+    study.complete_trial(t.number, {"quality": 1.0, "cost": 4.0})
+    assert beyond_retrieval(study) == {}

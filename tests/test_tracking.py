@@ -303,3 +303,30 @@ def test_experiment_opens_on_the_fronts_runs_table(tmp_path, store, client):
                                                               study.space.objectives)
     assert runs_link("http://h:1/", "7", {"rougeL": "max", "storage_bytes": "min"}) == (
         "http://h:1/#/experiments/7/runs?viewStateShareKey=pers-search-front-rougeL&workflowType=machine_learning")
+
+
+def test_cli_per_user_study_logs_a_parent_run_per_user_and_the_cohort(tmp_path, store, client):
+    from search.cli import main
+    from search.per_user import load_cohort
+
+    args = ["run", "pu", "--space", "tiny.yaml", "--optimizer", "random", "--trials", "2", "--per-user",
+            "--study-dir", str(tmp_path), "--tracking-uri", store, "--no-test"]
+    assert main(args) == 0
+    cohort = load_cohort("pu", tmp_path)
+    experiment = client.get_experiment_by_name("pu")
+    runs = client.search_runs([experiment.experiment_id])
+    roles = {}
+    for run in runs:
+        roles.setdefault(run.data.tags.get("pers_search.role"), []).append(run)
+    assert len(roles["cohort"]) == 1 and len(roles["trial"]) == 2 * len(cohort.users)
+    cohort_run = roles["cohort"][0]
+    assert cohort_run.info.status == "FINISHED" and cohort_run.data.metrics["n_users"] == len(cohort.users)
+    summary = cohort.summary()
+    assert cohort_run.data.metrics["total_storage_bytes"] == pytest.approx(summary["total_storage_bytes"])
+    parents = [r for r in runs if r.data.tags.get("pers_search.role") not in ("trial", "cohort")]
+    assert len(parents) == len(cohort.users), "one parent run per user"
+    by_parent = {p.info.run_id: [t for t in roles["trial"] if t.data.tags.get("mlflow.parentRunId") == p.info.run_id]
+                 for p in parents}
+    assert sorted(len(v) for v in by_parent.values()) == [2] * len(cohort.users), "each user's trials nest under it"
+    assert main(args) == 0, "running it again resumes: nothing new"
+    assert len(client.search_runs([experiment.experiment_id])) == len(runs)

@@ -43,7 +43,7 @@ def test_trial_without_memory_stores_nothing(capsys):
 
 def test_trial_keeps_loadable_adapters(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "trial", "--space", "tiny.yaml", "--set", "lora.layers=all",
-                           "--keep-adapters", str(tmp_path), "--json")
+                           "--keep-adapters", "--adapters-dir", str(tmp_path), "--json")
     assert code == 0
     result = json.loads(out)
     for user in result["users"]:

@@ -86,3 +86,11 @@ def test_setup_validates_sections():
         TrialSetup.from_dicts(data={"colour": "red"})
     setup = TrialSetup.from_dicts({"name": "tiny", "targets": ["q_proj"]}, {"format": "jsonl", "users": None})
     assert setup.model.targets == ("q_proj",) and setup.data.users is None
+
+
+def test_top_layers_are_the_upper_ones_whatever_the_model():
+    assert parse_layer_indices("top:3", 5) == (2, 3, 4)
+    assert parse_layer_indices("TOP:8", 4) == (0, 1, 2, 3)  # fewer layers than asked: all of them
+    assert parse_layer_indices("top:8") == "top:8"  # unbound: kept as the word
+    with pytest.raises(ConfigError, match="top:8"):
+        parse_layer_indices("top:0", 5)

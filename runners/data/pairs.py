@@ -151,12 +151,17 @@ def training_pairs(task: str, items: Sequence[HistoryItem], seed: int = 0) -> li
     Raises:
         DataError: If the task is unknown or a LaMP item lacks a field its task needs.
     """
+    return [(i, o) for _, i, o in indexed_training_pairs(task, items, seed)]
+
+
+def indexed_training_pairs(task: str, items: Sequence[HistoryItem], seed: int = 0) -> list[tuple[int, str, str]]:
+    """:func:`training_pairs` with the index of the item each pair comes from: ``(index, input, output)``."""
     _check_task(task)
     rng = random.Random(seed)
-    pairs: list[tuple[str, str]] = []
+    pairs: list[tuple[int, str, str]] = []
     for index, item in enumerate(items):
         if task in _PAIR_TEMPLATES:
-            pairs.append(_lamp_pair(task, item, index))
+            pairs.append((index, *_lamp_pair(task, item, index)))
             continue
         if task == "LaMP_7":
             pair = completion_pair(_lamp_field(item, task, "text", index), rng, TWEET_PROMPT)
@@ -165,7 +170,7 @@ def training_pairs(task: str, items: Sequence[HistoryItem], seed: int = 0) -> li
         else:
             pair = completion_pair(item.as_text(), rng)
         if pair is not None:
-            pairs.append(pair)
+            pairs.append((index, *pair))
     return pairs
 
 

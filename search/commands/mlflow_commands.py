@@ -20,7 +20,8 @@ from typing import Iterator
 from search.commands.common import POOL_HELP, add_study_dir, at_least, study_name
 from search.commands.tables import front_table
 from search.console import status_console, table_console
-from search.export import export_bundle
+from search.export import ExportError, export_bundle, export_cohort
+from search.per_user import is_cohort, load_cohort
 from search.report import front_rows, normalized_hypervolume, rows_to_csv
 from search.study import Study
 from search.tracking import (
@@ -69,7 +70,8 @@ def add_parsers(sub) -> None:
     p.add_argument("study", type=study_name, help="study name")
     add_study_dir(p)
     p.add_argument("--pick", default="knee",
-                   help="knee (default), max:METRIC, min:METRIC, trial:N; optionally 'where METRIC>=X [and ...]'")
+                   help="knee (default), max:METRIC, min:METRIC, trial:N; optionally 'where METRIC>=X [and ...]'; "
+                        "a per-user study applies it to each user's own front")
     p.add_argument("--out", required=True, help="bundle directory (must be new or empty unless --force)")
     p.add_argument("--force", action="store_true", help="write into a non-empty --out, replacing an earlier bundle")
     p.add_argument("--register", metavar="NAME", help="register the bundle as a version of this MLflow model")
@@ -78,6 +80,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--base-model", metavar="PATH",
                    help="the base model's directory as serving will see it (checked against the study's model); "
                         "default: copy the base model into the bundle under base/")
+    p.add_argument("--json", action="store_true",
+                   help="print what was exported (bundle, trials, users, ranks, vLLM command) as JSON")
     p.set_defaults(handler=cmd_export)
 
 
@@ -325,14 +329,53 @@ def cmd_pareto(args) -> int:
 
 
 def cmd_export(args) -> int:
+    if is_cohort(args.study, args.study_dir):
+        return _export_cohort(args)
     console = status_console()
     study = Study.load(args.study, args.study_dir)
     with console.status(f"exporting {args.pick} of {study.name}"):
         bundle = export_bundle(study, args.pick, args.out, force=args.force, register=args.register,
                                tracking_uri=args.tracking_uri, pool_dir=args.pool, base_model=args.base_model)
+    if args.json:
+        _print_export_json(bundle.out, {"": bundle.trial}, bundle.manifest, bundle.registered)
+        return 0
     console.print(f"[bold]exported[/] trial {bundle.trial.number} of {study.name} to {bundle.out}")
     if bundle.registered:
         console.print(f"registered as MLflow model {bundle.registered[0]} version {bundle.registered[1]}")
     console.print(f"serve it with {bundle.out / 'vllm.sh'}, which runs (from {bundle.out}):")
     print(bundle.command)
     return 0
+
+
+def _export_cohort(args) -> int:
+    """``export`` of a per-user study: each user's own pick, one bundle."""
+    if args.register:
+        raise ExportError("--register: a per-user study's bundle holds one configuration per user; register "
+                          "one user's study (STUDY/users/<user>) or leave --register out")
+    console = status_console()
+    cohort = load_cohort(args.study, args.study_dir)
+    with console.status(f"exporting {args.pick} of each user of {cohort.name}"):
+        bundle = export_cohort(cohort, args.pick, args.out, force=args.force, pool_dir=args.pool,
+                               base_model=args.base_model)
+    if args.json:
+        _print_export_json(bundle.out, bundle.trials, bundle.manifest, None)
+        return 0
+    console.print(f"[bold]exported[/] each user's {args.pick} of {cohort.name} to {bundle.out}:")
+    for user, trial in bundle.trials.items():
+        adapter = bundle.manifest["adapters"].get(user)
+        rank = f"rank {adapter['rank']}" if adapter else "no adapter"
+        console.print(f"  {user}: trial {trial.number}, {rank}, {cohort.studies[user].space.describe(trial.config)}")
+    console.print(f"serve it with {bundle.out / 'vllm.sh'}, which runs (from {bundle.out}):")
+    print(bundle.command)
+    return 0
+
+
+def _print_export_json(out, trials: dict, manifest: dict, registered) -> None:
+    """What ``export --json`` prints: the bundle, each trial (per user for a per-user study), the vLLM line."""
+    print(json.dumps({
+        "bundle": str(out), "scope": manifest.get("scope", "cohort"),
+        "trials": {user or "all": trial.number for user, trial in trials.items()},
+        "users": manifest.get("users"), "adapters": manifest.get("adapters"),
+        "vllm_command": manifest["vllm"]["command"],
+        "registered": None if registered is None else {"name": registered[0], "version": registered[1]},
+    }, indent=1, default=str))

@@ -19,7 +19,7 @@ from search.commands.tables import cohort_table, front_table
 from search.console import table_console
 from search.per_user import TaskHooks, optimize_tasks, user_study_name
 from search.progress import StudyProgress
-from search.setup import check_reported
+from search.setup import check_reported, user_setup
 from search.space import Space
 from search.study import Study
 from search.tracking import Tracker
@@ -82,11 +82,6 @@ def run_cohort(run: StudyRun) -> int:
     run.finish(study, objective)
     run.console.print(f"study stored in {study.directory}")
     return 0
-
-
-def user_setup(setup: TrialSetup, user: str) -> TrialSetup:
-    """The setup of one user's study: the same settings, the cohort narrowed to that user."""
-    return dataclasses.replace(setup, data=dataclasses.replace(setup.data, user_ids=(user,), users=None))
 
 
 class _UserHooks(TaskHooks):

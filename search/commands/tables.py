@@ -9,6 +9,7 @@ from rich.table import Table
 from runners.spec import TrialResult
 from search.console import fmt_metric, fmt_value
 from search.per_user import CohortStudy
+from search.report import beyond_retrieval
 from search.study import Study
 
 BASELINE_COLUMNS = ("rougeL", "rouge1", "persona_f1", "loss", "storage_bytes",
@@ -39,19 +40,41 @@ def baselines_table(rows: Sequence[Mapping[str, Any]], split: str) -> Table:
 
 
 def front_table(study: Study) -> Table:
-    """The Pareto-optimal trials: validation objectives, test objectives, configuration."""
+    """The Pareto-optimal trials: validation objectives (± standard error), test objectives,
+    whether a PEFT trial is beyond every trial without PEFT (:func:`search.report.beyond_retrieval`),
+    configuration."""
     objectives = list(study.space.objectives)
-    table = Table(title=f"Pareto front of {study.name} ({len(study.completed())} completed trials)")
+    beyond = beyond_retrieval(study)
+    table = Table(title=f"Pareto front of {study.name} ({len(study.completed())} completed trials)",
+                  caption=_beyond_caption(beyond) if beyond else None)
     table.add_column("trial", justify="right")
     for metric in objectives:
         table.add_column(f"{metric} (val)", justify="right")
     for metric in objectives:
         table.add_column(f"{metric} (test)", justify="right")
+    if beyond:
+        table.add_column("PEFT beyond retrieval")
     table.add_column("configuration")
     for trial in sorted(study.pareto_trials(), key=lambda t: t.number):
+        mark = [_beyond_cell(beyond, trial.number)] if beyond else []
         table.add_row(str(trial.number), *(fmt_metric(trial.values, m) for m in objectives),
-                      *(fmt_metric(trial.test_values, m) for m in objectives), study.space.describe(trial.config))
+                      *(fmt_metric(trial.test_values, m) for m in objectives), *mark,
+                      study.space.describe(trial.config))
     return table
+
+
+def _beyond_cell(beyond: Mapping[int, list[str]], number: int) -> str:
+    if number not in beyond:
+        return "-"
+    return ("yes: " + ", ".join(beyond[number])) if beyond[number] else "within noise"
+
+
+def _beyond_caption(beyond: Mapping[int, list[str]]) -> str:
+    wins = sorted(n for n, metrics in beyond.items() if metrics)
+    verdict = (f"front trials {', '.join(map(str, wins))} carry PEFT (LoRA memory or shared pieces) and are above "
+               "every trial without it" if wins else "no front trial with PEFT is above every trial without it")
+    return (f"{verdict} on the metrics named, by more than the two trials' combined standard error "
+            "(validation queries)")
 
 
 def trials_table(study: Study) -> Table:

@@ -25,7 +25,9 @@ def add_parsers(sub) -> None:
     add_space_args(p)
     p.add_argument("--split", choices=["val", "test"], default="val")
     p.add_argument("--json", action="store_true", help="print only the JSON result")
-    p.add_argument("--keep-adapters", metavar="DIR", help="keep each user's exported adapter under DIR")
+    p.add_argument("--keep-adapters", action="store_true",
+                   help="keep each user's exported adapter (under --adapters-dir), as run --keep-adapters does")
+    p.add_argument("--adapters-dir", metavar="DIR", default="adapters", help="where --keep-adapters keeps them")
     p.set_defaults(handler=cmd_trial)
 
     p = sub.add_parser("baselines", help="evaluate the standard reference points in one table")
@@ -43,7 +45,7 @@ def cmd_trial(args: argparse.Namespace) -> int:
     flat = space.defaults()
     config = TrialConfig.from_flat(flat)
     console.print(f"[bold]trial[/] on {setup.model.name}: {space.describe(flat)}")
-    result = run_trial(config, setup, split=args.split, adapter_dir=args.keep_adapters)
+    result = run_trial(config, setup, split=args.split, adapter_dir=args.adapters_dir if args.keep_adapters else None)
     if not args.json:
         console.print(metrics_table(result))
     print(json.dumps(result.to_dict(), indent=2, default=str))

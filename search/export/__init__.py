@@ -25,18 +25,23 @@ to ``DIR``, so the bundle works wherever it is copied::
                            (only when n*r is not already 8, 16, ..., 256)
     users/<user>/profile.jsonl   (retrieval only) the profile items retrieval draws from, in order
 
+A per-user study (``scope: per_user``) exports with :func:`export_cohort`: the pick applies to
+each user's own front, the bundle holds every user's adapter at its own rank, and
+``serving.yaml`` lists each user's trial, configuration and retrieval under ``per_user``.
+
 :func:`bundle_prompt` (and ``pers-search prompt DIR --user U --query TEXT``) builds the exact
 prompt the trial gave its model for a query, retrieval included.
 """
 
 from search.errors import ExportError
 from search.export.bundle import BUNDLE_ENTRIES, Bundle, export_bundle, prepare_out
+from search.export.cohort import CohortBundle, export_cohort
 from search.export.pick import Pick, metric_value, parse_pick, pick_trial
 from search.export.prompt import bundle_prompt, completion_request, load_manifest
 from search.export.vllm import VLLM_RANKS, max_loras, pad_adapter, vllm_command, vllm_rank
 
 __all__ = [
-    "BUNDLE_ENTRIES", "Bundle", "ExportError", "Pick", "VLLM_RANKS", "bundle_prompt", "completion_request",
-    "export_bundle", "load_manifest", "max_loras", "metric_value", "pad_adapter", "parse_pick", "pick_trial",
+    "BUNDLE_ENTRIES", "Bundle", "CohortBundle", "ExportError", "Pick", "VLLM_RANKS", "bundle_prompt", "completion_request",
+    "export_bundle", "export_cohort", "load_manifest", "max_loras", "metric_value", "pad_adapter", "parse_pick", "pick_trial",
     "prepare_out", "vllm_command", "vllm_rank",
 ]

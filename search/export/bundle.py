@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,13 +230,7 @@ def _write_adapters(trial: TrialRecord, config: TrialConfig, session, out: Path)
     shared = config.uses_pool
     if not memory.enabled and not shared:
         return []
-    root = out / ("state" if shared else "adapters")
-    kept = trial.user_attrs.get("adapter_dir")
-    if kept and Path(kept).is_dir():
-        shutil.copytree(kept, root)
-    else:
-        _rerun(trial, config, session, root)
-    users = sorted(p for p in root.iterdir() if p.is_dir())
+    users = _user_dirs(trial, config, session, out / ("state" if shared else "adapters"))
     _check_storage(trial, users, session.layout, memory)
     if shared:
         adapters = _serving_adapters(users, session, out)
@@ -248,6 +243,29 @@ def _write_adapters(trial: TrialRecord, config: TrialConfig, session, out: Path)
                       "serve with PEFT or pick a trial with a smaller lora.count * lora.rank",
                       UserWarning, stacklevel=3)
     return adapters
+
+
+def _user_dirs(trial: TrialRecord, config: TrialConfig, session, root: Path) -> list[Path]:
+    """The trial's per-user directories (copied when the study kept them, else trained again), moved
+    into ``root``, which may already hold other users' (a per-user study's bundle)."""
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root.parent))
+    try:
+        kept = trial.user_attrs.get("adapter_dir")
+        if kept and Path(kept).is_dir():
+            shutil.copytree(kept, staging, dirs_exist_ok=True)
+        else:
+            _rerun(trial, config, session, staging)
+        users = []
+        for user_dir in sorted(p for p in staging.iterdir() if p.is_dir()):
+            target = root / user_dir.name
+            if target.exists():
+                raise ExportError(f"export: {target} exists already: two picked trials serve user {user_dir.name!r}")
+            shutil.move(str(user_dir), target)
+            users.append(target)
+        return users
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _check_storage(trial: TrialRecord, users: list[Path], layout, memory: MemoryConfig) -> None:

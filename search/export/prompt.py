@@ -124,7 +124,8 @@ def manifest_prompt(bundle: str | Path, manifest: Mapping[str, Any], user: str, 
         raise ExportError(f"{Path(bundle) / MANIFEST}: no user {user!r}; the bundle serves {', '.join(users)}")
     if tokenizer is None:
         tokenizer = _tokenizer(str(base_model_dir(bundle, manifest)))
-    retrieval, prompt = manifest["retrieval"], manifest["prompt"]
+    own = (manifest.get("per_user") or {}).get(user) or {}  # a per-user study's bundle: each user's own
+    retrieval, prompt = own.get("retrieval") or manifest["retrieval"], manifest["prompt"]
     items: Sequence[HistoryItem] = []
     k = int(retrieval.get("k") or 0)
     if k > 0:
