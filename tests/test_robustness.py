@@ -293,9 +293,10 @@ CASES: list[Case] = [
                     "--set", "rag.k=2", *FAST], 0, (),
          note="runs (exit 0): training stops at max_steps, BM25 indexes the 10,000 items, the held-out loss "
               "is measured on 128 of the 1,000 held-out items", slow=True),
-    Case("data-user-id-traversal", DATA, "a user_id of `../../etc` with `--keep-adapters DIR`",
+    Case("data-user-id-traversal", DATA, "a user_id of `../../etc` with `--keep-adapters --adapters-dir DIR`",
          lambda c: ["trial", *TINY, "--data", c.jsonl("t.jsonl", [user("../../etc"), user("b")]),
-                    "--set", "lora.count=1", "--keep-adapters", str(c.tmp / "kept" / "a"), *FAST], 0, (),
+                    "--set", "lora.count=1", "--keep-adapters", "--adapters-dir", str(c.tmp / "kept" / "a"), *FAST],
+         0, (),
          lambda c: _inside(c.tmp / "kept" / "a", c.tmp),
          note="runs (exit 0): the adapter goes to DIR/.._.._etc (file names from user ids keep only letters, "
               "digits and -_., a name of dots becomes 'user'); nothing is written outside DIR"),
