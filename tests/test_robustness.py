@@ -422,6 +422,17 @@ def test_full_disk_during_a_study_stops_it_cleanly(tmp_path, capsys, monkeypatch
     assert [t["state"] for t in saved["trials"]] == ["running"]
 
 
+UNSAFE_LOADERS = ("torch.load(", "pickle.load(", "pickle.loads(", "yaml.load(", "yaml.unsafe_load", "allow_pickle=True",
+                  "dill.", "joblib.load", "use_safetensors=False")
+
+
+def test_no_unsafe_loader_in_the_code():
+    """Adapters, pools and caches come from safetensors, JSON and NumPy without pickle; YAML is safe-loaded."""
+    found = [f"{path.relative_to(ROOT)}: {needle}" for folder in ("runners", "search") for path in
+             (ROOT / folder).rglob("*.py") for needle in UNSAFE_LOADERS if needle in path.read_text(encoding="utf-8")]
+    assert not found, found
+
+
 def test_doc_lists_every_case():
     text = DOC.read_text(encoding="utf-8")
     missing = [c.id for c in CASES if f"`test_bad_input[{c.id}]`" not in text]
