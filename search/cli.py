@@ -7,7 +7,10 @@ over LoRA memory, retrieval and Per-Pcs; inspect fronts in MLflow; export config
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
+import traceback
 from importlib import metadata
 from typing import Sequence
 
@@ -22,15 +25,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()
+        print("pers-search: error: choose a command (the list above); `pers-search COMMAND --help` tells more",
+              file=sys.stderr)
         return 2
     try:
         return int(args.handler(args) or 0)
     except (SearchError, RunnerError) as err:
         print(f"pers-search: error: {err}", file=sys.stderr)
-        return 2
+        return getattr(err, "exit_code", 2)
     except KeyboardInterrupt:
         print("pers-search: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # a full disk, a permission, a vanished file: say which, no traceback
+        print(f"pers-search: error: {os_problem(err)}", file=sys.stderr)
+        return 1
+    except Exception as err:  # noqa: BLE001 - the last line of defence: one line, the traceback on request
+        return _unexpected(err)
+
+
+def os_problem(err: OSError) -> str:
+    """An operating-system error as one line: what happened, to which file, and what to do."""
+    where = f" ({err.filename})" if err.filename else ""
+    if err.errno == errno.ENOSPC:
+        fix = "the disk is full: free space on it, then run the command again (`pers-search resume` for a study)"
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "fix the permissions or pick another directory (--study-dir, --out)"
+    else:
+        fix = "check the path"
+    return f"{err.strerror or err}{where}; {fix}; finished trials are saved"
+
+
+def _unexpected(err: Exception) -> int:
+    """An error nobody anticipated: one line naming it, the traceback with ``PERS_SEARCH_DEBUG=1``."""
+    if os.environ.get("PERS_SEARCH_DEBUG"):
+        traceback.print_exc()
+    frame = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
+    place = f" at {os.path.basename(frame.filename)}:{frame.lineno}" if frame else ""
+    print(f"pers-search: error: unexpected {type(err).__name__}{place}: {str(err).splitlines()[0] if str(err) else ''}"
+          "; rerun with PERS_SEARCH_DEBUG=1 for the traceback and report it", file=sys.stderr)
+    return 1
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -6,7 +6,17 @@ can catch either. Messages state the rule, echo the value and name the place and
 
 
 class SearchError(Exception):
-    """Base class of every error the search package raises on purpose."""
+    """Base class of every error the search package raises on purpose.
+
+    ``exit_code`` is what the CLI returns for it: 2 for a usage error (a bad option, file or
+    name the user can fix by changing the command), 1 for a failure of the run itself.
+    """
+
+    exit_code = 2
+
+
+class UsageError(SearchError, ValueError):
+    """Command-line options that contradict each other or the study."""
 
 
 class SpaceError(SearchError, ValueError):
@@ -19,6 +29,12 @@ class RegistryError(SearchError, ValueError):
 
 class StudyError(SearchError, ValueError):
     """A study directory is unreadable or does not match the space it is resumed with."""
+
+
+class StudyWriteError(StudyError):
+    """The study directory cannot be written (permissions, a full disk): a failure, exit code 1."""
+
+    exit_code = 1
 
 
 class ExportError(SearchError, ValueError):

@@ -8,6 +8,7 @@ Unknown keys are rejected; every error names the file, the key path and the fix.
 
 from __future__ import annotations
 
+import difflib
 import importlib.resources
 import json
 import math
@@ -167,7 +168,10 @@ class LayerMaskParam(_Param):
     @field_validator("default", mode="before")
     @classmethod
     def _parse_default(cls, value: Any) -> Any:
-        parsed = parse_layer_indices(value)
+        try:
+            parsed = parse_layer_indices(value)
+        except OverflowError as err:  # int(inf): an index that is no number of a layer
+            raise ValueError(f"default={value!r} is not all, none or a list of layer indices") from err
         return parsed if isinstance(parsed, str) else list(parsed)
 
     @model_validator(mode="after")
@@ -469,6 +473,7 @@ class Space(_Strict):
                 raise SpaceError(f"--set {item!r}: expected key=value, e.g. --set training.epochs=2")
             value = yaml.safe_load(text) if text.strip() else None
             if key in raw["parameters"]:
+                _check_pin(self._source, key, raw["parameters"][key], value)
                 raw["parameters"][key] = _pinned(raw["parameters"][key], value)
             elif key.split(".")[0] in _SECTIONS:
                 _set_nested(raw, key.split("."), value, item)
@@ -499,12 +504,18 @@ class Space(_Strict):
         Raises:
             SpaceError: some are not reported; the message lists what is.
         """
-        missing = [m for m in self.metrics if m not in reported]
+        missing = [m for m in self.objectives if m not in reported]
         if missing:
             raise SpaceError(
                 f"space {self._source}: objectives: {', '.join(missing)} not reported by the trial runner; "
                 f"choose from: {', '.join(sorted(reported))}"
             )
+        for constraint in self.constraints:
+            if parse_constraint(constraint).metric not in reported:
+                raise SpaceError(
+                    f"space {self._source}: constraints: {constraint!r} names a metric the trial runner does not "
+                    f"report; use one of: {', '.join(sorted(reported))}"
+                )
 
     def search_signature(self) -> dict[str, Any]:
         """What must match for a stored study to be resumed with this space."""
@@ -522,6 +533,26 @@ class Space(_Strict):
         space = _validate(raw, source)
         space._source, space._text, space._overrides = self._source, self._text, overrides
         return space
+
+
+def _check_pin(source: str, key: str, param: dict[str, Any], value: Any) -> None:
+    """A pinned value must be one the space allows: a choice among ``values``, a number in range.
+
+    Raises:
+        SpaceError: naming the key, the value and what is allowed.
+    """
+    kind, where = param["type"], f"--set {key}={value}"
+    if kind == "choice" and value not in param["values"]:
+        raise SpaceError(f"{where}: {value!r} is not allowed for {key} in space {source}; "
+                         f"allowed values: {', '.join(map(str, param['values']))}")
+    if kind in ("int", "float"):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or (kind == "int" and not float(value).is_integer()):
+            raise SpaceError(f"{where}: {key} takes {'an integer' if kind == 'int' else 'a number'} in "
+                             f"[{param['low']}, {param['high']}] (space {source}); got {value!r}")
+        if not param["low"] <= value <= param["high"]:
+            raise SpaceError(f"{where}: {value} is outside the range of {key} in space {source}; "
+                             f"allowed: {param['low']} to {param['high']}")
 
 
 def _pinned(param: dict[str, Any], value: Any) -> dict[str, Any]:
@@ -559,7 +590,12 @@ def load_space(source: str | Path) -> Space:
     """
     path = Path(source)
     if path.is_file():
-        return parse_space(path.read_text(encoding="utf-8"), str(source))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise SpaceError(f"space {source}: not UTF-8 text (byte {err.start}: {err.reason}); "
+                             "save the file as UTF-8") from err
+        return parse_space(text, str(source))
     name = str(source).removesuffix(".yaml").removesuffix(".yml")
     name = name.removeprefix("spaces/")  # the checkout path of a bundled space works from anywhere
     resource = importlib.resources.files("spaces") / f"{name}.yaml"
@@ -580,12 +616,24 @@ def parse_space(text: str, source: str = "<string>") -> Space:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise SpaceError(f"space {source}: not valid YAML ({str(err).splitlines()[0]}); fix the syntax") from err
+        raise SpaceError(f"space {source}: {_yaml_problem(err)}; fix the syntax there") from err
+    if raw is None:
+        raise SpaceError(f"space {source}: the file is empty; start from a bundled space (e.g. spaces/tiny.yaml) "
+                         "with name, parameters and objectives")
     if not isinstance(raw, dict):
         raise SpaceError(f"space {source}: top level must be a mapping with name, parameters, ...; got {type(raw).__name__}")
     space = _validate(raw, source)
     space._source, space._text = source, text
     return space
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """``not valid YAML at line L column C: <problem>`` (1-based, as editors count)."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    context = getattr(err, "context", None)
+    where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+    return f"not valid YAML{where}: {problem}" + (f" ({context})" if context else "")
 
 
 def _validate(raw: dict[str, Any], source: str) -> Space:
@@ -596,7 +644,7 @@ def _validate(raw: dict[str, Any], source: str) -> Space:
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
-    errors = err.errors()
+    errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")  # a misspelt key explains the rest
     first = _format_one(errors[0])
     more = f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
     return f"space {source}: {first}{more}"
@@ -610,14 +658,16 @@ def _format_one(error: dict[str, Any]) -> str:
     kind, msg = error["type"], error["msg"]
     if kind in ("extra_forbidden", "unexpected_keyword_argument"):
         allowed = _allowed_keys(tuple(str(p) for p in error["loc"][:-1]))
-        return f"{path}: unknown key; allowed keys: {', '.join(allowed)}"
+        close = difflib.get_close_matches(loc[-1], allowed, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{path}: unknown key; allowed keys: {', '.join(allowed)}{hint}"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         got = error.get("input", {}).get("type") if isinstance(error.get("input"), dict) else None
         return f"{path}.type: {got!r} is not a parameter type; use one of: {', '.join(PARAM_TYPES)}"
     if kind == "missing":
         return f"{path}: required key is missing; add it"
-    if kind == "value_error":
-        return f"{path}: {msg.removeprefix('Value error, ')}"
+    if kind == "value_error":  # a whole-space check names its own key path
+        return (f"{path}: " if loc else "") + msg.removeprefix("Value error, ")
     return f"{path}: {msg[:1].lower()}{msg[1:]} (got {error.get('input')!r})"
 
 

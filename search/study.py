@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ import yaml
 
 from runners.spec import SE_SUFFIX
 from search.encoding import config_key
-from search.errors import StudyError
+from search.errors import StudyError, StudyWriteError
 from search.optimizers.base import Observation
 from search.pareto import hypervolume, knee_index, pareto_indices, study_reference_point
 from search.space import Space, finite
@@ -108,7 +109,7 @@ class Study:
         created_at: float | None = None,
     ) -> None:
         self.name = name
-        self.directory = Path(study_dir) / name
+        self.directory = Path(study_dir) / check_study_name(name)
         self.space = space
         self._trials = list(trials or [])
         self.created_at = created_at or time.time()
@@ -148,6 +149,7 @@ class Study:
         except (ValueError, KeyError, TypeError) as err:
             raise StudyError(f"study {name!r}: {path} is unreadable ({err}); restore it or start a new study") from err
         study = cls(name, study_dir, space, trials, data.get("created_at"))
+        study.remove_stale_temp_files()
         stopped = [t for t in study._trials if t.state is TrialState.RUNNING]
         if stopped:
             for t in stopped:
@@ -180,6 +182,12 @@ class Study:
         study.space = space
         study.save()
         return study
+
+    def remove_stale_temp_files(self) -> None:
+        """Delete the half-written temp files a killed process left (``.study.json.*.tmp``)."""
+        for name in (STUDY_FILE, SPACE_FILE):
+            for tmp in self.directory.glob(f".{name}.*.tmp"):
+                tmp.unlink(missing_ok=True)
 
     # ----------------------------------------------------------------- trials
     @property
@@ -333,6 +341,45 @@ class Study:
         self.directory.mkdir(parents=True, exist_ok=True)
         atomic_write(self.directory / SPACE_FILE, effective_yaml(self.space))
         atomic_write(self.directory / STUDY_FILE, json.dumps(self.to_json(), indent=1))
+
+
+MIN_FREE_BYTES = 50 * 2 ** 20
+
+
+def probe_study_dir(study_dir: str | Path, min_free: int = MIN_FREE_BYTES) -> None:
+    """Before the first trial: ``study_dir`` can be created and written, and its disk has room.
+
+    Raises:
+        StudyWriteError: naming the directory, what failed and what to do.
+    """
+    path = Path(study_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise StudyWriteError(f"--study-dir {study_dir}: cannot write there ({err.strerror or err}); "
+                              "pick a writable --study-dir or fix its permissions") from err
+    free = shutil.disk_usage(path).free
+    if free < min_free:
+        raise StudyWriteError(f"--study-dir {study_dir}: only {free / 2 ** 20:.0f} MB free on its disk, a study needs "
+                              f"{min_free / 2 ** 20:.0f} MB at least; free space there or pick another --study-dir")
+
+
+def check_study_name(name: str) -> str:
+    """A study name must stay inside its study directory: no absolute path, no ``..``, no empty part.
+
+    (``a/users/b``, a per-user study, is fine; ``../escape`` is not.)
+
+    Raises:
+        StudyError: naming the name and the fix.
+    """
+    parts = Path(name).parts
+    if not name or Path(name).is_absolute() or any(p in ("..", ".") for p in parts) or "\\" in name:
+        raise StudyError(f"study name {name!r} would leave the study directory; use a plain name "
+                         "(letters, digits, . _ -) and --study-dir for the place")
+    return name
 
 
 def effective_yaml(space: Space) -> str:

@@ -73,7 +73,19 @@ _MAX_TAG = 5000
 
 
 class TrackingError(SearchError, RuntimeError):
-    """The tracking store cannot be reached or used."""
+    """The tracking store cannot be reached or used (a failure, exit code 1)."""
+
+    exit_code = 1
+
+
+class TrackingUsageError(TrackingError):
+    """A tracking option that cannot work as given (a URI scheme, a port in use): exit code 2."""
+
+    exit_code = 2
+
+
+# The URI schemes MLflow's tracking and registry stores both accept.
+TRACKING_SCHEMES = ("file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 
 
 # --------------------------------------------------------------------------- URIs and records
@@ -111,6 +123,7 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     Raises:
         TrackingError: naming the URI and the fix.
     """
+    _check_scheme(uri)
     db = sqlite_path(uri)
     if db is not None:
         try:
@@ -119,6 +132,10 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             raise TrackingError(
                 f"tracking store {uri}: cannot create {db.parent} ({err}); pass a writable --tracking-uri"
             ) from err
+        target = db if db.exists() else db.parent
+        if not os.access(target, os.W_OK):
+            raise TrackingError(f"tracking store {uri}: {target} is not writable; fix its permissions (chmod u+w "
+                                f"{target}), pass a writable --tracking-uri, or --no-mlflow")
         return
     if not uri.startswith(("http://", "https://")):
         return
@@ -138,9 +155,19 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             "MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN"
         )
     if response.status_code == 404:
-        raise TrackingError(
+        raise TrackingUsageError(
             f"tracking server {uri} has no MLflow REST API (HTTP 404 on {url}); check the --tracking-uri"
         )
+
+
+def _check_scheme(uri: str) -> None:
+    """A URI MLflow cannot open is a usage error, told in one line (not MLflow's traceback)."""
+    scheme = urllib.parse.urlparse(uri).scheme.split("+", 1)[0]
+    if scheme not in TRACKING_SCHEMES:
+        raise TrackingUsageError(
+            f"--tracking-uri {uri}: unsupported scheme {scheme + '://' if scheme else '(none)'}; use one of "
+            f"{', '.join(s + '://' for s in TRACKING_SCHEMES)} (e.g. sqlite:///mlruns/mlflow.db or "
+            "http://127.0.0.1:5000), or --no-mlflow")
 
 
 def read_record(study_directory: str | Path) -> dict[str, Any]:
@@ -380,6 +407,7 @@ class Tracker:
         else:
             self.client.update_run(parent, status="RUNNING")
         self.parent_run_id = parent
+        self._close_orphans()
         self._index_children()
         self.front_view_key = set_front_view(self.client, self.experiment_id, study.space)
 
@@ -428,6 +456,9 @@ class Tracker:
             number = run.data.tags.get(TRIAL_TAG)
             if number is None or not number.isdigit():
                 continue
+            if int(number) in self._runs:  # a second run of one trial: keep the first
+                self._close_orphan(run)
+                continue
             self._runs[int(number)] = run.info.run_id
             self._pareto[int(number)] = run.data.tags.get("pareto", "")
             if any(k.startswith("test_") for k in run.data.metrics):
@@ -435,6 +466,26 @@ class Tracker:
         self._hv_steps = {m.step for m in self.client.get_metric_history(self.parent_run_id, "hypervolume")}
         self._fraction_steps = {m.step for m in self.client.get_metric_history(self.parent_run_id,
                                                                               "hypervolume_fraction")}
+
+    def _close_orphans(self) -> None:
+        """Runs a killed process left RUNNING (this process is the study's only writer, so none
+        of them is alive): close each as KILLED; trial runs are also deleted, to be logged again."""
+        runs = self.client.search_runs([self.experiment_id], filter_string="attributes.status = 'RUNNING'",
+                                       max_results=50000)
+        for run in runs:
+            if run.info.run_id == self.parent_run_id:
+                continue
+            if run.data.tags.get(ROLE_TAG) == "trial":
+                self._close_orphan(run)
+            else:
+                _terminate(self.client, run.info.run_id, "KILLED")
+
+    def _close_orphan(self, run) -> None:
+        """A trial run a killed process left half-logged, or a second run of one trial: close it as
+        KILLED and delete it, so the trial has one run."""
+        _terminate(self.client, run.info.run_id, "KILLED")
+        self.client.set_tag(run.info.run_id, "orphan", "true")
+        self.client.delete_run(run.info.run_id)
 
     # ----------------------------------------------------------------- logging
     def __call__(self, study: Study, trial: TrialRecord) -> None:

@@ -89,6 +89,14 @@ def read_json(path: str | Path, what: str = "data file") -> Any:
         raise DataError(f"{what} {path}: cannot be read as UTF-8 text ({err}); check the file") from err
 
 
+def _json_problem(err: json.JSONDecodeError, line: str) -> str:
+    """Where and what, in the line's own columns; a line that stops early is called truncated."""
+    if err.msg.startswith("Unterminated string"):
+        return f"invalid JSON: the string that starts at column {err.pos + 1} is never closed (truncated line?)"
+    cut = " (the line ends early: truncated?)" if err.pos >= len(line.rstrip()) else ""
+    return f"invalid JSON at column {err.pos + 1}: {err.msg}{cut}"
+
+
 def iter_jsonl(path: str | Path, what: str = "JSONL file") -> Iterator[tuple[int, Any]]:
     """Yield ``(line_number, value)`` for each non-blank line of a JSON Lines file.
 
@@ -105,13 +113,12 @@ def iter_jsonl(path: str | Path, what: str = "JSONL file") -> Iterator[tuple[int
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
+                text = line.rstrip("\r\n")  # columns count within the line, not past its newline
                 try:
-                    yield number, json.loads(line)
+                    yield number, json.loads(text)
                 except json.JSONDecodeError as err:
-                    raise DataError(
-                        f"{what} {path} line {number}: invalid JSON at column {err.colno}: {err.msg}; "
-                        f"each line must hold one complete JSON object"
-                    ) from err
+                    raise DataError(f"{what} {path} line {number}: {_json_problem(err, text)}; "
+                                    "each line must hold one complete JSON object") from err
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"{what} {path}: cannot be read as UTF-8 text ({err}); check the file") from err
 

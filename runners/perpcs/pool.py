@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from runners.errors import ConfigError, DataError, ModelError
-from runners.files import safe_name
+from runners.files import load_safetensors, safe_name
 from runners.history import history_examples, train_on_history
 from runners.home import tool_home
 from runners.memory import MemoryConfig, attach_memory, detach_memory
@@ -168,10 +168,9 @@ class Pool:
 
     @cached_property
     def _tensors(self) -> dict[str, "torch.Tensor"]:
-        from safetensors.torch import load_file
-
-        tensors = load_file(str(self.directory / PIECES_FILE))
-        tensors.update(load_file(str(self.directory / GATES_FILE)))
+        fix = "rebuild the pool with `pers-search pool build` or pass another --pool"
+        tensors = load_safetensors(self.directory / PIECES_FILE, "Per-Pcs pool file", fix)
+        tensors.update(load_safetensors(self.directory / GATES_FILE, "Per-Pcs pool file", fix))
         return {name: t.float() for name, t in tensors.items()}
 
     def piece(self, sharer: int, path: str) -> tuple["torch.Tensor", "torch.Tensor"]:

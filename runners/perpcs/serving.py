@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runners.errors import ConfigError
+from runners.files import load_safetensors
 from runners.memory import ADAPTER_FILE, SAFETENSORS_METADATA
 from runners.perpcs.assembly import ASSEMBLY_FILE, Assembly, assembled_lora
 
@@ -39,13 +40,11 @@ def serving_tensors(user_dir: str | os.PathLike, pool: "Pool") -> dict[str, tupl
         ConfigError: the directory holds neither an assembly nor an adapter.
     """
     import torch
-    from safetensors.torch import load_file
-
     user_dir = Path(user_dir)
     parts: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
     own = user_dir / ADAPTER_FILE
     if own.exists():
-        tensors = load_file(str(own))
+        tensors = load_safetensors(own, "adapter file", "rerun the trial with --keep-adapters to write it again")
         for key in sorted(k for k in tensors if k.endswith(".lora_A.weight")):
             path = key[len(_PREFIX):-len(".lora_A.weight")]
             b_key = key.replace(".lora_A.weight", ".lora_B.weight")

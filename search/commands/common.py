@@ -8,12 +8,15 @@ values to the library modules (``search.setup``, ``search.api``, ``search.tracki
 from __future__ import annotations
 
 import argparse
+import re
 
+from runners.files import safe_name
 from search.executors import EXECUTORS, Executor, make_executor
 from search.space import Space, load_space
 from search.tracking import Tracker
 
 DEFAULT_STUDY_DIR = "studies"
+_STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 POOL_HELP = "Per-Pcs pool directory (default: found under $PERS_SEARCH_HOME/pools)"
 
 
@@ -28,7 +31,7 @@ def add_space_args(p: argparse.ArgumentParser, with_pool: bool = True, space_req
     p.add_argument("--data-format", choices=["jsonl", "lamp", "meddialogue"],
                    help="data format (default: detected from the file); sets data.format")
     p.add_argument("--outputs", help="LaMP outputs JSON (default: found beside the questions file); sets data.outputs")
-    p.add_argument("--users", type=int, help="number of users in the cohort; sets data.users")
+    p.add_argument("--users", type=at_least(1), help="number of users in the cohort; sets data.users")
     if with_pool:
         p.add_argument("--pool", metavar="DIR", help=POOL_HELP)
 
@@ -59,7 +62,7 @@ def add_tracking_args(p: argparse.ArgumentParser) -> None:
 
 def add_executor_args(p: argparse.ArgumentParser) -> None:
     """``--workers``, ``--executor`` and ``--address``: how many trials run at once, and where."""
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--workers", type=at_least(1), default=1,
                    help="trials in flight at once (default 1); more than one runs them in worker processes")
     p.add_argument("--executor", choices=EXECUTORS,
                    help="local (this process), process (local worker processes) or ray (Ray tasks); "
@@ -78,3 +81,37 @@ def tracker_from_args(args: argparse.Namespace) -> Tracker | None:
     if args.no_mlflow:
         return None
     return Tracker(args.tracking_uri, log_adapters=args.log_adapters)
+
+
+def study_name(text: str) -> str:
+    """An argparse type: a study name that stays a plain directory under ``--study-dir``.
+
+    Raises:
+        argparse.ArgumentTypeError: a path (``../escape``, ``a/b``), a leading dot or odd characters.
+    """
+    if not _STUDY_NAME.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a plain study name; use letters, digits and . _ - (no '/', no leading '.'), "
+            f"e.g. {safe_name(text.replace('/', '-').lstrip('.-'), limit=128, fallback='my-study')!r}; "
+            "put studies elsewhere with --study-dir")
+    return text
+
+
+def default_study_name(text: str) -> str:
+    """A name derived from the space and optimiser, made safe as a study name."""
+    return safe_name(text, limit=128, fallback="study").lstrip(".") or "study"
+
+
+def at_least(low: int):
+    """An argparse type: an integer >= ``low`` (the error names the option, as argparse does)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer; pass a whole number >= {low}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below {low}; pass a whole number >= {low}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse

@@ -17,7 +17,7 @@ import urllib.request
 from contextlib import contextmanager
 from typing import Iterator
 
-from search.commands.common import POOL_HELP, add_study_dir
+from search.commands.common import POOL_HELP, add_study_dir, at_least, study_name
 from search.commands.tables import front_table
 from search.console import status_console, table_console
 from search.export import ExportError, export_bundle, export_cohort
@@ -30,6 +30,7 @@ from search.tracking import (
     WORKFLOW_TRAINING,
     Tracker,
     TrackingError,
+    TrackingUsageError,
     artifact_root,
     check_reachable,
     read_record,
@@ -47,17 +48,17 @@ def add_parsers(sub) -> None:
     """Register ``ui``, ``pareto`` and ``export`` on the CLI's subparsers."""
     p = sub.add_parser("ui", help="start the MLflow UI on the tracking store and print its URL "
                                   "(with a study: the link to its front)")
-    p.add_argument("study", nargs="?", help="a study: open the store it was logged to (its mlflow.json) and print "
+    p.add_argument("study", nargs="?", type=study_name, help="a study: open the store it was logged to (its mlflow.json) and print "
                                             "the link to its front (a study never logged is logged first)")
     add_study_dir(p)
     p.add_argument("--tracking-uri", help="store to show (default: the study's recorded store, else "
                                           "$MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)")
     p.add_argument("--host", default=DEFAULT_HOST, help=f"interface to bind (default {DEFAULT_HOST})")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--port", type=at_least(1), default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.set_defaults(handler=cmd_ui)
 
     p = sub.add_parser("pareto", help="print a study's Pareto front (table, JSON or CSV)")
-    p.add_argument("study", help="study name")
+    p.add_argument("study", type=study_name, help="study name")
     add_study_dir(p)
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the front as JSON")
@@ -66,7 +67,7 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("export", help="write a serving bundle (PEFT adapters, serving.yaml, vLLM command) "
                                       "for a configuration picked from the front")
-    p.add_argument("study", help="study name")
+    p.add_argument("study", type=study_name, help="study name")
     add_study_dir(p)
     p.add_argument("--pick", default="knee",
                    help="knee (default), max:METRIC, min:METRIC, trial:N; optionally 'where METRIC>=X [and ...]'; "
@@ -104,7 +105,7 @@ def port_in_use(host: str, port: int) -> bool:
         except OSError as err:
             if err.errno in (errno.EADDRINUSE, errno.EACCES):
                 return True
-            raise TrackingError(f"--host {host} --port {port}: cannot bind ({err}); pass another --host") from err
+            raise TrackingUsageError(f"--host {host} --port {port}: cannot bind ({err}); pass another --host") from err
     return False
 
 
@@ -115,7 +116,7 @@ def start_server(uri: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *
         TrackingError: the port is taken (another server would answer in its place).
     """
     if port_in_use(host, port):
-        raise TrackingError(f"port {port} on {host} is in use by another program, so the MLflow UI cannot start "
+        raise TrackingUsageError(f"port {port} on {host} is in use by another program, so the MLflow UI cannot start "
                             f"there; pass a free --port (e.g. --port {port + 1}) or stop the program on {port}")
     return subprocess.Popen(server_command(uri, host, port), start_new_session=True, **popen)
 
@@ -283,6 +284,9 @@ def cmd_ui(args) -> int:
     if study is not None:
         _front_view_on(uri, study, record["experiment_id"])
     url = f"http://{args.host}:{args.port}"
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]warning[/]: --host {args.host} exposes the MLflow UI, with no login, to every "
+                      "machine that can reach this one; leave --host out to keep it on 127.0.0.1")
     with _stop_on_signals() as stop:
         proc = start_server(uri, args.host, args.port, stdout=_stderr_fd())  # stdout carries the link only
         try:

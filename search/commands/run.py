@@ -10,6 +10,9 @@ from search.commands.common import (
     POOL_HELP,
     add_executor_args,
     add_space_args,
+    at_least,
+    default_study_name,
+    study_name,
     add_study_dir,
     add_tracking_args,
     space_from_args,
@@ -18,23 +21,25 @@ from search.commands.common import (
 from search.commands.searching import ADAPTERS, StudyRun, run_cohort, run_per_user
 from search.commands.tables import cohort_table, front_table, trials_table
 from search.console import status_console, table_console
+from search.errors import UsageError
 from search.optimizers import check_optimizer
 from search.per_user import cohort_space, is_cohort, load_cohort
 from search.setup import bind_to_model, trial_setup
 from search.space import Space
-from search.study import Study
+from search.study import Study, probe_study_dir
 
 
 def add_parsers(sub) -> None:
     """Register ``run``, ``resume`` and ``status`` on the CLI's subparsers."""
     p = sub.add_parser("run", help="search the space: quasi-random start, then Bayesian optimisation")
-    p.add_argument("study", nargs="?", help="study name (default: <space name>-<optimizer>); the same name resumes")
+    p.add_argument("study", nargs="?", type=study_name,
+                   help="study name (default: <space name>-<optimizer>); the same name resumes")
     add_space_args(p, space_required=True)
     _add_study_args(p)
     p.add_argument("--optimizer", help="saas-nehvi (default of milp.yaml), saas-map, gp-nehvi, ax-saasbo, ax-default, "
                                         "sobol, random, optuna-tpe, optuna-nsga2")
-    p.add_argument("--trials", type=int, help="total trials of the study")
-    p.add_argument("--init-trials", type=int, help="quasi-random trials before the model-based ones")
+    p.add_argument("--trials", type=at_least(1), help="total trials of the study")
+    p.add_argument("--init-trials", type=at_least(0), help="quasi-random trials before the model-based ones")
     p.add_argument("--seed", type=int, help="optimiser seed")
     p.add_argument("--no-test", action="store_true", help="skip evaluating the front on the test queries")
     p.add_argument("--keep-adapters", action="store_true",
@@ -50,9 +55,9 @@ def add_parsers(sub) -> None:
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("resume", help="continue a stopped or killed study where it left off")
-    p.add_argument("study", help="study name")
+    p.add_argument("study", type=study_name, help="study name")
     _add_study_args(p, with_name=False)
-    p.add_argument("--trials", type=int, help="raise the study's total number of trials")
+    p.add_argument("--trials", type=at_least(1), help="raise the study's total number of trials")
     p.add_argument("--no-test", action="store_true")
     p.add_argument("--pool", metavar="DIR", help=POOL_HELP)
     add_executor_args(p)
@@ -60,7 +65,7 @@ def add_parsers(sub) -> None:
     p.set_defaults(handler=cmd_resume)
 
     p = sub.add_parser("status", help="a study's trials, their states and its current front")
-    p.add_argument("study", help="study name")
+    p.add_argument("study", type=study_name, help="study name")
     _add_study_args(p, with_name=False)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_status)
@@ -68,7 +73,7 @@ def add_parsers(sub) -> None:
 
 def _add_study_args(p, with_name: bool = True) -> None:
     if with_name:  # the positional name, also accepted as --study (the README of earlier versions)
-        p.add_argument("--study", dest="study_option", help=argparse.SUPPRESS)
+        p.add_argument("--study", dest="study_option", type=study_name, help=argparse.SUPPRESS)
     add_study_dir(p)
 
 
@@ -77,12 +82,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     space = _with_search_flags(space_from_args(args), args).with_optimizer(
         name=args.optimizer, trials=args.trials, init_trials=args.init_trials, seed=args.seed)
     check_optimizer(space)
-    name = args.study or args.study_option or (f"{space.name}-{space.optimizer.name}"
-                                               + ("-per-user" if space.scope == "per_user" else ""))
+    _check_init_trials(args, space)
+    name = args.study or args.study_option or default_study_name(
+        f"{space.name}-{space.optimizer.name}" + ("-per-user" if space.scope == "per_user" else ""))
+    probe_study_dir(args.study_dir)
     tracker = _connect(console, tracker_from_args(args), name, args.study_dir)
     with console.status("loading model and data"):
         space, setup = bind_to_model(space, args.pool)
     return _run(StudyRun(console, space, setup, name, args, args.keep_adapters, tracker))
+
+
+def _check_init_trials(args: argparse.Namespace, space: Space) -> None:
+    """``--init-trials`` above the study's total is a mistake, not a silently shortened start."""
+    o = space.optimizer
+    if args.init_trials is not None and args.init_trials > o.trials:
+        raise UsageError(f"--init-trials {args.init_trials} exceeds the study's {o.trials} trials "
+                         f"({'--trials' if args.trials else 'optimizer.trials in ' + space.source}); "
+                         f"pass --trials {args.init_trials} or more, or --init-trials {o.trials} or fewer")
 
 
 def _with_search_flags(space: Space, args: argparse.Namespace) -> Space:
@@ -98,11 +114,22 @@ def cmd_resume(args: argparse.Namespace) -> int:
         space = cohort_space(args.study, args.study_dir)
         keep = any((Path(args.study_dir) / args.study / "users").glob(f"*/{ADAPTERS}"))
     else:
-        space = Study.load(args.study, args.study_dir).space
+        study = Study.load(args.study, args.study_dir)
+        _check_resume_trials(args, study)
+        space = study.space
         keep = (Path(args.study_dir) / args.study / ADAPTERS).exists()
     space = space.with_optimizer(trials=args.trials) if args.trials else space
+    probe_study_dir(args.study_dir)
     tracker = _connect(console, tracker_from_args(args), args.study, args.study_dir)
     return _run(StudyRun(console, space, trial_setup(space, args.pool), args.study, args, keep, tracker))
+
+
+def _check_resume_trials(args: argparse.Namespace, study: Study) -> None:
+    """``resume --trials N`` may not drop below the trials already finished."""
+    done = len(study.finished())
+    if args.trials is not None and args.trials < done:
+        raise UsageError(f"resume {study.name} --trials {args.trials}: the study has {done} finished trials "
+                         f"(of {study.space.optimizer.trials}); pass --trials {done} or more, or leave it out")
 
 
 def _connect(console, tracker, name: str, study_dir: str):

@@ -53,7 +53,7 @@ class StudyRun:
         o = self.space.optimizer
         executor = executor_from_args(self.args, self.space)
         executor.close()
-        self.console.print(f"[bold]study[/] {self.name}: {what}, {o.name}, {o.trials} trials ({o.init_trials} "
+        self.console.print(f"[bold]study[/] {self.name}: {what}, {o.name}, {o.trials} trials ({min(o.init_trials, o.trials)} "
                            f"quasi-random), model {self.setup.model.name}, {executor.workers} worker"
                            f"{'s' if executor.workers > 1 else ''}" +
                            (", early stopping" if self.space.early_stopping.enabled else ""))

@@ -13,7 +13,7 @@ from search.baselines import baseline_configs
 from search.commands.common import add_space_args, space_from_args
 from search.commands.tables import baselines_table, metrics_table
 from search.console import fmt_metric, status_console, table_console
-from search.setup import bind_to_model
+from search.setup import bind_to_model, check_reported
 
 
 ROW_METRICS = ("rougeL", "persona_f1", "storage_bytes")
@@ -41,6 +41,7 @@ def cmd_trial(args: argparse.Namespace) -> int:
     console = status_console(quiet=args.json)
     with console.status("loading model and data"):
         space, setup = bind_to_model(space_from_args(args), args.pool)
+    check_reported(space, setup)
     flat = space.defaults()
     config = TrialConfig.from_flat(flat)
     console.print(f"[bold]trial[/] on {setup.model.name}: {space.describe(flat)}")
