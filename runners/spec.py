@@ -16,6 +16,7 @@ a frozen result out.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Mapping, Sequence
 
@@ -340,7 +341,7 @@ def parse_layer_indices(value: Any, n_layers: int | None = None) -> tuple[int, .
     if isinstance(value, int):
         value = [value]
     try:
-        indices = [int(v) for v in value.replace(" ", "").split(",") if v] if isinstance(value, str) else [
+        indices = [_digits(v) for v in value.replace(" ", "").split(",") if v] if isinstance(value, str) else [
             _whole(key, v) for v in value]
     except (TypeError, ValueError, ConfigError) as err:
         raise ConfigError(f"{key}: {value!r} is not all, none or comma-separated layer indices such as 0,1,5") from err
@@ -361,9 +362,17 @@ def _top_layers(key: str, word: str, n_layers: int | None) -> tuple[int, ...] | 
     return tuple(range(max(0, n_layers - int(count)), n_layers))
 
 
+def _digits(text: str) -> int:
+    """A layer index written in decimal digits (``int`` would also take ``1_0`` or ``+1``)."""
+    if not text.isdigit():
+        raise ValueError(text)
+    return int(text)
+
+
 def _whole(key: str, value: Any) -> int:
     """An integer value (a float such as 4.0 counts, 4.5 does not)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or int(value) != value:
         raise ConfigError(f"{key}: {value!r} is not a whole number")
     return int(value)
 

@@ -168,10 +168,7 @@ class LayerMaskParam(_Param):
     @field_validator("default", mode="before")
     @classmethod
     def _parse_default(cls, value: Any) -> Any:
-        try:
-            parsed = parse_layer_indices(value)
-        except OverflowError as err:  # int(inf): an index that is no number of a layer
-            raise ValueError(f"default={value!r} is not all, none or a list of layer indices") from err
+        parsed = parse_layer_indices(value)
         return parsed if isinstance(parsed, str) else list(parsed)
 
     @model_validator(mode="after")
