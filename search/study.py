@@ -223,7 +223,7 @@ class Study:
                 guess = impute(t, done, self.space.objectives, set(known))
                 out.append(Observation(t.config, *guess) if guess else Observation(t.config, None))
             else:
-                out.append(Observation(t.config, None))
+                out.append(Observation(t.config, None, failure=True))
         return out
 
     def stopped_configs(self) -> list[dict[str, Any]]:

@@ -83,3 +83,33 @@ def test_study_observations_carry_the_trials_squared_standard_errors(tmp_path):
     study.complete_trial(trial.number, {"q": 1.0, "q_se": 0.1, "r": 0.5, "r_se": 0.2})
     (obs,) = study.observations()
     assert obs.variances == pytest.approx({"q": 0.01, "r": 0.04})
+
+
+FAILING = """
+name: failing
+objectives: {q: max, r: max}
+parameters:
+  x: {type: float, low: 0.0, high: 1.0}
+optimizer: {name: gp-nehvi, init_trials: 2, trials: 20, seed: 0}
+"""
+
+
+@pytest.mark.parametrize("name", ["gp-nehvi", "saas-map"])
+def test_repeated_failures_steer_the_search_away(name):
+    """Both objectives rise towards x = 1, but every trial from x = 0.8 on has failed: with failures
+    imputed at the worst value seen, the next suggestions stay below the failing region; with
+    failures only skipped, the surrogate extrapolates the rise into it."""
+    from search.optimizers.base import AcquisitionOptions
+
+    good = [Observation({"x": x}, {"q": x, "r": x * x}) for x in (0.0, 0.1, 0.2, 0.3, 0.45, 0.6, 0.7)]
+    failed = [Observation({"x": x}, None, failure=True) for x in (0.8, 0.85, 0.9, 0.95, 1.0)]
+    space = parse_space(FAILING, "failing.yaml")
+    picks = {}
+    for learn in (True, False):
+        optimizer = make_optimizer(name, space, seed=0, options=AcquisitionOptions(num_restarts=4, raw_samples=64))
+        optimizer.learn_from_failures = learn
+        picks[learn] = [c["x"] for c in optimizer.suggest(good + failed, 3)]
+    print(f"\n{name}: suggestions {picks[True]} learning from failures, {picks[False]} skipping them")
+    inside = {learn: sum(x > 0.8 for x in xs) for learn, xs in picks.items()}
+    assert inside[True] == 0, f"{name}: suggested {picks[True]} inside the failing region"
+    assert inside[True] < inside[False]

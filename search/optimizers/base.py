@@ -26,11 +26,14 @@ class Observation:
             counts as observed, so it is never suggested again).
         variances: per metric, the noise variance of its value (the squared standard error a
             trial reports, larger for a pruned trial's estimated values); None when unknown.
+        failure: the trial failed (raised, returned NaN, ran out of memory or time); a pruned
+            trial without values is no failure.
     """
 
     config: dict[str, Any]
     values: dict[str, float] | None = None
     variances: dict[str, float] | None = None
+    failure: bool = False
 
     @property
     def failed(self) -> bool:

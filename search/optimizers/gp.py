@@ -99,6 +99,33 @@ class NEHVIOptimizer(Optimizer):
             rows.append([s * float(values[m]) for m, s in zip(self.space.metrics, self.signs())])
         return X, torch.tensor(rows, dtype=torch.float64)
 
+    learn_from_failures = True
+    """Failed trials enter the surrogates with the worst values seen (:meth:`failure_stand_ins`)."""
+
+    def failure_stand_ins(self, history: list[Observation], usable: list[Observation]) -> list[Observation]:
+        """Failed trials as observations of the worst value seen for every learned objective.
+
+        The optimiser learns from failures by imputing the worst (a penalty, as SMAC does for
+        crashed runs): the surrogate's mean drops around configurations that failed, so qLogNEHVI
+        moves away from a region of repeated failures instead of only skipping the exact failed
+        points. Constraint-only metrics take the mean seen (neither side of the bound); known
+        objectives are computed from the configuration as usual; the variance is the largest seen.
+        """
+        failed = [obs for obs in history if obs.failure]
+        if not self.learn_from_failures or not failed or not usable:
+            return []
+        values, variances = {}, {}
+        for metric in self.space.metrics:
+            if metric in self.known_objectives:
+                continue
+            seen = [float(obs.values[metric]) for obs in usable]
+            direction = self.space.objectives.get(metric)
+            values[metric] = min(seen) if direction == "max" else max(seen) if direction == "min" else sum(seen) / len(seen)
+            known = [(obs.variances or {}).get(metric) for obs in usable]
+            if all(finite(v) for v in known):
+                variances[metric] = max(known)
+        return [Observation(obs.config, dict(values), dict(variances) or None) for obs in failed]
+
     def training_variances(self, usable: list[Observation], metric: str) -> "torch.Tensor | None":
         """The ``n x 1`` observed noise variances of ``metric``, when every usable observation has one.
 
@@ -164,6 +191,7 @@ class NEHVIOptimizer(Optimizer):
         from botorch.sampling.get_sampler import get_sampler
 
         usable = [obs for obs in history if self._usable(obs)]
+        usable += self.failure_stand_ins(history, usable)
         X, Y = self.training_data(usable)
         model = self.build_models(X, Y, seed, usable)
         n_obj = len(self.space.objectives)
