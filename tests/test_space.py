@@ -30,7 +30,7 @@ def test_bundled_spaces_parse_with_defaults():
     milp = load_space("milp")
     assert milp.source == "milp.yaml" and milp.optimizer.name == "saas-nehvi"
     assert milp.objectives == {"rougeL": "max", "persona_f1": "max", "storage_bytes": "min"}
-    assert milp.training.max_steps == 16 and milp.training.lr == 1e-2 and milp.data.users == 2 and milp.model.targets[0] == "gate_proj"
+    assert milp.training.max_steps == 8 and milp.training.lr == 1e-2 and milp.data.users == 2 and milp.model.targets[0] == "gate_proj"
     assert load_space("tiny.yaml").model.name == "tiny"
     paper = load_space("milp-paper").bind(30)
     assert paper.optimizer.init_trials == 100
