@@ -281,7 +281,9 @@ def run_task(task: tuple[str, str, int, Settings]) -> dict[str, Any]:
 
 def plan(problems: list[str], optimizers: list[str], seeds: int | None, settings: Settings,
          done: set[str]) -> list[tuple[str, str, int, Settings]]:
-    """Runs still to do, slowest optimisers first (the order of ``OPTIMIZERS``)."""
+    """Runs still to do, seed by seed (every row gets seed 0 before any gets seed 1, so a benchmark
+    stopped early still has a row per optimiser), the slowest optimisers first within a seed (the
+    order of ``OPTIMIZERS``)."""
     order = {name: i for i, name in enumerate(OPTIMIZERS)}
     tasks = []
     for name in sorted(optimizers, key=lambda n: order.get(n, len(order))):
@@ -289,7 +291,7 @@ def plan(problems: list[str], optimizers: list[str], seeds: int | None, settings
         for seed, problem in itertools.product(range(count), problems):
             if settings.key(problem, name, seed) not in done:
                 tasks.append((problem, name, seed, settings))
-    return tasks
+    return sorted(tasks, key=lambda task: task[2])  # stable: optimiser order kept within a seed
 
 
 def run_all(tasks: list[tuple[str, str, int, Settings]], jobs: int, out: Path) -> int:
