@@ -65,7 +65,7 @@ class NEHVIOptimizer(Optimizer):
         """
         usable = [obs for obs in history if self._usable(obs)]
         started = len(history) + len(pending)
-        if started < self.space.optimizer.init_trials or len(usable) < 2 or self.encoder.d == 0:
+        if started < self.start_size() or len(usable) < 2 or self.encoder.d == 0:
             return self.initial_design(history, n, pending)
         from botorch.utils.sampling import manual_seed
 
@@ -73,6 +73,10 @@ class NEHVIOptimizer(Optimizer):
         with manual_seed(seed), _torch_threads(self.options.threads), _quiet_restarts():
             acqf = self.build_acquisition(history, seed)
             return self._optimize(acqf, history, n, seed, pending)
+
+    def start_size(self) -> int:
+        """Quasi-random suggestions before the model takes over: ``optimizer.init_trials``."""
+        return self.space.optimizer.init_trials
 
     def initial_design(self, history: list[Observation], n: int,
                        pending: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:

@@ -65,6 +65,13 @@ class SaasOptimizer(NEHVIOptimizer):
     SPRAY, SPRAY_SD = 4, 0.05
     #: The quasi-random start: ``"sobol"`` (as every optimiser) or ``"spread"`` (:meth:`initial_design`).
     design = "sobol"
+    #: At most this many quasi-random points before the model takes over (None: ``optimizer.init_trials``).
+    start_points: int | None = None
+
+    def start_size(self) -> int:
+        """``optimizer.init_trials``, capped at ``start_points`` when that is set."""
+        size = self.space.optimizer.init_trials
+        return size if self.start_points is None else min(size, self.start_points)
 
     def initial_design(self, history: list[Observation], n: int,
                        pending: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
@@ -72,7 +79,7 @@ class SaasOptimizer(NEHVIOptimizer):
 
         A fixed pool of scrambled Sobol points (seeded by the base seed; the flags of each layer mask
         drawn at a density given by one more Sobol coordinate, so masks from nearly empty to nearly
-        full are all there) is split into ``init_trials`` strata of equal size by the sum of the
+        full are all there) is split into :meth:`start_size` strata of equal size by the sum of the
         known objectives' ranks (storage: from the smallest adapters to the largest). Start point
         ``i`` comes from stratum ``_stratum(i)`` (so any prefix of the start is spread over
         storage), and within it is the pool point farthest from every configuration observed or
@@ -120,7 +127,7 @@ class SaasOptimizer(NEHVIOptimizer):
             return self._pool
         import torch
 
-        size = max(256, 64 * self.space.optimizer.init_trials)
+        size = max(256, 64 * self.start_size())
         engine = torch.quasirandom.SobolEngine(self.encoder.d + 1, scramble=True, seed=self.seed)
         draws = engine.draw(size, dtype=torch.float64)
         configs = []
@@ -132,7 +139,7 @@ class SaasOptimizer(NEHVIOptimizer):
             ]
             configs.append(self.encoder.from_uniform([min(v, 1.0 - 1e-9) for v in x]))
         rows = self.encoder.encode_many(configs)
-        count = max(1, self.space.optimizer.init_trials)
+        count = max(1, self.start_size())
         if self.known_objectives:
             score = torch.zeros(size, dtype=torch.float64)
             for fn in self.known_objectives.values():
