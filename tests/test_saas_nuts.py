@@ -110,10 +110,10 @@ def test_consecutive_fits_reuse_one_compiled_program():
             return sum(1 for _ in handle)
 
     rng = np.random.default_rng(2)
-    X = rng.random((20, 6))  # the shape and settings of the cold fit above: its program, if it ran first
-    Y = rng.standard_normal((20, 2))
-    saas_nuts.run_nuts(X, Y, warmup=32, samples=16, thinning=2, seed=0)
+    X = rng.random((12, 3))
+    Y = rng.standard_normal((12, 2))
+    saas_nuts.run_nuts(X, Y, warmup=8, samples=4, thinning=2, seed=0)
     before = maps()
-    for n in range(17, 21):  # 17..20 rows all pad to 32
-        saas_nuts.run_nuts(X[:n], Y[:n], warmup=32, samples=16, thinning=2, seed=n)
+    for n in range(12, 16):  # 12..15 rows all pad to 16
+        saas_nuts.run_nuts(X[:n], Y[:n], warmup=8, samples=4, thinning=2, seed=n)
     assert maps() - before < 20
