@@ -61,6 +61,38 @@ OPTIMIZERS = ["ax-saasbo", "ax-default", "saas-nehvi", "saas-map", "gp-nehvi", "
 # Fully Bayesian or SAAS fits: minutes per run, so fewer seeds by default.
 SAAS_OPTIMIZERS = {"ax-saasbo", "saas-nehvi", "saas-map"}
 SEEDS_CHEAP, SEEDS_SAAS = 5, 3
+# Ablations of saas-nehvi (pass them to --optimizers): class attributes of SaasNEHVI, every one given, so a
+# variant stays what it says when the defaults change. "@main" is the optimiser as it was before issue 15's
+# scope 3-4 (BoTorch's NUTS per objective, BoTorch's mixed alternating acquisition search, the Sobol start).
+_BASE = {"fit_engine": "vectorised", "warm_start": True, "acquisition_search": "local", "design": "spread",
+         "start_points": None}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "saas-nehvi@main": {**_BASE, "fit_engine": "botorch", "acquisition_search": "alternating", "design": "sobol"},
+    "saas-nehvi@nuts": {**_BASE, "acquisition_search": "alternating", "design": "sobol"},
+    "saas-nehvi@cold-nuts": {**_BASE, "warm_start": False, "acquisition_search": "alternating", "design": "sobol"},
+    "saas-nehvi@local": {**_BASE, "design": "sobol"},
+    "saas-nehvi@spread": dict(_BASE),
+    "saas-nehvi@start6": {**_BASE, "start_points": 6},
+    "saas-nehvi@sobol6": {**_BASE, "design": "sobol", "start_points": 6},
+}
+
+
+def register_variants() -> None:
+    """Register the ``VARIANTS`` (once per process; worker processes import this module again)."""
+    from search.optimizers import optimizer_names, register_optimizer
+    from search.optimizers.saas import SaasNEHVI
+
+    for name, attrs in VARIANTS.items():
+        if name not in optimizer_names():
+            register_optimizer(name)(type(f"SaasNEHVI_{name.split('@')[1].replace('-', '_')}", (SaasNEHVI,), attrs))
+
+
+def is_saas(name: str) -> bool:
+    """A SAAS optimiser or a variant of one (fewer seeds by default)."""
+    return name.split("@")[0] in SAAS_OPTIMIZERS
+
+
+register_variants()
 CHECKPOINTS = (10, 20, 40)
 DEFAULT_OUT = "search_efficiency.jsonl"
 
@@ -281,15 +313,17 @@ def run_task(task: tuple[str, str, int, Settings]) -> dict[str, Any]:
 
 def plan(problems: list[str], optimizers: list[str], seeds: int | None, settings: Settings,
          done: set[str]) -> list[tuple[str, str, int, Settings]]:
-    """Runs still to do, slowest optimisers first (the order of ``OPTIMIZERS``)."""
+    """Runs still to do, seed by seed (every row gets seed 0 before any gets seed 1, so a benchmark
+    stopped early still has a row per optimiser), the slowest optimisers first within a seed (the
+    order of ``OPTIMIZERS``)."""
     order = {name: i for i, name in enumerate(OPTIMIZERS)}
     tasks = []
     for name in sorted(optimizers, key=lambda n: order.get(n, len(order))):
-        count = seeds if seeds is not None else (SEEDS_SAAS if name in SAAS_OPTIMIZERS else SEEDS_CHEAP)
+        count = seeds if seeds is not None else (SEEDS_SAAS if is_saas(name) else SEEDS_CHEAP)
         for seed, problem in itertools.product(range(count), problems):
             if settings.key(problem, name, seed) not in done:
                 tasks.append((problem, name, seed, settings))
-    return tasks
+    return sorted(tasks, key=lambda task: task[2])  # stable: optimiser order kept within a seed
 
 
 def run_all(tasks: list[tuple[str, str, int, Settings]], jobs: int, out: Path) -> int:
@@ -361,7 +395,7 @@ def summary_table(records: list[dict[str, Any]]) -> str:
     rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
         rows.setdefault((r["problem"], r["optimizer"]), []).append(r)
-    order = {name: i for i, name in enumerate(list(PROBLEMS) + OPTIMIZERS)}
+    order = {name: i for i, name in enumerate(list(PROBLEMS) + OPTIMIZERS + list(VARIANTS))}
     lines = [
         "| problem | optimiser | seeds | " + " | ".join(f"HV@{k}" for k in marks) + " | median s / suggestion |",
         "|---|---|---|" + "---|" * len(marks) + "---|",

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from search.optimizers.base import Observation, Optimizer, register_optimizer
 from search.optimizers.quasi_random import SobolOptimizer, uniform_stream
-from search.pareto import knee_index, study_reference_point
+from search.pareto import knee_index, pareto_indices, study_reference_point
 from search.space import finite
 
 if TYPE_CHECKING:
@@ -68,14 +68,23 @@ class NEHVIOptimizer(Optimizer):
         """
         usable = [obs for obs in history if self._usable(obs)]
         started = len(history) + len(pending)
-        if started < self.space.optimizer.init_trials or len(usable) < 2 or self.encoder.d == 0:
-            return SobolOptimizer(self.space, seed=self.seed).suggest(history, n, pending)
+        if started < self.start_size() or len(usable) < 2 or self.encoder.d == 0:
+            return self.initial_design(history, n, pending)
         from botorch.utils.sampling import manual_seed
 
         seed = self.call_seed(history, pending=pending)
         with manual_seed(seed), _torch_threads(self.options.threads), _quiet_restarts():
             acqf = self.build_acquisition(history, seed)
             return self._optimize(acqf, history, n, seed, pending)
+
+    def start_size(self) -> int:
+        """Quasi-random suggestions before the model takes over: ``optimizer.init_trials``."""
+        return self.space.optimizer.init_trials
+
+    def initial_design(self, history: list[Observation], n: int,
+                       pending: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+        """The quasi-random start: Sobol points (the SAAS optimisers override this)."""
+        return SobolOptimizer(self.space, seed=self.seed).suggest(history, n, pending)
 
     # ----------------------------------------------------------------- models
     def _usable(self, obs: Observation) -> bool:
@@ -150,14 +159,23 @@ class NEHVIOptimizer(Optimizer):
         (with the observations' noise variances when ``usable`` carries them for that metric)."""
         from botorch.models.model import ModelList
 
-        models = []
-        for j, (metric, sign) in enumerate(zip(self.space.metrics, self.signs())):
-            if metric in self.known_objectives:
-                models.append(self.known_model(metric, sign))
-            else:
-                yvar = self.training_variances(usable, metric) if usable is not None else None
-                models.append(self.fit_model(X, Y[:, j : j + 1], seed + j, yvar))
+        learned = [j for j, metric in enumerate(self.space.metrics) if metric not in self.known_objectives]
+        yvars = {j: self.training_variances(usable, self.space.metrics[j]) if usable is not None else None
+                 for j in learned}
+        fitted = dict(zip(learned, self.fit_learned(X, Y, learned, seed, yvars)))
+        models = [
+            fitted[j] if j in fitted else self.known_model(metric, sign)
+            for j, (metric, sign) in enumerate(zip(self.space.metrics, self.signs()))
+        ]
         return ModelList(*models)
+
+    def fit_learned(self, X: "torch.Tensor", Y: "torch.Tensor", columns: list[int], seed: int,
+                    yvars: "dict[int, torch.Tensor | None] | None" = None) -> list["Model"]:
+        """Fit the surrogates of the learned metrics ``columns`` of ``Y``: :meth:`fit_model` per column
+        with seed ``seed + column`` and its observed noise ``yvars[column]`` (the fully Bayesian SAAS
+        optimiser fits them jointly instead when the noise is to be inferred)."""
+        yvars = yvars or {}
+        return [self.fit_model(X, Y[:, j : j + 1], seed + j, yvars.get(j)) for j in columns]
 
     def known_model(self, metric: str, sign: float) -> "Model":
         """A ``GenericDeterministicModel`` computing ``sign * known(decode(x))`` for each row."""
@@ -199,6 +217,8 @@ class NEHVIOptimizer(Optimizer):
         constraints = self.constraint_callables()
         self.model = model
         self.incumbent = self.knee_input(usable, X)
+        points = [self._with_known(obs) for obs in usable]
+        self.front_inputs = X[pareto_indices(points, self.space.objectives, self.space.parsed_constraints)]
         with torch.no_grad():
             posterior = model.posterior(X[:1])
         sampler = get_sampler(posterior, sample_shape=torch.Size([self.options.mc_samples]), seed=seed)
@@ -274,7 +294,7 @@ class NEHVIOptimizer(Optimizer):
         for i in range(n):
             if picks or pending:
                 acqf.set_X_pending(self.encoder.encode_many([*pending, *picks]))
-            x = self._optimize_one(acqf, fixed)
+            x = self._optimize_one(acqf, fixed, taken, seed + i)
             new = self.take_new([self.encoder.decode(x.tolist())], taken, 1)
             if not new:
                 new = self._best_of_pool(acqf, x, taken, seed + i)
@@ -283,7 +303,9 @@ class NEHVIOptimizer(Optimizer):
             picks += new
         return picks
 
-    def _optimize_one(self, acqf: Any, fixed: dict[int, float]) -> "torch.Tensor":
+    def _optimize_one(self, acqf: Any, fixed: dict[int, float], taken: set[str] = frozenset(),
+                      seed: int = 0) -> "torch.Tensor":
+        """The acquisition's maximiser over the mixed space (``taken`` keys and ``seed``: for overrides)."""
         import torch
         from botorch.optim.optimize import optimize_acqf
         from botorch.optim.optimize_mixed import optimize_acqf_mixed_alternating
