@@ -7,13 +7,17 @@ for 30 layer flags of which a handful matter (MiLP, AutoPEFT).
 
 from __future__ import annotations
 
+import hashlib
 import time
 import warnings
 from typing import TYPE_CHECKING, Any, Sequence
 
+import numpy as np
+
 from search.encoding import config_key
 from search.optimizers.base import Observation, derive_seed, register_optimizer
 from search.optimizers.gp import NEHVIOptimizer
+from search.optimizers.local_search import Scorer, canonical_row, hill_climb, neighbours, random_rows
 
 if TYPE_CHECKING:
     import torch
@@ -160,8 +164,6 @@ class SaasOptimizer(NEHVIOptimizer):
         if not grid:
             return self._optimize_continuous(acqf, fixed, seed)
         import torch
-
-        from search.optimizers.local_search import Scorer, canonical_row, hill_climb, neighbours, random_rows
 
         encoder, opts = self.encoder, self.options
 
@@ -331,12 +333,15 @@ class SaasNEHVI(SaasOptimizer):
         """
         if self.use_map or self.fit_engine != "vectorised" or any(v is not None for v in (yvars or {}).values()):
             return super().fit_learned(X, Y, columns, seed, yvars)
-        import numpy as np
         from botorch.models.fully_bayesian import SaasFullyBayesianSingleTaskGP
         from botorch.models.transforms.outcome import Standardize
 
-        from search.optimizers.saas_nuts import load_samples, run_nuts, standardised_targets
-        from search.optimizers.saas_padded import enable_compilation_cache
+        from search.optimizers.saas_nuts import (  # imports jax and numpyro: deferred to the first SAAS fit
+            load_samples,
+            run_nuts,
+            standardised_targets,
+        )
+        from search.optimizers.saas_padded import enable_compilation_cache  # imports jax: deferred as well
 
         enable_compilation_cache()
         models = [SaasFullyBayesianSingleTaskGP(X, Y[:, j : j + 1], outcome_transform=Standardize(m=1)) for j in columns]
@@ -373,7 +378,7 @@ class SaasNEHVI(SaasOptimizer):
 
     def _anchor_states(self, X: Any, raw: Any, settings: dict[str, int]) -> list[Any]:
         """The end states of the cold fit on ``X`` and the raw outputs ``raw`` (cached by content)."""
-        from search.optimizers.saas_nuts import run_nuts
+        from search.optimizers.saas_nuts import run_nuts  # imports jax and numpyro: deferred to the first SAAS fit
 
         key = _content_key(X, raw)
         if key not in self._anchors:
@@ -426,8 +431,6 @@ class SaasMAP(SaasOptimizer):
 
 def _content_key(*arrays: Any) -> str:
     """A digest of the arrays' shapes and bytes."""
-    import hashlib
-
     digest = hashlib.sha256()
     for a in arrays:
         digest.update(repr(a.shape).encode())
