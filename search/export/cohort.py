@@ -22,7 +22,7 @@ from search.export.bundle import (
     ADAPTER_FILE, _check_base_model, _copy_base_model, _example_request, _point_adapters_at, _publish,
     _write_adapters, _write_profiles, prepare_out,
 )
-from search.export.manifest import serving_manifest, write_yaml
+from search.export.manifest import _rel, serving_manifest, write_yaml
 from search.export.pick import Pick, parse_pick, pick_trial
 from search.export.vllm import max_loras, vllm_command, vllm_script
 from search.setup import trial_setup, user_setup
@@ -68,7 +68,8 @@ def export_cohort(cohort: "CohortStudy", pick: Pick | str, out: str | Path, *, f
     trials = {user: _pick(study, parsed, user) for user, study in cohort.studies.items()}
     first = next(iter(cohort.studies.values()))
     cohort_setup = trial_setup(first.space, pool_dir)
-    given = _check_base_model(session_for(cohort_setup), base_model) if base_model else None
+    cohort_session = session_for(cohort_setup)
+    given = _check_base_model(cohort_session, base_model) if base_model else None
     out = prepare_out(out, force)
     manifests, adapters, example = {}, [], None
     for user, trial in trials.items():
@@ -81,9 +82,9 @@ def export_cohort(cohort: "CohortStudy", pick: Pick | str, out: str | Path, *, f
         manifests[user] = serving_manifest(cohort.studies[user], trial, config, parsed.text, session, served,
                                            given or "./base", given is None, profiles, example)
         adapters += served
-    base = given or _copy_base_model(session_for(cohort_setup), out)
+    base = given or _copy_base_model(cohort_session, out)
     _point_adapters_at(out, base)
-    manifest = _cohort_manifest(cohort, parsed.text, manifests, adapters, base, session_for(cohort_setup))
+    manifest = _cohort_manifest(cohort, parsed.text, manifests, adapters, base, cohort_session)
     (out / "trial.json").write_text(json.dumps({u: t.to_json() for u, t in trials.items()}, indent=1, default=str),
                                     encoding="utf-8")
     slot = next(((a.vllm_path / ADAPTER_FILE).stat().st_size for a in adapters), None)
@@ -109,8 +110,7 @@ def _cohort_manifest(cohort: "CohortStudy", pick: str, manifests: dict[str, dict
     ranks = [m["vllm"]["max_lora_rank"] for m in manifests.values() if m["vllm"]["max_lora_rank"]]
     max_rank = max(ranks) if ranks else None
     name = session.setup.model.name
-    command = vllm_command(base, {a.user: f"./{a.vllm_path.relative_to(a.vllm_path.parents[1]).as_posix()}"
-                                  for a in adapters}, max_rank, served_name=name)
+    command = vllm_command(base, {a.user: f"./{_rel(a.vllm_path)}" for a in adapters}, max_rank, served_name=name)
     notes = [m["vllm"]["note"] for m in manifests.values() if m["vllm"]["note"]]
     shared.update(
         study=cohort.name, scope="per_user", trial=None, pick=pick, users=sorted(manifests),
