@@ -15,6 +15,11 @@ time it reaches its moment:
 After each round the parent checks the study file and writes every observation to
 ``WORKDIR/kills.json``; after the last round it resumes once without a kill point and reads
 MLflow's runs into the same file, for the test to judge.
+
+Then the finished study is exported with a kill at each of the export's moments
+(``EXPORT_KINDS``: re-training the adapters of the trial with the most memory, moving them into the bundle,
+writing ``serving.yaml``); after each kill the same export is tried again without ``--force``
+(it must refuse and say the bundle is unfinished), and at the end with ``--force``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import tempfile
 from pathlib import Path
 
 KINDS = ("train", "generate", "study_write", "mlflow_log")
+EXPORT_KINDS = ("export_train", "export_move", "export_manifest")
 STUDY = "k"
 OVERRIDES = ["--set", "training.max_steps=1", "--set", "training.max_new_tokens=4", "--set", "data.max_val_queries=1"]
 CHILD_TIMEOUT_S = 150
@@ -80,6 +86,15 @@ def arm(kind: str, nth: int) -> None:
         search.study.atomic_write = write
     elif kind == "mlflow_log":
         MlflowClient.log_batch = _counting(MlflowClient.log_batch, nth)
+    elif kind == "export_train":
+        import search.export.bundle
+        search.export.bundle.run_trial = _counting(search.export.bundle.run_trial, nth)
+    elif kind == "export_move":
+        import shutil
+        shutil.move = _counting(shutil.move, nth)
+    elif kind == "export_manifest":
+        import search.export.manifest
+        search.export.manifest.atomic_write = lambda path, text: _half_write(path, text)
 
 
 def preload(work: Path) -> None:
@@ -108,6 +123,43 @@ def _run_argv(work: Path, trials: int) -> list[str]:
 
 def _resume_argv(work: Path, trials: int) -> list[str]:
     return ["resume", STUDY, "--trials", str(trials), "--study-dir", str(work / "studies"), "--no-test"]
+
+
+def _export_argv(work: Path, pick: str, force: bool = False) -> list[str]:
+    return ["export", STUDY, "--pick", pick, "--out", str(work / "bundle"), "--study-dir", str(work / "studies"),
+            *(["--force"] if force else [])]
+
+
+def read_bundle(out: Path) -> dict:
+    """What an export left: its top-level entries (hidden ones too) and whether the manifest parses."""
+    import yaml
+
+    if not out.exists():
+        return {"exists": False}
+    manifest = out / "serving.yaml"
+    try:
+        parsed = bool(yaml.safe_load(manifest.read_text(encoding="utf-8"))) if manifest.exists() else None
+    except yaml.YAMLError as err:
+        parsed = f"corrupt: {err}"
+    return {"exists": True, "entries": sorted(p.name for p in out.iterdir()), "manifest": parsed}
+
+
+def export_rounds(work: Path, study_file: Path) -> tuple[list[dict], str]:
+    """Kill the export at each of its moments; after each kill, try it again without ``--force``."""
+    trials = json.loads(study_file.read_text(encoding="utf-8"))["trials"]
+    done = [t for t in trials if t["state"] == "completed"]
+    pick = f"trial:{max(done, key=lambda t: t['values']['storage_bytes'])['number']}"  # off the front, maybe
+    rounds = []
+    for kind in EXPORT_KINDS:
+        study_before = read_study(study_file)
+        ended = fork_run(_export_argv(work, pick, force=bool(rounds)), kind, 1, work / f"export-{kind}.log")
+        left = read_bundle(work / "bundle")
+        again_log = work / f"export-{kind}-again.log"
+        again = fork_run(_export_argv(work, pick), None, 0, again_log)
+        rounds.append({"kind": kind, "ended": ended, "left": left, "again": again,
+                       "again_said": again_log.read_text(errors="replace")[-600:],
+                       "study_unchanged": read_study(study_file) == study_before})
+    return rounds, pick
 
 
 def fork_run(argv: list[str], kind: str | None, nth: int, log: Path) -> dict:
@@ -181,6 +233,9 @@ def main() -> None:
     final = fork_run(_resume_argv(work, trials), None, 0, work / "final.log")
     result = {"rounds": observed, "final": {"ended": final, "study": read_study(study_file), "trials": trials},
               "mlflow": mlflow_runs(work)}
+    result["exports"], pick = export_rounds(work, study_file)
+    forced = fork_run(_export_argv(work, pick, force=True), None, 0, work / "export-forced.log")
+    result["export_forced"] = {"ended": forced, "bundle": read_bundle(work / "bundle")}
     (work / "kills.json").write_text(json.dumps(result, indent=1))
 
 

@@ -14,6 +14,8 @@ from search.export import (
     pad_adapter,
     parse_pick,
     pick_trial,
+    prepare_out,
+    unfinished_bundle,
     vllm_command,
     vllm_rank,
 )
@@ -105,6 +107,20 @@ def test_out_dir_must_be_empty_unless_forced(toy, tmp_path):
     (out / "keep.txt").write_text("x")
     with pytest.raises(ExportError, match=f"--out {out}: directory exists and is not empty; .* pass --force"):
         export_bundle(toy, "knee", out)
+
+
+def test_unfinished_bundle_is_named_and_force_clears_its_leftovers(toy, tmp_path):
+    out = tmp_path / "bundle"
+    (out / ".staging-abc" / "u0").mkdir(parents=True)  # a kill while the adapters were written
+    (out / ".serving.yaml.x.tmp").write_text("half")
+    (out / "notes.txt").write_text("mine")
+    assert unfinished_bundle(out)
+    with pytest.raises(ExportError, match="holds an unfinished export .* no serving.yaml.* pass --force"):
+        prepare_out(out, force=False)
+    prepare_out(out, force=True)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"], "only the export's own leftovers go"
+    (out / "serving.yaml").write_text("a: 1")
+    assert not unfinished_bundle(out)
 
 
 # --------------------------------------------------------------------------- the real round trip

@@ -3,7 +3,9 @@
 ``tests/kill_harness.py`` does the killing (training, generation, the ``study.json`` write,
 MLflow logging) and records what it saw; this test judges it: the study file is never corrupt,
 finished trials never change or repeat, the study ends complete, and MLflow holds exactly one
-closed run per finished trial, with every run a kill left RUNNING closed as KILLED.
+closed run per finished trial, with every run a kill left RUNNING closed as KILLED. Then three
+kills of an export (re-training, moving adapters, writing ``serving.yaml``): the study stays
+untouched, the same export refuses the unfinished bundle without ``--force`` and redoes it with it.
 """
 
 from __future__ import annotations
@@ -73,3 +75,24 @@ def test_mlflow_has_one_closed_run_per_trial_and_no_orphan(kills):
     assert all(r["status"] == "KILLED" and r["role"] == "trial" for r in orphans)
     parents = {r["parent"] for r in active}
     assert len(parents) == 1, "every trial run hangs under the one study run"
+
+
+@pytest.mark.slow
+def test_killed_export_is_refused_then_redone_with_force(kills):
+    """SIGKILL while an export re-trains, moves adapters or writes ``serving.yaml``: the study is
+    untouched, the half bundle has no manifest (or none half-written), the same export without
+    ``--force`` refuses and says why (exit 2), and with ``--force`` it completes with no leftovers."""
+    exports = kills["exports"]
+    assert [e["kind"] for e in exports] == ["export_train", "export_move", "export_manifest"]
+    for e in exports:
+        assert e["ended"] == {"signal": 9}, e
+        assert e["study_unchanged"], e
+        assert e["left"]["exists"] and e["left"]["manifest"] is None, e  # never a half-written manifest
+        assert e["again"] == {"exit": 2}, e
+        assert "holds an unfinished export" in e["again_said"] and "--force" in e["again_said"], e["again_said"]
+    forced = kills["export_forced"]
+    assert forced["ended"] == {"exit": 0}, forced
+    assert forced["bundle"]["manifest"] is True
+    hidden = [name for name in forced["bundle"]["entries"] if name.startswith(".")]
+    assert hidden == [], "no staging directory or temp file of a killed export is left behind"
+    assert "serving.yaml" in forced["bundle"]["entries"] and "adapters" in forced["bundle"]["entries"]

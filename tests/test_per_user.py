@@ -71,6 +71,11 @@ def test_cli_per_user_study_with_status(tmp_path, capsys):
         stored = json.loads((tmp_path / "pu" / "users" / user / "study.json").read_text())
         assert len(stored["trials"]) == 2, "resume redoes nothing"
     assert all(t.state is TrialState.COMPLETED for s in load_cohort("pu", tmp_path).studies.values() for t in s.trials)
+    # each user has 2 finished trials: --trials 1 would drop one; refused, the stored count kept
+    assert main(["resume", "pu", "--trials", "1", "--study-dir", str(tmp_path), "--no-mlflow", "--no-test"]) == 2
+    said = capsys.readouterr().err
+    assert "has 2 finished trials (--trials counts each user's trials in a per-user study); pass --trials 2" in said
+    assert json.loads((tmp_path / "pu" / "cohort.json").read_text())["space"]["optimizer"]["trials"] == 2
 
 
 def test_per_user_export_takes_each_users_own_pick(tmp_path, capsys):

@@ -112,6 +112,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     console = status_console()
     if is_cohort(args.study, args.study_dir):
         space = cohort_space(args.study, args.study_dir)
+        _check_cohort_resume_trials(args, load_cohort(args.study, args.study_dir))
         keep = any((Path(args.study_dir) / args.study / "users").glob(f"*/{ADAPTERS}"))
     else:
         study = Study.load(args.study, args.study_dir)
@@ -130,6 +131,18 @@ def _check_resume_trials(args: argparse.Namespace, study: Study) -> None:
     if args.trials is not None and args.trials < done:
         raise UsageError(f"resume {study.name} --trials {args.trials}: the study has {done} finished trials "
                          f"(of {study.space.optimizer.trials}); pass --trials {done} or more, or leave it out")
+
+
+def _check_cohort_resume_trials(args: argparse.Namespace, cohort) -> None:
+    """The same for a per-user study, where ``--trials`` is each user's count: not below any user's finished."""
+    if args.trials is None or not cohort.studies:
+        return
+    user, study = max(cohort.studies.items(), key=lambda item: len(item[1].finished()))
+    done = len(study.finished())
+    if args.trials < done:
+        raise UsageError(f"resume {args.study} --trials {args.trials}: user {user!r} has {done} finished trials "
+                         f"(--trials counts each user's trials in a per-user study); pass --trials {done} or more, "
+                         "or leave it out")
 
 
 def _connect(console, tracker, name: str, study_dir: str):

@@ -34,7 +34,7 @@ prompt the trial gave its model for a query, retrieval included.
 """
 
 from search.errors import ExportError
-from search.export.bundle import BUNDLE_ENTRIES, Bundle, export_bundle, prepare_out
+from search.export.bundle import BUNDLE_ENTRIES, Bundle, export_bundle, prepare_out, unfinished_bundle
 from search.export.cohort import CohortBundle, export_cohort
 from search.export.pick import Pick, metric_value, parse_pick, pick_trial
 from search.export.prompt import bundle_prompt, completion_request, load_manifest
@@ -43,5 +43,5 @@ from search.export.vllm import VLLM_RANKS, max_loras, pad_adapter, vllm_command,
 __all__ = [
     "BUNDLE_ENTRIES", "Bundle", "CohortBundle", "ExportError", "Pick", "VLLM_RANKS", "bundle_prompt", "completion_request",
     "export_bundle", "export_cohort", "load_manifest", "max_loras", "metric_value", "pad_adapter", "parse_pick", "pick_trial",
-    "prepare_out", "vllm_command", "vllm_rank",
+    "prepare_out", "unfinished_bundle", "vllm_command", "vllm_rank",
 ]

@@ -27,6 +27,7 @@ from search.setup import trial_setup
 from search.study import Study, TrialRecord
 
 BUNDLE_ENTRIES = ("serving.yaml", "vllm.sh", "trial.json", REQUEST_FILE, "adapters", "vllm", "base", "state", "users")
+STAGING_PREFIX = ".staging-"  # adapters being written, moved into the bundle when whole
 BASE_IN_BUNDLE = "./base"  # the base model's files, copied into the bundle
 ADAPTER_CONFIG = "adapter_config.json"
 # What must agree between the study's model and a --base-model directory.
@@ -64,15 +65,27 @@ def prepare_out(out: str | Path, force: bool) -> Path:
         raise ExportError(f"--out {out}: is a file; give a directory path")
     if out.is_dir() and any(out.iterdir()):
         if not force:
+            if unfinished_bundle(out):
+                raise ExportError(f"--out {out}: holds an unfinished export (bundle files but no serving.yaml: an "
+                                  "earlier export was stopped before it ended); pass --force to redo it there, or "
+                                  "choose a new directory")
             raise ExportError(f"--out {out}: directory exists and is not empty; choose a new directory or pass --force")
-        for name in BUNDLE_ENTRIES:
-            target = out / name
+        leftovers = [out / name for name in BUNDLE_ENTRIES] + list(out.glob(f"{STAGING_PREFIX}*")) + list(out.glob(".*.tmp"))
+        for target in leftovers:
             if target.is_dir():
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def unfinished_bundle(out: Path) -> bool:
+    """``out`` holds what a stopped export leaves: bundle parts or staging, but no ``serving.yaml``
+    (written last, atomically)."""
+    if (out / "serving.yaml").exists():
+        return False
+    return any((out / name).exists() for name in BUNDLE_ENTRIES) or any(out.glob(f"{STAGING_PREFIX}*"))
 
 
 def export_bundle(study: Study, pick: Pick | str, out: str | Path, *, force: bool = False,
@@ -249,7 +262,7 @@ def _user_dirs(trial: TrialRecord, config: TrialConfig, session, root: Path) -> 
     """The trial's per-user directories (copied when the study kept them, else trained again), moved
     into ``root``, which may already hold other users' (a per-user study's bundle)."""
     root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root.parent))
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root.parent))
     try:
         kept = trial.user_attrs.get("adapter_dir")
         if kept and Path(kept).is_dir():

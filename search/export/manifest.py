@@ -18,7 +18,7 @@ from runners.spec import TrialConfig
 from search.export.prompt import PROFILE_FILE
 from search.export.vllm import max_loras, vllm_command, vllm_rank
 from search.space import mask_string
-from search.study import Study, TrialRecord
+from search.study import Study, TrialRecord, atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover
     from search.export.bundle import ServedAdapter
@@ -135,6 +135,9 @@ _Dumper.add_representer(str, _text)
 
 
 def write_yaml(path: Path, data: Mapping[str, Any]) -> None:
-    """Write a manifest as YAML (keys in their order; multi-line text as literal blocks)."""
-    path.write_text(yaml.dump(dict(data), Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True),
-                    encoding="utf-8")
+    """Write a manifest as YAML (keys in their order; multi-line text as literal blocks).
+
+    Atomic: ``serving.yaml`` is a bundle's last file and marks it complete, so a kill while writing
+    it must leave no half manifest behind.
+    """
+    atomic_write(path, yaml.dump(dict(data), Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True))
