@@ -278,8 +278,7 @@ def ensure_pool(setup, sharers: int, log) -> bool:
     if sharers <= 0:
         return False
     log(f"building a Per-Pcs pool: {sharers} most-active sharers, the recommended training, 10 gate steps")
-    session_sharing_model(setup)
-    build_pool(setup, PoolSettings(sharers=sharers, strategy="most-active", gate_steps=10), log=log)
+    build_pool(session_sharing_model(setup), PoolSettings(sharers=sharers, strategy="most-active", gate_steps=10), log=log)
     return True
 
 

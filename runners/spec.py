@@ -88,7 +88,9 @@ class TrainSpec:
     bf16 where the device has it natively, a GPU or a CPU with bf16 instructions, else fp32); ``cache_frozen`` keeps the hidden states below the lowest LoRA layer (exact);
     ``pack`` packs short examples into rows; ``train_rag`` builds each instruction-tuning prompt
     as the trial's serving prompt is built (its ``rag.k`` items from the rest of the history by
-    its retriever), as LaMP trains PEFT for retrieval-augmented serving.
+    its retriever), as LaMP trains PEFT for retrieval-augmented serving; ``train_rag_k`` caps
+    the items of those training prompts (None: the trial's ``rag.k``), since a prompt's items are
+    most of its tokens and tokens are a trial's training cost.
     """
 
     __pydantic_config__ = _CLOSED
@@ -113,6 +115,7 @@ class TrainSpec:
     cache_frozen: bool = True
     pack: bool = False
     train_rag: bool = True
+    train_rag_k: Annotated[int, Ge(1)] | None = None
 
 
 SETTINGS_SECTIONS: dict[str, type] = {"model": ModelSpec, "data": DataSpec, "training": TrainSpec}

@@ -171,9 +171,11 @@ def _user_index(session: Session, user_split, config: TrialConfig):
 
 def _training_retrieval(session: Session, user_split, config: TrialConfig) -> TrainingRetrieval | None:
     """The serving retrieval, for instruction-tuning prompts shaped as served (``training.train_rag``)."""
-    if not (session.setup.training.train_rag and config.rag_k > 0 and len(user_split.train) > 1):
+    spec = session.setup.training
+    if not (spec.train_rag and config.rag_k > 0 and len(user_split.train) > 1):
         return None
-    return TrainingRetrieval(config.rag_k, _user_index(session, user_split, config))
+    k = min(config.rag_k, spec.train_rag_k) if spec.train_rag_k else config.rag_k
+    return TrainingRetrieval(k, _user_index(session, user_split, config))
 
 
 def _personalized(session: Session, user_split, memory: MemoryConfig, config: TrialConfig, prompted: Prompted,

@@ -205,6 +205,27 @@ def test_retrieval_shaped_pairs_hold_other_items(tiny):
         assert [t for t in rag.labels if t != -100] == [t for t in plain.labels if t != -100]
 
 
+def test_train_rag_k_caps_the_items_of_training_prompts():
+    """``training.train_rag_k`` trains on fewer retrieved items than the trial serves with: fewer
+    training tokens, the same serving prompts (the evaluation is unchanged by the setting)."""
+    from runners.spec import TrialConfig
+    from runners.trial import run_trial
+
+    def setup(**training):
+        return TrialSetup.from_dicts(
+            {"name": "tiny", "dtype": "float32", "device": "cpu"}, {"source": "demo", "users": 1, "max_val_queries": 1},
+            {"epochs": 1, "max_steps": 2, "min_steps": 2, "max_new_tokens": 2, "memory_injection": False, **training})
+
+    config = TrialConfig.from_flat({"lora.layers": "all", "lora.count": 1, "lora.rank": 2, "rag.k": 4,
+                                    "rag.retriever": "bm25"}, n_layers=2)
+    tokens = {}
+    for cap in (None, 1):
+        result = run_trial(config, setup(train_rag_k=cap))
+        tokens[cap] = result.users[0].metrics["train_tokens"]
+    bare = run_trial(config, setup(train_rag=False)).users[0].metrics["train_tokens"]
+    assert bare < tokens[1] < tokens[None], (bare, tokens)
+
+
 @pytest.mark.parametrize("outer", [False, True])
 def test_bf16_autocast_trains_like_fp32(tiny, demo_examples, outer):
     """Autocast runs per step without its weight-cast cache: one cached context around the loop
