@@ -291,8 +291,9 @@ class SaasNEHVI(SaasOptimizer):
 
     design = "spread"
     #: ``"vectorised"``: every learned objective's chain in one compiled NUTS program
-    #: (:mod:`search.optimizers.saas_nuts`), warm-started; ``"botorch"``: BoTorch's
-    #: ``fit_fully_bayesian_model_nuts`` per objective (the padded model of ``saas_padded``).
+    #: (:mod:`search.optimizers.saas_nuts`), warm-started, with the trials' observed noise fixed
+    #: (``train_Yvar``) or the noise inferred, per metric, as BoTorch's model does; ``"botorch"``:
+    #: BoTorch's ``fit_fully_bayesian_model_nuts`` per objective (the padded model of ``saas_padded``).
     fit_engine = "vectorised"
     #: Warm starts (vectorised engine): a fit on n observations starts its chains where a cold fit on
     #: the first ``n - n % ANCHOR_EVERY`` ended, with its step size and mass matrix (:meth:`warm_settings`).
@@ -328,37 +329,47 @@ class SaasNEHVI(SaasOptimizer):
                     yvars: "dict[int, torch.Tensor | None] | None" = None) -> list["Model"]:
         """Fit every learned metric's SAAS GP with one vectorised NUTS run (see ``fit_engine``).
 
-        The vectorised engine infers the noise; metrics with observed noise (the trials' standard
-        errors) are fitted one by one with BoTorch's NUTS and the noise fixed (``train_Yvar``).
+        A metric with observed noise (``yvars[j]``, the trials' squared standard errors) gets
+        BoTorch's model with ``train_Yvar`` (fixed noise, no noise variable in its chain), one
+        without infers the noise; when both kinds are present, each kind is one vectorised run.
         """
-        if self.use_map or self.fit_engine != "vectorised" or any(v is not None for v in (yvars or {}).values()):
+        if self.use_map or self.fit_engine != "vectorised":
             return super().fit_learned(X, Y, columns, seed, yvars)
         from botorch.models.fully_bayesian import SaasFullyBayesianSingleTaskGP
         from botorch.models.transforms.outcome import Standardize
 
         from search.optimizers.saas_nuts import (  # imports jax and numpyro: deferred to the first SAAS fit
             load_samples,
-            run_nuts,
             standardised_targets,
+            standardised_variances,
         )
-        from search.optimizers.saas_padded import enable_compilation_cache  # imports jax: deferred as well
+        from search.optimizers.saas_padded import enable_compilation_cache  # imports jax as well: deferred
 
         enable_compilation_cache()
-        models = [SaasFullyBayesianSingleTaskGP(X, Y[:, j : j + 1], outcome_transform=Standardize(m=1)) for j in columns]
+        yvars = {j: (yvars or {}).get(j) for j in columns}
+        models = [
+            SaasFullyBayesianSingleTaskGP(X, Y[:, j : j + 1], train_Yvar=yvars[j], outcome_transform=Standardize(m=1))
+            for j in columns
+        ]
         targets = np.stack([standardised_targets(m).numpy() for m in models], axis=1)
+        variances = [standardised_variances(m) for m in models]
+        variances = [None if v is None else v.numpy() for v in variances]
         nuts = self.space.optimizer.nuts
         settings = {"warmup": nuts.warmup, "samples": nuts.samples, "thinning": nuts.thinning}
         inputs, raw = X.numpy(), Y[:, columns].numpy()
+        raw_var = [None if yvars[j] is None else yvars[j].numpy().reshape(-1) for j in columns]
         n = len(inputs)
         anchor = n - n % self.ANCHOR_EVERY if self.warm_start else 0
         if anchor == n:  # this fit is an anchor: its seed is the anchor's, so a resumed study refits it alike
-            results = run_nuts(inputs, targets, seed=derive_seed(self.seed, n, "nuts-anchor"), **settings)
-            self._remember_anchor(inputs, raw, results)
+            results = _run_grouped(inputs, targets, variances, seed=derive_seed(self.seed, n, "nuts-anchor"),
+                                   **settings)
+            self._remember_anchor(inputs, raw, raw_var, results)
         elif anchor >= 2:
-            warm = self._anchor_states(inputs[:anchor], raw[:anchor], settings)
-            results = run_nuts(inputs, targets, seed=seed, warm=warm, **self.warm_settings(settings))
+            warm = self._anchor_states(inputs[:anchor], raw[:anchor], [v if v is None else v[:anchor] for v in raw_var],
+                                       settings)
+            results = _run_grouped(inputs, targets, variances, seed=seed, warm=warm, **self.warm_settings(settings))
         else:
-            results = run_nuts(inputs, targets, seed=seed, **settings)
+            results = _run_grouped(inputs, targets, variances, seed=seed, **settings)
         self.last_fit = results
         for model, result in zip(models, results):
             load_samples(model, result.samples)
@@ -376,20 +387,24 @@ class SaasNEHVI(SaasOptimizer):
             "samples": kept * thinning, "thinning": thinning,
         }
 
-    def _anchor_states(self, X: Any, raw: Any, settings: dict[str, int]) -> list[Any]:
-        """The end states of the cold fit on ``X`` and the raw outputs ``raw`` (cached by content)."""
-        from search.optimizers.saas_nuts import run_nuts  # imports jax and numpyro: deferred to the first SAAS fit
+    def _anchor_states(self, X: Any, raw: Any, raw_var: list[Any], settings: dict[str, int]) -> list[Any]:
+        """The end states of the cold fit on ``X``, the raw outputs ``raw`` and their observed variances
+        ``raw_var`` (per column, None when inferred), cached by content."""
+        from search.optimizers.saas_nuts import standardise  # imports jax and numpyro: deferred
 
-        key = _content_key(X, raw)
+        key = _content_key(X, raw, *[np.zeros(0) if v is None else v for v in raw_var])
         if key not in self._anchors:
-            std = raw.std(axis=0, ddof=1)
-            targets = (raw - raw.mean(axis=0)) / (std + (std == 0))
-            results = run_nuts(X, targets, seed=derive_seed(self.seed, len(X), "nuts-anchor"), **settings)
-            self._remember_anchor(X, raw, results)
+            targets = standardise(raw)[0]
+            variances = [v if v is None else standardise(raw[:, j : j + 1], v[:, None])[1][:, 0]
+                         for j, v in enumerate(raw_var)]
+            results = _run_grouped(X, targets, variances, seed=derive_seed(self.seed, len(X), "nuts-anchor"),
+                                   **settings)
+            self._remember_anchor(X, raw, raw_var, results)
         return self._anchors[key]
 
-    def _remember_anchor(self, X: Any, raw: Any, results: list[Any]) -> None:
-        self._anchors = {**dict(list(self._anchors.items())[-3:]), _content_key(X, raw): [r.state for r in results]}
+    def _remember_anchor(self, X: Any, raw: Any, raw_var: list[Any], results: list[Any]) -> None:
+        key = _content_key(X, raw, *[np.zeros(0) if v is None else v for v in raw_var])
+        self._anchors = {**dict(list(self._anchors.items())[-3:]), key: [r.state for r in results]}
 
     def fit_model(self, X: "torch.Tensor", y: "torch.Tensor", seed: int,
                   yvar: "torch.Tensor | None" = None) -> "Model":
@@ -397,8 +412,8 @@ class SaasNEHVI(SaasOptimizer):
         ``yvar``, the observed noise is fixed instead of sampled."""
         if self.use_map:
             return fit_map_saas(X, y, yvar)
-        if self.fit_engine == "vectorised" and yvar is None:
-            return self.fit_learned(X, y, [0], seed)[0]
+        if self.fit_engine == "vectorised":
+            return self.fit_learned(X, y, [0], seed, {0: yvar})[0]
         from botorch.fit import fit_fully_bayesian_model_nuts
         from botorch.models.transforms.outcome import Standardize
 
@@ -427,6 +442,27 @@ class SaasMAP(SaasOptimizer):
                   yvar: "torch.Tensor | None" = None) -> "Model":
         """Fit the MAP SAAS ensemble (fixed observed noise ``yvar`` when given)."""
         return fit_map_saas(X, y, yvar)
+
+
+def _run_grouped(X: Any, targets: Any, variances: list[Any], *, seed: int, warm: list[Any] | None = None,
+                 **settings: Any) -> list[Any]:
+    """:func:`saas_nuts.run_nuts` on the columns of ``targets``, those with observed noise (``variances[j]``
+    not None) in one vectorised run and those whose noise is inferred in another; results in column order.
+
+    When every column is of one kind there is one run with ``seed``; with both, the observed-noise run
+    takes ``seed + 1``.
+    """
+    from search.optimizers.saas_nuts import run_nuts  # imports jax and numpyro: deferred to the first SAAS fit
+
+    groups = [[j for j, v in enumerate(variances) if v is None], [j for j, v in enumerate(variances) if v is not None]]
+    out: list[Any] = [None] * len(variances)
+    for offset, group in enumerate(g for g in groups if g):
+        Yvar = None if variances[group[0]] is None else np.stack([variances[j] for j in group], axis=1)
+        results = run_nuts(X, targets[:, group], Yvar=Yvar, seed=seed + offset,
+                           warm=None if warm is None else [warm[j] for j in group], **settings)
+        for j, result in zip(group, results):
+            out[j] = result
+    return out
 
 
 def _content_key(*arrays: Any) -> str:
