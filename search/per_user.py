@@ -132,6 +132,8 @@ def optimize_tasks(
 ) -> CohortStudy:
     """One study per task (user), in order: the Python API of per-user search (the CLI's ``--per-user``).
 
+    Task ``i`` (0-based, in search order) runs with optimiser seed ``optimizer.seed + i``.
+
     Args:
         space: the bound space every task's study runs with.
         objectives: task (user id) -> its objective, in search order.
@@ -155,7 +157,10 @@ def optimize_tasks(
     for index, task in enumerate(tasks):
         earlier = [cohort.studies[t] for t in tasks[:index]]
         initial = warm_start_points(earlier, space.warm_start.max_points) if warm else []
-        cohort.studies[task] = optimize(space, objectives[task], study_name=user_study_name(study_name, task),
+        # each user's optimiser its own seed: with one seed every user's quasi-random start is the
+        # same set of points, and a warm start (earlier users' fronts, drawn from that set) adds nothing
+        task_space = space.with_optimizer(seed=space.optimizer.seed + index)
+        cohort.studies[task] = optimize(task_space, objectives[task], study_name=user_study_name(study_name, task),
                                         study_dir=study_dir, known_objectives=known_objectives,
                                         callbacks=hooks.start(task, index), options=options, initial=initial,
                                         executor=executor() if executor else None)

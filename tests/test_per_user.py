@@ -39,6 +39,22 @@ def test_one_study_per_task_and_resume_skips_finished_users(tmp_path):
     assert load_cohort("c", tmp_path).users == again.users
 
 
+def test_each_user_has_its_own_quasi_random_start_and_a_warm_start_adds_points(tmp_path):
+    """One seed per user: two users' quasi-random starts differ, so the first user's front, tried
+    first by a warm-started second user, is new to it (with one seed for all, it was the same set)."""
+    space = parse_space(toy_space_text("tasks", trials=4, seed=3), "tasks.yaml").with_optimizer(
+        name="sobol", init_trials=4)
+    objectives = {"a": user_objective(0.0), "b": user_objective(0.2)}
+    configs = {}
+    for warm in (False, True):
+        cohort = optimize_tasks(space, objectives, study_name=f"w{warm}", study_dir=tmp_path, warm_start=warm)
+        configs[warm] = {u: [json.dumps(t.config, sort_keys=True) for t in s.trials] for u, s in cohort.studies.items()}
+        assert [s.space.optimizer.seed for s in cohort.studies.values()] == [3, 4]
+    assert configs[False]["a"] == configs[True]["a"], "the first user is searched alike"
+    assert set(configs[False]["a"]) != set(configs[False]["b"])
+    assert set(configs[True]["b"]) != set(configs[False]["b"]), "the warm start changes what the second user tries"
+
+
 def test_warm_start_evaluates_earlier_fronts_first(tmp_path):
     objectives = {"a": user_objective(0.0), "b": user_objective(0.2)}
     cohort = optimize_tasks(SPACE, objectives, study_name="w", study_dir=tmp_path, warm_start=True)
