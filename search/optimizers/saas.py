@@ -87,7 +87,9 @@ class SaasOptimizer(NEHVIOptimizer):
         known objectives' ranks (storage: from the smallest adapters to the largest). Start point
         ``i`` comes from stratum ``_stratum(i)`` (so any prefix of the start is spread over
         storage), and within it is the pool point farthest from every configuration observed or
-        pending (maximin in the unit cube). Without a known objective every stratum is the pool.
+        pending (maximin in the unit cube); the very first is the stratum's point nearest the
+        cube's centre (in the zero-storage stratum: retrieval with a middling ``k`` and no memory,
+        the baseline every memory configuration has to beat, rather than an arbitrary one). Without a known objective every stratum is the pool.
         A function of the history alone, so a resumed study draws the same start.
         """
         if self.design != "spread" or self.encoder.d == 0:
@@ -114,8 +116,8 @@ class SaasOptimizer(NEHVIOptimizer):
             if len(chosen_t):
                 gap = torch.cdist(rows[candidates], chosen_t).min(dim=1).values
                 pick = int(candidates[int(gap.argmax())])
-            else:
-                pick = int(candidates[0])
+            else:  # the first point: the stratum's most central one (for storage, retrieval without memory)
+                pick = int(candidates[int(torch.cdist(rows[candidates], torch.full_like(rows[:1], 0.5)).argmin())])
             new = self.take_new([configs[pick]], taken, 1)
             free[pick] = False
             if new:
