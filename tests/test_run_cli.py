@@ -46,13 +46,17 @@ def test_run_then_status(tmp_path, capsys):
     assert len(status["trials"]) == 3 and status["pareto"]
 
 
-def test_front_is_evaluated_on_test_queries(tmp_path):
+def test_front_is_evaluated_on_test_queries(tmp_path, capsys):
     assert main(["run", "--space", "tiny.yaml", "--optimizer", "sobol", "--trials", "2",
                  "--study", "t", "--study-dir", str(tmp_path)]) == 0
     trials = json.loads((tmp_path / "t" / "study.json").read_text())["trials"]
     front_tested = [t for t in trials if t["test_values"]]
     assert front_tested, "front trials carry test metrics"
     assert all("rougeL" in t["test_values"] for t in front_tested)
+    said = capsys.readouterr().err  # piped: one line per front trial, not a silent spinner
+    assert f"evaluating the front's {len(front_tested)} trials on the test queries" in said
+    for index, trial in enumerate(front_tested, 1):
+        assert f"[{index}/{len(front_tested)}] front trial {trial['number']} on the test queries in " in said
 
 
 def test_kill_and_resume_redoes_nothing(tmp_path):

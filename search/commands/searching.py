@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import time
 from pathlib import Path
 
 from runners.session import session_for
@@ -127,9 +128,19 @@ def run_per_user(run: StudyRun) -> int:
 
 
 def evaluate_front_on_test(console, study: Study, objective: TrialObjective) -> None:
-    """Evaluate the front's configurations once on the test queries (those not evaluated yet)."""
-    for trial in study.pareto_trials():
-        if trial.test_values:
-            continue
+    """Evaluate the front's configurations once on the test queries (those not evaluated yet).
+
+    Each is a trial run again (training included) on the test split, so a line per trial says
+    where the study is (the spinner alone shows nothing when the output is a log file).
+    """
+    todo = [t for t in study.pareto_trials() if not t.test_values]
+    if todo:
+        console.print(f"evaluating the front's {len(todo)} trials on the test queries (each trains again)")
+    for index, trial in enumerate(todo, 1):
+        started = time.perf_counter()
         with console.status(f"evaluating front trial {trial.number} on the test queries"):
-            study.set_test_values(trial.number, objective.test_metrics(trial.config))
+            record = study.set_test_values(trial.number, objective.test_metrics(trial.config))
+        shown = "  ".join(f"{m}={record.test_values.get(m, float('nan')):.4g}"
+                          for m in study.space.objectives)
+        console.print(f"[{index}/{len(todo)}] front trial {trial.number} on the test queries in "
+                      f"{time.perf_counter() - started:.0f} s: {shown}")
