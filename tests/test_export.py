@@ -114,11 +114,12 @@ def test_unfinished_bundle_is_named_and_force_clears_its_leftovers(toy, tmp_path
     (out / ".staging-abc" / "u0").mkdir(parents=True)  # a kill while the adapters were written
     (out / ".serving.yaml.x.tmp").write_text("half")
     (out / "notes.txt").write_text("mine")
+    (out / ".draft.tmp").write_text("mine too")  # a temp file that is not the export's
     assert unfinished_bundle(out)
     with pytest.raises(ExportError, match="holds an unfinished export .* no serving.yaml.* pass --force"):
         prepare_out(out, force=False)
     prepare_out(out, force=True)
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"], "only the export's own leftovers go"
+    assert sorted(p.name for p in out.iterdir()) == [".draft.tmp", "notes.txt"], "only the export's own leftovers go"
     (out / "serving.yaml").write_text("a: 1")
     assert not unfinished_bundle(out)
 

@@ -70,22 +70,26 @@ def prepare_out(out: str | Path, force: bool) -> Path:
                                   "earlier export was stopped before it ended); pass --force to redo it there, or "
                                   "choose a new directory")
             raise ExportError(f"--out {out}: directory exists and is not empty; choose a new directory or pass --force")
-        leftovers = [out / name for name in BUNDLE_ENTRIES] + list(out.glob(f"{STAGING_PREFIX}*")) + list(out.glob(".*.tmp"))
-        for target in leftovers:
+        for target in _export_parts(out):
             if target.is_dir():
                 shutil.rmtree(target)
-            elif target.exists():
+            else:
                 target.unlink()
     out.mkdir(parents=True, exist_ok=True)
     return out
 
 
+def _export_parts(out: Path) -> list[Path]:
+    """What an export wrote in ``out``: the bundle entries there, its staging directories and a
+    half-written manifest's temp file (other files are the user's and stay)."""
+    return ([out / name for name in BUNDLE_ENTRIES if (out / name).exists()]
+            + list(out.glob(f"{STAGING_PREFIX}*")) + list(out.glob(".serving.yaml.*.tmp")))
+
+
 def unfinished_bundle(out: Path) -> bool:
     """``out`` holds what a stopped export leaves: bundle parts or staging, but no ``serving.yaml``
     (written last, atomically)."""
-    if (out / "serving.yaml").exists():
-        return False
-    return any((out / name).exists() for name in BUNDLE_ENTRIES) or any(out.glob(f"{STAGING_PREFIX}*"))
+    return not (out / "serving.yaml").exists() and bool(_export_parts(out))
 
 
 def export_bundle(study: Study, pick: Pick | str, out: str | Path, *, force: bool = False,
