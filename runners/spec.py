@@ -439,6 +439,7 @@ class UserResult:
     predictions: tuple[str, ...] = ()
     adapter_path: str | None = None
     query_scores: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    test: "UserResult | None" = None  # the same trained user on the test queries (``run_trial(test=True)``)
 
 
 @dataclass(frozen=True)
@@ -450,6 +451,7 @@ class TrialResult:
     config: TrialConfig
     split: str = "val"
     artifacts: Mapping[str, str] = field(default_factory=dict)
+    test_metrics: Mapping[str, float] = field(default_factory=dict)  # with ``run_trial(test=True)``: aggregated like ``metrics``
 
     @property
     def predictions(self) -> dict[str, list[str]]:
@@ -468,4 +470,5 @@ class TrialResult:
                 for u in self.users
             ],
             "artifacts": dict(self.artifacts),
+            "test_metrics": dict(self.test_metrics),
         }

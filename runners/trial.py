@@ -94,7 +94,7 @@ class Watch:
 
 
 def run_trial(config: TrialConfig, setup: TrialSetup, split: str = "val", adapter_dir: str | Path | None = None,
-              monitor: MonitorSpec | None = None, report: Report | None = None) -> TrialResult:
+              monitor: MonitorSpec | None = None, report: Report | None = None, test: bool = False) -> TrialResult:
     """Run one trial for every user of the setup's cohort.
 
     Args:
@@ -107,6 +107,9 @@ def run_trial(config: TrialConfig, setup: TrialSetup, split: str = "val", adapte
             (see :mod:`runners.monitor`).
         report: called with each checkpoint; raising :class:`runners.errors.TrialStopped` stops
             the trial (the exception propagates, with the checkpoint).
+        test: with ``split="val"``, also answer the test queries with the same trained memory
+            (``TrialResult.test_metrics``): a study keeps them hidden from its optimiser and shows
+            them for the front, without training any configuration twice.
 
     Raises:
         ConfigError: a layer the model does not have, or an unknown split.
@@ -115,6 +118,9 @@ def run_trial(config: TrialConfig, setup: TrialSetup, split: str = "val", adapte
     """
     if split not in SPLITS:
         raise ConfigError(f"split: {split!r} is unknown; use one of {list(SPLITS)}")
+    if test and split != "val":
+        raise ConfigError(f"run_trial: test=True answers the test queries beside the validation ones; "
+                          f"it needs split='val', not {split!r}")
     if not isinstance(config, TrialConfig):
         raise ConfigError(f"run_trial: config is a {type(config).__name__}; pass a TrialConfig "
                           "(TrialConfig.from_flat parses the flat form of a search space)")
@@ -125,25 +131,35 @@ def run_trial(config: TrialConfig, setup: TrialSetup, split: str = "val", adapte
         trained = sum(int(u.metrics.get("train_steps", 0)) for u in users)
         watch = Watch(monitor, report, tuple(dict(u.metrics) for u in users), index, trained) if (
             monitor and report) else None
-        users.append(_run_user(session, user, config, split, adapter_dir, watch))
-    return TrialResult(metrics=aggregate(users), users=tuple(users), config=config, split=split)
+        users.append(_run_user(session, user, config, split, adapter_dir, watch, test))
+    tested = [u.test for u in users if u.test is not None]
+    return TrialResult(metrics=aggregate(users), users=tuple(users), config=config, split=split,
+                       test_metrics=aggregate(tested) if tested else {})
 
 
 def _run_user(session: Session, user_split, config: TrialConfig, split: str, adapter_dir,
-              watch: Watch | None) -> UserResult:
+              watch: Watch | None, test: bool = False) -> UserResult:
     memory = MemoryConfig.of(config, session.setup.training)
     queries = user_split.val if split == "val" else user_split.test
     prompted = _prompts(session, user_split, queries, config)
+    tests = _prompts(session, user_split, user_split.test, config) if test and user_split.test else None
     seed = session.setup.training.seed + zlib.crc32(user_split.user.user_id.encode())
     if memory.enabled or config.uses_pool:
-        evaluated, extra, adapter = _personalized(session, user_split, memory, config, prompted, seed, adapter_dir,
-                                                  watch)
+        evaluated, tested, extra, adapter = _personalized(session, user_split, memory, config, prompted, tests, seed,
+                                                          adapter_dir, watch)
     else:
-        evaluated, adapter = _evaluate(session, session.loaded.model, user_split, prompted), None
+        model = session.loaded.model
+        evaluated, adapter = _evaluate(session, model, user_split, prompted), None
+        tested = _evaluate(session, model, user_split, tests, heldout=False) if tests else None
         extra = {"train_seconds": 0.0, "storage_bytes": 0, "trainable_params": 0, "train_tokens": 0}
-    metrics = {**evaluated.metrics, **extra, "retrieval_index_bytes": prompted.index_bytes,
-               "rag_dropped_items": prompted.dropped}
-    return UserResult(user_split.user.user_id, metrics, evaluated.predictions, adapter, evaluated.query_scores)
+
+    def result(answers: Evaluated, asked: Prompted, test_result: UserResult | None = None) -> UserResult:
+        metrics = {**answers.metrics, **extra, "retrieval_index_bytes": asked.index_bytes,
+                   "rag_dropped_items": asked.dropped}
+        return UserResult(user_split.user.user_id, metrics, answers.predictions, adapter, answers.query_scores,
+                          test_result)
+
+    return result(evaluated, prompted, result(tested, tests) if tested is not None else None)
 
 
 def _prompts(session: Session, user_split, queries, config: TrialConfig) -> Prompted:
@@ -179,11 +195,12 @@ def _training_retrieval(session: Session, user_split, config: TrialConfig) -> Tr
 
 
 def _personalized(session: Session, user_split, memory: MemoryConfig, config: TrialConfig, prompted: Prompted,
-                  seed: int, adapter_dir, watch: Watch | None):
+                  tests: Prompted | None, seed: int, adapter_dir, watch: Watch | None):
     """Shared pieces (Per-Pcs top-k, or whole retrieved PEFTs) and/or the user's own memory.
 
     Returns:
-        The evaluation, the training/storage metrics, and the kept adapter directory (or None).
+        The evaluation, the test queries' evaluation (None without ``tests``), the training/storage
+        metrics, and the kept adapter directory (or None).
     """
     loaded, spec = session.loaded, session.setup.training
     examples = history_examples(loaded.tokenizer, session.task, user_split.train, spec, seed,
@@ -198,6 +215,7 @@ def _personalized(session: Session, user_split, memory: MemoryConfig, config: Tr
         on_step = _monitor(session, model, user_split, prompted, watch) if watch and memory.enabled else None
         trained = _train_memory(session, model, examples, seed, on_step) if memory.enabled else {}
         evaluated = _evaluate(session, model, user_split, prompted)
+        tested = _evaluate(session, model, user_split, tests, heldout=False) if tests else None
         storage = _save_user_state(session, model, memory, assembly, out)
     finally:
         if model is not loaded.model:
@@ -207,7 +225,7 @@ def _personalized(session: Session, user_split, memory: MemoryConfig, config: Tr
     extra = {**trained, "storage_bytes": storage, "trainable_params": parameter_count(session.layout, memory)}
     if assembly is not None:
         extra.update(assembly_seconds=assembly.seconds, perpcs_top_k=assembly.top_k)
-    return evaluated, extra, (str(out) if adapter_dir else None)
+    return evaluated, tested, extra, (str(out) if adapter_dir else None)
 
 
 def _monitor(session: Session, model, user_split, prompted: Prompted, watch: Watch):

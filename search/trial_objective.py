@@ -18,6 +18,11 @@ from runners.spec import MonitorSpec, TrialConfig, TrialSetup
 from runners.trial import run_trial
 from search.api import Evaluation
 from search.optimizers.base import KnownObjective
+from search.study import TrialRecord
+
+# The trial's test-query metrics, measured with the trial's own trained memory and kept out of
+# ``values`` (the optimiser never sees them); shown only once the trial is on the front.
+TEST_ATTR = "test_metrics"
 
 
 def artifact_name(config: dict[str, Any]) -> str:
@@ -39,13 +44,17 @@ class TrialObjective:
         adapter_root: when given, every trial keeps its users' adapters under
             ``adapter_root/<config key>/<user id>`` (recorded as the ``adapter_dir`` attr).
         monitor: what to report while training when a ``report`` callback is given (early stopping).
+        test: every trial also answers the test queries with its trained memory, kept in the
+            ``test_metrics`` attr (hidden from the optimiser), so the front's test figures need no
+            second training (:meth:`front_test_metrics`).
     """
 
     def __init__(self, setup: TrialSetup, adapter_root: str | Path | None = None,
-                 monitor: MonitorSpec | None = None) -> None:
+                 monitor: MonitorSpec | None = None, test: bool = False) -> None:
         self.setup = setup
         self.adapter_root = Path(adapter_root) if adapter_root else None
         self.monitor = monitor or MonitorSpec()
+        self.test = test
 
     def typed(self, config: dict[str, Any]) -> TrialConfig:
         """The runner's typed configuration of a flat one (checked against the model's layers)."""
@@ -55,18 +64,30 @@ class TrialObjective:
         """Run the trial; ``report`` hears its checkpoints (and may stop it, see ``search.stopping``)."""
         adapter_dir = self.adapter_root / artifact_name(config) if self.adapter_root else None
         result = run_trial(self.typed(config), self.setup, split="val", adapter_dir=adapter_dir,
-                           monitor=self.monitor if report else None, report=report)
+                           monitor=self.monitor if report else None, report=report, test=self.test)
         attrs: dict[str, Any] = {
             "users": {u.user_id: dict(u.metrics) for u in result.users},
             "predictions": result.predictions,
         }
+        if result.test_metrics:
+            attrs[TEST_ATTR] = dict(result.test_metrics)
         if adapter_dir is not None:
             attrs["adapter_dir"] = str(adapter_dir)
         return Evaluation(values=dict(result.metrics), user_attrs=attrs)
 
     def test_metrics(self, config: dict[str, Any]) -> dict[str, float]:
-        """The configuration evaluated once on the test queries."""
+        """The configuration evaluated once on the test queries (trained again)."""
         return dict(run_trial(self.typed(config), self.setup, split="test").metrics)
+
+    @staticmethod
+    def measured_test(trial: TrialRecord) -> dict[str, float] | None:
+        """The test metrics the trial measured beside its validation ones, or None."""
+        kept = trial.user_attrs.get(TEST_ATTR)
+        return {k: float(v) for k, v in kept.items()} if kept else None
+
+    def front_test_metrics(self, trial: TrialRecord) -> dict[str, float]:
+        """A front trial's test metrics: those it measured with its own memory, else a new training."""
+        return self.measured_test(trial) or self.test_metrics(trial.config)
 
     def known_objectives(self) -> dict[str, KnownObjective]:
         """``storage_bytes`` as the exact size of the adapter file the trial would write."""

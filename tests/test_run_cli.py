@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from search.cli import main
@@ -46,17 +47,45 @@ def test_run_then_status(tmp_path, capsys):
     assert len(status["trials"]) == 3 and status["pareto"]
 
 
-def test_front_is_evaluated_on_test_queries(tmp_path, capsys):
-    assert main(["run", "--space", "tiny.yaml", "--optimizer", "sobol", "--trials", "2",
+def test_front_is_shown_on_the_test_queries_its_trials_answered(tmp_path, capsys):
+    assert main(["run", "--space", "tiny.yaml", "--optimizer", "sobol", "--trials", "3",
                  "--study", "t", "--study-dir", str(tmp_path)]) == 0
     trials = json.loads((tmp_path / "t" / "study.json").read_text())["trials"]
+    # Every trial answered its test queries with its own memory, kept out of the optimiser's values...
+    assert all(set(t["user_attrs"]["test_metrics"]) >= {"rougeL", "rougeL_se", "storage_bytes", "n_queries"}
+               for t in trials)
+    assert all(not any(k.startswith("test") for k in t["values"]) for t in trials)
+    # ...and only the front's are shown, as they were measured: nothing is trained again.
     front_tested = [t for t in trials if t["test_values"]]
-    assert front_tested, "front trials carry test metrics"
-    assert all("rougeL" in t["test_values"] for t in front_tested)
+    assert front_tested
+    assert all(t["test_values"] == t["user_attrs"]["test_metrics"] for t in front_tested)
+    assert "trains again" not in capsys.readouterr().err
+    # The figures are those of a separate run on the test split (same seed, same training).
+    from search.setup import trial_setup
+    from search.study import Study
+    from search.trial_objective import TrialObjective
+    study = Study.load("t", tmp_path)
+    first = front_tested[0]
+    again = TrialObjective(trial_setup(study.space)).test_metrics(first["config"])
+    for metric in ("rougeL", "persona_f1", "storage_bytes", "n_queries"):
+        assert first["test_values"][metric] == pytest.approx(again[metric], abs=1e-9), metric
+
+
+def test_a_front_trial_without_test_answers_is_trained_again_on_the_test_queries(tmp_path, capsys):
+    assert main(["run", "--space", "tiny.yaml", "--optimizer", "sobol", "--trials", "2",
+                 "--study", "t", "--study-dir", str(tmp_path), "--no-test"]) == 0
+    trials = json.loads((tmp_path / "t" / "study.json").read_text())["trials"]
+    assert not any(t["test_values"] or "test_metrics" in t["user_attrs"] for t in trials)
+    capsys.readouterr()
+    assert main(["resume", "t", "--study-dir", str(tmp_path)]) == 0
+    trials = json.loads((tmp_path / "t" / "study.json").read_text())["trials"]
+    front_tested = [t for t in trials if t["test_values"]]
+    assert front_tested and all("rougeL" in t["test_values"] for t in front_tested)
     said = capsys.readouterr().err  # piped: one line per front trial, not a silent spinner
-    assert f"evaluating the front's {len(front_tested)} trials on the test queries" in said
+    n = len(front_tested)
+    assert f"evaluating {n} front trial{'s' if n > 1 else ''} on the test queries (each trains again" in said
     for index, trial in enumerate(front_tested, 1):
-        assert f"[{index}/{len(front_tested)}] front trial {trial['number']} on the test queries in " in said
+        assert f"[{index}/{n}] front trial {trial['number']} on the test queries in " in said
 
 
 def test_kill_and_resume_redoes_nothing(tmp_path):

@@ -8,7 +8,7 @@ import tempfile
 
 import pytest
 
-from runners.errors import TrialStopped
+from runners.errors import ConfigError, TrialStopped
 from runners.spec import MonitorSpec, TrialConfig
 from runners.trial import run_trial
 from search.cli import main
@@ -25,6 +25,22 @@ def test_every_per_query_metric_carries_its_standard_error(tiny_setup):
         assert m[key] == pytest.approx(sum(sum(u.query_scores[key]) / len(u.query_scores[key])
                                            for u in result.users) / len(result.users))
     assert "storage_bytes_se" not in m and "loss_se" not in m
+
+
+@pytest.mark.parametrize("config", [MEMORY, TrialConfig(rag_k=2, retriever="recency")], ids=["memory", "retrieval"])
+def test_test_answers_come_from_the_same_trained_user(tiny_setup, config):
+    both = run_trial(config, tiny_setup, test=True)
+    alone = run_trial(config, tiny_setup)
+    tested = run_trial(config, tiny_setup, split="test")
+    for key in ("rougeL", "rougeL_se", "persona_f1", "loss", "heldout_loss", "storage_bytes", "n_queries"):
+        assert both.metrics[key] == pytest.approx(alone.metrics[key], abs=1e-6), key  # validation unchanged
+    for key in ("rougeL", "rougeL_se", "persona_f1", "loss", "storage_bytes", "n_queries", "n_users"):
+        assert both.test_metrics[key] == pytest.approx(tested.metrics[key], abs=1e-6), key
+    assert [u.test.predictions for u in both.users] == [u.predictions for u in tested.users]
+    assert not alone.test_metrics and all(u.test is None for u in alone.users)
+    assert both.to_dict()["test_metrics"]["n_queries"] == tested.metrics["n_queries"]
+    with pytest.raises(ConfigError, match="test=True .* needs split='val'"):
+        run_trial(config, tiny_setup, split="test", test=True)
 
 
 def test_checkpoints_report_the_cohort_so_far(tiny_setup):

@@ -48,7 +48,8 @@ class StudyRun:
     def objective(self, setup: TrialSetup, adapters: Path | None) -> TrialObjective:
         """The trial objective of a setup (early stopping's reporting when the space asks for it)."""
         stopping = self.space.early_stopping
-        return TrialObjective(setup, adapters, monitor=stopping.monitor() if stopping.enabled else None)
+        return TrialObjective(setup, adapters, monitor=stopping.monitor() if stopping.enabled else None,
+                              test=not self.args.no_test)
 
     def banner(self, what: str) -> None:
         o = self.space.optimizer
@@ -128,18 +129,24 @@ def run_per_user(run: StudyRun) -> int:
 
 
 def evaluate_front_on_test(console, study: Study, objective: TrialObjective) -> None:
-    """Evaluate the front's configurations once on the test queries (those not evaluated yet).
+    """Show the front's configurations on the test queries (those not shown yet).
 
-    Each is a trial run again (training included) on the test split, so a line per trial says
-    where the study is (the spinner alone shows nothing when the output is a log file).
+    A trial of this study answered its test queries with its own trained memory (hidden from the
+    optimiser until now); a trial from before that, or run with ``--no-test``, is run again on the
+    test split, training included, with a line per trial (a spinner shows nothing in a log file).
     """
-    todo = [t for t in study.pareto_trials() if not t.test_values]
+    front = [t for t in study.pareto_trials() if not t.test_values]
+    measured = [t for t in front if objective.measured_test(t)]
+    for trial in measured:
+        study.set_test_values(trial.number, objective.measured_test(trial))
+    todo = [t for t in front if t not in measured]
     if todo:
-        console.print(f"evaluating the front's {len(todo)} trials on the test queries (each trains again)")
+        console.print(f"evaluating {len(todo)} front trial{'s' if len(todo) > 1 else ''} on the test queries "
+                      "(each trains again: it ran without its test answers)")
     for index, trial in enumerate(todo, 1):
         started = time.perf_counter()
         with console.status(f"evaluating front trial {trial.number} on the test queries"):
-            record = study.set_test_values(trial.number, objective.test_metrics(trial.config))
+            record = study.set_test_values(trial.number, objective.front_test_metrics(trial))
         shown = "  ".join(f"{m}={record.test_values.get(m, float('nan')):.4g}"
                           for m in study.space.objectives)
         console.print(f"[{index}/{len(todo)}] front trial {trial.number} on the test queries in "
