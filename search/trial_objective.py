@@ -46,7 +46,7 @@ class TrialObjective:
         monitor: what to report while training when a ``report`` callback is given (early stopping).
         test: every trial also answers the test queries with its trained memory, kept in the
             ``test_metrics`` attr (hidden from the optimiser), so the front's test figures need no
-            second training (:meth:`front_test_metrics`).
+            second training (:meth:`measured_test`).
     """
 
     def __init__(self, setup: TrialSetup, adapter_root: str | Path | None = None,
@@ -84,10 +84,6 @@ class TrialObjective:
         """The test metrics the trial measured beside its validation ones, or None."""
         kept = trial.user_attrs.get(TEST_ATTR)
         return {k: float(v) for k, v in kept.items()} if kept else None
-
-    def front_test_metrics(self, trial: TrialRecord) -> dict[str, float]:
-        """A front trial's test metrics: those it measured with its own memory, else a new training."""
-        return self.measured_test(trial) or self.test_metrics(trial.config)
 
     def known_objectives(self) -> dict[str, KnownObjective]:
         """``storage_bytes`` as the exact size of the adapter file the trial would write."""

@@ -135,18 +135,20 @@ def evaluate_front_on_test(console, study: Study, objective: TrialObjective) -> 
     optimiser until now); a trial from before that, or run with ``--no-test``, is run again on the
     test split, training included, with a line per trial (a spinner shows nothing in a log file).
     """
-    front = [t for t in study.pareto_trials() if not t.test_values]
-    measured = [t for t in front if objective.measured_test(t)]
-    for trial in measured:
-        study.set_test_values(trial.number, objective.measured_test(trial))
-    todo = [t for t in front if t not in measured]
+    todo = []
+    for trial in (t for t in study.pareto_trials() if not t.test_values):
+        kept = objective.measured_test(trial)
+        if kept:
+            study.set_test_values(trial.number, kept)
+        else:
+            todo.append(trial)
     if todo:
         console.print(f"evaluating {len(todo)} front trial{'s' if len(todo) > 1 else ''} on the test queries "
                       "(each trains again: it ran without its test answers)")
     for index, trial in enumerate(todo, 1):
         started = time.perf_counter()
         with console.status(f"evaluating front trial {trial.number} on the test queries"):
-            record = study.set_test_values(trial.number, objective.front_test_metrics(trial))
+            record = study.set_test_values(trial.number, objective.test_metrics(trial.config))
         shown = "  ".join(f"{m}={record.test_values.get(m, float('nan')):.4g}"
                           for m in study.space.objectives)
         console.print(f"[{index}/{len(todo)}] front trial {trial.number} on the test queries in "

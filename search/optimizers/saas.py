@@ -89,7 +89,8 @@ class SaasOptimizer(NEHVIOptimizer):
         storage), and within it is the pool point farthest from every configuration observed or
         pending (maximin in the unit cube); the very first is the stratum's point nearest the
         cube's centre (in the zero-storage stratum: retrieval with a middling ``k`` and no memory,
-        the baseline every memory configuration has to beat, rather than an arbitrary one). Without a known objective every stratum is the pool.
+        the baseline every memory configuration has to beat, rather than an arbitrary one).
+        Without a known objective every stratum is the pool.
         A function of the history alone, so a resumed study draws the same start.
         """
         if self.design != "spread" or self.encoder.d == 0:
