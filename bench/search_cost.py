@@ -25,11 +25,13 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import random
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -126,13 +128,21 @@ def synthetic_stopping(seed: int, trials: int) -> dict[str, float]:
 EMBEDDED_STOPPING = ["early_stopping.every=2", "early_stopping.min_steps=4"]
 
 
-def embedded_stopping(seed: int, trials: int) -> dict[str, float]:
+def training_overrides(train_steps: int | None) -> list[str]:
+    """Space overrides for a training budget of ``train_steps`` steps per trial (None: milp.yaml's)."""
+    if train_steps is None:
+        return []
+    return [f"training.max_steps={train_steps}", f"training.min_steps={train_steps}"]
+
+
+def embedded_stopping(seed: int, trials: int, train_steps: int | None = None) -> dict[str, float]:
     from search.commands.searching import user_setup
     from search.setup import bind_to_model
     from search.space import load_space
     from search.trial_objective import TrialObjective
 
-    base, setup = bind_to_model(load_space("milp.yaml").with_overrides(EMBEDDED_STOPPING).with_optimizer(
+    overrides = EMBEDDED_STOPPING + training_overrides(train_steps)
+    base, setup = bind_to_model(load_space("milp.yaml").with_overrides(overrides).with_optimizer(
         seed=seed, trials=trials, init_trials=min(trials, 4)))
     from runners.session import session_for
 
@@ -164,14 +174,15 @@ def synthetic_warm(seed: int, per_user: int) -> dict[str, float]:
     return out
 
 
-def embedded_warm(seed: int, per_user: int) -> dict[str, float]:
+def embedded_warm(seed: int, per_user: int, train_steps: int | None = None) -> dict[str, float]:
     from runners.session import session_for
     from search.commands.searching import user_setup
     from search.setup import bind_to_model
     from search.space import load_space
     from search.trial_objective import TrialObjective
 
-    space, setup = bind_to_model(load_space("milp.yaml").with_overrides(["data.users=4"]).with_optimizer(
+    overrides = ["data.users=4"] + training_overrides(train_steps)
+    space, setup = bind_to_model(load_space("milp.yaml").with_overrides(overrides).with_optimizer(
         seed=seed, trials=per_user, init_trials=min(per_user, 4)))
     users = [s.user.user_id for s in session_for(setup).splits]
     objectives = {u: TrialObjective(user_setup(setup, u)) for u in users}
@@ -181,7 +192,9 @@ def embedded_warm(seed: int, per_user: int) -> dict[str, float]:
         with tempfile.TemporaryDirectory() as tmp:
             cohort = optimize_tasks(space, objectives, study_name="w", study_dir=tmp, warm_start=warm,
                                     known_objectives=known)
-            out["warm_hv" if warm else "cold_hv"] = statistics.fmean(fixed_hv(cohort.studies[u]) for u in users[1:])
+            hvs = [fixed_hv(cohort.studies[u]) for u in users[1:]]
+            key = "warm" if warm else "cold"
+            out[f"{key}_hv"], out[f"{key}_users"] = statistics.fmean(hvs), hvs
     return out
 
 
@@ -205,40 +218,89 @@ def warm_table(problem: str, rows: list[dict[str, float]]) -> str:
             f"{_ms([r['warm_hv'] - r['cold_hv'] for r in rows])} | {better}/{len(rows)} |")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--problems", nargs="+", default=["synthetic"], choices=["synthetic", "embedded"])
-    parser.add_argument("--seeds", type=int, default=None, help="default 20 synthetic, 3 embedded")
-    parser.add_argument("--trials", type=int, default=None, help="trials of the stopping study (20 / 8)")
-    parser.add_argument("--per-user", type=int, default=6, help="trials per user of the warm-start study (6)")
-    parser.add_argument("--parts", nargs="+", default=["stopping", "warm"], choices=["stopping", "warm"])
-    args = parser.parse_args(argv)
-    stop_rows, warm_rows = {}, {}
-    for problem in args.problems:
-        seeds = args.seeds or (20 if problem == "synthetic" else 3)
-        trials = args.trials or (20 if problem == "synthetic" else 8)
-        stopping, warm = {"synthetic": (synthetic_stopping, synthetic_warm),
-                          "embedded": (embedded_stopping, embedded_warm)}[problem]
-        for seed in range(seeds):
-            if "stopping" in args.parts:
-                row = stopping(seed, trials)
-                stop_rows.setdefault(problem, []).append(row)
-                print(f"{problem} stopping seed {seed}: steps {row['full_steps']:.0f} -> {row['stop_steps']:.0f}, "
-                      f"HV {row['full_hv']:.4g} -> {row['stop_hv']:.4g}, {row['stop_pruned']} pruned", flush=True)
-            if "warm" in args.parts:
-                row = warm(seed, args.per_user)
-                warm_rows.setdefault(problem, []).append(row)
-                print(f"{problem} warm-start seed {seed}: HV@{args.per_user} cold {row['cold_hv']:.4g}, "
-                      f"warm {row['warm_hv']:.4g}", flush=True)
+def print_tables(stop_rows: dict[str, list[dict]], warm_rows: dict[str, list[dict]], per_user: int) -> None:
+    """The markdown tables of the stopping and warm-start rows."""
     if stop_rows:
         print("\n| problem | seeds | steps, no stopping | steps, early stopping | steps saved | HV, no stopping | "
               "HV, early stopping | HV kept | trials stopped |\n|---|---|---|---|---|---|---|---|---|")
         print("\n".join(stopping_table(p, rows) for p, rows in stop_rows.items()))
     if warm_rows:
-        print(f"\n| problem | seeds | HV@{args.per_user} cold | HV@{args.per_user} warm | warm - cold | seeds warm ahead |"
+        print(f"\n| problem | seeds | HV@{per_user} cold | HV@{per_user} warm | warm - cold | seeds warm ahead |"
               "\n|---|---|---|---|---|---|")
         print("\n".join(warm_table(p, rows) for p, rows in warm_rows.items()))
+
+
+def summarise(path: Path) -> int:
+    """Print the tables from a ``--out`` file alone (runs of several processes or days together)."""
+    stop_rows: dict[str, list[dict]] = {}
+    warm_rows: dict[str, list[dict]] = {}
+    per_user = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            rows = stop_rows if record["part"] == "stopping" else warm_rows
+            rows.setdefault(_label(record["problem"], record.get("train_steps")), []).append(record["row"])
+            if record["part"] == "warm":
+                per_user.add(record["per_user"])
+    if len(per_user) > 1:
+        print(f"# {path}: warm-start rows of different trials per user {sorted(per_user)}", file=sys.stderr)
+    print_tables(stop_rows, warm_rows, min(per_user, default=6))
     return 0
+
+
+def _label(problem: str, train_steps: int | None) -> str:
+    return problem if train_steps is None else f"{problem}, {train_steps} steps"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--problems", nargs="+", default=["synthetic"], choices=["synthetic", "embedded"])
+    parser.add_argument("--seeds", type=int, default=None, help="default 20 synthetic, 3 embedded")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed .. first-seed + seeds - 1")
+    parser.add_argument("--trials", type=int, default=None, help="trials of the stopping study (20 / 8)")
+    parser.add_argument("--per-user", type=int, default=6, help="trials per user of the warm-start study (6)")
+    parser.add_argument("--train-steps", type=int, default=None,
+                        help="embedded only: training steps per trial (default milp.yaml's 8)")
+    parser.add_argument("--parts", nargs="+", default=["stopping", "warm"], choices=["stopping", "warm"])
+    parser.add_argument("--out", type=Path, default=None, help="append each seed's row to this JSONL file")
+    parser.add_argument("--summarise", type=Path, default=None, help="print the tables of a --out file and exit")
+    args = parser.parse_args(argv)
+    if args.summarise is not None:
+        return summarise(args.summarise)
+    stop_rows, warm_rows = {}, {}
+    for problem in args.problems:
+        seeds = args.seeds or (20 if problem == "synthetic" else 3)
+        trials = args.trials or (20 if problem == "synthetic" else 8)
+        steps = args.train_steps if problem == "embedded" else None
+        extra = {"train_steps": steps} if problem == "embedded" else {}
+        label = _label(problem, steps)
+        stopping, warm = {"synthetic": (synthetic_stopping, synthetic_warm),
+                          "embedded": (embedded_stopping, embedded_warm)}[problem]
+        for seed in range(args.first_seed, args.first_seed + seeds):
+            if "stopping" in args.parts:
+                started = time.perf_counter()
+                row = stopping(seed, trials, **extra)
+                stop_rows.setdefault(label, []).append(row)
+                _append(args.out, {"problem": problem, "part": "stopping", "seed": seed, "trials": trials,
+                                   "train_steps": steps, "seconds": time.perf_counter() - started, "row": row})
+                print(f"{label} stopping seed {seed}: steps {row['full_steps']:.0f} -> {row['stop_steps']:.0f}, "
+                      f"HV {row['full_hv']:.4g} -> {row['stop_hv']:.4g}, {row['stop_pruned']} pruned", flush=True)
+            if "warm" in args.parts:
+                started = time.perf_counter()
+                row = warm(seed, args.per_user, **extra)
+                warm_rows.setdefault(label, []).append(row)
+                _append(args.out, {"problem": problem, "part": "warm", "seed": seed, "per_user": args.per_user,
+                                   "train_steps": steps, "seconds": time.perf_counter() - started, "row": row})
+                print(f"{label} warm-start seed {seed}: HV@{args.per_user} cold {row['cold_hv']:.4g}, "
+                      f"warm {row['warm_hv']:.4g}", flush=True)
+    print_tables(stop_rows, warm_rows, args.per_user)
+    return 0
+
+
+def _append(path: Path | None, record: dict[str, Any]) -> None:
+    if path is not None:
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
 
 
 if __name__ == "__main__":
