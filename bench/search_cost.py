@@ -19,7 +19,13 @@ the hypervolume; a warm start gives a higher mean hypervolume at 6 trials than a
 Run from the repository root::
 
     python bench/search_cost.py --problems synthetic --seeds 20
+    python bench/search_cost.py --problems synthetic --parts warm --optima 0.5 0.4 --seeds 10   # distinct users
     python bench/search_cost.py --problems embedded --seeds 3
+    python bench/search_cost.py --problems embedded --parts stopping --trials 10 --train-steps 16
+
+``--out FILE`` appends every seed's row as one JSON line (with ``--first-seed``, seeds run in
+separate processes or on separate days land in one file); ``--summarise FILE`` prints the tables
+from such a file alone.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from search.space import parse_space  # noqa: E402
 from search.study import TrialState  # noqa: E402
 
 STEPS, EVERY, TAU, NOISE = 40, 4, 8.0, 0.01
+DEFAULT_OPTIMA = (0.7, 0.08)
 OBJECTIVES = {"quality": "max", "cost": "min"}
 REF = {"quality": 0.0, "cost": 5.0}
 SYNTHETIC = """
@@ -160,9 +167,11 @@ def embedded_stopping(seed: int, trials: int, train_steps: int | None = None) ->
 
 
 # --------------------------------------------------------------------------- (b) warm start
-def synthetic_warm(seed: int, per_user: int) -> dict[str, float]:
+def synthetic_warm(seed: int, per_user: int, optima: tuple[float, float] = DEFAULT_OPTIMA) -> dict[str, float]:
+    """Users' optima ``centre +- spread`` (uniform): alike at the default, distinct personas at (0.5, 0.4)."""
     rng = random.Random(seed)
-    users = {f"u{i}": SyntheticUser(0.7 + rng.uniform(-0.08, 0.08)) for i in range(4)}
+    centre, spread = optima
+    users = {f"u{i}": SyntheticUser(centre + rng.uniform(-spread, spread)) for i in range(4)}
     space = parse_space(SYNTHETIC, "curves.yaml").with_optimizer(seed=seed, trials=per_user)
     out = {}
     for warm in (False, True):
@@ -239,7 +248,9 @@ def summarise(path: Path) -> int:
         if line.strip():
             record = json.loads(line)
             rows = stop_rows if record["part"] == "stopping" else warm_rows
-            rows.setdefault(_label(record["problem"], record.get("train_steps")), []).append(record["row"])
+            optima = tuple(record["optima"]) if record.get("optima") else None
+            label = _label(record["problem"], record.get("train_steps"), optima)
+            rows.setdefault(label, []).append(record["row"])
             if record["part"] == "warm":
                 per_user.add(record["per_user"])
     if len(per_user) > 1:
@@ -248,8 +259,13 @@ def summarise(path: Path) -> int:
     return 0
 
 
-def _label(problem: str, train_steps: int | None) -> str:
-    return problem if train_steps is None else f"{problem}, {train_steps} steps"
+def _label(problem: str, train_steps: int | None, optima: tuple[float, float] | None = None) -> str:
+    """The table's name of a problem run with non-default settings."""
+    if train_steps is not None:
+        return f"{problem}, {train_steps} steps"
+    if optima not in (None, DEFAULT_OPTIMA):
+        return f"{problem}, optima {optima[0]:g} ± {optima[1]:g}"
+    return problem
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-user", type=int, default=6, help="trials per user of the warm-start study (6)")
     parser.add_argument("--train-steps", type=int, default=None,
                         help="embedded only: training steps per trial (default milp.yaml's 8)")
+    parser.add_argument("--optima", type=float, nargs=2, default=DEFAULT_OPTIMA, metavar=("CENTRE", "SPREAD"),
+                        help="synthetic warm start: users' optima uniform in CENTRE +- SPREAD "
+                             "(0.7 0.08: alike; 0.5 0.4: distinct personas)")
     parser.add_argument("--parts", nargs="+", default=["stopping", "warm"], choices=["stopping", "warm"])
     parser.add_argument("--out", type=Path, default=None, help="append each seed's row to this JSONL file")
     parser.add_argument("--summarise", type=Path, default=None, help="print the tables of a --out file and exit")
@@ -273,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         trials = args.trials or (20 if problem == "synthetic" else 8)
         steps = args.train_steps if problem == "embedded" else None
         extra = {"train_steps": steps} if problem == "embedded" else {}
-        label = _label(problem, steps)
+        warm_extra = extra if problem == "embedded" else {"optima": tuple(args.optima)}
+        label, warm_label = _label(problem, steps), _label(problem, steps, warm_extra.get("optima"))
         stopping, warm = {"synthetic": (synthetic_stopping, synthetic_warm),
                           "embedded": (embedded_stopping, embedded_warm)}[problem]
         for seed in range(args.first_seed, args.first_seed + seeds):
@@ -287,11 +307,12 @@ def main(argv: list[str] | None = None) -> int:
                       f"HV {row['full_hv']:.4g} -> {row['stop_hv']:.4g}, {row['stop_pruned']} pruned", flush=True)
             if "warm" in args.parts:
                 started = time.perf_counter()
-                row = warm(seed, args.per_user, **extra)
-                warm_rows.setdefault(label, []).append(row)
+                row = warm(seed, args.per_user, **warm_extra)
+                warm_rows.setdefault(warm_label, []).append(row)
                 _append(args.out, {"problem": problem, "part": "warm", "seed": seed, "per_user": args.per_user,
-                                   "train_steps": steps, "seconds": time.perf_counter() - started, "row": row})
-                print(f"{label} warm-start seed {seed}: HV@{args.per_user} cold {row['cold_hv']:.4g}, "
+                                   "train_steps": steps, "optima": warm_extra.get("optima"),
+                                   "seconds": time.perf_counter() - started, "row": row})
+                print(f"{warm_label} warm-start seed {seed}: HV@{args.per_user} cold {row['cold_hv']:.4g}, "
                       f"warm {row['warm_hv']:.4g}", flush=True)
     print_tables(stop_rows, warm_rows, args.per_user)
     return 0
