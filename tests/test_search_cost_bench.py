@@ -1,0 +1,55 @@
+"""``bench/search_cost.py`` on a tiny budget: rows appended per seed, labels, the summary from the file alone."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("search_cost", ROOT / "bench" / "search_cost.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_seeds_are_appended_and_summarised_from_the_file(bench, tmp_path, capsys):
+    out = tmp_path / "cost.jsonl"
+    tiny = ["--problems", "synthetic", "--seeds", "1", "--per-user", "3", "--trials", "5", "--out", str(out)]
+    assert bench.main([*tiny, "--first-seed", "2"]) == 0
+    assert bench.main([*tiny, "--first-seed", "3", "--parts", "warm", "--optima", "0.5", "0.4"]) == 0
+    printed = capsys.readouterr().out
+    assert "synthetic stopping seed 2:" in printed
+    assert "synthetic, optima 0.5 ± 0.4 warm-start seed 3:" in printed
+
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["part"], r["seed"]) for r in records] == [("stopping", 2), ("warm", 2), ("warm", 3)]
+    stopping, alike, distinct = records
+    assert stopping["trials"] == 5 and stopping["row"]["full_steps"] == 5 * bench.STEPS  # no stop: every step
+    assert stopping["row"]["stop_steps"] <= stopping["row"]["full_steps"]
+    assert alike["optima"] == list(bench.DEFAULT_OPTIMA) and distinct["optima"] == [0.5, 0.4]
+    for record in (alike, distinct):
+        assert 0.0 < record["row"]["cold_hv"] <= 1.05 and 0.0 < record["row"]["warm_hv"] <= 1.05
+
+    assert bench.main(["--summarise", str(out)]) == 0
+    table = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| synthetic")}
+    assert set(rows) == {"synthetic", "synthetic, optima 0.5 ± 0.4"}
+    assert f"{alike['row']['cold_hv']:.4g} ± 0" in rows["synthetic"]  # one seed: sd 0
+    assert rows["synthetic"].split("|")[2].strip() == "1"  # seeds: the stopping row of the same name aside
+    assert f"{distinct['row']['warm_hv']:.4g} ± 0" in rows["synthetic, optima 0.5 ± 0.4"]
+
+
+def test_labels_name_non_default_settings(bench):
+    assert bench._label("embedded", None) == "embedded"
+    assert bench._label("embedded", 16) == "embedded, 16 steps"
+    assert bench._label("synthetic", None, bench.DEFAULT_OPTIMA) == "synthetic"
+    assert bench._label("synthetic", None, (0.5, 0.4)) == "synthetic, optima 0.5 ± 0.4"
+    assert bench.training_overrides(16) == ["training.max_steps=16", "training.min_steps=16"]
+    assert bench.training_overrides(None) == []
