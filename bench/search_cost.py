@@ -44,6 +44,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from runners.data.jsonl import iter_jsonl  # noqa: E402
+from runners.errors import DataError  # noqa: E402
 from runners.spec import Checkpoint  # noqa: E402
 from search.api import optimize  # noqa: E402
 from search.pareto import hypervolume  # noqa: E402
@@ -244,15 +246,17 @@ def summarise(path: Path) -> int:
     stop_rows: dict[str, list[dict]] = {}
     warm_rows: dict[str, list[dict]] = {}
     per_user = set()
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            record = json.loads(line)
-            rows = stop_rows if record["part"] == "stopping" else warm_rows
-            optima = tuple(record["optima"]) if record.get("optima") else None
-            label = _label(record["problem"], record.get("train_steps"), optima)
-            rows.setdefault(label, []).append(record["row"])
-            if record["part"] == "warm":
-                per_user.add(record["per_user"])
+    for number, record in iter_jsonl(path, "search-cost results file"):
+        missing = [key for key in ("problem", "part", "row") if not isinstance(record, dict) or key not in record]
+        if missing:
+            raise DataError(f"search-cost results file {path} line {number}: no {', '.join(missing)}; "
+                            "pass a file written by --out")
+        rows = stop_rows if record["part"] == "stopping" else warm_rows
+        optima = tuple(record["optima"]) if record.get("optima") else None
+        label = _label(record["problem"], record.get("train_steps"), optima)
+        rows.setdefault(label, []).append(record["row"])
+        if record["part"] == "warm":
+            per_user.add(record.get("per_user", 6))
     if len(per_user) > 1:
         print(f"# {path}: warm-start rows of different trials per user {sorted(per_user)}", file=sys.stderr)
     print_tables(stop_rows, warm_rows, min(per_user, default=6))
@@ -285,7 +289,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summarise", type=Path, default=None, help="print the tables of a --out file and exit")
     args = parser.parse_args(argv)
     if args.summarise is not None:
-        return summarise(args.summarise)
+        try:
+            return summarise(args.summarise)
+        except DataError as err:
+            parser.error(str(err))
+    if args.train_steps is not None and "embedded" not in args.problems:
+        parser.error("--train-steps sets the embedded model's training budget; add --problems embedded or drop it")
     stop_rows, warm_rows = {}, {}
     for problem in args.problems:
         seeds = args.seeds or (20 if problem == "synthetic" else 3)

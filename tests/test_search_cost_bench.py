@@ -53,3 +53,21 @@ def test_labels_name_non_default_settings(bench):
     assert bench._label("synthetic", None, (0.5, 0.4)) == "synthetic, optima 0.5 ± 0.4"
     assert bench.training_overrides(16) == ["training.max_steps=16", "training.min_steps=16"]
     assert bench.training_overrides(None) == []
+
+
+def test_bad_results_files_and_flags_name_the_file_the_line_and_the_fix(bench, tmp_path, capsys):
+    truncated, keyless = tmp_path / "truncated.jsonl", tmp_path / "keyless.jsonl"
+    truncated.write_text('{"problem": "synthetic", "part": "warm", "row": {"cold_hv": 0.9}}\n{"problem": \n')
+    keyless.write_text('\n{"problem": "synthetic"}\n')
+    expected = {
+        str(tmp_path / "missing.jsonl"): "missing.jsonl does not exist; check the path",
+        str(truncated): "truncated.jsonl line 2: invalid JSON",
+        str(keyless): "keyless.jsonl line 2: no part, row; pass a file written by --out",
+    }
+    for path, message in expected.items():
+        with pytest.raises(SystemExit):
+            bench.main(["--summarise", path])
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--problems", "synthetic", "--train-steps", "16"])
+    assert "add --problems embedded or drop it" in capsys.readouterr().err
