@@ -169,23 +169,43 @@ def embedded_stopping(seed: int, trials: int, train_steps: int | None = None) ->
 
 
 # --------------------------------------------------------------------------- (b) warm start
-def synthetic_warm(seed: int, per_user: int, optima: tuple[float, float] = DEFAULT_OPTIMA) -> dict[str, float]:
+#: The warm-start arms: no warm start; the earlier users' front points alone (``max_observations: 0``);
+#: the front points and the earlier users' trials in the surrogate (``search.optimizers.user_transfer``).
+ARMS = ("cold", "fronts", "learned")
+
+
+def arm_overrides(arm: str, warm_points: int) -> list[str]:
+    """Space overrides of one warm-start arm (``warm_points``: ``warm_start.max_points``)."""
+    if arm == "cold":
+        return []
+    return [f"warm_start.max_points={warm_points}"] + (["warm_start.max_observations=0"] if arm == "fronts" else [])
+
+
+def search_arms(space, objectives, arms, warm_points, known, max_hv=None) -> dict[str, Any]:
+    """Per arm, the mean HV of users 2-4 (``<arm>_hv``) and each of them (``<arm>_users``)."""
+    out: dict[str, Any] = {}
+    users = list(objectives)
+    for arm in arms:
+        with tempfile.TemporaryDirectory() as tmp:
+            cohort = optimize_tasks(space.with_overrides(arm_overrides(arm, warm_points)), objectives,
+                                    study_name="w", study_dir=tmp, warm_start=arm != "cold", known_objectives=known)
+            hvs = [fixed_hv(cohort.studies[u], max_hv(u) if max_hv else 1.0) for u in users[1:]]
+            out[f"{arm}_hv"], out[f"{arm}_users"] = statistics.fmean(hvs), hvs
+    return out
+
+
+def synthetic_warm(seed: int, per_user: int, optima: tuple[float, float] = DEFAULT_OPTIMA,
+                   arms: tuple[str, ...] = ARMS, warm_points: int = 4) -> dict[str, Any]:
     """Users' optima ``centre +- spread`` (uniform): alike at the default, distinct personas at (0.5, 0.4)."""
     rng = random.Random(seed)
     centre, spread = optima
     users = {f"u{i}": SyntheticUser(centre + rng.uniform(-spread, spread)) for i in range(4)}
     space = parse_space(SYNTHETIC, "curves.yaml").with_optimizer(seed=seed, trials=per_user)
-    out = {}
-    for warm in (False, True):
-        with tempfile.TemporaryDirectory() as tmp:
-            cohort = optimize_tasks(space, users, study_name="w", study_dir=tmp, warm_start=warm,
-                                    known_objectives={"cost": cost})
-            hvs = [fixed_hv(cohort.studies[u], users[u].max_hypervolume()) for u in list(users)[1:]]
-            out["warm_hv" if warm else "cold_hv"] = statistics.fmean(hvs)
-    return out
+    return search_arms(space, users, arms, warm_points, {"cost": cost}, lambda u: users[u].max_hypervolume())
 
 
-def embedded_warm(seed: int, per_user: int, train_steps: int | None = None) -> dict[str, float]:
+def embedded_warm(seed: int, per_user: int, train_steps: int | None = None, arms: tuple[str, ...] = ARMS,
+                  warm_points: int = 4) -> dict[str, Any]:
     from runners.session import session_for
     from search.commands.searching import user_setup
     from search.setup import bind_to_model
@@ -197,16 +217,7 @@ def embedded_warm(seed: int, per_user: int, train_steps: int | None = None) -> d
         seed=seed, trials=per_user, init_trials=min(per_user, 4)))
     users = [s.user.user_id for s in session_for(setup).splits]
     objectives = {u: TrialObjective(user_setup(setup, u)) for u in users}
-    known = objectives[users[0]].known_objectives()
-    out = {}
-    for warm in (False, True):
-        with tempfile.TemporaryDirectory() as tmp:
-            cohort = optimize_tasks(space, objectives, study_name="w", study_dir=tmp, warm_start=warm,
-                                    known_objectives=known)
-            hvs = [fixed_hv(cohort.studies[u]) for u in users[1:]]
-            key = "warm" if warm else "cold"
-            out[f"{key}_hv"], out[f"{key}_users"] = statistics.fmean(hvs), hvs
-    return out
+    return search_arms(space, objectives, arms, warm_points, objectives[users[0]].known_objectives())
 
 
 # --------------------------------------------------------------------------- report
@@ -224,9 +235,44 @@ def stopping_table(problem: str, rows: list[dict[str, float]]) -> str:
 
 
 def warm_table(problem: str, rows: list[dict[str, float]]) -> str:
-    better = sum(r["warm_hv"] > r["cold_hv"] for r in rows)
-    return (f"| {problem} | {len(rows)} | {_ms([r['cold_hv'] for r in rows])} | {_ms([r['warm_hv'] for r in rows])} | "
-            f"{_ms([r['warm_hv'] - r['cold_hv'] for r in rows])} | {better}/{len(rows)} |")
+    """One row: every arm's HV (mean ± sd over the seeds that ran it), learned - cold and fronts - cold
+    (over the seeds that ran both), and in how many of those the learned warm start was ahead."""
+    def arm(key: str) -> str:
+        values = [r[f"{key}_hv"] for r in rows if f"{key}_hv" in r]
+        return _ms(values) + ("" if len(values) == len(rows) else f" ({len(values)})") if values else "–"
+
+    def gain(key: str) -> tuple[str, str]:
+        both = [r for r in rows if f"{key}_hv" in r and "cold_hv" in r]
+        if not both:
+            return "–", "–"
+        ahead = sum(r[f"{key}_hv"] > r["cold_hv"] for r in both)
+        return _ms([r[f"{key}_hv"] - r["cold_hv"] for r in both]), f"{ahead}/{len(both)}"
+
+    (learned, ahead), (fronts, _) = gain("learned"), gain("fronts")
+    return (f"| {problem} | {len(rows)} | {arm('cold')} | {arm('fronts')} | {arm('learned')} | {fronts} | "
+            f"{learned} | {ahead} |")
+
+
+def warm_rows_by_seed(records: list[tuple[str, int | None, int, dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """Rows per label, one per seed, from ``(label, warm_points, seed, row)`` records.
+
+    Arms run in separate processes merge into one row per seed; the cold arm, which does not depend
+    on the number of front points, joins the rows of every front-point setting of its label and seed;
+    a row's ``warm_*`` keys (files written before the arms had names) are the ``fronts`` arm's.
+    """
+    cold: dict[tuple[str, int], dict[str, Any]] = {}
+    rows: dict[str, dict[int, dict[str, Any]]] = {}
+    bases: dict[str, str] = {}
+    for label, points, seed, row in records:
+        row = {k.replace("warm_", "fronts_", 1) if k.startswith("warm_") else k: v for k, v in row.items()}
+        cold.setdefault((label, seed), {}).update({k: v for k, v in row.items() if k.startswith("cold_")})
+        full = _with_points(label, points)
+        bases[full] = label
+        rows.setdefault(full, {}).setdefault(seed, {}).update({k: v for k, v in row.items() if not k.startswith("cold_")})
+    for full, seeds in rows.items():
+        for seed, row in seeds.items():
+            row.update(cold.get((bases[full], seed), {}))
+    return {full: [seeds[s] for s in sorted(seeds)] for full, seeds in rows.items()}
 
 
 def print_tables(stop_rows: dict[str, list[dict]], warm_rows: dict[str, list[dict]], per_user: int) -> None:
@@ -236,40 +282,47 @@ def print_tables(stop_rows: dict[str, list[dict]], warm_rows: dict[str, list[dic
               "HV, early stopping | HV kept | trials stopped |\n|---|---|---|---|---|---|---|---|---|")
         print("\n".join(stopping_table(p, rows) for p, rows in stop_rows.items()))
     if warm_rows:
-        print(f"\n| problem | seeds | HV@{per_user} cold | HV@{per_user} warm | warm - cold | seeds warm ahead |"
-              "\n|---|---|---|---|---|---|")
+        print(f"\n| problem | seeds | HV@{per_user} cold | HV@{per_user} fronts | HV@{per_user} learned | "
+              "fronts - cold | learned - cold | seeds learned ahead |\n|---|---|---|---|---|---|---|---|")
         print("\n".join(warm_table(p, rows) for p, rows in warm_rows.items()))
 
 
 def summarise(path: Path) -> int:
     """Print the tables from a ``--out`` file alone (runs of several processes or days together)."""
     stop_rows: dict[str, list[dict]] = {}
-    warm_rows: dict[str, list[dict]] = {}
+    warm_records: list[tuple[str, int, dict[str, Any]]] = []
     per_user = set()
     for number, record in iter_jsonl(path, "search-cost results file"):
         missing = [key for key in ("problem", "part", "row") if not isinstance(record, dict) or key not in record]
         if missing:
             raise DataError(f"search-cost results file {path} line {number}: no {', '.join(missing)}; "
                             "pass a file written by --out")
-        rows = stop_rows if record["part"] == "stopping" else warm_rows
         optima = tuple(record["optima"]) if record.get("optima") else None
         label = _label(record["problem"], record.get("train_steps"), optima)
-        rows.setdefault(label, []).append(record["row"])
         if record["part"] == "warm":
+            warm_records.append((label, record.get("warm_points"), record.get("seed", number), record["row"]))
             per_user.add(record.get("per_user", 6))
+        else:
+            stop_rows.setdefault(label, []).append(record["row"])
     if len(per_user) > 1:
         print(f"# {path}: warm-start rows of different trials per user {sorted(per_user)}", file=sys.stderr)
-    print_tables(stop_rows, warm_rows, min(per_user, default=6))
+    print_tables(stop_rows, warm_rows_by_seed(warm_records), min(per_user, default=6))
     return 0
 
 
 def _label(problem: str, train_steps: int | None, optima: tuple[float, float] | None = None) -> str:
     """The table's name of a problem run with non-default settings."""
+    parts = [problem]
     if train_steps is not None:
-        return f"{problem}, {train_steps} steps"
+        parts.append(f"{train_steps} steps")
     if optima not in (None, DEFAULT_OPTIMA):
-        return f"{problem}, optima {optima[0]:g} ± {optima[1]:g}"
-    return problem
+        parts.append(f"optima {optima[0]:g} ± {optima[1]:g}")
+    return ", ".join(parts)
+
+
+def _with_points(label: str, warm_points: int | None) -> str:
+    """A warm-start row's name: the label, and the front points when not the default 4."""
+    return label if warm_points in (None, 4) else f"{label}, {warm_points} front points"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,6 +338,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="synthetic warm start: users' optima uniform in CENTRE +- SPREAD "
                              "(0.7 0.08: alike; 0.5 0.4: distinct personas)")
     parser.add_argument("--parts", nargs="+", default=["stopping", "warm"], choices=["stopping", "warm"])
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS,
+                        help="warm-start arms: cold, fronts (earlier fronts' points alone), learned (and their "
+                             "trials in the surrogate); arms run apart merge by seed in --summarise")
+    parser.add_argument("--warm-points", type=int, default=4,
+                        help="warm_start.max_points of the warm arms (4): earlier front points evaluated first")
     parser.add_argument("--out", type=Path, default=None, help="append each seed's row to this JSONL file")
     parser.add_argument("--summarise", type=Path, default=None, help="print the tables of a --out file and exit")
     args = parser.parse_args(argv)
@@ -295,14 +353,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(err))
     if args.train_steps is not None and "embedded" not in args.problems:
         parser.error("--train-steps sets the embedded model's training budget; add --problems embedded or drop it")
-    stop_rows, warm_rows = {}, {}
+    stop_rows, warm_records = {}, []
     for problem in args.problems:
         seeds = args.seeds or (20 if problem == "synthetic" else 3)
         trials = args.trials or (20 if problem == "synthetic" else 8)
         steps = args.train_steps if problem == "embedded" else None
         extra = {"train_steps": steps} if problem == "embedded" else {}
-        warm_extra = extra if problem == "embedded" else {"optima": tuple(args.optima)}
-        label, warm_label = _label(problem, steps), _label(problem, steps, warm_extra.get("optima"))
+        warm_extra = {**(extra if problem == "embedded" else {"optima": tuple(args.optima)}),
+                      "arms": tuple(args.arms), "warm_points": args.warm_points}
+        label = _label(problem, steps)
+        warm_label = _label(problem, steps, warm_extra.get("optima"))
         stopping, warm = {"synthetic": (synthetic_stopping, synthetic_warm),
                           "embedded": (embedded_stopping, embedded_warm)}[problem]
         for seed in range(args.first_seed, args.first_seed + seeds):
@@ -317,13 +377,15 @@ def main(argv: list[str] | None = None) -> int:
             if "warm" in args.parts:
                 started = time.perf_counter()
                 row = warm(seed, args.per_user, **warm_extra)
-                warm_rows.setdefault(warm_label, []).append(row)
+                warm_records.append((warm_label, args.warm_points, seed, row))
                 _append(args.out, {"problem": problem, "part": "warm", "seed": seed, "per_user": args.per_user,
                                    "train_steps": steps, "optima": warm_extra.get("optima"),
+                                   "warm_points": args.warm_points, "arms": args.arms,
                                    "seconds": time.perf_counter() - started, "row": row})
-                print(f"{warm_label} warm-start seed {seed}: HV@{args.per_user} cold {row['cold_hv']:.4g}, "
-                      f"warm {row['warm_hv']:.4g}", flush=True)
-    print_tables(stop_rows, warm_rows, args.per_user)
+                hvs = ", ".join(f"{arm} {row[arm + '_hv']:.4g}" for arm in args.arms)
+                print(f"{_with_points(warm_label, args.warm_points)} warm-start seed {seed}: HV@{args.per_user} {hvs}",
+                      flush=True)
+    print_tables(stop_rows, warm_rows_by_seed(warm_records), args.per_user)
     return 0
 
 

@@ -29,6 +29,7 @@ from search.executors import (
 from search.optimizers.base import (
     AcquisitionOptions,
     KnownObjective,
+    Observation,
     Optimizer,
     check_optimizer,
     make_optimizer,
@@ -58,6 +59,7 @@ def optimize(
     options: AcquisitionOptions | None = None,
     early_stopping: bool | None = None,
     initial: Sequence[dict] = (),
+    prior: Sequence[Sequence[Observation]] = (),
 ) -> Study:
     """Optimise a black-box function over a space; return the study with its trials and front.
 
@@ -84,6 +86,8 @@ def optimize(
             default the space's ``early_stopping.enabled``. The objective is then called as
             ``objective(config, report=callback)`` and calls ``callback(checkpoint)`` as it trains.
         initial: configurations to evaluate first (a warm start), those not yet in the study.
+        prior: earlier users' observations, one sequence per user, for the BO optimisers to learn
+            from (a per-user search's warm start; ignored by a built ``optimizer``).
 
     Returns:
         The study.
@@ -97,7 +101,8 @@ def optimize(
         space = space.with_optimizer(name=optimizer)
         check_optimizer(space)
         optimizer = make_optimizer(
-            space.optimizer.name, space, seed=space.optimizer.seed, known_objectives=known_objectives, options=options
+            space.optimizer.name, space, seed=space.optimizer.seed, known_objectives=known_objectives, options=options,
+            prior=prior,
         )
     if early_stopping is not None:
         space = space.with_overrides([f"early_stopping.enabled={str(early_stopping).lower()}"])

@@ -10,7 +10,10 @@ Warm start (``warm_start.enabled`` or ``--warm-start``): each new user's study f
 front configurations of the users searched before (up to ``warm_start.max_points``, the most
 recent users first, each user's knee first), then goes on with its optimiser, whose quasi-random
 start these points count towards. Configurations that served earlier users are the best guess
-for a new user of the same model and data; the optimiser then corrects for the user.
+for a new user of the same model and data; the optimiser then corrects for the user. The BO
+optimisers also learn from the earlier users' trials (up to ``warm_start.max_observations``):
+they enter the surrogate with a same-user input whose lengthscale is fitted, so the model learns
+how alike the users are (``search.optimizers.user_transfer``).
 """
 
 from __future__ import annotations
@@ -19,14 +22,14 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from runners.files import safe_name
 from search.api import Callback, optimize
 from search.encoding import config_key
 from search.errors import StudyError
 from search.executors import Executor, Objective
-from search.optimizers.base import AcquisitionOptions, KnownObjective
+from search.optimizers.base import AcquisitionOptions, KnownObjective, Observation
 from search.pareto import knee_index
 from search.space import Space
 from search.study import Study, atomic_write
@@ -86,6 +89,19 @@ def load_cohort(name: str, study_dir: str | Path) -> CohortStudy:
         if (Path(study_dir) / user_study_name(name, user) / "study.json").exists():
             studies[user] = Study.load(user_study_name(name, user), study_dir)
     return CohortStudy(name, Path(study_dir) / name, list(users), studies)
+
+
+def warm_start_observations(previous: Sequence[Study], max_observations: int,
+                            known: Collection[str] = ()) -> list[list[Observation]]:
+    """Earlier users' observations with values, per user (in search order), at most ``max_observations``
+    in all: the most recent users first, each user's trials in trial order."""
+    out: list[list[Observation]] = []
+    left = max_observations
+    for study in reversed(previous):
+        kept = [obs for obs in study.observations(known) if obs.values is not None][:left]
+        left -= len(kept)
+        out.insert(0, kept)
+    return [obs for obs in out if obs]
 
 
 def warm_start_points(previous: Sequence[Study], max_points: int) -> list[dict[str, Any]]:
@@ -157,12 +173,14 @@ def optimize_tasks(
     for index, task in enumerate(tasks):
         earlier = [cohort.studies[t] for t in tasks[:index]]
         initial = warm_start_points(earlier, space.warm_start.max_points) if warm else []
+        prior = warm_start_observations(earlier, space.warm_start.max_observations, known_objectives or {}) \
+            if warm else []
         # each user's optimiser its own seed: with one seed every user's quasi-random start is the
         # same set of points, and a warm start (earlier users' fronts, drawn from that set) adds nothing
         task_space = space.with_optimizer(seed=space.optimizer.seed + index)
         cohort.studies[task] = optimize(task_space, objectives[task], study_name=user_study_name(study_name, task),
                                         study_dir=study_dir, known_objectives=known_objectives,
-                                        callbacks=hooks.start(task, index), options=options, initial=initial,
+                                        callbacks=hooks.start(task, index), options=options, initial=initial, prior=prior,
                                         executor=executor() if executor else None)
         hooks.end(task, cohort.studies[task])
     return cohort

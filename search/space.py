@@ -88,11 +88,16 @@ class WarmStartSettings(_Strict):
 
     ``enabled`` (or ``--warm-start``) seeds each new user's study with the front configurations
     of the earlier users (up to ``max_points`` of them, the most recent users first), evaluated
-    first; they count towards the quasi-random start.
+    first; they count towards the quasi-random start. The BO optimisers also learn from the
+    earlier users' trials (up to ``max_observations`` of them, the most recent users first): they
+    enter the surrogate with a same-user input (``search.optimizers.user_transfer``), and the model
+    takes over after the ``max_points`` front points (at least 2) instead of ``optimizer.init_trials``.
+    ``max_observations: 0`` keeps the front points alone.
     """
 
     enabled: bool = False
     max_points: int = Field(4, ge=1)
+    max_observations: int = Field(24, ge=0)
 
 
 class OptimizerSettings(_Strict):

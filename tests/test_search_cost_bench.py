@@ -35,7 +35,9 @@ def test_seeds_are_appended_and_summarised_from_the_file(bench, tmp_path, capsys
     assert stopping["row"]["stop_steps"] <= stopping["row"]["full_steps"]
     assert alike["optima"] == list(bench.DEFAULT_OPTIMA) and distinct["optima"] == [0.5, 0.4]
     for record in (alike, distinct):
-        assert 0.0 < record["row"]["cold_hv"] <= 1.05 and 0.0 < record["row"]["warm_hv"] <= 1.05
+        assert record["arms"] == list(bench.ARMS) and record["warm_points"] == 4
+        for arm in bench.ARMS:
+            assert 0.0 < record["row"][f"{arm}_hv"] <= 1.05 and len(record["row"][f"{arm}_users"]) == 3
 
     assert bench.main(["--summarise", str(out)]) == 0
     table = capsys.readouterr().out
@@ -43,7 +45,28 @@ def test_seeds_are_appended_and_summarised_from_the_file(bench, tmp_path, capsys
     assert set(rows) == {"synthetic", "synthetic, optima 0.5 ± 0.4"}
     assert f"{alike['row']['cold_hv']:.4g} ± 0" in rows["synthetic"]  # one seed: sd 0
     assert rows["synthetic"].split("|")[2].strip() == "1"  # seeds: the stopping row of the same name aside
-    assert f"{distinct['row']['warm_hv']:.4g} ± 0" in rows["synthetic, optima 0.5 ± 0.4"]
+    assert f"{distinct['row']['learned_hv']:.4g} ± 0" in rows["synthetic, optima 0.5 ± 0.4"]
+
+
+def test_arms_run_apart_merge_by_seed_and_old_warm_rows_are_the_fronts_arm(bench, tmp_path, capsys):
+    out = tmp_path / "arms.jsonl"
+    old = {"problem": "embedded", "part": "warm", "seed": 0, "per_user": 6, "train_steps": None,
+           "row": {"cold_hv": 2.0, "warm_hv": 2.5}}
+    later = [{"problem": "embedded", "part": "warm", "seed": s, "per_user": 6, "train_steps": None, "warm_points": 4,
+              "arms": ["learned"], "row": {"learned_hv": v}} for s, v in ((0, 3.0), (1, 1.0))]
+    two = {**later[0], "warm_points": 2, "row": {"learned_hv": 4.0}}
+    out.write_text("\n".join(json.dumps(r) for r in [old, *later, two]) + "\n")
+    assert bench.main(["--summarise", str(out)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| embedded")]
+    assert len(rows) == 2
+    points = [c.strip() for c in rows[1].split("|")[1:-1]]
+    assert points[:3] == ["embedded, 2 front points", "1", "2 ± 0"], "the cold arm joins every front-point setting"
+    assert points[3] == "–" and points[6:] == ["2 ± 0", "1/1"]
+    cells = [c.strip() for c in rows[0].split("|")[1:-1]]
+    assert cells[1] == "2", "two seeds"
+    assert cells[2] == "2 ± 0 (1)" and cells[3] == "2.5 ± 0 (1)", "cold and fronts from the old record, seed 0 only"
+    assert cells[4].startswith("2 ± 1.4"), "learned over both seeds"
+    assert cells[5] == "0.5 ± 0" and cells[6] == "1 ± 0" and cells[7] == "1/1", "gains over the seeds with both arms"
 
 
 def test_labels_name_non_default_settings(bench):
@@ -51,6 +74,11 @@ def test_labels_name_non_default_settings(bench):
     assert bench._label("embedded", 16) == "embedded, 16 steps"
     assert bench._label("synthetic", None, bench.DEFAULT_OPTIMA) == "synthetic"
     assert bench._label("synthetic", None, (0.5, 0.4)) == "synthetic, optima 0.5 ± 0.4"
+    assert bench._with_points("synthetic, optima 0.5 ± 0.4", 2) == "synthetic, optima 0.5 ± 0.4, 2 front points"
+    assert bench._with_points("embedded", 4) == bench._with_points("embedded", None) == "embedded"
+    assert bench.arm_overrides("cold", 2) == []
+    assert bench.arm_overrides("fronts", 2) == ["warm_start.max_points=2", "warm_start.max_observations=0"]
+    assert bench.arm_overrides("learned", 2) == ["warm_start.max_points=2"]
     assert bench.training_overrides(16) == ["training.max_steps=16", "training.min_steps=16"]
     assert bench.training_overrides(None) == []
 

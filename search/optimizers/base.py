@@ -82,9 +82,14 @@ class Optimizer(ABC):
         known_objectives: metric -> exact function of the configuration; BO optimisers compute
             these instead of modelling them.
         options: caps on the acquisition optimisation (BO optimisers only).
+        prior: a per-user search's earlier users, each as its observations (usable ones): the BO
+            optimisers learn from them (:mod:`search.optimizers.user_transfer`); the others ignore
+            them (``learns_from_prior``).
     """
 
     name: str = ""
+    #: True for optimisers whose model learns from ``prior`` (earlier users' observations).
+    learns_from_prior: bool = False
 
     def __init__(
         self,
@@ -93,12 +98,14 @@ class Optimizer(ABC):
         seed: int = 0,
         known_objectives: Mapping[str, KnownObjective] | None = None,
         options: AcquisitionOptions | None = None,
+        prior: Sequence[Sequence[Observation]] = (),
     ) -> None:
         self.space = space
         self.encoder = Encoder(space)
         self.seed = seed
         self.known_objectives = dict(known_objectives or {})
         self.options = options or AcquisitionOptions()
+        self.prior = [list(obs) for obs in prior if obs]
 
     @abstractmethod
     def suggest(self, history: list[Observation], n: int,
@@ -197,7 +204,7 @@ def make_optimizer(name: str, space: "Space", **kwargs: Any) -> Optimizer:
     Args:
         name: a registered optimiser name.
         space: a bound space.
-        **kwargs: ``seed``, ``known_objectives``, ``options``.
+        **kwargs: ``seed``, ``known_objectives``, ``options``, ``prior``.
 
     Raises:
         RegistryError: unknown name.

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from search.optimizers.base import Observation, Optimizer, register_optimizer
 from search.optimizers.quasi_random import SobolOptimizer, uniform_stream
+from search.optimizers.user_transfer import current_user_inputs, current_user_transform, on_current_scale
 from search.pareto import knee_index, pareto_indices, study_reference_point
 from search.space import finite
 
@@ -77,9 +78,21 @@ class NEHVIOptimizer(Optimizer):
             acqf = self.build_acquisition(history, seed)
             return self._optimize(acqf, history, n, seed, pending)
 
+    learns_from_prior = True
+
     def start_size(self) -> int:
-        """Quasi-random suggestions before the model takes over: ``optimizer.init_trials``."""
-        return self.space.optimizer.init_trials
+        """Quasi-random suggestions before the model takes over: ``optimizer.init_trials``; with earlier
+        users' observations (``prior``), at most ``warm_start.max_points`` (the earlier fronts' points a
+        per-user search evaluates first), and at least 2."""
+        size = self.space.optimizer.init_trials
+        if self.usable_prior():
+            size = min(size, max(2, self.space.warm_start.max_points))
+        return size
+
+    def usable_prior(self) -> list[list[Observation]]:
+        """Per earlier user, its observations with every learned metric (empty users left out)."""
+        groups = [[obs for obs in user if self._usable(obs)] for user in self.prior]
+        return [g for g in groups if g]
 
     def initial_design(self, history: list[Observation], n: int,
                        pending: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
@@ -156,13 +169,19 @@ class NEHVIOptimizer(Optimizer):
     def build_models(self, X: "torch.Tensor", Y: "torch.Tensor", seed: int,
                      usable: list[Observation] | None = None) -> "Model":
         """A ``ModelList`` with one model per metric: deterministic for known ones, fitted otherwise
-        (with the observations' noise variances when ``usable`` carries them for that metric)."""
+        (with the observations' noise variances when ``usable`` carries them for that metric).
+
+        ``X`` with one column more than the space has carries the same-user input of a warm-started
+        per-user search; the fitted models then predict for the current user (flag 1)."""
         from botorch.models.model import ModelList
 
         learned = [j for j, metric in enumerate(self.space.metrics) if metric not in self.known_objectives]
         yvars = {j: self.training_variances(usable, self.space.metrics[j]) if usable is not None else None
                  for j in learned}
         fitted = dict(zip(learned, self.fit_learned(X, Y, learned, seed, yvars)))
+        if X.shape[-1] > self.encoder.d:  # fitted with the same-user input: predict for the current user
+            for model in fitted.values():
+                model.input_transform = current_user_transform()
         models = [
             fitted[j] if j in fitted else self.known_model(metric, sign)
             for j, (metric, sign) in enumerate(zip(self.space.metrics, self.signs()))
@@ -211,7 +230,15 @@ class NEHVIOptimizer(Optimizer):
         usable = [obs for obs in history if self._usable(obs)]
         usable += self.failure_stand_ins(history, usable)
         X, Y = self.training_data(usable)
-        model = self.build_models(X, Y, seed, usable)
+        prior = self.usable_prior()
+        if prior:  # earlier users' trials too, with a same-user input (search.optimizers.user_transfer)
+            learned = [m for m in self.space.metrics if m not in self.known_objectives]
+            earlier = on_current_scale(prior, usable, learned)
+            X_prior, Y_prior = self.training_data(earlier)
+            model = self.build_models(torch.cat([current_user_inputs(X_prior, 0.0), current_user_inputs(X, 1.0)]),
+                                      torch.cat([Y_prior, Y]), seed, earlier + usable)
+        else:
+            model = self.build_models(X, Y, seed, usable)
         n_obj = len(self.space.objectives)
         objective = None if n_obj == Y.shape[-1] else IdentityMCMultiOutputObjective(outcomes=list(range(n_obj)))
         constraints = self.constraint_callables()

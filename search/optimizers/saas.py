@@ -40,17 +40,19 @@ def dimension_effects(model: "Model", d: int) -> "torch.Tensor":
     """Per input dimension, the prior std of the change in output when it moves from 0 to 1.
 
     ``sqrt(2 (k(x, x) - k(x, x + e_i)))`` for the model's stationary kernel, median over the
-    model's batch (MCMC samples, taus).
+    model's batch (MCMC samples, taus). A model with more inputs than ``d`` (the same-user input of
+    a warm-started per-user search) is measured on all of them and the first ``d`` are returned.
     """
     import torch
 
     like = {"dtype": model.train_inputs[0].dtype, "device": model.train_inputs[0].device}
-    origin = torch.zeros(1, d, **like)
+    inputs = model.train_inputs[0].shape[-1]
+    origin = torch.zeros(1, inputs, **like)
     with torch.no_grad():
         k00 = model.covar_module(origin, origin).to_dense()[..., 0, 0]
-        k0i = model.covar_module(origin, torch.eye(d, **like)).to_dense()[..., 0, :]
+        k0i = model.covar_module(origin, torch.eye(inputs, **like)).to_dense()[..., 0, :]
     effects = (2 * (k00.unsqueeze(-1) - k0i)).clamp_min(0).sqrt()
-    return effects.reshape(-1, d).median(0).values
+    return effects.reshape(-1, inputs).median(0).values[:d]
 
 
 class SaasOptimizer(NEHVIOptimizer):
@@ -73,8 +75,8 @@ class SaasOptimizer(NEHVIOptimizer):
     start_points: int | None = None
 
     def start_size(self) -> int:
-        """``optimizer.init_trials``, capped at ``start_points`` when that is set."""
-        size = self.space.optimizer.init_trials
+        """:meth:`NEHVIOptimizer.start_size`, capped at ``start_points`` when that is set."""
+        size = super().start_size()
         return size if self.start_points is None else min(size, self.start_points)
 
     def initial_design(self, history: list[Observation], n: int,

@@ -1,0 +1,115 @@
+"""Warm starts that learn from earlier users' trials: the same-user input and the rescaling."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from search.optimizers.base import Observation, make_optimizer
+from search.optimizers.user_transfer import on_current_scale
+from search.per_user import optimize_tasks, warm_start_observations
+from search.space import parse_space
+
+SPACE = parse_space("""
+name: transfer
+objectives: {quality: max, cost: min}
+parameters:
+  x: {type: float, low: 0.0, high: 1.0}
+  width: {type: int, low: 1, high: 4}
+optimizer: {name: gp-nehvi, init_trials: 4, trials: 6, seed: 0, ref_point: {quality: 0.0, cost: 5.0}}
+warm_start: {max_points: 2}
+""", "transfer.yaml")
+
+
+def quality(x: float, width: int, centre: float, level: float) -> float:
+    return level + 0.6 * (1.0 - (x - centre) ** 2 / 0.5) * (1.0 - 0.2 * (4 - width))
+
+
+def observations(points, centre, level):
+    return [Observation({"x": x, "width": w}, {"quality": quality(x, w, centre, level)}, {"quality": 1e-4})
+            for x, w in points]
+
+
+GRID = [(i / 11, w) for i in range(12) for w in (1, 4)]
+
+
+def test_earlier_values_take_the_current_users_mean_and_spread():
+    earlier = [observations([(0.1, 1), (0.5, 4), (0.9, 2)], 0.5, 0.7)]
+    current = observations([(0.2, 3), (0.6, 4), (0.8, 1)], 0.5, 0.1)
+    out = on_current_scale(earlier, current, ["quality"])
+    mean = sum(o.values["quality"] for o in current) / 3
+    sd = math.sqrt(sum((o.values["quality"] - mean) ** 2 for o in current) / 3)
+    values = [o.values["quality"] for o in out]
+    assert sum(values) / 3 == pytest.approx(mean)
+    assert math.sqrt(sum((v - mean) ** 2 for v in values) / 3) == pytest.approx(sd)
+    raw = [o.values["quality"] for o in earlier[0]]
+    raw_sd = math.sqrt(sum((v - sum(raw) / 3) ** 2 for v in raw) / 3)
+    assert out[0].variances["quality"] == pytest.approx(1e-4 * (sd / raw_sd) ** 2)
+    assert [o.config for o in out] == [o.config for o in earlier[0]], "configurations are kept"
+    # with fewer than three values of its own, the current user's spread is the earlier users' median
+    two = on_current_scale(earlier, current[:2], ["quality"])
+    assert max(o.values["quality"] for o in two) - min(o.values["quality"] for o in two) == pytest.approx(
+        max(raw) - min(raw))
+
+
+def model_error(prior, current, centre, level):
+    """Mean absolute error of the fitted quality model's mean on a grid, for the current user."""
+    optimizer = make_optimizer("gp-nehvi", SPACE, seed=0, known_objectives={"cost": lambda c: float(c["width"])},
+                               prior=prior)
+    assert optimizer.usable_prior() == [p for p in prior if p]
+    optimizer.build_acquisition(current, seed=0)
+    X = optimizer.encoder.encode_many([{"x": x, "width": w} for x, w in GRID])
+    with torch.no_grad():
+        mean = optimizer.model.models[0].posterior(X).mean.reshape(-1)
+    truth = torch.tensor([quality(x, w, centre, level) for x, w in GRID], dtype=torch.float64)
+    return float((mean - truth).abs().mean())
+
+
+def test_a_like_earlier_user_at_another_level_teaches_the_model_what_the_current_user_has_not_tried():
+    """Two trials of the current user say little; an earlier user of the same shape, 0.3 higher, says the rest."""
+    current = observations([(0.15, 2), (0.85, 3)], 0.6, 0.1)
+    earlier = [observations([(i / 9, 1 + i % 4) for i in range(10)], 0.6, 0.4)]
+    alone, helped = model_error([], current, 0.6, 0.1), model_error(earlier, current, 0.6, 0.1)
+    assert helped < 0.5 * alone, (helped, alone)
+
+
+def test_the_model_takes_over_after_the_front_points_when_it_has_earlier_users():
+    current = observations([(0.15, 2), (0.85, 3)], 0.6, 0.1)
+    known = {"cost": lambda c: float(c["width"])}
+    cold = make_optimizer("gp-nehvi", SPACE, seed=0, known_objectives=known)
+    warm = make_optimizer("gp-nehvi", SPACE, seed=0, known_objectives=known,
+                          prior=[observations([(0.5, 1), (0.7, 4)], 0.6, 0.4)])
+    assert cold.start_size() == 4 and warm.start_size() == 2
+    assert make_optimizer("random", SPACE, seed=0).learns_from_prior is False
+    (pick,) = warm.suggest(current, 1)
+    assert 0.0 <= pick["x"] <= 1.0 and warm.model is not None, "a model-based suggestion at the third trial"
+
+
+def test_per_user_warm_start_hands_earlier_trials_to_the_optimizer_with_a_cap(tmp_path):
+    users = {u: (lambda c, lvl=lvl: {"quality": quality(c["x"], c["width"], 0.6, lvl), "quality_se": 0.01,
+                                     "cost": float(c["width"])})
+             for u, lvl in (("a", 0.1), ("b", 0.3), ("c", 0.2))}
+    space = SPACE.with_overrides(["warm_start.max_observations=6"]).with_optimizer(trials=4)
+    cohort = optimize_tasks(space, users, study_name="t", study_dir=tmp_path, warm_start=True,
+                            known_objectives={"cost": lambda c: float(c["width"])})
+    assert all(len(s.completed()) == 4 for s in cohort.studies.values())
+    earlier = [cohort.studies["a"], cohort.studies["b"]]
+    prior = warm_start_observations(earlier, 6)
+    assert [len(p) for p in prior] == [2, 4], "the most recent user first, up to the cap"
+    assert [o.config for o in prior[1]] == [t.config for t in cohort.studies["b"].trials]
+    assert warm_start_observations(earlier, 0) == []
+
+
+def test_saas_models_measure_the_space_dimensions_of_a_model_with_the_same_user_input():
+    """The SAAS optimisers hold dimensions their models drop: with the extra input they still measure the space's."""
+    known = {"cost": lambda c: float(c["width"])}
+    current = observations([(0.15, 2), (0.85, 3), (0.5, 1)], 0.6, 0.1)
+    optimizer = make_optimizer("saas-map", SPACE.with_overrides(["warm_start.max_points=3"]), seed=0,
+                               known_objectives=known, prior=[observations([(i / 9, 1 + i % 4) for i in range(10)], 0.6, 0.4)])
+    (pick,) = optimizer.suggest(current, 1)
+    model = optimizer.model.models[0]
+    assert model.train_inputs[0].shape[-1] == optimizer.encoder.d + 1
+    assert all(0 <= i < optimizer.encoder.d for i in optimizer.irrelevant_dims(optimizer.model))
+    assert pick not in [o.config for o in current]
