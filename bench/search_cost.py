@@ -49,7 +49,7 @@ from runners.errors import DataError  # noqa: E402
 from runners.spec import Checkpoint  # noqa: E402
 from search.api import optimize  # noqa: E402
 from search.pareto import hypervolume  # noqa: E402
-from search.per_user import optimize_tasks  # noqa: E402
+from search.per_user import TaskHooks, optimize_tasks  # noqa: E402
 from search.space import parse_space  # noqa: E402
 from search.study import TrialState  # noqa: E402
 
@@ -118,6 +118,26 @@ def fixed_hv(study, max_hv: float = 1.0) -> float:
                        study.space.optimizer.ref_point, study.space.parsed_constraints) / max_hv
 
 
+class TrialLines(TaskHooks):
+    """One flushed line per finished trial on stderr (``search.progress.StudyProgress``), naming the arm
+    and the user: an embedded seed runs for most of an hour, and a piped log should show it moving."""
+
+    def __init__(self, arm: str, users: int, trials: int) -> None:
+        from rich.console import Console
+
+        self.arm, self.users, self.trials = arm, users, trials
+        self.console = Console(file=sys.stderr, force_terminal=False, width=200)
+
+    def start(self, task: str, index: int) -> list[Any]:
+        return self.callbacks(f"{self.arm} user {index + 1}/{self.users} {task}")
+
+    def callbacks(self, label: str) -> list[Any]:
+        """Study callbacks printing each finished trial's line, starting with ``label``."""
+        from search.progress import StudyProgress
+
+        return [StudyProgress(self.console, self.trials, label)]
+
+
 # --------------------------------------------------------------------------- (a) early stopping
 def synthetic_stopping(seed: int, trials: int) -> dict[str, float]:
     user = SyntheticUser(0.7)
@@ -161,7 +181,9 @@ def embedded_stopping(seed: int, trials: int, train_steps: int | None = None) ->
         space = base.with_overrides([f"early_stopping.enabled={str(early).lower()}"])
         objective = TrialObjective(user_setup(setup, user), monitor=space.early_stopping.monitor())
         with tempfile.TemporaryDirectory() as tmp:
-            study = optimize(space, objective, study_dir=tmp, known_objectives=objective.known_objectives())
+            lines = TrialLines("", 1, trials).callbacks("early stopping" if early else "no stopping")
+            study = optimize(space, objective, study_dir=tmp, known_objectives=objective.known_objectives(),
+                             callbacks=lines)
             key = "stop" if early else "full"
             out[f"{key}_steps"], out[f"{key}_hv"] = steps_spent(study), fixed_hv(study)
             out[f"{key}_pruned"] = sum(t.state is TrialState.PRUNED for t in study.trials)
@@ -181,14 +203,17 @@ def arm_overrides(arm: str, warm_points: int) -> list[str]:
     return [f"warm_start.max_points={warm_points}"] + (["warm_start.max_observations=0"] if arm == "fronts" else [])
 
 
-def search_arms(space, objectives, arms, warm_points, known, max_hv=None) -> dict[str, Any]:
-    """Per arm, the mean HV of users 2-4 (``<arm>_hv``) and each of them (``<arm>_users``)."""
+def search_arms(space, objectives, arms, warm_points, known, max_hv=None, lines: bool = False) -> dict[str, Any]:
+    """Per arm, the mean HV of users 2-4 (``<arm>_hv``) and each of them (``<arm>_users``); with ``lines``,
+    a line per finished trial (:class:`TrialLines`)."""
     out: dict[str, Any] = {}
     users = list(objectives)
     for arm in arms:
+        hooks = TrialLines(arm, len(users), space.optimizer.trials) if lines else None
         with tempfile.TemporaryDirectory() as tmp:
             cohort = optimize_tasks(space.with_overrides(arm_overrides(arm, warm_points)), objectives,
-                                    study_name="w", study_dir=tmp, warm_start=arm != "cold", known_objectives=known)
+                                    study_name="w", study_dir=tmp, warm_start=arm != "cold", known_objectives=known,
+                                    hooks=hooks)
             hvs = [fixed_hv(cohort.studies[u], max_hv(u) if max_hv else 1.0) for u in users[1:]]
             out[f"{arm}_hv"], out[f"{arm}_users"] = statistics.fmean(hvs), hvs
     return out
@@ -217,7 +242,7 @@ def embedded_warm(seed: int, per_user: int, train_steps: int | None = None, arms
         seed=seed, trials=per_user, init_trials=min(per_user, 4)))
     users = [s.user.user_id for s in session_for(setup).splits]
     objectives = {u: TrialObjective(user_setup(setup, u)) for u in users}
-    return search_arms(space, objectives, arms, warm_points, objectives[users[0]].known_objectives())
+    return search_arms(space, objectives, arms, warm_points, objectives[users[0]].known_objectives(), lines=True)
 
 
 # --------------------------------------------------------------------------- report

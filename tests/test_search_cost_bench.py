@@ -99,3 +99,12 @@ def test_bad_results_files_and_flags_name_the_file_the_line_and_the_fix(bench, t
     with pytest.raises(SystemExit):
         bench.main(["--problems", "synthetic", "--train-steps", "16"])
     assert "add --problems embedded or drop it" in capsys.readouterr().err
+
+
+def test_trial_lines_name_the_arm_the_user_and_the_trial(bench, capsys):
+    space = bench.parse_space(bench.SYNTHETIC, "curves.yaml").with_optimizer(trials=2, init_trials=2)
+    users = {f"u{i}": bench.SyntheticUser(0.5 + 0.1 * i) for i in range(2)}
+    row = bench.search_arms(space, users, ("cold",), 4, {"cost": bench.cost}, lines=True)
+    assert set(row) == {"cold_hv", "cold_users"} and len(row["cold_users"]) == 1
+    err = capsys.readouterr().err
+    assert "cold user 1/2 u0 [1/2] trial 0 completed" in err and "cold user 2/2 u1 [2/2] trial 1 completed" in err
