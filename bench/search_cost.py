@@ -3,7 +3,10 @@
 (a) Early stopping: a per-user study of a fixed trial budget, with and without early stopping:
     the training steps spent and the hypervolume reached.
 (b) Warm start: 4 users searched one after another, cold and warm-started from the users before:
-    the hypervolume after 6 trials per user (users 2-4, where a warm start can act).
+    the hypervolume after 6 trials per user (users 2-4, where a warm start can act). Three arms:
+    ``cold``; ``fronts``, the earlier users' front points evaluated first (``max_observations: 0``);
+    ``learned``, those points and the earlier users' trials in the surrogate with a same-user input
+    (``search.optimizers.user_transfer``). ``--warm-points N`` sets ``warm_start.max_points``.
 
 Two problems:
 
@@ -20,12 +23,14 @@ Run from the repository root::
 
     python bench/search_cost.py --problems synthetic --seeds 20
     python bench/search_cost.py --problems synthetic --parts warm --optima 0.5 0.4 --seeds 10   # distinct users
+    python bench/search_cost.py --parts warm --arms learned --warm-points 2 --seeds 10           # one arm
     python bench/search_cost.py --problems embedded --seeds 3
     python bench/search_cost.py --problems embedded --parts stopping --trials 10 --train-steps 16
 
 ``--out FILE`` appends every seed's row as one JSON line (with ``--first-seed``, seeds run in
 separate processes or on separate days land in one file); ``--summarise FILE`` prints the tables
-from such a file alone.
+from such a file alone, the arms of one seed run apart merged into one row (the cold arm, which
+does not depend on ``--warm-points``, joins every setting of it).
 """
 
 from __future__ import annotations
@@ -220,7 +225,7 @@ def search_arms(space, objectives, arms, warm_points, known, max_hv=None, lines:
 
 
 def synthetic_warm(seed: int, per_user: int, optima: tuple[float, float] = DEFAULT_OPTIMA,
-                   arms: tuple[str, ...] = ARMS, warm_points: int = 4) -> dict[str, Any]:
+                   arms: tuple[str, ...] = ARMS, warm_points: int = 2) -> dict[str, Any]:
     """Users' optima ``centre +- spread`` (uniform): alike at the default, distinct personas at (0.5, 0.4)."""
     rng = random.Random(seed)
     centre, spread = optima
@@ -230,7 +235,7 @@ def synthetic_warm(seed: int, per_user: int, optima: tuple[float, float] = DEFAU
 
 
 def embedded_warm(seed: int, per_user: int, train_steps: int | None = None, arms: tuple[str, ...] = ARMS,
-                  warm_points: int = 4) -> dict[str, Any]:
+                  warm_points: int = 2) -> dict[str, Any]:
     from runners.session import session_for
     from search.commands.searching import user_setup
     from search.setup import bind_to_model
@@ -346,8 +351,9 @@ def _label(problem: str, train_steps: int | None, optima: tuple[float, float] | 
 
 
 def _with_points(label: str, warm_points: int | None) -> str:
-    """A warm-start row's name: the label, and the front points when not the default 4."""
-    return label if warm_points in (None, 4) else f"{label}, {warm_points} front points"
+    """A warm-start row's name: the label, and the front points (a file written before ``--warm-points``
+    existed used 4)."""
+    return f"{label}, {4 if warm_points is None else warm_points} front points"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -366,8 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS,
                         help="warm-start arms: cold, fronts (earlier fronts' points alone), learned (and their "
                              "trials in the surrogate); arms run apart merge by seed in --summarise")
-    parser.add_argument("--warm-points", type=int, default=4,
-                        help="warm_start.max_points of the warm arms (4): earlier front points evaluated first")
+    parser.add_argument("--warm-points", type=int, default=2,
+                        help="warm_start.max_points of the warm arms (2, the space's default): earlier front points "
+                             "evaluated first")
     parser.add_argument("--out", type=Path, default=None, help="append each seed's row to this JSONL file")
     parser.add_argument("--summarise", type=Path, default=None, help="print the tables of a --out file and exit")
     args = parser.parse_args(argv)

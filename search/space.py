@@ -96,7 +96,7 @@ class WarmStartSettings(_Strict):
     """
 
     enabled: bool = False
-    max_points: int = Field(4, ge=1)
+    max_points: int = Field(2, ge=1)
     max_observations: int = Field(24, ge=0)
 
 

@@ -26,7 +26,7 @@ def test_seeds_are_appended_and_summarised_from_the_file(bench, tmp_path, capsys
     assert bench.main([*tiny, "--first-seed", "3", "--parts", "warm", "--optima", "0.5", "0.4"]) == 0
     printed = capsys.readouterr().out
     assert "synthetic stopping seed 2:" in printed
-    assert "synthetic, optima 0.5 ± 0.4 warm-start seed 3:" in printed
+    assert "synthetic, optima 0.5 ± 0.4, 2 front points warm-start seed 3:" in printed
 
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["part"], r["seed"]) for r in records] == [("stopping", 2), ("warm", 2), ("warm", 3)]
@@ -35,17 +35,17 @@ def test_seeds_are_appended_and_summarised_from_the_file(bench, tmp_path, capsys
     assert stopping["row"]["stop_steps"] <= stopping["row"]["full_steps"]
     assert alike["optima"] == list(bench.DEFAULT_OPTIMA) and distinct["optima"] == [0.5, 0.4]
     for record in (alike, distinct):
-        assert record["arms"] == list(bench.ARMS) and record["warm_points"] == 4
+        assert record["arms"] == list(bench.ARMS) and record["warm_points"] == 2
         for arm in bench.ARMS:
             assert 0.0 < record["row"][f"{arm}_hv"] <= 1.05 and len(record["row"][f"{arm}_users"]) == 3
 
     assert bench.main(["--summarise", str(out)]) == 0
     table = capsys.readouterr().out
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| synthetic")}
-    assert set(rows) == {"synthetic", "synthetic, optima 0.5 ± 0.4"}
-    assert f"{alike['row']['cold_hv']:.4g} ± 0" in rows["synthetic"]  # one seed: sd 0
-    assert rows["synthetic"].split("|")[2].strip() == "1"  # seeds: the stopping row of the same name aside
-    assert f"{distinct['row']['learned_hv']:.4g} ± 0" in rows["synthetic, optima 0.5 ± 0.4"]
+    assert set(rows) == {"synthetic", "synthetic, 2 front points", "synthetic, optima 0.5 ± 0.4, 2 front points"}
+    assert f"{alike['row']['cold_hv']:.4g} ± 0" in rows["synthetic, 2 front points"]  # one seed: sd 0
+    assert rows["synthetic"].split("|")[2].strip() == "1"  # the stopping row
+    assert f"{distinct['row']['learned_hv']:.4g} ± 0" in rows["synthetic, optima 0.5 ± 0.4, 2 front points"]
 
 
 def test_arms_run_apart_merge_by_seed_and_old_warm_rows_are_the_fronts_arm(bench, tmp_path, capsys):
@@ -61,6 +61,7 @@ def test_arms_run_apart_merge_by_seed_and_old_warm_rows_are_the_fronts_arm(bench
     assert len(rows) == 2
     points = [c.strip() for c in rows[1].split("|")[1:-1]]
     assert points[:3] == ["embedded, 2 front points", "1", "2 ± 0"], "the cold arm joins every front-point setting"
+    assert rows[0].startswith("| embedded, 4 front points |"), "files written before --warm-points: 4 points"
     assert points[3] == "–" and points[6:] == ["2 ± 0", "1/1"]
     cells = [c.strip() for c in rows[0].split("|")[1:-1]]
     assert cells[1] == "2", "two seeds"
@@ -75,7 +76,7 @@ def test_labels_name_non_default_settings(bench):
     assert bench._label("synthetic", None, bench.DEFAULT_OPTIMA) == "synthetic"
     assert bench._label("synthetic", None, (0.5, 0.4)) == "synthetic, optima 0.5 ± 0.4"
     assert bench._with_points("synthetic, optima 0.5 ± 0.4", 2) == "synthetic, optima 0.5 ± 0.4, 2 front points"
-    assert bench._with_points("embedded", 4) == bench._with_points("embedded", None) == "embedded"
+    assert bench._with_points("embedded", 4) == bench._with_points("embedded", None) == "embedded, 4 front points"
     assert bench.arm_overrides("cold", 2) == []
     assert bench.arm_overrides("fronts", 2) == ["warm_start.max_points=2", "warm_start.max_observations=0"]
     assert bench.arm_overrides("learned", 2) == ["warm_start.max_points=2"]

@@ -113,3 +113,14 @@ def test_saas_models_measure_the_space_dimensions_of_a_model_with_the_same_user_
     assert model.train_inputs[0].shape[-1] == optimizer.encoder.d + 1
     assert all(0 <= i < optimizer.encoder.d for i in optimizer.irrelevant_dims(optimizer.model))
     assert pick not in [o.config for o in current]
+
+
+def test_the_banner_says_what_the_warm_start_does():
+    from search.commands.searching import warm_start_note
+
+    assert warm_start_note(SPACE) == ""
+    on = SPACE.with_overrides(["warm_start.enabled=true"])
+    assert warm_start_note(on) == (", warm-started from the users before: up to 2 of their front points first, "
+                                   "up to 24 of their trials in the gp-nehvi model")
+    assert warm_start_note(on.with_optimizer(name="random")).endswith("front points first")
+    assert warm_start_note(on.with_overrides(["warm_start.max_observations=0"])).endswith("front points first")

@@ -47,7 +47,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--per-user", action="store_true",
                    help="one study per user of the cohort (MiLP's setting; scope: per_user in the space)")
     p.add_argument("--warm-start", action="store_true",
-                   help="with --per-user: start each user's search from the fronts of the users before")
+                   help="with --per-user: each user's search starts from the fronts of the users before and its "
+                        "model learns from their trials (warm_start:)")
     p.add_argument("--early-stop", action="store_true",
                    help="stop trials whose intermediate point is dominated by finished trials (early_stopping:)")
     add_executor_args(p)

@@ -18,6 +18,7 @@ from search.cohort_tracking import log_cohort
 from search.commands.common import executor_from_args
 from search.commands.tables import cohort_table, front_table
 from search.console import table_console
+from search.optimizers import get_optimizer
 from search.per_user import TaskHooks, optimize_tasks, user_study_name
 from search.progress import StudyProgress
 from search.setup import check_reported, user_setup
@@ -104,6 +105,17 @@ class _UserHooks(TaskHooks):
         self.run.finish(study, self.objectives[task])
 
 
+def warm_start_note(space: Space) -> str:
+    """What a per-user search's banner says of its warm start ('' when off)."""
+    warm = space.warm_start
+    if not warm.enabled:
+        return ""
+    note = f", warm-started from the users before: up to {warm.max_points} of their front points first"
+    if warm.max_observations and get_optimizer(space.optimizer.name).learns_from_prior:
+        note += f", up to {warm.max_observations} of their trials in the {space.optimizer.name} model"
+    return note
+
+
 def run_per_user(run: StudyRun) -> int:
     """One study per user of the cohort (MiLP's setting), searched one after another."""
     check_reported(run.space, run.setup)
@@ -111,8 +123,7 @@ def run_per_user(run: StudyRun) -> int:
     objectives = {u: run.objective(user_setup(run.setup, u),
                                    Path(run.study_dir) / user_study_name(run.name, u) / ADAPTERS
                                    if run.keep_adapters else None) for u in users}
-    run.banner(f"one study per user ({len(users)} users" +
-               (", warm-started from the users before" if run.space.warm_start.enabled else "") + ")")
+    run.banner(f"one study per user ({len(users)} users" + warm_start_note(run.space) + ")")
     hooks = _UserHooks(run, objectives)
     try:
         cohort = optimize_tasks(run.space, objectives, study_name=run.name, study_dir=run.study_dir,
