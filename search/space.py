@@ -92,11 +92,12 @@ class WarmStartSettings(_Strict):
     earlier users' trials (up to ``max_observations`` of them, the most recent users first): they
     enter the surrogate with a same-user input (``search.optimizers.user_transfer``), and the model
     takes over after the ``max_points`` front points (at least 2) instead of ``optimizer.init_trials``.
-    ``max_observations: 0`` keeps the front points alone.
+    ``max_observations: 0`` keeps the front points alone; ``max_points: 0`` keeps the usual
+    quasi-random start, and the earlier trials act through the model alone.
     """
 
     enabled: bool = False
-    max_points: int = Field(2, ge=1)
+    max_points: int = Field(2, ge=0)
     max_observations: int = Field(24, ge=0)
 
 

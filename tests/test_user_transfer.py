@@ -124,3 +124,17 @@ def test_the_banner_says_what_the_warm_start_does():
                                    "up to 24 of their trials in the gp-nehvi model")
     assert warm_start_note(on.with_optimizer(name="random")).endswith("front points first")
     assert warm_start_note(on.with_overrides(["warm_start.max_observations=0"])).endswith("front points first")
+
+
+def test_no_front_points_keeps_the_quasi_random_start_and_the_model_still_learns(tmp_path):
+    known = {"cost": lambda c: float(c["width"])}
+    space = SPACE.with_overrides(["warm_start.max_points=0"])
+    prior = [observations([(0.5, 1), (0.7, 4)], 0.6, 0.4)]
+    assert make_optimizer("gp-nehvi", space, seed=0, known_objectives=known, prior=prior).start_size() == 4
+    users = {u: (lambda c, lvl=lvl: {"quality": quality(c["x"], c["width"], 0.6, lvl), "cost": float(c["width"])})
+             for u, lvl in (("a", 0.1), ("b", 0.3))}
+    space = space.with_optimizer(name="sobol", trials=3, init_trials=3)
+    cold = optimize_tasks(space, users, study_name="c", study_dir=tmp_path, known_objectives=known)
+    warm = optimize_tasks(space, users, study_name="w", study_dir=tmp_path, warm_start=True, known_objectives=known)
+    assert [t.config for t in warm.studies["b"].trials] == [t.config for t in cold.studies["b"].trials], \
+        "no front points: the second user's start is its own"

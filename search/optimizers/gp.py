@@ -82,11 +82,11 @@ class NEHVIOptimizer(Optimizer):
 
     def start_size(self) -> int:
         """Quasi-random suggestions before the model takes over: ``optimizer.init_trials``; with earlier
-        users' observations (``prior``), at most ``warm_start.max_points`` (the earlier fronts' points a
-        per-user search evaluates first), and at least 2."""
-        size = self.space.optimizer.init_trials
-        if self.usable_prior():
-            size = min(size, max(2, self.space.warm_start.max_points))
+        users' observations (``prior``) and ``warm_start.max_points`` above 0, at most that many (the
+        earlier fronts' points a per-user search evaluates first), and at least 2."""
+        size, points = self.space.optimizer.init_trials, self.space.warm_start.max_points
+        if points > 0 and self.usable_prior():
+            size = min(size, max(2, points))
         return size
 
     def usable_prior(self) -> list[list[Observation]]:
