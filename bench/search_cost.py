@@ -330,8 +330,11 @@ def summarise(path: Path) -> int:
         optima = tuple(record["optima"]) if record.get("optima") else None
         label = _label(record["problem"], record.get("train_steps"), optima)
         if record["part"] == "warm":
+            trials = record.get("per_user", 6)
+            if trials != 6:  # rows of other budgets must not merge with the 6-trial ones
+                label += f", {trials} trials per user"
             warm_records.append((label, record.get("warm_points"), record.get("seed", number), record["row"]))
-            per_user.add(record.get("per_user", 6))
+            per_user.add(trials)
         else:
             stop_rows.setdefault(label, []).append(record["row"])
     if len(per_user) > 1:

@@ -42,10 +42,12 @@ def test_seeds_are_appended_and_summarised_from_the_file(bench, tmp_path, capsys
     assert bench.main(["--summarise", str(out)]) == 0
     table = capsys.readouterr().out
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| synthetic")}
-    assert set(rows) == {"synthetic", "synthetic, 2 front points", "synthetic, optima 0.5 ± 0.4, 2 front points"}
-    assert f"{alike['row']['cold_hv']:.4g} ± 0" in rows["synthetic, 2 front points"]  # one seed: sd 0
+    alike_label, distinct_label = ("synthetic, 3 trials per user, 2 front points",
+                                   "synthetic, optima 0.5 ± 0.4, 3 trials per user, 2 front points")
+    assert set(rows) == {"synthetic", alike_label, distinct_label}
+    assert f"{alike['row']['cold_hv']:.4g} ± 0" in rows[alike_label]  # one seed: sd 0
     assert rows["synthetic"].split("|")[2].strip() == "1"  # the stopping row
-    assert f"{distinct['row']['learned_hv']:.4g} ± 0" in rows["synthetic, optima 0.5 ± 0.4, 2 front points"]
+    assert f"{distinct['row']['learned_hv']:.4g} ± 0" in rows[distinct_label]
 
 
 def test_arms_run_apart_merge_by_seed_and_old_warm_rows_are_the_fronts_arm(bench, tmp_path, capsys):
@@ -55,10 +57,12 @@ def test_arms_run_apart_merge_by_seed_and_old_warm_rows_are_the_fronts_arm(bench
     later = [{"problem": "embedded", "part": "warm", "seed": s, "per_user": 6, "train_steps": None, "warm_points": 4,
               "arms": ["learned"], "row": {"learned_hv": v}} for s, v in ((0, 3.0), (1, 1.0))]
     two = {**later[0], "warm_points": 2, "row": {"learned_hv": 4.0}}
-    out.write_text("\n".join(json.dumps(r) for r in [old, *later, two]) + "\n")
+    eight = {**later[0], "per_user": 8, "row": {"learned_hv": 9.0}}
+    out.write_text("\n".join(json.dumps(r) for r in [old, *later, two, eight]) + "\n")
     assert bench.main(["--summarise", str(out)]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| embedded")]
-    assert len(rows) == 2
+    assert len(rows) == 3 and rows[2].startswith("| embedded, 8 trials per user, 4 front points | 1 | – |"), \
+        "another budget is a row of its own"
     points = [c.strip() for c in rows[1].split("|")[1:-1]]
     assert points[:3] == ["embedded, 2 front points", "1", "2 ± 0"], "the cold arm joins every front-point setting"
     assert rows[0].startswith("| embedded, 4 front points |"), "files written before --warm-points: 4 points"

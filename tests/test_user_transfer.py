@@ -124,6 +124,9 @@ def test_the_banner_says_what_the_warm_start_does():
                                    "up to 24 of their trials in the gp-nehvi model")
     assert warm_start_note(on.with_optimizer(name="random")).endswith("front points first")
     assert warm_start_note(on.with_overrides(["warm_start.max_observations=0"])).endswith("front points first")
+    assert warm_start_note(on.with_overrides(["warm_start.max_points=0"])) == (
+        ", warm-started from the users before: the usual quasi-random start, up to 24 of their trials in the "
+        "gp-nehvi model")
 
 
 def test_no_front_points_keeps_the_quasi_random_start_and_the_model_still_learns(tmp_path):

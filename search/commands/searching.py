@@ -110,7 +110,8 @@ def warm_start_note(space: Space) -> str:
     warm = space.warm_start
     if not warm.enabled:
         return ""
-    note = f", warm-started from the users before: up to {warm.max_points} of their front points first"
+    note = ", warm-started from the users before: " + (
+        f"up to {warm.max_points} of their front points first" if warm.max_points else "the usual quasi-random start")
     if warm.max_observations and get_optimizer(space.optimizer.name).learns_from_prior:
         note += f", up to {warm.max_observations} of their trials in the {space.optimizer.name} model"
     return note

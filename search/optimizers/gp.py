@@ -3,7 +3,7 @@
 :class:`NEHVIOptimizer` does everything but fit the surrogate of one learned metric:
 
 1. the first ``optimizer.init_trials`` suggestions (and any call with fewer than two usable
-   observations) are Sobol points;
+   observations) are Sobol points (fewer in a warm-started per-user search: :meth:`start_size`);
 2. every metric (objectives, then metrics only used in constraints) gets a model: a fitted GP,
    or, for a *known* objective, a ``GenericDeterministicModel`` that decodes (rounds) each
    candidate and computes the exact value, so qLogNEHVI sees it without modelling error;
@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 class NEHVIOptimizer(Optimizer):
     """qLogNEHVI over a ``ModelList`` of per-metric surrogates; subclasses implement :meth:`fit_model`."""
 
+    learns_from_prior = True
+
     def fit_model(self, X: "torch.Tensor", y: "torch.Tensor", seed: int,
                   yvar: "torch.Tensor | None" = None) -> "Model":
         """Fit the surrogate of one learned metric.
@@ -77,8 +79,6 @@ class NEHVIOptimizer(Optimizer):
         with manual_seed(seed), _torch_threads(self.options.threads), _quiet_restarts():
             acqf = self.build_acquisition(history, seed)
             return self._optimize(acqf, history, n, seed, pending)
-
-    learns_from_prior = True
 
     def start_size(self) -> int:
         """Quasi-random suggestions before the model takes over: ``optimizer.init_trials``; with earlier
@@ -227,13 +227,13 @@ class NEHVIOptimizer(Optimizer):
         )
         from botorch.sampling.get_sampler import get_sampler
 
-        usable = [obs for obs in history if self._usable(obs)]
-        usable += self.failure_stand_ins(history, usable)
+        measured = [obs for obs in history if self._usable(obs)]
+        usable = measured + self.failure_stand_ins(history, measured)
         X, Y = self.training_data(usable)
         prior = self.usable_prior()
         if prior:  # earlier users' trials too, with a same-user input (search.optimizers.user_transfer)
             learned = [m for m in self.space.metrics if m not in self.known_objectives]
-            earlier = on_current_scale(prior, usable, learned)
+            earlier = on_current_scale(prior, measured, learned)  # the user's scale from its real values
             X_prior, Y_prior = self.training_data(earlier)
             model = self.build_models(torch.cat([current_user_inputs(X_prior, 0.0), current_user_inputs(X, 1.0)]),
                                       torch.cat([Y_prior, Y]), seed, earlier + usable)

@@ -365,7 +365,9 @@ class SaasNEHVI(SaasOptimizer):
         inputs, raw = X.numpy(), Y[:, columns].numpy()
         raw_var = [None if yvars[j] is None else yvars[j].numpy().reshape(-1) for j in columns]
         n = len(inputs)
-        anchor = n - n % self.ANCHOR_EVERY if self.warm_start else 0
+        # with earlier users' trials (a warm-started per-user search) the anchor rows are theirs, rescaled
+        # to the current user at every call: an anchor would never be reused, so each fit is a cold one
+        anchor = n - n % self.ANCHOR_EVERY if self.warm_start and not self.usable_prior() else 0
         if anchor == n:  # this fit is an anchor: its seed is the anchor's, so a resumed study refits it alike
             results = _run_grouped(inputs, targets, variances, seed=derive_seed(self.seed, n, "nuts-anchor"),
                                    **settings)
