@@ -54,6 +54,22 @@ def test_earlier_values_take_the_current_users_mean_and_spread():
         max(raw) - min(raw))
 
 
+def test_a_user_of_the_same_shape_lands_on_the_current_users_values_from_the_configurations_both_ran():
+    """The warm start's front points are configurations both users ran: the level difference is read there.
+
+    Matching means instead would compare the earlier user's whole search with the current user's two
+    near-front trials and put every earlier value too high.
+    """
+    points = [(i / 9, 1 + i % 4) for i in range(10)]
+    earlier = [observations(points, 0.6, 0.4)]
+    current = observations([points[5], points[6]], 0.6, 0.1)  # two of its configurations, rerun
+    out = on_current_scale(earlier, current, ["quality"])
+    assert [o.values["quality"] for o in out] == pytest.approx([quality(x, w, 0.6, 0.1) for x, w in points])
+    assert [o.variances["quality"] for o in out] == pytest.approx([1e-4] * 10), "the earlier spread is kept"
+    means_matched = on_current_scale(earlier, current, ["quality"], key=lambda c: id(c))  # nothing shared
+    assert min(o.values["quality"] - quality(x, w, 0.6, 0.1) for o, (x, w) in zip(means_matched, points)) > 0.05
+
+
 def model_error(prior, current, centre, level):
     """Mean absolute error of the fitted quality model's mean on a grid, for the current user."""
     optimizer = make_optimizer("gp-nehvi", SPACE, seed=0, known_objectives={"cost": lambda c: float(c["width"])},

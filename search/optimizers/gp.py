@@ -30,6 +30,7 @@ import contextlib
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
+from search.encoding import config_key
 from search.optimizers.base import Observation, Optimizer, register_optimizer
 from search.optimizers.quasi_random import SobolOptimizer, uniform_stream
 from search.optimizers.user_transfer import current_user_inputs, current_user_transform, on_current_scale
@@ -233,7 +234,7 @@ class NEHVIOptimizer(Optimizer):
         prior = self.usable_prior()
         if prior:  # earlier users' trials too, with a same-user input (search.optimizers.user_transfer)
             learned = [m for m in self.space.metrics if m not in self.known_objectives]
-            earlier = on_current_scale(prior, measured, learned)  # the user's scale from its real values
+            earlier = on_current_scale(prior, measured, learned, key=lambda c: config_key(self.space, c))
             X_prior, Y_prior = self.training_data(earlier)
             model = self.build_models(torch.cat([current_user_inputs(X_prior, 0.0), current_user_inputs(X, 1.0)]),
                                       torch.cat([Y_prior, Y]), seed, earlier + usable)
