@@ -97,10 +97,13 @@ def test_the_model_takes_over_after_the_front_points_when_it_has_earlier_users()
     cold = make_optimizer("gp-nehvi", SPACE, seed=0, known_objectives=known)
     warm = make_optimizer("gp-nehvi", SPACE, seed=0, known_objectives=known,
                           prior=[observations([(0.5, 1), (0.7, 4)], 0.6, 0.4)])
-    assert cold.start_size() == 4 and warm.start_size() == 2
+    assert cold.start_size() == 4 and warm.start_size() == 3, "2 front points and one of the user's own"
     assert make_optimizer("random", SPACE, seed=0).learns_from_prior is False
-    (pick,) = warm.suggest(current, 1)
-    assert 0.0 <= pick["x"] <= 1.0 and warm.model is not None, "a model-based suggestion at the third trial"
+    (own,) = warm.suggest(current, 1)
+    assert getattr(warm, "model", None) is None, "the third trial is the user's own quasi-random point"
+    mine = observations([(own["x"], own["width"])], 0.6, 0.1)
+    (pick,) = warm.suggest(current + mine, 1)
+    assert 0.0 <= pick["x"] <= 1.0 and warm.model is not None, "a model-based suggestion at the fourth trial"
 
 
 def test_per_user_warm_start_hands_earlier_trials_to_the_optimizer_with_a_cap(tmp_path):
@@ -122,7 +125,7 @@ def test_saas_models_measure_the_space_dimensions_of_a_model_with_the_same_user_
     """The SAAS optimisers hold dimensions their models drop: with the extra input they still measure the space's."""
     known = {"cost": lambda c: float(c["width"])}
     current = observations([(0.15, 2), (0.85, 3), (0.5, 1)], 0.6, 0.1)
-    optimizer = make_optimizer("saas-map", SPACE.with_overrides(["warm_start.max_points=3"]), seed=0,
+    optimizer = make_optimizer("saas-map", SPACE.with_overrides(["warm_start.max_points=2"]), seed=0,
                                known_objectives=known, prior=[observations([(i / 9, 1 + i % 4) for i in range(10)], 0.6, 0.4)])
     (pick,) = optimizer.suggest(current, 1)
     model = optimizer.model.models[0]

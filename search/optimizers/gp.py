@@ -83,11 +83,18 @@ class NEHVIOptimizer(Optimizer):
 
     def start_size(self) -> int:
         """Quasi-random suggestions before the model takes over: ``optimizer.init_trials``; with earlier
-        users' observations (``prior``) and ``warm_start.max_points`` above 0, at most that many (the
-        earlier fronts' points a per-user search evaluates first), and at least 2."""
+        users' observations (``prior``) and ``warm_start.max_points`` above 0, at most the earlier
+        fronts' points a per-user search evaluates first (at least 2) and one start point of the
+        user's own.
+
+        The user's own point is where the model can see that this user differs from the earlier
+        ones: the front points are configurations both ran, and their level difference is what the
+        earlier values are shifted by (:func:`~search.optimizers.user_transfer.on_current_scale`),
+        so there the users agree by construction.
+        """
         size, points = self.space.optimizer.init_trials, self.space.warm_start.max_points
         if points > 0 and self.usable_prior():
-            size = min(size, max(2, points))
+            size = min(size, max(2, points) + 1)
         return size
 
     def usable_prior(self) -> list[list[Observation]]:
