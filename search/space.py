@@ -91,8 +91,8 @@ class WarmStartSettings(_Strict):
     first; they count towards the quasi-random start. The BO optimisers also learn from the
     earlier users' trials (up to ``max_observations`` of them, the most recent users first): they
     enter the surrogate with a same-user input (``search.optimizers.user_transfer``), and the model
-    takes over after the ``max_points`` front points (at least 2) and one quasi-random point of the
-    user's own instead of after ``optimizer.init_trials``.
+    takes over after ``max(2, max_points) + 1`` trials (the front points, then at least one
+    quasi-random point of the user's own) instead of after ``optimizer.init_trials``.
     ``max_observations: 0`` keeps the front points alone; ``max_points: 0`` keeps the usual
     quasi-random start, and the earlier trials act through the model alone.
     """

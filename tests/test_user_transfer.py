@@ -65,9 +65,30 @@ def test_a_user_of_the_same_shape_lands_on_the_current_users_values_from_the_con
     current = observations([points[5], points[6]], 0.6, 0.1)  # two of its configurations, rerun
     out = on_current_scale(earlier, current, ["quality"])
     assert [o.values["quality"] for o in out] == pytest.approx([quality(x, w, 0.6, 0.1) for x, w in points])
-    assert [o.variances["quality"] for o in out] == pytest.approx([1e-4] * 10), "the earlier spread is kept"
+    assert [o.variances["quality"] for o in out] == pytest.approx([2e-4] * 10), "plus the shift's variance (1e-4 / 2 x 2)"
     means_matched = on_current_scale(earlier, current, ["quality"], key=lambda c: id(c))  # nothing shared
     assert min(o.values["quality"] - quality(x, w, 0.6, 0.1) for o, (x, w) in zip(means_matched, points)) > 0.05
+
+
+def test_users_link_up_through_the_front_points_each_re_ran_and_noisier_differences_weigh_less():
+    """User a shares nothing with the current user, but b re-ran a's front points: a is put on b's shifted level."""
+    from search.encoding import config_key
+
+    points = [(i / 9, 1 + i % 4) for i in range(10)]
+    a = observations(points[:6], 0.6, 0.4)
+    b = observations(points[4:6] + [(0.05, 1), (0.95, 4)], 0.6, 0.3)  # a's 5th and 6th configurations, re-run
+    current = observations([(0.05, 1), (0.95, 4.0)], 0.6, 0.1)  # b's; 4.0 and 4 are one configuration
+    out = on_current_scale([a, b], current, ["quality"], key=lambda c: config_key(SPACE, c))
+    expected = [quality(x, w, 0.6, 0.1) for x, w in points[:6] + points[4:6] + [(0.05, 1), (0.95, 4)]]
+    assert [o.values["quality"] for o in out] == pytest.approx(expected)
+    assert out[0].variances["quality"] > 1e-4, "a shifted value carries its shift's uncertainty"
+    # two shared configurations whose differences disagree: the one measured precisely counts most
+    loud = [Observation({"x": 0.1, "width": 1}, {"quality": 0.5}, {"quality": 1e-6}),
+            Observation({"x": 0.2, "width": 1}, {"quality": 0.5}, {"quality": 1.0})]
+    mine = [Observation({"x": 0.1, "width": 1}, {"quality": 0.3}, {"quality": 1e-6}),
+            Observation({"x": 0.2, "width": 1}, {"quality": 0.9}, {"quality": 1.0})]
+    (first, _) = on_current_scale([loud], mine, ["quality"])
+    assert first.values["quality"] == pytest.approx(0.3, abs=1e-4)
 
 
 def model_error(prior, current, centre, level):

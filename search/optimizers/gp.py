@@ -83,9 +83,9 @@ class NEHVIOptimizer(Optimizer):
 
     def start_size(self) -> int:
         """Quasi-random suggestions before the model takes over: ``optimizer.init_trials``; with earlier
-        users' observations (``prior``) and ``warm_start.max_points`` above 0, at most the earlier
-        fronts' points a per-user search evaluates first (at least 2) and one start point of the
-        user's own.
+        users' observations (``prior``) and ``warm_start.max_points`` above 0, at most
+        ``max(2, max_points) + 1``: the earlier fronts' points a per-user search evaluates first,
+        then at least one quasi-random point of the user's own (more when fewer front points exist).
 
         The user's own point is where the model can see that this user differs from the earlier
         ones: the front points are configurations both ran, and their level difference is what the

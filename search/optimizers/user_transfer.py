@@ -11,9 +11,10 @@ themselves. Suggestions ask for the current user (the flag is appended at 1 by
 Before pooling, each earlier user's values of a learned metric are put on the current user's
 level. Users of one model and data differ most in their level (one persona's ROUGE-L is higher
 whatever the configuration); what carries over is which configurations are better. The level
-difference is read from the configurations both users ran (a warm start's front points are
-always such): the earlier values are shifted by the mean difference there and keep their own
-spread. Matching the users' means over all their trials instead would compare an earlier user's
+difference is read from the configurations both users ran (the new user re-runs earlier users'
+front points, and each earlier user re-ran its predecessors', so the users link up in a chain):
+the earlier values are shifted by the mean difference there (weighted by the values' noise) and
+keep their own spread. Matching the users' means over all their trials instead would compare an earlier user's
 whole search with the current user's few near-front trials, and put the earlier values too high
 for users of the same shape. Without a shared configuration (``warm_start.max_points: 0``, whose
 start is the usual quasi-random one), the means over all trials are matched, and the spreads too
@@ -26,6 +27,7 @@ dimension like any other to both the SAAS and the standard GP).
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import TYPE_CHECKING, Callable, Hashable, Sequence
 
@@ -77,12 +79,14 @@ def on_current_scale(earlier: Sequence[Sequence[Observation]], current: Sequence
         key: a configuration's identity (equivalent configurations equal); default: its sorted items.
 
     Returns:
-        The earlier observations, flattened in the given order. For a user that shares configurations
-        with the current one, each metric is shifted by the mean of (current - earlier) over the
-        shared configurations (repeats averaged), variances kept. Otherwise ``(v - mean_u) / sd_u *
-        sd_c + mean_c`` and ``var * (sd_c / sd_u) ** 2``, with ``sd_c`` the median of the earlier users'
-        spreads while the current user has fewer than three values (a user whose values of a metric
-        do not vary is only shifted).
+        The earlier observations, flattened in the given order. A user that shares configurations
+        with the current user, or with an earlier user already put on its level (users re-run their
+        predecessors' front points, so the users link up in a chain), is shifted per metric by the
+        weighted mean of the differences there (weights ``1 / (var_a + var_b)`` when both values
+        carry a variance, repeats averaged first); its variances grow by the shift's own variance.
+        A user linked to none: ``(v - mean_u) / sd_u * sd_c + mean_c`` and ``var * (sd_c / sd_u) ** 2``,
+        with ``sd_c`` the median of the earlier users' spreads while the current user has fewer than
+        three values (a user whose values of a metric do not vary is only shifted).
     """
     key = key or _items_key
     stats = [{m: _mean_sd([float(o.values[m]) for o in obs]) for m in metrics} for obs in earlier]
@@ -94,25 +98,54 @@ def on_current_scale(earlier: Sequence[Sequence[Observation]], current: Sequence
         if len(values) < MIN_VALUES_FOR_SCALE or sd <= 0:
             sd = statistics.median(spreads) if spreads else 0.0
         target[m] = (mean, sd)
-    mine = _by_config(current, metrics, key)
+    reference = _by_config(current, metrics, key)  # configuration -> metric -> (value, variance), on the current level
+    groups = [_by_config(obs, metrics, key) for obs in earlier]
+    shifts: dict[int, dict[str, tuple[float, float]]] = {}
+    linked = True
+    while linked:  # users sharing with the reference first, then users sharing with those, ...
+        linked = False
+        for u, theirs in enumerate(groups):
+            shared = [k for k in theirs if k in reference]
+            if u in shifts or not shared:
+                continue
+            shifts[u] = {m: _weighted_shift([reference[k][m] for k in shared], [theirs[k][m] for k in shared])
+                         for m in metrics}
+            for k, cell in theirs.items():
+                reference.setdefault(k, {m: (v + shifts[u][m][0], var + shifts[u][m][1])
+                                         for m, (v, var) in cell.items()})
+            linked = True
     out = []
-    for obs, user in zip(earlier, stats):
-        theirs = _by_config(obs, metrics, key)
-        shared = [k for k in theirs if k in mine]
+    for u, (obs, user) in enumerate(zip(earlier, stats)):
         for o in obs:
             values, variances = dict(o.values), dict(o.variances) if o.variances else None
             for m in metrics:
-                if shared:
-                    ratio, shift = 1.0, statistics.fmean(mine[k][m] - theirs[k][m] for k in shared)
+                extra = 0.0
+                if u in shifts:
+                    ratio, (shift, extra) = 1.0, shifts[u][m]
                 else:
                     (mu, su), (mc, sc) = user[m], target[m]
                     ratio = sc / su if su > 0 and sc > 0 else 1.0
                     shift = mc - mu * ratio
                 values[m] = float(values[m]) * ratio + shift
                 if variances is not None and finite(variances.get(m)):
-                    variances[m] = float(variances[m]) * ratio**2
+                    variances[m] = float(variances[m]) * ratio**2 + extra
             out.append(Observation(o.config, values, variances))
     return out
+
+
+def _weighted_shift(ours: Sequence[tuple[float, float]], theirs: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """The mean of ``ours - theirs`` over shared configurations, and its variance.
+
+    Each pair is ``(value, variance)``; with every variance known and positive the differences are
+    weighted by ``1 / (var_ours + var_theirs)`` (the shift's variance is ``1 / sum(weights)``),
+    otherwise equally (variance 0: none is known).
+    """
+    diffs = [a - b for (a, _), (b, _) in zip(ours, theirs)]
+    variances = [va + vb for (_, va), (_, vb) in zip(ours, theirs)]
+    if all(math.isfinite(v) and v > 0 for v in variances):
+        weights = [1.0 / v for v in variances]
+        return sum(w * d for w, d in zip(weights, diffs)) / sum(weights), 1.0 / sum(weights)
+    return statistics.fmean(diffs), 0.0
 
 
 def _items_key(config: dict) -> Hashable:
@@ -120,12 +153,23 @@ def _items_key(config: dict) -> Hashable:
 
 
 def _by_config(observations: Sequence[Observation], metrics: Sequence[str],
-               key: Callable[[dict], Hashable]) -> dict[Hashable, dict[str, float]]:
-    """Per configuration, each metric's mean over the observations of it."""
+               key: Callable[[dict], Hashable]) -> dict[Hashable, dict[str, tuple[float, float]]]:
+    """Per configuration, each metric's (mean value, variance of that mean) over the observations of it.
+
+    The variance is NaN when an observation of the configuration carries none for the metric.
+    """
     groups: dict[Hashable, list[Observation]] = {}
     for o in observations:
         groups.setdefault(key(o.config), []).append(o)
-    return {k: {m: statistics.fmean(float(o.values[m]) for o in group) for m in metrics} for k, group in groups.items()}
+    out = {}
+    for k, group in groups.items():
+        cell = {}
+        for m in metrics:
+            variances = [(o.variances or {}).get(m) for o in group]
+            variances = [float(v) if finite(v) else math.nan for v in variances]
+            cell[m] = (statistics.fmean(float(o.values[m]) for o in group), sum(variances) / len(group) ** 2)
+        out[k] = cell
+    return out
 
 
 def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
