@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from search.encoding import config_key
 from search.optimizers.base import Observation, make_optimizer
 from search.optimizers.user_transfer import on_current_scale
 from search.per_user import optimize_tasks, warm_start_observations
@@ -21,6 +22,11 @@ parameters:
 optimizer: {name: gp-nehvi, init_trials: 4, trials: 6, seed: 0, ref_point: {quality: 0.0, cost: 5.0}}
 warm_start: {max_points: 2}
 """, "transfer.yaml")
+
+
+def key(config):
+    """A configuration's identity in :data:`SPACE` (as the optimisers compare them)."""
+    return config_key(SPACE, config)
 
 
 def quality(x: float, width: int, centre: float, level: float) -> float:
@@ -38,7 +44,7 @@ GRID = [(i / 11, w) for i in range(12) for w in (1, 4)]
 def test_earlier_values_take_the_current_users_mean_and_spread():
     earlier = [observations([(0.1, 1), (0.5, 4), (0.9, 2)], 0.5, 0.7)]
     current = observations([(0.2, 3), (0.6, 4), (0.8, 1)], 0.5, 0.1)
-    out = on_current_scale(earlier, current, ["quality"])
+    out = on_current_scale(earlier, current, ["quality"], key)
     mean = sum(o.values["quality"] for o in current) / 3
     sd = math.sqrt(sum((o.values["quality"] - mean) ** 2 for o in current) / 3)
     values = [o.values["quality"] for o in out]
@@ -49,7 +55,7 @@ def test_earlier_values_take_the_current_users_mean_and_spread():
     assert out[0].variances["quality"] == pytest.approx(1e-4 * (sd / raw_sd) ** 2)
     assert [o.config for o in out] == [o.config for o in earlier[0]], "configurations are kept"
     # with fewer than three values of its own, the current user's spread is the earlier users' median
-    two = on_current_scale(earlier, current[:2], ["quality"])
+    two = on_current_scale(earlier, current[:2], ["quality"], key)
     assert max(o.values["quality"] for o in two) - min(o.values["quality"] for o in two) == pytest.approx(
         max(raw) - min(raw))
 
@@ -63,7 +69,7 @@ def test_a_user_of_the_same_shape_lands_on_the_current_users_values_from_the_con
     points = [(i / 9, 1 + i % 4) for i in range(10)]
     earlier = [observations(points, 0.6, 0.4)]
     current = observations([points[5], points[6]], 0.6, 0.1)  # two of its configurations, rerun
-    out = on_current_scale(earlier, current, ["quality"])
+    out = on_current_scale(earlier, current, ["quality"], key)
     assert [o.values["quality"] for o in out] == pytest.approx([quality(x, w, 0.6, 0.1) for x, w in points])
     assert [o.variances["quality"] for o in out] == pytest.approx([2e-4] * 10), "plus the shift's variance (1e-4 / 2 x 2)"
     means_matched = on_current_scale(earlier, current, ["quality"], key=lambda c: id(c))  # nothing shared
@@ -72,13 +78,11 @@ def test_a_user_of_the_same_shape_lands_on_the_current_users_values_from_the_con
 
 def test_users_link_up_through_the_front_points_each_re_ran_and_noisier_differences_weigh_less():
     """User a shares nothing with the current user, but b re-ran a's front points: a is put on b's shifted level."""
-    from search.encoding import config_key
-
     points = [(i / 9, 1 + i % 4) for i in range(10)]
     a = observations(points[:6], 0.6, 0.4)
     b = observations(points[4:6] + [(0.05, 1), (0.95, 4)], 0.6, 0.3)  # a's 5th and 6th configurations, re-run
     current = observations([(0.05, 1), (0.95, 4.0)], 0.6, 0.1)  # b's; 4.0 and 4 are one configuration
-    out = on_current_scale([a, b], current, ["quality"], key=lambda c: config_key(SPACE, c))
+    out = on_current_scale([a, b], current, ["quality"], key)
     expected = [quality(x, w, 0.6, 0.1) for x, w in points[:6] + points[4:6] + [(0.05, 1), (0.95, 4)]]
     assert [o.values["quality"] for o in out] == pytest.approx(expected)
     assert out[0].variances["quality"] > 1e-4, "a shifted value carries its shift's uncertainty"
@@ -87,7 +91,7 @@ def test_users_link_up_through_the_front_points_each_re_ran_and_noisier_differen
             Observation({"x": 0.2, "width": 1}, {"quality": 0.5}, {"quality": 1.0})]
     mine = [Observation({"x": 0.1, "width": 1}, {"quality": 0.3}, {"quality": 1e-6}),
             Observation({"x": 0.2, "width": 1}, {"quality": 0.9}, {"quality": 1.0})]
-    (first, _) = on_current_scale([loud], mine, ["quality"])
+    (first, _) = on_current_scale([loud], mine, ["quality"], key)
     assert first.values["quality"] == pytest.approx(0.3, abs=1e-4)
 
 

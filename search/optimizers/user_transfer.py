@@ -69,14 +69,14 @@ def current_user_transform() -> "torch.nn.Module":
 
 
 def on_current_scale(earlier: Sequence[Sequence[Observation]], current: Sequence[Observation],
-                     metrics: Sequence[str], key: Callable[[dict], Hashable] | None = None) -> list[Observation]:
+                     metrics: Sequence[str], key: Callable[[dict], Hashable]) -> list[Observation]:
     """The earlier users' usable observations with each learned metric on the current user's level.
 
     Args:
         earlier: per earlier user, its observations (each with values for every metric in ``metrics``).
         current: the current user's usable observations (may be empty).
         metrics: the learned metrics to rescale (known objectives are computed, not read).
-        key: a configuration's identity (equivalent configurations equal); default: its sorted items.
+        key: a configuration's identity, equal for equivalent configurations (``search.encoding.config_key``).
 
     Returns:
         The earlier observations, flattened in the given order. A user that shares configurations
@@ -88,7 +88,6 @@ def on_current_scale(earlier: Sequence[Sequence[Observation]], current: Sequence
         with ``sd_c`` the median of the earlier users' spreads while the current user has fewer than
         three values (a user whose values of a metric do not vary is only shifted).
     """
-    key = key or _items_key
     stats = [{m: _mean_sd([float(o.values[m]) for o in obs]) for m in metrics} for obs in earlier]
     target = {}
     for m in metrics:
@@ -146,10 +145,6 @@ def _weighted_shift(ours: Sequence[tuple[float, float]], theirs: Sequence[tuple[
         weights = [1.0 / v for v in variances]
         return sum(w * d for w, d in zip(weights, diffs)) / sum(weights), 1.0 / sum(weights)
     return statistics.fmean(diffs), 0.0
-
-
-def _items_key(config: dict) -> Hashable:
-    return repr(sorted(config.items()))
 
 
 def _by_config(observations: Sequence[Observation], metrics: Sequence[str],
