@@ -60,6 +60,7 @@ from search.study import TrialState  # noqa: E402
 
 STEPS, EVERY, TAU, NOISE = 40, 4, 8.0, 0.01
 DEFAULT_OPTIMA = (0.7, 0.08)
+DEFAULT_PER_USER = 6  # the issue's budget: hypervolume after 6 trials per user
 OBJECTIVES = {"quality": "max", "cost": "min"}
 REF = {"quality": 0.0, "cost": 5.0}
 SYNTHETIC = """
@@ -330,8 +331,8 @@ def summarise(path: Path) -> int:
         optima = tuple(record["optima"]) if record.get("optima") else None
         label = _label(record["problem"], record.get("train_steps"), optima)
         if record["part"] == "warm":
-            trials = record.get("per_user", 6)
-            if trials != 6:  # rows of other budgets must not merge with the 6-trial ones
+            trials = record.get("per_user", DEFAULT_PER_USER)
+            if trials != DEFAULT_PER_USER:  # rows of other budgets must not merge with the default budget's
                 label += f", {trials} trials per user"
             warm_records.append((label, record.get("warm_points"), record.get("seed", number), record["row"]))
             per_user.add(trials)
@@ -339,7 +340,7 @@ def summarise(path: Path) -> int:
             stop_rows.setdefault(label, []).append(record["row"])
     if len(per_user) > 1:
         print(f"# {path}: warm-start rows of different trials per user {sorted(per_user)}", file=sys.stderr)
-    print_tables(stop_rows, warm_rows_by_seed(warm_records), min(per_user, default=6))
+    print_tables(stop_rows, warm_rows_by_seed(warm_records), min(per_user, default=DEFAULT_PER_USER))
     return 0
 
 
@@ -365,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=None, help="default 20 synthetic, 3 embedded")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed .. first-seed + seeds - 1")
     parser.add_argument("--trials", type=int, default=None, help="trials of the stopping study (20 / 8)")
-    parser.add_argument("--per-user", type=int, default=6, help="trials per user of the warm-start study (6)")
+    parser.add_argument("--per-user", type=int, default=DEFAULT_PER_USER,
+                        help=f"trials per user of the warm-start study ({DEFAULT_PER_USER})")
     parser.add_argument("--train-steps", type=int, default=None,
                         help="embedded only: training steps per trial (default milp.yaml's 8)")
     parser.add_argument("--optima", type=float, nargs=2, default=DEFAULT_OPTIMA, metavar=("CENTRE", "SPREAD"),
