@@ -212,8 +212,10 @@ def _to_unit(param: IntParam | FloatParam, value: float) -> float:
 def _from_unit(param: IntParam | FloatParam, x: float) -> float:
     x = min(max(x, 0.0), 1.0)
     if param.log:
-        return math.exp(math.log(param.low) + x * (math.log(param.high) - math.log(param.low)))
-    return param.low + x * (param.high - param.low)
+        value = math.exp(math.log(param.low) + x * (math.log(param.high) - math.log(param.low)))
+    else:
+        value = param.low + x * (param.high - param.low)
+    return min(max(value, param.low), param.high)  # rounding (-1 + 1 * (1 - 1e-40) is 0.0) stays in bounds
 
 
 def _snap(dim: Dim, x: float) -> float:
