@@ -77,6 +77,8 @@ class EarlyStoppingSettings(_Strict):
     queries: int = Field(2, ge=1)
     min_steps: int = Field(8, ge=0)
     confidence: float = Field(0.9, gt=0.5, lt=1.0)
+    #: Measured objectives within this fraction of the finished trial's value count as tied (0: exact).
+    margin: float = Field(0.0, ge=0.0, lt=1.0)
 
     def monitor(self) -> MonitorSpec:
         """What the runner must report."""

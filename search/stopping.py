@@ -8,7 +8,12 @@ configuration) and the rule's settings. At each checkpoint past ``min_steps`` th
 the trial with every finished trial at the same key: finished trial ``F`` beats trial ``T`` with
 probability ``prod_j Phi((F_j - T_j) / sqrt(se_Fj^2 + se_Tj^2))`` over the objectives (signed so
 that larger is better; a known objective counts 1 when ``F`` is at least as good, else 0); when
-that probability reaches ``confidence`` the trial stops with the reason. The check runs where
+that probability reaches ``confidence`` the trial stops with the reason. With ``margin`` m > 0 a
+measured objective counts as tied when ``T`` is ahead of ``F`` by less than ``m |F_j|``
+(``Phi((F_j - T_j + m |F_j|) / se)``): differences smaller than that do not matter to the user, so
+a trial that is no better than a finished one beyond the margin, and larger, stops. No trial stops
+at a checkpoint where every finished trial ended its training (the last step of the last user):
+the stop would save no step and lose the trial's final evaluation. The check runs where
 the trial runs (a worker process or a Ray task), with what was finished when it was submitted.
 
 A stopped trial is recorded as PRUNED with its partial metrics and the checkpoint. For the
@@ -61,12 +66,15 @@ class StopCheck:
         mine = {**checkpoint.metrics, **self.known}
         if not all(finite(mine.get(m)) for m in self.objectives):
             return None  # a loss-only checkpoint: no generation metrics to compare
+        if self.finished and not any(_trained_past(other.points, checkpoint.key) for other in self.finished):
+            return None  # every finished trial stopped training here: a stop would save nothing and lose the result
         best = None
         for other in self.finished:
             theirs = other.points.get(checkpoint.key)
             if theirs is None:
                 continue
-            p = dominance_probability({**theirs, **other.known}, mine, self.objectives, set(self.known))
+            p = dominance_probability({**theirs, **other.known}, mine, self.objectives, set(self.known),
+                                      self.settings.margin)
             if p >= self.settings.confidence and (best is None or p > best[0]):
                 best = (p, other, theirs)
         if best is None:
@@ -75,20 +83,37 @@ class StopCheck:
         shown = ", ".join(f"{m} {_fmt(mine[m])} vs {_fmt({**theirs, **other.known}[m])}" for m in self.objectives)
         return (f"dominated at checkpoint {checkpoint.key} (user {checkpoint.user_id}, step {checkpoint.step}, "
                 f"{checkpoint.trained_steps} steps trained) by trial {other.number} with probability {p:.2f} "
-                f"({shown})")
+                f"({shown}{self._margin_note()})")
+
+    def _margin_note(self) -> str:
+        return f"; within a margin of {self.settings.margin:g}" if self.settings.margin else ""
+
+
+def _position(key: str) -> tuple[int, int]:
+    """A checkpoint key ``u<user>:s<step>`` as (user, step), in training order."""
+    user, step = key.split(":s")
+    return int(user.lstrip("u")), int(step)
+
+
+def _trained_past(points: Mapping[str, Any], key: str) -> bool:
+    """Whether a trial's curve goes on after checkpoint ``key`` (a later step, or a later user)."""
+    at = _position(key)
+    return any(_position(other) > at for other in points)
 
 
 def dominance_probability(better: Mapping[str, float], worse: Mapping[str, float], objectives: Mapping[str, str],
-                          exact: set[str] = frozenset()) -> float:
+                          exact: set[str] = frozenset(), margin: float = 0.0) -> float:
     """P(``better`` is at least as good as ``worse`` in every objective), objectives independent, normal errors.
 
     Each value may carry its standard error as ``<metric>_se``; metrics in ``exact`` (known
-    objectives) and metrics without an error compare exactly.
+    objectives) and metrics without an error compare exactly. ``margin``: a measured objective of
+    ``worse`` ahead of ``better``'s by less than ``margin * |better's value|`` counts as tied.
     """
     p = 1.0
     for metric, direction in objectives.items():
         sign = 1.0 if direction == "max" else -1.0
-        gap = sign * (float(better[metric]) - float(worse[metric]))
+        slack = 0.0 if metric in exact else margin * abs(float(better[metric]))
+        gap = sign * (float(better[metric]) - float(worse[metric])) + slack
         se = 0.0 if metric in exact else math.hypot(_se(better, metric), _se(worse, metric))
         p *= (1.0 if gap >= 0 else 0.0) if se == 0 else _phi(gap / se)
     return p

@@ -30,7 +30,8 @@ def test_dominance_probability_uses_the_noise_and_exact_known_objectives():
 def test_the_check_waits_for_min_steps_and_names_the_dominating_trial():
     settings = EarlyStoppingSettings(enabled=True, min_steps=8, confidence=0.9)
     finished = (FinishedCurve(3, {"u0:s4": {"quality": 0.4, "quality_se": 0.01},
-                                  "u0:s8": {"quality": 0.5, "quality_se": 0.01}}, {"cost": 1.0}),)
+                                  "u0:s8": {"quality": 0.5, "quality_se": 0.01},
+                                  "u0:s12": {"quality": 0.55, "quality_se": 0.01}}, {"cost": 1.0}),)
     check = StopCheck(lc.OBJECTIVES, settings, {"cost": 2.0}, finished)
     assert check.reason(checkpoint(4, 0.1)) is None, "no stop before min_steps"
     reason = check.reason(checkpoint(8, 0.2))
@@ -39,6 +40,39 @@ def test_the_check_waits_for_min_steps_and_names_the_dominating_trial():
     assert check.reason(checkpoint(8, 0.6)) is None, "better quality: not dominated"
     cheaper = StopCheck(lc.OBJECTIVES, settings, {"cost": 0.5}, finished)
     assert cheaper.reason(checkpoint(8, 0.2)) is None, "cheaper: not dominated"
+
+
+def test_a_margin_counts_small_leads_as_ties_but_never_on_known_objectives():
+    objectives = {"quality": "max", "cost": "min"}
+    finished = {"quality": 0.50, "quality_se": 0.01, "cost": 1.0}
+    slightly_better = {"quality": 0.52, "quality_se": 0.01, "cost": 2.0}  # 4% ahead, twice the cost
+    assert dominance_probability(finished, slightly_better, objectives, {"cost"}) < 0.1
+    assert dominance_probability(finished, slightly_better, objectives, {"cost"}, margin=0.1) > 0.95
+    clearly_better = {"quality": 0.60, "quality_se": 0.01, "cost": 2.0}  # 20% ahead: beyond the margin
+    assert dominance_probability(finished, clearly_better, objectives, {"cost"}, margin=0.1) < 1e-3
+    cheaper = {"quality": 0.45, "quality_se": 0.01, "cost": 0.99}  # storage is exact: no margin there
+    assert dominance_probability(finished, cheaper, objectives, {"cost"}, margin=0.5) == 0.0
+    settings = EarlyStoppingSettings(enabled=True, min_steps=0, confidence=0.9, margin=0.1)
+    check = StopCheck(lc.OBJECTIVES, settings, {"cost": 2.0},
+                      (FinishedCurve(1, {"u0:s4": {"quality": 0.5, "quality_se": 0.01}, "u0:s8": {"quality": 0.6}},
+                                     {"cost": 1.0}),))
+    reason = check.reason(checkpoint(4, 0.52))
+    assert reason.startswith("dominated at checkpoint u0:s4") and reason.endswith("(quality 0.52 vs 0.5, cost 2 vs 1; "
+                                                                                  "within a margin of 0.1)")
+    assert StopCheck(lc.OBJECTIVES, EarlyStoppingSettings(enabled=True, min_steps=0), {"cost": 2.0},
+                     check.finished).reason(checkpoint(4, 0.52)) is None, "without a margin: ahead, so no stop"
+
+
+def test_no_stop_where_every_finished_trial_ended_its_training():
+    settings = EarlyStoppingSettings(enabled=True, min_steps=0, confidence=0.9)
+    ended = FinishedCurve(1, {"u0:s4": {"quality": 0.5, "quality_se": 0.01},
+                              "u0:s8": {"quality": 0.6, "quality_se": 0.01}}, {"cost": 1.0})
+    check = StopCheck(lc.OBJECTIVES, settings, {"cost": 2.0}, (ended,))
+    assert check.reason(checkpoint(4, 0.2)) is not None, "training goes on after step 4: a stop saves steps"
+    assert check.reason(checkpoint(8, 0.2)) is None, "step 8 is where training ends: a stop saves nothing"
+    cohort = FinishedCurve(2, {"u0:s8": {"quality": 0.6, "quality_se": 0.01}, "u1:s4": {"quality": 0.6}}, {"cost": 1.0})
+    assert StopCheck(lc.OBJECTIVES, settings, {"cost": 2.0}, (ended, cohort)).reason(checkpoint(8, 0.2)) is not None, \
+        "a later user still trains after user 0's last step"
 
 
 def _study(tmp_path, name: str, early: bool, seed: int = 0):
