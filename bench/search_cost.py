@@ -25,7 +25,7 @@ Run from the repository root::
     python bench/search_cost.py --problems synthetic --parts warm --optima 0.5 0.4 --seeds 10   # distinct users
     python bench/search_cost.py --parts warm --arms learned --warm-points 2 --seeds 10           # one arm
     python bench/search_cost.py --problems embedded --seeds 3
-    python bench/search_cost.py --problems embedded --parts stopping --trials 10 --train-steps 16
+    python bench/search_cost.py --problems embedded --parts stopping --trials 12 --train-steps 16
 
 ``--out FILE`` appends every seed's row as one JSON line (with ``--first-seed``, seeds run in
 separate processes or on separate days land in one file); ``--summarise FILE`` prints the tables
