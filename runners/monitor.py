@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Mapping, Sequence
 
-from runners.spec import SE_SUFFIX, Checkpoint, MonitorSpec
+from runners.spec import SE_SUFFIX, Checkpoint, MonitorSpec, checkpoint_key
 
 Report = Callable[[Checkpoint], None]
 Measure = Callable[[bool], dict[str, float]]
@@ -48,7 +48,7 @@ class TrainingMonitor:
         generate = self.count % self.spec.generate_every == 0
         self.count += 1
         metrics = cohort_so_far(self.earlier, self.measure(generate))
-        self.report(Checkpoint(key=f"u{self.user_index}:s{self.step}", index=self.count - 1,
+        self.report(Checkpoint(key=checkpoint_key(self.user_index, self.step), index=self.count - 1,
                                user_index=self.user_index, user_id=self.user_id, step=self.step,
                                trained_steps=self.trained_before + self.step, metrics=metrics))
 

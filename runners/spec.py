@@ -415,7 +415,7 @@ class Checkpoint:
 
     ``metrics`` are the cohort's so far: users before ``user_index`` with their final values,
     user ``user_index`` after ``step`` training steps on the first ``MonitorSpec.queries``
-    validation queries. ``key`` names that point of training (``u<index>:s<step>``), the same in
+    validation queries. ``key`` names that point of training (:func:`checkpoint_key`), the same in
     every trial of a setup, so trials are compared at the same key.
     """
 
@@ -426,6 +426,17 @@ class Checkpoint:
     step: int
     trained_steps: int
     metrics: Mapping[str, float]
+
+
+def checkpoint_key(user_index: int, step: int) -> str:
+    """The key of the checkpoint of cohort user ``user_index`` after ``step`` of its training steps."""
+    return f"u{user_index}:s{step}"
+
+
+def checkpoint_position(key: str) -> tuple[int, int]:
+    """``(user_index, step)`` of a :func:`checkpoint_key`; positions order as training goes."""
+    user, step = key.split(":s")
+    return int(user.removeprefix("u")), int(step)
 
 
 # --------------------------------------------------------------------------- results

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from runners.errors import TrialStopped
-from runners.spec import SE_SUFFIX, Checkpoint
+from runners.spec import SE_SUFFIX, Checkpoint, checkpoint_position
 from search.executors import Evaluation
 from search.space import EarlyStoppingSettings, finite
 
@@ -89,16 +89,10 @@ class StopCheck:
         return f"; within a margin of {self.settings.margin:g}" if self.settings.margin else ""
 
 
-def _position(key: str) -> tuple[int, int]:
-    """A checkpoint key ``u<user>:s<step>`` as (user, step), in training order."""
-    user, step = key.split(":s")
-    return int(user.lstrip("u")), int(step)
-
-
 def _trained_past(points: Mapping[str, Any], key: str) -> bool:
     """Whether a trial's curve goes on after checkpoint ``key`` (a later step, or a later user)."""
-    at = _position(key)
-    return any(_position(other) > at for other in points)
+    at = checkpoint_position(key)
+    return any(checkpoint_position(other) > at for other in points)
 
 
 def dominance_probability(better: Mapping[str, float], worse: Mapping[str, float], objectives: Mapping[str, str],
