@@ -145,6 +145,13 @@ class TrialLines(TaskHooks):
 
 
 # --------------------------------------------------------------------------- (a) early stopping
+def arm_row(early: bool, study, seconds: float, max_hv: float = 1.0) -> dict[str, float]:
+    """One arm's part of a stopping row: ``stop_*`` or ``full_*`` steps, hypervolume, stopped trials, seconds."""
+    key = "stop" if early else "full"
+    return {f"{key}_steps": steps_spent(study), f"{key}_hv": fixed_hv(study, max_hv),
+            f"{key}_pruned": sum(t.state is TrialState.PRUNED for t in study.trials), f"{key}_seconds": seconds}
+
+
 def synthetic_stopping(seed: int, trials: int) -> dict[str, float]:
     user = SyntheticUser(0.7)
     space = parse_space(SYNTHETIC, "curves.yaml").with_optimizer(seed=seed, trials=trials)
@@ -153,10 +160,7 @@ def synthetic_stopping(seed: int, trials: int) -> dict[str, float]:
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
             study = optimize(space, user, study_dir=tmp, known_objectives={"cost": cost}, early_stopping=early)
-            key = "stop" if early else "full"
-            out[f"{key}_seconds"] = time.perf_counter() - started
-            out[f"{key}_steps"], out[f"{key}_hv"] = steps_spent(study), fixed_hv(study, user.max_hypervolume())
-            out[f"{key}_pruned"] = sum(t.state is TrialState.PRUNED for t in study.trials)
+            out.update(arm_row(early, study, time.perf_counter() - started, user.max_hypervolume()))
     return out
 
 
@@ -197,10 +201,7 @@ def embedded_stopping(seed: int, trials: int, train_steps: int | None = None) ->
             started = time.perf_counter()
             study = optimize(space, objective, study_dir=tmp, known_objectives=objective.known_objectives(),
                              callbacks=lines)
-            key = "stop" if early else "full"
-            out[f"{key}_seconds"] = time.perf_counter() - started
-            out[f"{key}_steps"], out[f"{key}_hv"] = steps_spent(study), fixed_hv(study)
-            out[f"{key}_pruned"] = sum(t.state is TrialState.PRUNED for t in study.trials)
+            out.update(arm_row(early, study, time.perf_counter() - started))
     return out
 
 
