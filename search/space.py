@@ -79,6 +79,9 @@ class EarlyStoppingSettings(_Strict):
     confidence: float = Field(0.9, gt=0.5, lt=1.0)
     #: Measured objectives within this fraction of the finished trial's value count as tied (0: exact).
     margin: float = Field(0.0, ge=0.0, lt=1.0)
+    #: No trial stops at a checkpoint until this many finished trials have passed it (as Optuna's
+    #: ``n_startup_trials``); at 3, every stopped trial's final values can be estimated for the surrogate.
+    min_finished: int = Field(3, ge=1)
 
     def monitor(self) -> MonitorSpec:
         """What the runner must report."""

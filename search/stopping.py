@@ -8,7 +8,11 @@ configuration) and the rule's settings. At each checkpoint past ``min_steps`` th
 the trial with every finished trial at the same key: finished trial ``F`` beats trial ``T`` with
 probability ``prod_j Phi((F_j - T_j) / sqrt(se_Fj^2 + se_Tj^2))`` over the objectives (signed so
 that larger is better; a known objective counts 1 when ``F`` is at least as good, else 0); when
-that probability reaches ``confidence`` the trial stops with the reason. With ``margin`` m > 0 a
+that probability reaches ``confidence`` the trial stops with the reason. No trial stops at a
+checkpoint until ``min_finished`` finished trials have passed it (default 3, :data:`MIN_PAIRS`):
+one early finished trial whose checkpoint looked good by chance would otherwise stop most of the
+trials after it, and a trial stopped before three finished trials passed its checkpoint has no
+estimate of its final values for the surrogate (:func:`impute`). With ``margin`` m > 0 a
 measured objective counts as tied when ``T`` is ahead of ``F`` by less than ``m |F_j|``
 (``Phi((F_j - T_j + m |F_j|) / se)``): differences smaller than that do not matter to the user, so
 a trial that is no better than a finished one beyond the margin, and larger, stops. No trial stops
@@ -68,11 +72,12 @@ class StopCheck:
             return None  # a loss-only checkpoint: no generation metrics to compare
         if self.finished and not any(_trained_past(other.points, checkpoint.key) for other in self.finished):
             return None  # every finished trial stopped training here: a stop would save nothing and lose the result
+        passed = [other for other in self.finished if checkpoint.key in other.points]
+        if len(passed) < self.settings.min_finished:
+            return None  # too few finished trials here to judge by (and to estimate a stopped trial's end from)
         best = None
-        for other in self.finished:
-            theirs = other.points.get(checkpoint.key)
-            if theirs is None:
-                continue
+        for other in passed:
+            theirs = other.points[checkpoint.key]
             p = dominance_probability({**theirs, **other.known}, mine, self.objectives, set(self.known),
                                       self.settings.margin)
             if p >= self.settings.confidence and (best is None or p > best[0]):

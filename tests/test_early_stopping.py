@@ -28,7 +28,7 @@ def test_dominance_probability_uses_the_noise_and_exact_known_objectives():
 
 
 def test_the_check_waits_for_min_steps_and_names_the_dominating_trial():
-    settings = EarlyStoppingSettings(enabled=True, min_steps=8, confidence=0.9)
+    settings = EarlyStoppingSettings(enabled=True, min_steps=8, confidence=0.9, min_finished=1)
     finished = (FinishedCurve(3, {"u0:s4": {"quality": 0.4, "quality_se": 0.01},
                                   "u0:s8": {"quality": 0.5, "quality_se": 0.01},
                                   "u0:s12": {"quality": 0.55, "quality_se": 0.01}}, {"cost": 1.0}),)
@@ -52,19 +52,19 @@ def test_a_margin_counts_small_leads_as_ties_but_never_on_known_objectives():
     assert dominance_probability(finished, clearly_better, objectives, {"cost"}, margin=0.1) < 1e-3
     cheaper = {"quality": 0.45, "quality_se": 0.01, "cost": 0.99}  # storage is exact: no margin there
     assert dominance_probability(finished, cheaper, objectives, {"cost"}, margin=0.5) == 0.0
-    settings = EarlyStoppingSettings(enabled=True, min_steps=0, confidence=0.9, margin=0.1)
+    settings = EarlyStoppingSettings(enabled=True, min_steps=0, confidence=0.9, margin=0.1, min_finished=1)
     check = StopCheck(lc.OBJECTIVES, settings, {"cost": 2.0},
                       (FinishedCurve(1, {"u0:s4": {"quality": 0.5, "quality_se": 0.01}, "u0:s8": {"quality": 0.6}},
                                      {"cost": 1.0}),))
     reason = check.reason(checkpoint(4, 0.52))
     assert reason.startswith("dominated at checkpoint u0:s4") and reason.endswith("(quality 0.52 vs 0.5, cost 2 vs 1; "
                                                                                   "within a margin of 0.1)")
-    assert StopCheck(lc.OBJECTIVES, EarlyStoppingSettings(enabled=True, min_steps=0), {"cost": 2.0},
+    assert StopCheck(lc.OBJECTIVES, EarlyStoppingSettings(enabled=True, min_steps=0, min_finished=1), {"cost": 2.0},
                      check.finished).reason(checkpoint(4, 0.52)) is None, "without a margin: ahead, so no stop"
 
 
 def test_no_stop_where_every_finished_trial_ended_its_training():
-    settings = EarlyStoppingSettings(enabled=True, min_steps=0, confidence=0.9)
+    settings = EarlyStoppingSettings(enabled=True, min_steps=0, confidence=0.9, min_finished=1)
     ended = FinishedCurve(1, {"u0:s4": {"quality": 0.5, "quality_se": 0.01},
                               "u0:s8": {"quality": 0.6, "quality_se": 0.01}}, {"cost": 1.0})
     check = StopCheck(lc.OBJECTIVES, settings, {"cost": 2.0}, (ended,))
@@ -73,6 +73,23 @@ def test_no_stop_where_every_finished_trial_ended_its_training():
     cohort = FinishedCurve(2, {"u0:s8": {"quality": 0.6, "quality_se": 0.01}, "u1:s4": {"quality": 0.6}}, {"cost": 1.0})
     assert StopCheck(lc.OBJECTIVES, settings, {"cost": 2.0}, (ended, cohort)).reason(checkpoint(8, 0.2)) is not None, \
         "a later user still trains after user 0's last step"
+
+
+def test_no_stop_until_min_finished_trials_passed_the_checkpoint():
+    def finished(number: int, at4: bool = True) -> FinishedCurve:
+        points = {"u0:s8": {"quality": 0.6, "quality_se": 0.01}}
+        return FinishedCurve(number, {**({"u0:s4": {"quality": 0.5, "quality_se": 0.01}} if at4 else {}), **points},
+                             {"cost": 1.0})
+
+    settings = EarlyStoppingSettings(enabled=True, min_steps=0, confidence=0.9)
+    assert settings.min_finished == 3
+    two = (finished(0), finished(1))
+    assert StopCheck(lc.OBJECTIVES, settings, {"cost": 2.0}, two).reason(checkpoint(4, 0.2)) is None, \
+        "two finished trials: too few to judge by"
+    assert StopCheck(lc.OBJECTIVES, settings, {"cost": 2.0}, two + (finished(2, at4=False),)).reason(
+        checkpoint(4, 0.2)) is None, "the third finished trial has no checkpoint u0:s4: it does not count there"
+    reason = StopCheck(lc.OBJECTIVES, settings, {"cost": 2.0}, two + (finished(2),)).reason(checkpoint(4, 0.2))
+    assert reason is not None and reason.startswith("dominated at checkpoint u0:s4")
 
 
 def _study(tmp_path, name: str, early: bool, seed: int = 0):
@@ -113,10 +130,8 @@ def test_pruned_trials_enter_the_surrogate_with_imputed_values_and_wider_noise(t
     obs = {o.config["x"]: o for o in study.observations(known={"cost"})}
     for t in pruned:
         guess = impute(t, study.completed(), lc.OBJECTIVES, {"cost"})
+        assert guess is not None, "min_finished 3: three finished trials passed the checkpoint it stopped at"
         ob = obs[t.config["x"]]
-        if guess is None:
-            assert ob.values is None
-            continue
         values, variances = guess
         assert ob.values == values and ob.variances == variances
         assert abs(values["quality"] - lc.final(t.config)["quality"]) < 0.1, "the estimate is near the truth"
