@@ -22,6 +22,7 @@ the hypervolume; a warm start gives a higher mean hypervolume at 6 trials than a
 Run from the repository root::
 
     python bench/search_cost.py --problems synthetic --seeds 20
+    python bench/search_cost.py --problems synthetic --parts stopping --stop-set early_stopping.margin=0.02
     python bench/search_cost.py --problems synthetic --parts warm --optima 0.5 0.4 --seeds 10   # distinct users
     python bench/search_cost.py --parts warm --arms learned --warm-points 2 --seeds 10           # one arm
     python bench/search_cost.py --problems embedded --seeds 3
@@ -152,9 +153,10 @@ def arm_row(early: bool, study, seconds: float, max_hv: float = 1.0) -> dict[str
             f"{key}_pruned": sum(t.state is TrialState.PRUNED for t in study.trials), f"{key}_seconds": seconds}
 
 
-def synthetic_stopping(seed: int, trials: int) -> dict[str, float]:
+def synthetic_stopping(seed: int, trials: int, rule: tuple[str, ...] = ()) -> dict[str, float]:
+    """Both arms of one seed; ``rule``: ``early_stopping.*`` overrides of the synthetic space's rule."""
     user = SyntheticUser(0.7)
-    space = parse_space(SYNTHETIC, "curves.yaml").with_optimizer(seed=seed, trials=trials)
+    space = parse_space(SYNTHETIC, "curves.yaml").with_optimizer(seed=seed, trials=trials).with_overrides(list(rule))
     out = {}
     for early in (False, True):
         with tempfile.TemporaryDirectory() as tmp:
@@ -180,13 +182,14 @@ def training_overrides(train_steps: int | None) -> list[str]:
     return [f"training.max_steps={train_steps}", f"training.min_steps={train_steps}"]
 
 
-def embedded_stopping(seed: int, trials: int, train_steps: int | None = None) -> dict[str, float]:
+def embedded_stopping(seed: int, trials: int, train_steps: int | None = None,
+                      rule: tuple[str, ...] = ()) -> dict[str, float]:
     from search.commands.searching import user_setup
     from search.setup import bind_to_model
     from search.space import load_space
     from search.trial_objective import TrialObjective
 
-    overrides = EMBEDDED_STOPPING + training_overrides(train_steps)
+    overrides = EMBEDDED_STOPPING + list(rule) + training_overrides(train_steps)
     base, setup = bind_to_model(load_space("milp.yaml").with_overrides(overrides).with_optimizer(
         seed=seed, trials=trials, init_trials=min(trials, 4)))
     from runners.session import session_for
@@ -340,7 +343,7 @@ def summarise(path: Path) -> int:
             raise DataError(f"search-cost results file {path} line {number}: no {', '.join(missing)}; "
                             "pass a file written by --out")
         optima = tuple(record["optima"]) if record.get("optima") else None
-        label = _label(record["problem"], record.get("train_steps"), optima)
+        label = _label(record["problem"], record.get("train_steps"), optima, tuple(record.get("rule", ())))
         if record["part"] == "warm":
             trials = record.get("per_user", DEFAULT_PER_USER)
             if trials != DEFAULT_PER_USER:  # rows of other budgets must not merge with the default budget's
@@ -355,11 +358,13 @@ def summarise(path: Path) -> int:
     return 0
 
 
-def _label(problem: str, train_steps: int | None, optima: tuple[float, float] | None = None) -> str:
+def _label(problem: str, train_steps: int | None, optima: tuple[float, float] | None = None,
+           rule: tuple[str, ...] = ()) -> str:
     """The table's name of a problem run with non-default settings."""
     parts = [problem]
     if train_steps is not None:
         parts.append(f"{train_steps} steps")
+    parts.extend(item.removeprefix("early_stopping.") for item in rule)
     if optima not in (None, DEFAULT_OPTIMA):
         parts.append(f"optima {optima[0]:g} ± {optima[1]:g}")
     return ", ".join(parts)
@@ -385,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="synthetic warm start: users' optima uniform in CENTRE +- SPREAD "
                              "(0.7 0.08: alike; 0.5 0.4: distinct personas)")
     parser.add_argument("--parts", nargs="+", default=["stopping", "warm"], choices=["stopping", "warm"])
+    parser.add_argument("--stop-set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="early_stopping.* overrides of the stopping arm's rule (e.g. early_stopping.margin=0.02); "
+                             "the rows name them")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS,
                         help="warm-start arms: cold, fronts (earlier fronts' points alone), learned (and their "
                              "trials in the surrogate); arms run apart merge by seed in --summarise")
@@ -399,6 +407,10 @@ def main(argv: list[str] | None = None) -> int:
             return summarise(args.summarise)
         except DataError as err:
             parser.error(str(err))
+    rule = tuple(args.stop_set)
+    wrong = [item for item in rule if not item.startswith("early_stopping.") or "=" not in item]
+    if wrong:
+        parser.error(f"--stop-set {' '.join(wrong)}: give early_stopping.KEY=VALUE (e.g. early_stopping.margin=0.02)")
     if args.train_steps is not None and "embedded" not in args.problems:
         parser.error("--train-steps sets the embedded model's training budget; add --problems embedded or drop it")
     stop_rows, warm_records = {}, []
@@ -409,17 +421,18 @@ def main(argv: list[str] | None = None) -> int:
         extra = {"train_steps": steps} if problem == "embedded" else {}
         warm_extra = {**(extra if problem == "embedded" else {"optima": tuple(args.optima)}),
                       "arms": tuple(args.arms), "warm_points": args.warm_points}
-        label = _label(problem, steps)
+        label = _label(problem, steps, rule=rule)
         warm_label = _label(problem, steps, warm_extra.get("optima"))
         stopping, warm = {"synthetic": (synthetic_stopping, synthetic_warm),
                           "embedded": (embedded_stopping, embedded_warm)}[problem]
         for seed in range(args.first_seed, args.first_seed + seeds):
             if "stopping" in args.parts:
                 started = time.perf_counter()
-                row = stopping(seed, trials, **extra)
+                row = stopping(seed, trials, **extra, rule=rule)
                 stop_rows.setdefault(label, []).append(row)
                 _append(args.out, {"problem": problem, "part": "stopping", "seed": seed, "trials": trials,
-                                   "train_steps": steps, "seconds": time.perf_counter() - started, "row": row})
+                                   "train_steps": steps, "rule": list(rule),
+                                   "seconds": time.perf_counter() - started, "row": row})
                 print(f"{label} stopping seed {seed}: steps {row['full_steps']:.0f} -> {row['stop_steps']:.0f}, "
                       f"HV {row['full_hv']:.4g} -> {row['stop_hv']:.4g}, {row['stop_pruned']} pruned", flush=True)
             if "warm" in args.parts:

@@ -86,6 +86,8 @@ def test_labels_name_non_default_settings(bench):
     assert bench.arm_overrides("learned", 2) == ["warm_start.max_points=2"]
     assert bench.training_overrides(16) == ["training.max_steps=16", "training.min_steps=16"]
     assert bench.training_overrides(None) == []
+    rule = ("early_stopping.margin=0.02", "early_stopping.min_finished=2")
+    assert bench._label("synthetic", None, rule=rule) == "synthetic, margin=0.02, min_finished=2"
 
 
 def test_bad_results_files_and_flags_name_the_file_the_line_and_the_fix(bench, tmp_path, capsys):
@@ -104,6 +106,25 @@ def test_bad_results_files_and_flags_name_the_file_the_line_and_the_fix(bench, t
     with pytest.raises(SystemExit):
         bench.main(["--problems", "synthetic", "--train-steps", "16"])
     assert "add --problems embedded or drop it" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--problems", "synthetic", "--stop-set", "margin=0.02"])
+    assert "--stop-set margin=0.02: give early_stopping.KEY=VALUE" in capsys.readouterr().err
+
+
+def test_a_stopping_rule_set_on_the_command_line_is_used_recorded_and_its_own_row(bench, tmp_path, capsys):
+    out = tmp_path / "rule.jsonl"
+    tiny = ["--problems", "synthetic", "--parts", "stopping", "--seeds", "1", "--trials", "6", "--out", str(out)]
+    assert bench.main(tiny) == 0
+    # min_finished 9 of 6 trials: no trial can ever be stopped, so every step is spent
+    assert bench.main([*tiny, "--stop-set", "early_stopping.min_finished=9"]) == 0
+    default, strict = [json.loads(line) for line in out.read_text().splitlines()]
+    assert default["rule"] == [] and strict["rule"] == ["early_stopping.min_finished=9"]
+    assert default["row"]["stop_pruned"] > 0, "the space's own rule stops trials of this seed"
+    assert strict["row"]["stop_pruned"] == 0 and strict["row"]["stop_steps"] == strict["row"]["full_steps"]
+    capsys.readouterr()
+    assert bench.main(["--summarise", str(out)]) == 0
+    labels = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines() if line.startswith("| synth")]
+    assert labels == ["synthetic", "synthetic, min_finished=9"]
 
 
 def test_trial_lines_name_the_arm_the_user_and_the_trial(bench, capsys):
