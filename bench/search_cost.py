@@ -54,6 +54,7 @@ from runners.data.jsonl import iter_jsonl  # noqa: E402
 from runners.errors import DataError  # noqa: E402
 from runners.spec import Checkpoint  # noqa: E402
 from search.api import optimize  # noqa: E402
+from search.errors import SpaceError  # noqa: E402
 from search.pareto import hypervolume  # noqa: E402
 from search.per_user import TaskHooks, optimize_tasks  # noqa: E402
 from search.space import parse_space  # noqa: E402
@@ -408,9 +409,13 @@ def main(argv: list[str] | None = None) -> int:
         except DataError as err:
             parser.error(str(err))
     rule = tuple(args.stop_set)
-    wrong = [item for item in rule if not item.startswith("early_stopping.") or "=" not in item]
+    wrong = [item for item in rule if not item.startswith("early_stopping.")]
     if wrong:
         parser.error(f"--stop-set {' '.join(wrong)}: give early_stopping.KEY=VALUE (e.g. early_stopping.margin=0.02)")
+    try:  # the space's own check of keys and values, before any seed runs (both problems share the schema)
+        parse_space(SYNTHETIC, "curves.yaml").with_overrides(list(rule))
+    except SpaceError as err:
+        parser.error(f"--stop-set: {err}")
     if args.train_steps is not None and "embedded" not in args.problems:
         parser.error("--train-steps sets the embedded model's training budget; add --problems embedded or drop it")
     stop_rows, warm_records = {}, []

@@ -109,6 +109,12 @@ def test_bad_results_files_and_flags_name_the_file_the_line_and_the_fix(bench, t
     with pytest.raises(SystemExit):
         bench.main(["--problems", "synthetic", "--stop-set", "margin=0.02"])
     assert "--stop-set margin=0.02: give early_stopping.KEY=VALUE" in capsys.readouterr().err
+    for item, message in (("early_stopping.margin=abc", "early_stopping.margin: input should be a valid number"),
+                          ("early_stopping.foo=1", "early_stopping.foo: unknown key; allowed keys:"),
+                          ("early_stopping.margin", "expected key=value")):
+        with pytest.raises(SystemExit):
+            bench.main(["--problems", "synthetic", "--stop-set", item])
+        assert message in capsys.readouterr().err, item
 
 
 def test_a_stopping_rule_set_on_the_command_line_is_used_recorded_and_its_own_row(bench, tmp_path, capsys):
