@@ -65,7 +65,7 @@ SEEDS_CHEAP, SEEDS_SAAS = 5, 3
 # variant stays what it says when the defaults change. "@main" is the optimiser as it was before issue 15's
 # scope 3-4 (BoTorch's NUTS per objective, BoTorch's mixed alternating acquisition search, the Sobol start).
 _BASE = {"fit_engine": "vectorised", "warm_start": True, "acquisition_search": "local", "design": "spread",
-         "start_points": None}
+         "start_points": None, "flag_screen": False}
 VARIANTS: dict[str, dict[str, Any]] = {
     "saas-nehvi@main": {**_BASE, "fit_engine": "botorch", "acquisition_search": "alternating", "design": "sobol"},
     "saas-nehvi@nuts": {**_BASE, "acquisition_search": "alternating", "design": "sobol"},
@@ -74,11 +74,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "saas-nehvi@spread": dict(_BASE),
     "saas-nehvi@start6": {**_BASE, "start_points": 6},
     "saas-nehvi@sobol6": {**_BASE, "design": "sobol", "start_points": 6},
+    "saas-nehvi@screen": {**_BASE, "flag_screen": True},
 }
 
 
 def register_variants() -> None:
-    """Register the ``VARIANTS`` (once per process; worker processes import this module again)."""
+    """Register the ``VARIANTS`` (once per process, by :func:`run_one` and :func:`main`: importing this
+    module registers nothing, so a test that imports it leaves the optimiser registry as it was)."""
     from search.optimizers import optimizer_names, register_optimizer
     from search.optimizers.saas import SaasNEHVI
 
@@ -92,7 +94,6 @@ def is_saas(name: str) -> bool:
     return name.split("@")[0] in SAAS_OPTIMIZERS
 
 
-register_variants()
 CHECKPOINTS = (10, 20, 40)
 DEFAULT_OUT = "search_efficiency.jsonl"
 
@@ -283,6 +284,7 @@ def run_one(problem: Problem, name: str, seed: int, settings: Settings) -> dict[
 
     The optimiser is given the problem's reference point, the one the hypervolume uses.
     """
+    register_variants()
     warmup, samples, thinning = settings.nuts
     space = problem.space.with_optimizer(init_trials=settings.init, ref_point=problem.ref_point).with_overrides(
         [f"optimizer.nuts.warmup={warmup}", f"optimizer.nuts.samples={samples}", f"optimizer.nuts.thinning={thinning}"]
@@ -517,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.summarise:
         print(summarise(Path(args.summarise)))
         return 0
+    register_variants()
     settings = Settings(args.evals, args.init, tuple(args.nuts), asdict(args.options))
     out = Path(args.out)
     tasks = plan(args.problems, args.optimizers, args.seeds, settings, done_keys(load_records(out)))

@@ -1,22 +1,14 @@
 """``bench/search_cost.py`` on a tiny budget: rows appended per seed, labels, the summary from the file alone."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from bench_scripts import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("search_cost", ROOT / "bench" / "search_cost.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("search_cost")
 
 
 def test_seeds_are_appended_and_summarised_from_the_file(bench, tmp_path, capsys):

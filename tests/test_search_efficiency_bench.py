@@ -1,26 +1,18 @@
 """``bench/search_efficiency.py`` on a tiny budget: results file, resume, summary, exact maxima."""
 
-import importlib.util
 import json
 import random
-import sys
-from pathlib import Path
 
 import pytest
+from bench_scripts import load_bench
 
 from search.encoding import canonical
 from search.pareto import hypervolume
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("search_efficiency", ROOT / "bench" / "search_efficiency.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("search_efficiency")
 
 
 def test_runs_are_appended_resumed_and_summarised(bench, tmp_path, capsys):
