@@ -9,8 +9,7 @@ can (BOCS, Baptista & Poloczek 2018, uses the same horseshoe model for binary in
 independent random evaluations, 3.5 at 30 and all 4 at 40.
 
 :func:`screen_flags` fits, for each learned objective, ``y = b0 + (X - mean X) beta + noise`` with a
-horseshoe prior on every encoded input (NumPyro NUTS, data padded to a bucket so that a fit reuses
-the compiled sampler as the data grow) and keeps a layer flag when its posterior mean
+horseshoe prior on every encoded input (NumPyro NUTS, data padded to a bucket of 16 rows) and keeps a layer flag when its posterior mean
 ``|beta|`` (the objective's change, in its standard deviations, when the flag turns on) is at
 least ``threshold`` for some objective. :class:`ScreenedFlags` is the input transform the fitted
 surrogates then carry: the kept flags stay as they are; the others are summed into one input, the
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from search.optimizers.saas_padded import padded_size
+from search.optimizers.saas_padded import padded_size, release_compiled_programs
 
 if TYPE_CHECKING:
     import torch
@@ -57,7 +56,7 @@ def _model(X, y, mask):  # noqa: ANN001 - NumPyro model
 
 @lru_cache(maxsize=8)
 def _sampler(rows: int, columns: int, warmup: int, samples: int):  # noqa: ANN202
-    """One NUTS sampler per padded data shape: its compiled program is reused by later fits of that shape."""
+    """One NUTS sampler per padded data shape (NumPyro still re-traces and compiles each run: see below)."""
     from numpyro.infer import MCMC, NUTS
 
     del rows, columns  # part of the cache key only
@@ -93,6 +92,10 @@ def horseshoe_effects(X: np.ndarray, Y: np.ndarray, seed: int, *, warmup: int = 
         mcmc = _sampler(size, d, warmup, samples)
         mcmc.run(jax.random.PRNGKey(seed + j), Xp, yp, mask)
         out[j] = np.abs(np.asarray(mcmc.get_samples()["beta"], dtype=np.float64)).mean(axis=0)
+        # NumPyro compiles each run anew (about 1000 memory mappings a fit, measured): without this a bench
+        # process hit vm.max_map_count after about 60 screened suggestions ("LLVM compilation error: Cannot
+        # allocate memory"). Every few fits the compiled programs are dropped (the disk cache keeps them).
+        release_compiled_programs()
     return out
 
 
