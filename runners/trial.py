@@ -205,10 +205,12 @@ def _personalized(session: Session, user_split, memory: MemoryConfig, config: Tr
     loaded, spec = session.loaded, session.setup.training
     examples = history_examples(loaded.tokenizer, session.task, user_split.train, spec, seed,
                                 _training_retrieval(session, user_split, config) if memory.enabled else None)
-    parent = Path(adapter_dir) if adapter_dir else Path(tempfile.mkdtemp(prefix="pers-search-adapter-"))
-    out = parent / safe_name(user_split.user.user_id)
     assembly = _assemble(session, user_split, examples, config)
     model = attach_memory(loaded.model, session.layout, memory, seed) if memory.enabled else loaded.model
+    # the temporary directory is made last, just before the block that removes it: a trial that failed
+    # in the assembly or in attaching its memory left an empty directory behind in the system's temp
+    parent = Path(adapter_dir) if adapter_dir else Path(tempfile.mkdtemp(prefix="pers-search-adapter-"))
+    out = parent / safe_name(user_split.user.user_id)
     try:
         if assembly is not None:
             model = apply_assembly(model, session.pool, assembly)

@@ -87,3 +87,16 @@ def test_cli_early_stopping_records_pruned_trials(tmp_path):
         if t["state"] == "pruned":
             assert t["user_attrs"]["pruned"]["reason"].startswith("dominated at checkpoint")
     assert len([t for t in trials if t["state"] in ("completed", "pruned")]) == 4
+
+
+def test_a_trial_failing_before_training_leaves_no_temporary_directory(tiny_setup, monkeypatch):
+    import runners.trial
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("cannot attach")
+
+    monkeypatch.setattr(runners.trial, "attach_memory", broken)
+    before = set(glob.glob(f"{tempfile.gettempdir()}/pers-search-adapter-*"))
+    with pytest.raises(RuntimeError, match="cannot attach"):
+        run_trial(MEMORY, tiny_setup)
+    assert set(glob.glob(f"{tempfile.gettempdir()}/pers-search-adapter-*")) == before
