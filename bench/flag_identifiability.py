@@ -10,8 +10,9 @@ This script measures how well the data of ``n`` evaluations can tell, at best: f
 it draws ``--designs`` designs of ``n`` configurations, every flag on independently with
 probability ``--density`` (the design that decorrelates the flags best; a search's own points are
 more correlated than that), count, rank, k and retriever uniform; it evaluates the true quality,
-fits a sparse Bayesian linear regression (horseshoe prior on every encoded input, NumPyro NUTS,
-as BOCS does for binary inputs) to the standardised quality, and ranks the 30 flags by their
+fits the sparse Bayesian linear regression ``saas-nehvi``'s flag screen uses
+(:func:`search.optimizers.flag_screen.horseshoe_effects`: a horseshoe prior on every encoded input,
+NumPyro NUTS, as BOCS does for binary inputs) to the standardised quality, and ranks the 30 flags by their
 posterior mean absolute effect. Printed per ``n``: how many of the four quality flags are among the
 top four (mean ± standard error over designs; a random ranking finds 4 x 4 / 30 = 0.53), and in
 how many designs all four are.
@@ -38,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.search_efficiency import MIXED_LARGE, MixedShape, mixed_values  # noqa: E402
 from search.encoding import Encoder  # noqa: E402
+from search.optimizers.flag_screen import horseshoe_effects  # noqa: E402
 from search.space import parse_space  # noqa: E402
 
 
@@ -57,33 +59,6 @@ def random_design(shape: MixedShape, n: int, density: float, rng: np.random.Gene
     ]
 
 
-def horseshoe_effects(X: np.ndarray, y: np.ndarray, *, seed: int, warmup: int = 300, samples: int = 300) -> np.ndarray:
-    """Posterior mean |coefficient| of each column of ``X`` in a horseshoe linear regression of ``y``.
-
-    ``y = b0 + (X - mean X) beta + noise``, ``y`` standardised; ``beta_j ~ N(0, (tau lambda_j)^2)``,
-    ``tau ~ HalfCauchy(0.1)``, ``lambda_j ~ HalfCauchy(1)``, ``b0 ~ N(0, 1)``, noise sd ``~ HalfNormal(1)``.
-    """
-    import jax
-    import jax.numpy as jnp
-    import numpyro
-    import numpyro.distributions as dist
-    from numpyro.infer import MCMC, NUTS
-
-    def model(X: Any, y: Any) -> None:
-        tau = numpyro.sample("tau", dist.HalfCauchy(0.1))
-        lam = numpyro.sample("lam", dist.HalfCauchy(jnp.ones(X.shape[1])))
-        beta = numpyro.sample("beta", dist.Normal(0.0, tau * lam))
-        b0 = numpyro.sample("b0", dist.Normal(0.0, 1.0))
-        sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
-        numpyro.sample("y", dist.Normal(b0 + X @ beta, sigma), obs=y)
-
-    std = y.std()
-    target = (y - y.mean()) / (std if std > 1e-12 else 1.0)
-    mcmc = MCMC(NUTS(model), num_warmup=warmup, num_samples=samples, progress_bar=False)
-    mcmc.run(jax.random.PRNGKey(seed), X - X.mean(axis=0), target)
-    return np.abs(np.asarray(mcmc.get_samples()["beta"])).mean(axis=0)
-
-
 def quality_flags_found(shape: MixedShape, n: int, density: float, seed: int, *, warmup: int = 300,
                         samples: int = 300) -> int:
     """How many of the quality flags are among the top ``len(quality_flags)`` flags by estimated effect."""
@@ -92,7 +67,7 @@ def quality_flags_found(shape: MixedShape, n: int, density: float, seed: int, *,
     configs = random_design(shape, n, density, np.random.default_rng(seed))
     X = np.array([encoder.encode(c) for c in configs], dtype=np.float64)
     y = np.array([mixed_values(shape, c)["quality"] for c in configs])
-    effects = horseshoe_effects(X, y, seed=seed, warmup=warmup, samples=samples)
+    effects = horseshoe_effects(X, y[:, None], seed, warmup=warmup, samples=samples)[0]
     flag_dims = {i: dim.index for i, dim in enumerate(encoder.dims) if dim.index is not None}
     ranked = sorted(flag_dims, key=lambda i: -effects[i])[: len(shape.quality_flags)]
     return len({flag_dims[i] for i in ranked} & set(shape.quality_flags))

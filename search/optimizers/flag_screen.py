@@ -21,7 +21,6 @@ loses quality, the next screen sees the flag.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -54,15 +53,6 @@ def _model(X, y, mask):  # noqa: ANN001 - NumPyro model
         numpyro.sample("y", dist.Normal(b0 + X @ beta, sigma), obs=y)
 
 
-@lru_cache(maxsize=8)
-def _sampler(rows: int, columns: int, warmup: int, samples: int):  # noqa: ANN202
-    """One NUTS sampler per padded data shape (NumPyro still re-traces and compiles each run: see below)."""
-    from numpyro.infer import MCMC, NUTS
-
-    del rows, columns  # part of the cache key only
-    return MCMC(NUTS(_model), num_warmup=warmup, num_samples=samples, progress_bar=False, jit_model_args=True)
-
-
 def horseshoe_effects(X: np.ndarray, Y: np.ndarray, seed: int, *, warmup: int = WARMUP,
                       samples: int = SAMPLES) -> np.ndarray:
     """Posterior mean ``|beta|`` of every input for every column of ``Y`` (``m x d``), in standard deviations.
@@ -73,6 +63,7 @@ def horseshoe_effects(X: np.ndarray, Y: np.ndarray, seed: int, *, warmup: int = 
         seed: the chains' PRNG seed (column j uses ``seed + j``).
     """
     import jax
+    from numpyro.infer import MCMC, NUTS
 
     X = np.asarray(X, dtype=np.float64)
     n, d = X.shape
@@ -89,7 +80,7 @@ def horseshoe_effects(X: np.ndarray, Y: np.ndarray, seed: int, *, warmup: int = 
             continue
         yp = np.zeros(size, dtype=np.float32)
         yp[:n] = (y - y.mean()) / std
-        mcmc = _sampler(size, d, warmup, samples)
+        mcmc = MCMC(NUTS(_model), num_warmup=warmup, num_samples=samples, progress_bar=False, jit_model_args=True)
         mcmc.run(jax.random.PRNGKey(seed + j), Xp, yp, mask)
         out[j] = np.abs(np.asarray(mcmc.get_samples()["beta"], dtype=np.float64)).mean(axis=0)
         # NumPyro compiles each run anew (about 1000 memory mappings a fit, measured): without this a bench
