@@ -5,7 +5,7 @@ flags that carry an objective from the many that only cost storage: the flags of
 are correlated (dense masks early, the front's flags later), and the surrogate ends up crediting
 the *number* of flags on. A sparse Bayesian linear regression does separate them once the data
 can (BOCS, Baptista & Poloczek 2018, uses the same horseshoe model for binary inputs):
-``bench/flag_identifiability.py`` finds 2.1 of the 4 quality flags of ``mixed-large`` at 20
+``bench/flag_identifiability.py`` finds 2.8 of the 4 quality flags of ``mixed-large`` at 20
 independent random evaluations, 3.5 at 30 and all 4 at 40.
 
 :func:`screen_flags` fits, for each learned objective, ``y = b0 + (X - mean X) beta + noise`` with a
