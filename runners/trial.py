@@ -7,9 +7,8 @@ a frozen :class:`TrialConfig` in, a frozen :class:`TrialResult` out.
 
 from __future__ import annotations
 
+import contextlib
 import math
-import shutil
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from runners.metrics.storage import file_bytes
 from runners.perpcs.assembly import ASSEMBLY_FILE, apply_assembly, assemble
 from runners.perpcs.peft_retrieval import retrieve_pefts
 from runners.prompts import build_prompt, corpus_text, retrieval_query
+from runners.scratch import scratch_dir
 from runners.session import Session, session_for
 from runners.spec import SE_SUFFIX, MonitorSpec, TrialConfig, TrialResult, TrialSetup, UserResult
 from runners.training import answer_loss
@@ -207,9 +207,10 @@ def _personalized(session: Session, user_split, memory: MemoryConfig, config: Tr
                                 _training_retrieval(session, user_split, config) if memory.enabled else None)
     assembly = _assemble(session, user_split, examples, config)
     model = attach_memory(loaded.model, session.layout, memory, seed) if memory.enabled else loaded.model
-    # the temporary directory is made last, just before the block that removes it: a trial that failed
+    # the scratch directory is made last, just before the block that removes it: a trial that failed
     # in the assembly or in attaching its memory left an empty directory behind in the system's temp
-    parent = Path(adapter_dir) if adapter_dir else Path(tempfile.mkdtemp(prefix="pers-search-adapter-"))
+    scratch = contextlib.ExitStack()
+    parent = Path(adapter_dir) if adapter_dir else scratch.enter_context(scratch_dir())
     out = parent / safe_name(user_split.user.user_id)
     try:
         if assembly is not None:
@@ -222,8 +223,7 @@ def _personalized(session: Session, user_split, memory: MemoryConfig, config: Tr
     finally:
         if model is not loaded.model:
             detach_memory(model)
-        if not adapter_dir:
-            shutil.rmtree(parent, ignore_errors=True)
+        scratch.close()
     extra = {**trained, "storage_bytes": storage, "trainable_params": parameter_count(session.layout, memory)}
     if assembly is not None:
         extra.update(assembly_seconds=assembly.seconds, perpcs_top_k=assembly.top_k)

@@ -68,7 +68,8 @@ def test_a_report_that_raises_stops_the_trial_and_leaves_nothing_behind(tiny_set
     with pytest.raises(TrialStopped) as info:
         run_trial(MEMORY, tiny_setup, monitor=MonitorSpec(every=1), report=stop)
     assert info.value.checkpoint.key == "u0:s1" and info.value.reason == "enough"
-    assert set(glob.glob(f"{tempfile.gettempdir()}/pers-search-adapter-*")) == before
+    # nothing new (stale directories of killed trials may have been swept: runners/scratch.py)
+    assert not set(glob.glob(f"{tempfile.gettempdir()}/pers-search-adapter-*")) - before
     plain = run_trial(TrialConfig(), tiny_setup)  # the base model is clean again
     assert plain.metrics["n_users"] == 2
 
