@@ -145,14 +145,15 @@ def _fill(study: Study, optimizer: Optimizer, objective: Objective, executor: Ex
     configs = study.stopped_configs()[:free]
     while first and len(configs) < free:
         configs.append(canonical(study.space, first.pop(0)))
+    given = len(configs)  # stopped trials run again and the warm start's points: not the optimiser's
     if len(configs) < free:
         observations = study.observations(known=optimizer.known_objectives)
         configs += optimizer.suggest(observations, free - len(configs), pending=pending + configs)
     if not configs:
         return
     seconds = (time.perf_counter() - start) / len(configs)
-    for config in configs:
-        record = study.add_trial(config, suggest_seconds=seconds)
+    for i, config in enumerate(configs):
+        record = study.add_trial(config, suggest_seconds=seconds, suggest_notes=optimizer.notes if i >= given else None)
         slots[record.number] = min(set(range(capacity)) - set(slots.values()))
         executor.submit(record.number, _with_stopping(study, objective, optimizer.known_objectives, config), config)
         for callback in callbacks:

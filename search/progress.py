@@ -17,6 +17,7 @@ from rich.table import Table
 
 from search.console import fmt_metric
 from search.study import Study, TrialRecord, TrialState
+from search.suggest_notes import describe_notes
 
 
 class StudyProgress:
@@ -36,6 +37,7 @@ class StudyProgress:
         self.last: TrialRecord | None = None
         self.running: dict[int, tuple[int, float, dict]] = {}  # trial -> (slot, started, config)
         self.hypervolume = math.nan  # computed once per finished trial (the panel redraws every second)
+        self.notes: list[str] = []  # the latest suggestion notes printed (search.suggest_notes)
         self.started = time.perf_counter()
         self.live = Live(self._panel(), console=console, refresh_per_second=1, transient=False,
                          get_renderable=self._panel) if console.is_terminal else None
@@ -52,9 +54,15 @@ class StudyProgress:
 
     # ----------------------------------------------------------------- callbacks
     def trial_started(self, study: Study, trial: TrialRecord, slot: int) -> None:
-        """A trial was submitted to a worker."""
+        """A trial was submitted to a worker; what the model found when it suggested it is printed when new."""
         self.study = study
         self.running[trial.number] = (slot, time.perf_counter(), trial.config)
+        notes = describe_notes(trial.suggest_notes, study.space)
+        if notes and notes != self.notes:
+            self.notes = notes
+            for sentence in notes:
+                self.console.print(f"{self.label + ' ' if self.label else ''}trial {trial.number} suggested; {sentence}",
+                                   highlight=False, soft_wrap=True)
 
     def __call__(self, study: Study, trial: TrialRecord) -> None:
         """A trial finished: record it, print its line (no terminal) or its failure."""
@@ -104,6 +112,8 @@ class StudyProgress:
         if self.last is not None:
             table.add_row("last trial", f"{self.last.number}: {self.last.state.value}, "
                           f"suggest {_num(self.last.suggest_seconds)} s, run {_num(self.last.seconds)} s")
+        for sentence in self.notes:
+            table.add_row("model", sentence)
         table.add_row("elapsed", f"{now - self.started:.0f} s")
         return table
 

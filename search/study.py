@@ -58,6 +58,7 @@ class TrialRecord:
         started_at: Unix time the evaluation started.
         finished_at: Unix time it ended (None while running or when stopped).
         suggest_seconds: time the optimiser took to suggest this configuration.
+        suggest_notes: what the optimiser's model found when it suggested it (``Optimizer.notes``).
         user_attrs: free-form JSON data (e.g. ``mlflow_run_id``, artifact paths).
     """
 
@@ -70,6 +71,7 @@ class TrialRecord:
     started_at: float | None = None
     finished_at: float | None = None
     suggest_seconds: float | None = None
+    suggest_notes: dict[str, Any] = field(default_factory=dict)
     user_attrs: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -236,10 +238,12 @@ class Study:
                 out.setdefault(key, t.config)
         return list(out.values())
 
-    def add_trial(self, config: dict[str, Any], suggest_seconds: float | None = None) -> TrialRecord:
+    def add_trial(self, config: dict[str, Any], suggest_seconds: float | None = None,
+                  suggest_notes: dict[str, Any] | None = None) -> TrialRecord:
         """Record a new RUNNING trial and save."""
         record = TrialRecord(
-            len(self._trials), dict(config), started_at=time.time(), suggest_seconds=suggest_seconds
+            len(self._trials), dict(config), started_at=time.time(), suggest_seconds=suggest_seconds,
+            suggest_notes=dict(suggest_notes or {}),
         )
         self._trials.append(record)
         self.save()

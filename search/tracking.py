@@ -44,6 +44,7 @@ from search.report import (
 )
 from search.space import finite, mask_string
 from search.study import Study, TrialRecord, TrialState, dump_yaml
+from search.suggest_notes import latest_notes, mlflow_tags
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 RECORD_FILE = "mlflow.json"
@@ -532,6 +533,9 @@ class Tracker:
                 self._log_test(trial)
         self._update_front(study)
         self._log_hypervolume(study)
+        noted = latest_notes(study.trials)
+        for key, value in (mlflow_tags(noted.suggest_notes) if noted else {}).items():
+            self.client.set_tag(self.parent_run_id, key, value)  # the latest screen, on the study's run
 
     def _log_trial(self, study: Study, trial: TrialRecord) -> None:
         from mlflow.entities import Metric, Param, RunTag
@@ -541,6 +545,7 @@ class Tracker:
                 "state": trial.state.value}
         if trial.error:
             tags["error"] = trial.error[:_MAX_TAG]
+        tags.update(mlflow_tags(trial.suggest_notes))
         run = self.client.create_run(self.experiment_id, start_time=_ms(trial.started_at), tags=tags)
         run_id = run.info.run_id
         stamp = _ms(trial.finished_at) or _ms(time.time())

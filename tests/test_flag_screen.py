@@ -64,12 +64,14 @@ def test_saas_nehvi_screens_flags_from_enough_observations():
     optimizer = make_optimizer("saas-nehvi", SPACE, seed=0, known_objectives={"storage": storage}, options=FAST)
     assert optimizer.flag_screen
     optimizer.suggest(random_history(SCREEN_FROM - 1), 1)
-    assert optimizer.screened == []  # too few observations: no screen
+    assert optimizer.screened == [] and optimizer.notes == {}  # too few observations: no screen
     hist = random_history(SCREEN_FROM + 4)
     [config] = optimizer.suggest(hist, 1)
     flags = [i for i, dim in enumerate(optimizer.encoder.dims) if dim.index is not None]
     assert optimizer.screened and set(optimizer.screened) <= set(flags)
     assert not {flags[i] for i in RELEVANT} & set(optimizer.screened)
+    # what the user is shown: the layers the surrogates see one by one
+    assert optimizer.notes == {"layers_seen": {"layers": [i for i in range(8) if flags[i] not in optimizer.screened]}}
     assert len(config["layers"]) == 8
     # the quality surrogate sees screened flags only as the share on: which of them is on does not matter
     quality_model, storage_model = optimizer.model.models

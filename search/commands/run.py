@@ -27,6 +27,7 @@ from search.per_user import cohort_space, is_cohort, load_cohort
 from search.setup import bind_to_model, trial_setup
 from search.space import Space
 from search.study import Study, probe_study_dir
+from search.suggest_notes import describe_notes, latest_notes
 
 
 def add_parsers(sub) -> None:
@@ -174,6 +175,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     table_console().print(trials_table(study))
     table_console().print(front_table(study))
+    noted = latest_notes(study.trials)
+    for sentence in describe_notes(noted.suggest_notes, study.space) if noted else []:
+        table_console().print(f"trial {noted.number} suggested; {sentence}", highlight=False, soft_wrap=True)
     return 0
 
 

@@ -90,6 +90,11 @@ class Optimizer(ABC):
     name: str = ""
     #: True for optimisers whose model learns from ``prior`` (earlier users' observations).
     learns_from_prior: bool = False
+    #: What the model behind the last :meth:`suggest` found, for the user (JSON-ready; empty when it
+    #: has nothing to say). The study records it with the suggested trials (``suggest_notes``);
+    #: ``search.suggest_notes`` words it. Set by ``saas-nehvi``'s layer screen: ``{"layers_seen":
+    #: {mask parameter: [layers its surrogates see one by one]}}``.
+    notes: dict[str, Any] = {}
 
     def __init__(
         self,
@@ -106,6 +111,7 @@ class Optimizer(ABC):
         self.known_objectives = dict(known_objectives or {})
         self.options = options or AcquisitionOptions()
         self.prior = [list(obs) for obs in prior if obs]
+        self.notes = {}
 
     @abstractmethod
     def suggest(self, history: list[Observation], n: int,

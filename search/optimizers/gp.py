@@ -70,6 +70,7 @@ class NEHVIOptimizer(Optimizer):
         The quasi-random start covers the first ``optimizer.init_trials`` configurations, pending
         ones included; after it, pending configurations enter qLogNEHVI as ``X_pending``.
         """
+        self.notes = {}
         usable = [obs for obs in history if self._usable(obs)]
         started = len(history) + len(pending)
         if started < self.start_size() or len(usable) < 2 or self.encoder.d == 0:

@@ -91,6 +91,7 @@ class SaasOptimizer(NEHVIOptimizer):
         if self.flag_screen and flags and learned and len(X) >= flag_screen.SCREEN_FROM:
             self.screened = flag_screen.screen_flags(X.numpy(), Y[:, learned].numpy(), flags,
                                                      derive_seed(self.seed, len(X), "flag-screen"))
+            self.notes = {"layers_seen": self.layers_seen(flags)}
         if not self.screened:
             return super().build_models(X, Y, seed, usable)
         from botorch.models.transforms.input import ChainedInputTransform
@@ -102,6 +103,16 @@ class SaasOptimizer(NEHVIOptimizer):
             user = getattr(fitted, "input_transform", None)  # the same-user input of a warm-started search
             fitted.input_transform = screen if user is None else ChainedInputTransform(screen=screen, user=user)
         return model
+
+    def layers_seen(self, flags: list[int]) -> dict[str, list[int]]:
+        """Per layer-mask parameter, the layers whose flags the last screen kept (the surrogates see them one by one)."""
+        seen: dict[str, list[int]] = {}
+        for i in flags:
+            dim = self.encoder.dims[i]
+            kept = seen.setdefault(dim.param, [])
+            if i not in self.screened:
+                kept.append(dim.index)
+        return seen
 
     def start_size(self) -> int:
         """:meth:`NEHVIOptimizer.start_size`, capped at ``start_points`` when that is set."""
