@@ -256,6 +256,34 @@ def mixed_problem(shape: MixedShape = MIXED) -> Problem:
     return Problem(shape.name, space, function, {"storage": storage}, ref, best)
 
 
+def best_subsets(shape: MixedShape, sizes: Iterable[int]) -> dict[int, float]:
+    """What ``k`` evaluations could reach at best: the hypervolume fraction of ``k`` points of the exact front,
+    picked greedily (each the point adding the most hypervolume), for each ``k`` in ``sizes``.
+
+    Greedy selection is within ``1 - 1/e`` of the best ``k``-subset (hypervolume is submodular),
+    so these are lower bounds of what ``k`` perfectly placed evaluations reach; they say how many of
+    a search's evaluations a target needs on the exact front.
+    """
+    import numpy as np
+
+    from search.pareto import dominated_volume
+
+    problem = mixed_problem(shape)
+    signs = np.array([1.0, 1.0, -1.0])  # maximised: quality, personal, -storage
+    front = exact_front(problem.function(c) for c in enumerate_relevant(shape))
+    Y = np.array([[p["quality"], p["personal"], p["storage"]] for p in front]) * signs
+    ref = np.array([problem.ref_point[m] for m in ("quality", "personal", "storage")]) * signs
+    chosen: list[int] = []
+    out: dict[int, float] = {}
+    for k in range(1, max(sizes) + 1):
+        gains = [(dominated_volume(Y[chosen + [i]], ref), i) for i in range(len(front)) if i not in chosen]
+        best, pick = max(gains)
+        chosen.append(pick)
+        if k in sizes:
+            out[k] = best / problem.max_hv
+    return out
+
+
 PROBLEMS: dict[str, Callable[[], Problem]] = {
     "dtlz2": lambda: dtlz2_problem(6),
     "dtlz2-12": lambda: dtlz2_problem(12),
@@ -505,6 +533,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timing-optimizers", nargs="+", default=["saas-nehvi"])
     p.add_argument("--timing-repeats", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="smoke settings: tiny NUTS and acquisition")
+    p.add_argument("--best-subsets", type=int, nargs="+", metavar="K",
+                   help="print what K perfectly placed evaluations reach on the mixed problems (best_subsets) and exit")
     args = p.parse_args(argv)
     args.options = AcquisitionOptions()
     if args.quick:
@@ -518,6 +548,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.summarise:
         print(summarise(Path(args.summarise)))
+        return 0
+    if args.best_subsets:
+        print("| problem | " + " | ".join(f"{k} points" for k in args.best_subsets) + " |")
+        print("|---|" + "---|" * len(args.best_subsets))
+        for name in (p for p in args.problems if p in SHAPES):
+            reached = best_subsets(SHAPES[name], args.best_subsets)
+            print(f"| {name} | " + " | ".join(f"{reached[k]:.3f}" for k in args.best_subsets) + " |")
         return 0
     register_variants()
     settings = Settings(args.evals, args.init, tuple(args.nuts), asdict(args.options))

@@ -70,3 +70,14 @@ def test_problem_shapes(bench):
     twelve = bench.PROBLEMS["dtlz2-12"]()
     assert len(twelve.space.parameters) == 12 and twelve.max_hv == bench.PROBLEMS["dtlz2"]().max_hv
     assert bench.checkpoints(40) == [10, 20, 40] and bench.checkpoints(12) == [10, 12]
+
+
+def test_best_subsets_grow_to_the_maximum_and_are_printed(bench, capsys):
+    """Greedy points of the exact front: more points never reach less, the whole front reaches 1."""
+    shape = bench.SHAPES["mixed"]
+    front = bench.exact_front(bench.mixed_function(c) for c in bench.enumerate_relevant(shape))
+    reached = bench.best_subsets(shape, [1, 3, len(front)])
+    assert 0.0 < reached[1] < reached[3] < reached[len(front)] == pytest.approx(1.0, rel=1e-12)
+    assert bench.main(["--best-subsets", "1", "3", "--problems", "mixed", "dtlz2"]) == 0
+    printed = capsys.readouterr().out
+    assert f"| mixed | {reached[1]:.3f} | {reached[3]:.3f} |" in printed and "dtlz2" not in printed
