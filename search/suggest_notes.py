@@ -21,10 +21,16 @@ def describe_notes(notes: dict[str, Any], space: Any) -> list[str]:
     """One sentence per note (none for an empty ``notes``)."""
     out = []
     for param, layers in sorted((notes.get("layers_seen") or {}).items()):
-        size = getattr(space.parameters.get(param), "size", None)
-        other = f"the other {size - len(layers)}" if size else "the others"
-        out.append(f"layer screen: the model sees {param} {layers_text(layers)} one by one"
-                   f"{f' (of {size})' if size else ''}, {other} only by how many are on")
+        size = getattr(space.parameters.get(param), "size", None) or 0
+        if not layers:
+            out.append(f"layer screen: no layer of {param} has shown an effect yet; the model sees only how many of "
+                       f"its {size or 'layers'} are on")
+        elif len(layers) == size:
+            out.append(f"layer screen: every layer of {param} ({size}) has shown an effect; the model sees each one")
+        else:
+            of, other = (f" (of {size})", f"the other {size - len(layers)}") if size else ("", "the others")
+            out.append(f"layer screen: the model sees {param} {layers_text(layers)} one by one{of}, "
+                       f"{other} only by how many are on")
     return out
 
 

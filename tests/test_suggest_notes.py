@@ -81,3 +81,15 @@ def test_status_prints_the_latest_screen(tmp_path, capsys):
     del stored["trials"][0]["suggest_notes"]
     (tmp_path / "old" / "study.json").write_text(json.dumps(stored))
     assert Study.load("old", tmp_path).trials[0].suggest_notes == {}
+
+
+def test_the_screen_is_worded_for_none_some_and_every_layer():
+    space = parse_space(SPACE).bind(8)
+    assert describe_notes({}, space) == []
+    assert describe_notes({"layers_seen": {"layers": []}}, space) == [
+        "layer screen: no layer of layers has shown an effect yet; the model sees only how many of its 8 are on"]
+    assert describe_notes({"layers_seen": {"layers": list(range(8))}}, space) == [
+        "layer screen: every layer of layers (8) has shown an effect; the model sees each one"]
+    assert describe_notes({"layers_seen": {"layers": [3]}}, space) == [
+        "layer screen: the model sees layers 3 one by one (of 8), the other 7 only by how many are on"]
+    assert mlflow_tags({"layers_seen": {"layers": []}}) == {"layers_seen.layers": "none"}
