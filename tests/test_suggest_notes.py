@@ -93,3 +93,23 @@ def test_the_screen_is_worded_for_none_some_and_every_layer():
     assert describe_notes({"layers_seen": {"layers": [3]}}, space) == [
         "layer screen: the model sees layers 3 one by one (of 8), the other 7 only by how many are on"]
     assert mlflow_tags({"layers_seen": {"layers": []}}) == {"layers_seen.layers": "none"}
+
+
+def test_the_live_panel_keeps_the_latest_screen(tmp_path):
+    out = io.StringIO()
+    progress = StudyProgress(Console(file=out, force_terminal=True, width=200), 2)
+    assert progress.live is not None  # a terminal: the panel, not lines
+    study = Study.create("panel", tmp_path, parse_space(SPACE).bind(8))
+    notes = {"layers_seen": {"layers": [1, 6]}}
+    record = study.add_trial({"layers": [0, 1, 0, 0, 0, 0, 1, 0], "count": 2}, suggest_notes=notes)
+    with progress:
+        progress.trial_started(study, record, 0)
+        progress.trial_started(study, study.add_trial({"layers": [0] * 8, "count": 1}, suggest_notes=notes), 1)
+        panel = Console(file=io.StringIO(), width=200, record=True)
+        panel.print(progress._panel())
+    [sentence] = describe_notes(notes, study.space)
+    rows = [line.split() for line in panel.export_text().splitlines()]
+    assert ["model", *sentence.split()] in rows
+    printed = out.getvalue()
+    assert "trial 0 suggested; layer screen" in printed
+    assert "trial 1 suggested" not in printed, "printed once, not again for the same screen"

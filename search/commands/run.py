@@ -175,10 +175,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     table_console().print(trials_table(study))
     table_console().print(front_table(study))
+    _print_notes(study)
+    return 0
+
+
+def _print_notes(study: Study, label: str = "") -> None:
+    """What the model found at the study's latest suggestion that has notes (``search.suggest_notes``)."""
     noted = latest_notes(study.trials)
     for sentence in describe_notes(noted.suggest_notes, study.space) if noted else []:
-        table_console().print(f"trial {noted.number} suggested; {sentence}", highlight=False, soft_wrap=True)
-    return 0
+        table_console().print(f"{label}trial {noted.number} suggested; {sentence}", highlight=False, soft_wrap=True)
 
 
 def _status_json(study: Study) -> dict:
@@ -194,5 +199,6 @@ def _cohort_status(cohort, as_json: bool) -> int:
     for user in cohort.users:
         if user in cohort.studies:
             table_console().print(trials_table(cohort.studies[user]))
+            _print_notes(cohort.studies[user], f"user {user}: ")
     table_console().print(cohort_table(cohort))
     return 0
