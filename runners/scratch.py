@@ -5,7 +5,8 @@ file) into a temporary directory and removes it afterwards. A trial killed on th
 a cancelled or lost Ray task, a killed driver taking its workers along) cannot remove anything, and
 its directory stays in the system temp for good, with whatever the trial had written into it.
 
-So every scratch directory carries a lock file that its process holds (``flock``) while it lives.
+So every scratch directory carries a lock file that its process holds (``flock``) while it lives
+(beside the ``work/`` directory a caller gets, so that what it writes there is only its own).
 The kernel releases that lock when the process dies, however it dies. Before a trial makes its own
 directory, it removes every scratch directory whose lock it can take: their owners are gone. The
 lock file is locked before it gets its name, so a directory being made is never seen unlocked.
@@ -59,7 +60,8 @@ def sweep_stale(root: str | Path | None = None, prefix: str = PREFIX) -> list[Pa
 
 @contextlib.contextmanager
 def scratch_dir(root: str | Path | None = None, prefix: str = PREFIX) -> Iterator[Path]:
-    """A new directory under ``root`` (the system temp), removed on exit; stale ones are swept first."""
+    """A new empty directory (``<root>/<prefix>XXXX/work``; ``root`` the system temp), removed with its
+    parent on exit; stale ones are swept first."""
     sweep_stale(root, prefix)
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
     fd = None
@@ -68,7 +70,8 @@ def scratch_dir(root: str | Path | None = None, prefix: str = PREFIX) -> Iterato
             fd, name = tempfile.mkstemp(prefix=".owner-", dir=path)
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.rename(name, path / LOCK)  # visible to sweepers only once locked
-        yield path
+        (path / "work").mkdir()
+        yield path / "work"
     finally:
         shutil.rmtree(path, ignore_errors=True)
         if fd is not None:

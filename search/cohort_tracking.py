@@ -8,10 +8,9 @@ The cohort run's id is kept in ``<study>/mlflow.json``, so a resumed cohort upda
 from __future__ import annotations
 
 import json
-import tempfile
 import time
-from pathlib import Path
 
+from runners.scratch import scratch_dir
 from search.per_user import CohortStudy
 from search.report import rows_to_csv
 from search.tracking import ROLE_TAG, RUN_NAME_TAG, Tracker, read_record, write_record
@@ -32,10 +31,10 @@ def log_cohort(tracker: Tracker, cohort: CohortStudy) -> str:
                Metric("n_users_searched", float(sum(1 for r in summary["users"] if r["knee"] is not None)), stamp, 0)]
     tags = [RunTag("users", ",".join(cohort.users)[:5000])]
     client.log_batch(run_id, metrics=metrics, tags=tags)
-    with tempfile.TemporaryDirectory(prefix="pers-search-cohort-") as tmp:
-        (Path(tmp) / "cohort_summary.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
-        (Path(tmp) / "cohort_summary.csv").write_text(rows_to_csv(summary["users"]), encoding="utf-8")
-        client.log_artifacts(run_id, tmp)
+    with scratch_dir(prefix="pers-search-cohort-") as tmp:
+        (tmp / "cohort_summary.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
+        (tmp / "cohort_summary.csv").write_text(rows_to_csv(summary["users"]), encoding="utf-8")
+        client.log_artifacts(run_id, str(tmp))
     client.set_terminated(run_id, "FINISHED")
     return run_id
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 import urllib.parse
 import warnings
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from runners.files import safe_name
+from runners.scratch import scratch_dir
 from search.errors import SearchError
 from search.report import (
     front_rows,
@@ -513,10 +513,10 @@ class Tracker:
         self._artifacts_cost = self._artifacts_done - started
 
     def _log_artifacts(self, study: Study, final: bool) -> None:
-        with tempfile.TemporaryDirectory(prefix="pers-search-mlflow-") as tmp:
-            write_study_artifacts(study, Path(tmp), record=read_record(study.directory), interactive=final,
+        with scratch_dir(prefix="pers-search-mlflow-") as tmp:  # swept by the next write if the driver is killed
+            write_study_artifacts(study, tmp, record=read_record(study.directory), interactive=final,
                                   curves=None if final else dict(self._curves))
-            self.client.log_artifacts(self.parent_run_id, tmp)
+            self.client.log_artifacts(self.parent_run_id, str(tmp))
         self.artifact_writes += 1
 
     def sync(self, study: Study) -> None:

@@ -25,10 +25,10 @@ def _holder(root: Path | None) -> tuple[subprocess.Popen, Path]:
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
         from runners.scratch import scratch_dir
-        with scratch_dir({str(root) if root else None!r}) as path:
-            (path / "user").mkdir()
-            (path / "user" / "adapter.safetensors").write_bytes(b"0" * 1024)
-            print(path, flush=True)
+        with scratch_dir({str(root) if root else None!r}) as work:
+            (work / "user").mkdir()
+            (work / "user" / "adapter.safetensors").write_bytes(b"0" * 1024)
+            print(work.parent, flush=True)
             time.sleep(600)
     """)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -52,7 +52,7 @@ def test_a_killed_owner_leaves_its_directory_until_the_next_sweep_and_a_live_one
         foreign.mkdir()
         assert sweep_stale(tmp_path) == [dead_path]
         assert not dead_path.exists()
-        assert live_path.is_dir() and (live_path / "user" / "adapter.safetensors").exists()
+        assert live_path.is_dir() and (live_path / "work" / "user" / "adapter.safetensors").exists()
         assert foreign.is_dir()
     finally:
         _kill(live)
@@ -62,11 +62,12 @@ def test_a_killed_owner_leaves_its_directory_until_the_next_sweep_and_a_live_one
 def test_a_scratch_directory_is_removed_on_exit_and_sweeps_first(tmp_path):
     dead, dead_path = _holder(tmp_path)
     _kill(dead)
-    with scratch_dir(tmp_path) as path:
+    with scratch_dir(tmp_path) as work:
         assert not dead_path.exists()
-        assert path.parent == tmp_path and path.name.startswith(PREFIX)
+        assert work.parent.parent == tmp_path and work.parent.name.startswith(PREFIX)
+        assert list(work.iterdir()) == [], "what the caller gets is empty: the lock file is beside it"
         assert sweep_stale(tmp_path) == [], "its own lock is held"
-        (path / "file").write_text("x")
+        (work / "file").write_text("x")
     assert list(tmp_path.iterdir()) == []
 
 
