@@ -52,9 +52,8 @@ def test_the_layer_screen_is_recorded_printed_shown_by_status_and_tagged_in_mlfl
     assert all(t.suggest_notes == {} for t in start), "the quasi-random start has no model"
     seen = last.suggest_notes["layers_seen"]["layers"]
     assert {1, 6} <= set(seen) <= set(range(8)), "the screen keeps the layers that carry quality"
-    [sentence] = describe_notes(last.suggest_notes, study.space)
-    assert sentence == (f"layer screen: the model sees layers {', '.join(map(str, seen))} one by one (of 8), "
-                        f"the other {8 - len(seen)} only by how many are on")
+    [sentence] = describe_notes(last.suggest_notes, study.space)  # its wording: the test below
+    assert sentence.startswith("layer screen: ")
 
     printed = out.getvalue()
     assert f"trial {SCREEN_FROM} suggested; {sentence}" in printed
