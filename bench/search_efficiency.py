@@ -268,11 +268,11 @@ def best_subsets(shape: MixedShape, sizes: Iterable[int]) -> dict[int, float]:
 
     from search.pareto import dominated_volume
 
-    problem = mixed_problem(shape)
     signs = np.array([1.0, 1.0, -1.0])  # maximised: quality, personal, -storage
-    front = exact_front(problem.function(c) for c in enumerate_relevant(shape))
+    front = exact_front(mixed_values(shape, c) for c in enumerate_relevant(shape))
     Y = np.array([[p["quality"], p["personal"], p["storage"]] for p in front]) * signs
-    ref = np.array([problem.ref_point[m] for m in ("quality", "personal", "storage")]) * signs
+    ref = np.array(shape.ref_point) * signs
+    whole = dominated_volume(Y, ref)  # the problem's max_hv, from the front already enumerated here
     chosen: list[int] = []
     out: dict[int, float] = {}
     for k in range(1, max(sizes) + 1):
@@ -280,7 +280,7 @@ def best_subsets(shape: MixedShape, sizes: Iterable[int]) -> dict[int, float]:
         best, pick = max(gains)
         chosen.append(pick)
         if k in sizes:
-            out[k] = best / problem.max_hv
+            out[k] = best / whole
     return out
 
 

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from search.console import fmt_metric
 from search.study import Study, TrialRecord, TrialState
-from search.suggest_notes import describe_notes
+from search.suggest_notes import describe_notes, suggested_line
 
 
 class StudyProgress:
@@ -61,8 +61,7 @@ class StudyProgress:
         if notes and notes != self.notes:
             self.notes = notes
             for sentence in notes:
-                self.console.print(f"{self.label + ' ' if self.label else ''}trial {trial.number} suggested; {sentence}",
-                                   highlight=False, soft_wrap=True)
+                self.console.print(suggested_line(trial.number, sentence, self.label), highlight=False, soft_wrap=True)
 
     def __call__(self, study: Study, trial: TrialRecord) -> None:
         """A trial finished: record it, print its line (no terminal) or its failure."""

@@ -34,6 +34,11 @@ def describe_notes(notes: dict[str, Any], space: Any) -> list[str]:
     return out
 
 
+def suggested_line(number: int, sentence: str, label: str = "") -> str:
+    """``"<label> trial 20 suggested; <sentence>"``: how the progress and ``status`` print a note."""
+    return f"{label + ' ' if label else ''}trial {number} suggested; {sentence}"
+
+
 def latest_notes(trials: Sequence[TrialRecord]) -> TrialRecord | None:
     """The last trial that carries notes, or None."""
     return next((t for t in reversed(trials) if t.suggest_notes), None)

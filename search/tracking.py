@@ -353,6 +353,7 @@ class Tracker:
         self._runs: dict[int, str] = {}
         self._tested: set[int] = set()
         self._pareto: dict[int, str] = {}
+        self._noted: dict[str, str] = {}  # the latest suggestion-notes tags set on the parent run
         self._hv_steps: set[int] = set()
         self._fraction_steps: set[int] = set()
         self._curves: dict[int, tuple[float, float]] = {}  # trial number -> (hypervolume, fraction)
@@ -452,7 +453,7 @@ class Tracker:
             [self.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{self.parent_run_id}'",
             max_results=50000,
         )
-        self._runs, self._tested, self._pareto = {}, set(), {}
+        self._runs, self._tested, self._pareto, self._noted = {}, set(), {}, {}
         for run in runs:
             number = run.data.tags.get(TRIAL_TAG)
             if number is None or not number.isdigit():
@@ -535,7 +536,9 @@ class Tracker:
         self._log_hypervolume(study)
         noted = latest_notes(study.trials)
         for key, value in (mlflow_tags(noted.suggest_notes) if noted else {}).items():
-            self.client.set_tag(self.parent_run_id, key, value)  # the latest screen, on the study's run
+            if self._noted.get(key) != value:  # the latest screen, on the study's run, written when it changes
+                self.client.set_tag(self.parent_run_id, key, value)
+                self._noted[key] = value
 
     def _log_trial(self, study: Study, trial: TrialRecord) -> None:
         from mlflow.entities import Metric, Param, RunTag

@@ -27,7 +27,7 @@ from search.per_user import cohort_space, is_cohort, load_cohort
 from search.setup import bind_to_model, trial_setup
 from search.space import Space
 from search.study import Study, probe_study_dir
-from search.suggest_notes import describe_notes, latest_notes
+from search.suggest_notes import describe_notes, latest_notes, suggested_line
 
 
 def add_parsers(sub) -> None:
@@ -183,7 +183,7 @@ def _print_notes(study: Study, label: str = "") -> None:
     """What the model found at the study's latest suggestion that has notes (``search.suggest_notes``)."""
     noted = latest_notes(study.trials)
     for sentence in describe_notes(noted.suggest_notes, study.space) if noted else []:
-        table_console().print(f"{label}trial {noted.number} suggested; {sentence}", highlight=False, soft_wrap=True)
+        table_console().print(suggested_line(noted.number, sentence, label), highlight=False, soft_wrap=True)
 
 
 def _status_json(study: Study) -> dict:
@@ -199,6 +199,6 @@ def _cohort_status(cohort, as_json: bool) -> int:
     for user in cohort.users:
         if user in cohort.studies:
             table_console().print(trials_table(cohort.studies[user]))
-            _print_notes(cohort.studies[user], f"user {user}: ")
+            _print_notes(cohort.studies[user], f"user {user}:")
     table_console().print(cohort_table(cohort))
     return 0
