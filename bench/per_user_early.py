@@ -1,0 +1,238 @@
+"""The early phase of per-user searches on a 30-layer space: what a warm start from the users before gives.
+
+Users of ``bench/search_efficiency.py``'s ``mixed-large`` problem (30 layer flags of which 5 matter,
+``count`` 1..32, five ranks, ``k`` 0..8, three retrievers; storage known) are searched one after
+another with ``saas-nehvi``, as ``pers-search run --per-user`` does
+(:func:`search.per_user.optimize_tasks`), ``--users`` users of ``--per-user`` trials each. The
+users of a seed are drawn from ``random.Random(seed)``:
+
+- ``alike``: the same layers carry quality (flags 2, 9, 17, 25) and personalization (flag 13) for
+  every user: which layers of a base model are worth memory is a property of the model and the
+  task. Each user has its own level of quality and of personalization (added, uniform in +-0.03)
+  and its own saturation (the capacity scale 48 x U(0.7, 1.3): the counts and ranks worth paying
+  for differ).
+- ``distinct``: the same, and each user's own four quality layers and personalization layer
+  (five of the 30 drawn at random per user): what the earlier users found about layers is wrong
+  for the next one.
+
+Two arms: ``cold`` (every user from its own 10 quasi-random points) and ``learned`` (``--warm-start``:
+the earlier users' front points first, 2 of them, then one point of the user's own, and the
+earlier users' trials in the surrogates with a same-user input,
+:mod:`search.optimizers.user_transfer`). With those trials ``saas-nehvi``'s layer screen has its 20
+observations from the second user's first model-based suggestion on.
+
+Each user's hypervolume after 5, 10 and 20 trials is a fraction of that user's exact maximum
+(``exact_front`` over what matters, as ``search_efficiency`` computes it). Every finished (variant,
+arm, seed) is printed and appended to ``--out`` as one JSON line (per-user curves), runs already
+there are skipped, and the table (``--summarise FILE`` prints it from the file alone) pools users
+2.. over seeds: mean ± standard error over (seed, user), with their number; the first user, whom
+no warm start reaches, is its own column.
+
+Usage::
+
+    python bench/per_user_early.py --seeds 3                       # alike, both arms (about 20 minutes a seed)
+    python bench/per_user_early.py --variants distinct --arms learned --seeds 1 --first-seed 0
+    python bench/per_user_early.py --summarise per_user_early.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import random
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.search_efficiency import MIXED_LARGE, MixedShape, enumerate_relevant, exact_front, mixed_values, storage  # noqa: E402
+from search.pareto import hypervolume  # noqa: E402
+from search.per_user import optimize_tasks  # noqa: E402
+from search.space import Space, parse_space  # noqa: E402
+
+VARIANTS = ("alike", "distinct")
+ARMS = ("cold", "learned")
+CHECKPOINTS = (5, 10, 20)
+DEFAULT_OUT = "per_user_early.jsonl"
+NUTS = (64, 32, 4)  # as bench/search_efficiency.py
+INIT, WARM_POINTS = 10, 2
+
+
+class MixedUser:
+    """One user's objective: a mixed problem's values with the user's own levels added (picklable)."""
+
+    def __init__(self, shape: MixedShape, quality_shift: float, personal_shift: float) -> None:
+        self.shape, self.quality_shift, self.personal_shift = shape, quality_shift, personal_shift
+
+    def __call__(self, config: dict[str, Any], report: Any = None) -> dict[str, float]:
+        values = mixed_values(self.shape, config)
+        values["quality"] += self.quality_shift
+        values["personal"] += self.personal_shift
+        return values
+
+    def max_hypervolume(self, space: Space, ref: dict[str, float]) -> float:
+        """The user's exact best hypervolume (the front of what matters, enumerated)."""
+        return hypervolume(exact_front(self(c) for c in enumerate_relevant(self.shape)), space.objectives, ref)
+
+
+def draw_users(variant: str, seed: int, count: int) -> dict[str, MixedUser]:
+    """The ``count`` users of a seed (see the module docstring); the user draws of ``alike`` come first
+    for each user, so the first user of both variants has the same level and saturation."""
+    rng = random.Random(seed)
+    users = {}
+    for i in range(count):
+        scale, dq, dp = 48.0 * rng.uniform(0.7, 1.3), rng.uniform(-0.03, 0.03), rng.uniform(-0.03, 0.03)
+        shape = dataclasses.replace(MIXED_LARGE, scale=scale)
+        if variant == "distinct":
+            *quality, personal = rng.sample(range(MIXED_LARGE.flags), 5)
+            shape = dataclasses.replace(shape, quality_flags=tuple(sorted(quality)), personal_flag=personal)
+        users[f"u{i}"] = MixedUser(shape, dq, dp)
+    return users
+
+
+def base_space() -> tuple[Space, dict[str, float]]:
+    """The ``mixed-large`` space and its reference point."""
+    space = parse_space(MIXED_LARGE.space_text(), MIXED_LARGE.name)
+    return space, dict(zip(("quality", "personal", "storage"), MIXED_LARGE.ref_point))
+
+
+def search_users(users: dict[str, MixedUser], arm: str, seed: int, per_user: int, study_dir: str | Path,
+                 nuts: tuple[int, int, int] = NUTS, optimizer: str = "saas-nehvi"):
+    """One cohort: the users searched in order, cold or warm-started (``arm``); returns the cohort."""
+    space, ref = base_space()
+    warmup, samples, thinning = nuts
+    space = space.with_optimizer(name=optimizer, seed=seed, trials=per_user, init_trials=INIT, ref_point=ref)
+    space = space.with_overrides([f"optimizer.nuts.warmup={warmup}", f"optimizer.nuts.samples={samples}",
+                                  f"optimizer.nuts.thinning={thinning}", f"warm_start.max_points={WARM_POINTS}"])
+    return optimize_tasks(space, users, study_name="cohort", study_dir=study_dir, warm_start=arm == "learned",
+                          known_objectives={"storage": storage})
+
+
+def curves(cohort, users: dict[str, MixedUser]) -> dict[str, list[float]]:
+    """Per user, the hypervolume fraction after each of its trials."""
+    space, ref = base_space()
+    out = {}
+    for name, user in users.items():
+        best = user.max_hypervolume(space, ref)
+        values = [t.values for t in cohort.studies[name].trials]
+        out[name] = [hypervolume(values[:k], space.objectives, ref) / best for k in range(1, len(values) + 1)]
+    return out
+
+
+def run_one(variant: str, arm: str, seed: int, users: int, per_user: int,
+            nuts: tuple[int, int, int] = NUTS) -> dict[str, Any]:
+    """One (variant, arm, seed): the record appended to the results file."""
+    drawn = draw_users(variant, seed, users)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cohort = search_users(drawn, arm, seed, per_user, tmp, nuts)
+        hv = curves(cohort, drawn)
+    return {"variant": variant, "arm": arm, "seed": seed, "users": users, "per_user": per_user, "nuts": list(nuts),
+            "hv": hv, "seconds": time.perf_counter() - start}
+
+
+def key(record: dict[str, Any]) -> tuple:
+    """A run's identity in the results file."""
+    return (record["variant"], record["arm"], record["seed"], record["users"], record["per_user"], tuple(record["nuts"]))
+
+
+def load_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a results file (none when it does not exist)."""
+    if not path.exists():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            key(record)
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise SystemExit(f"{path} line {number}: not a record of bench/per_user_early.py ({err}); "
+                             "pass a file written by --out") from None
+        records.append(record)
+    return records
+
+
+def marks(trials: int) -> list[int]:
+    """The checkpoints a run of ``trials`` per user reaches, and its last trial."""
+    reached = [k for k in CHECKPOINTS if k <= trials]
+    return reached if trials in reached else reached + [trials]
+
+
+def _at(curve: list[float], k: int) -> float | None:
+    return curve[k - 1] if len(curve) >= k else None
+
+
+def _mean_se(values: list[float]) -> str:
+    if not values:
+        return "–"
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.3f} ± {se:.3f}"
+
+
+def summary_table(records: list[dict[str, Any]]) -> str:
+    """Users 2.. pooled over seeds per (variant, arm): HV at the checkpoints, mean ± SE over (seed, user)."""
+    at = marks(max((r["per_user"] for r in records), default=0))
+    lines = ["| users | arm | seeds | users 2.. (n) | " + " | ".join(f"HV@{k} users 2.." for k in at)
+             + f" | HV@{at[-1]} first user |", "|---|---|---|---|" + "---|" * len(at) + "---|"]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["variant"], r["arm"]), []).append(r)
+    order = {(v, a): i for i, (v, a) in enumerate((v, a) for v in VARIANTS for a in ARMS)}
+    for (variant, arm), runs in sorted(groups.items(), key=lambda kv: order.get(kv[0], 99)):
+        later = [curve for r in runs for name, curve in r["hv"].items() if name != "u0"]
+        cells = [_mean_se([v for c in later if (v := _at(c, k)) is not None]) for k in at]
+        first = _mean_se([v for r in runs if (v := _at(r["hv"]["u0"], at[-1])) is not None])
+        lines.append(f"| {variant} | {arm} | {len(runs)} | {len(later)} | " + " | ".join(cells) + f" | {first} |")
+    return "\n".join(lines)
+
+
+def progress_line(record: dict[str, Any]) -> str:
+    """One line per finished run: every user's HV at the checkpoints it reached."""
+    users = "; ".join(f"{name} " + " ".join(f"HV@{k} {c[k - 1]:.3f}" for k in marks(len(c)))
+                      for name, c in record["hv"].items())
+    return f"{record['variant']} {record['arm']} seed {record['seed']}: {users} ({record['seconds']:.0f} s)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--variants", nargs="+", default=["alike"], choices=VARIANTS)
+    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--users", type=int, default=3, help="users per cohort (default 3)")
+    p.add_argument("--per-user", type=int, default=20, help="trials per user (default 20)")
+    p.add_argument("--nuts", type=int, nargs=3, default=list(NUTS), metavar=("WARMUP", "SAMPLES", "THINNING"))
+    p.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help="results file, appended to and resumed from")
+    p.add_argument("--summarise", type=Path, help="print the table of a results file and exit")
+    args = p.parse_args(argv)
+    if args.summarise:
+        print(summary_table(load_records(args.summarise)))
+        return 0
+    if args.users < 2:
+        p.error("--users: give at least 2 (a warm start acts from the second user on)")
+    done = {key(r) for r in load_records(args.out)}
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        for variant in args.variants:
+            for arm in args.arms:
+                if (variant, arm, seed, args.users, args.per_user, tuple(args.nuts)) in done:
+                    continue
+                record = run_one(variant, arm, seed, args.users, args.per_user, tuple(args.nuts))
+                with args.out.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps(record) + "\n")
+                print(progress_line(record), flush=True)
+    print(summary_table(load_records(args.out)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
