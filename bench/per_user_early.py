@@ -196,6 +196,29 @@ def summary_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def gain_table(records: list[dict[str, Any]]) -> str:
+    """Learned minus cold per (seed, user 2..) run in both arms: mean ± SE at the checkpoints, and in how
+    many pairs the warm start was ahead at the last one (empty when no seed ran both arms)."""
+    runs = {(r["variant"], r["arm"], r["seed"]): r for r in records}
+    at = marks(max((r["per_user"] for r in records), default=0))
+    lines = []
+    for variant in VARIANTS:
+        pairs = [(runs[(variant, "learned", seed)]["hv"][name], cold["hv"][name])
+                 for (v, arm, seed), cold in sorted(runs.items()) if v == variant and arm == "cold"
+                 and (variant, "learned", seed) in runs for name in cold["hv"] if name != "u0"]
+        pairs = [(a, b) for a, b in pairs if len(a) >= at[-1] and len(b) >= at[-1]]
+        if not pairs:
+            continue
+        cells = [_mean_se([a[k - 1] - b[k - 1] for a, b in pairs]) for k in at]
+        ahead = sum(a[at[-1] - 1] > b[at[-1] - 1] for a, b in pairs)
+        lines.append(f"| {variant} | {len(pairs)} | " + " | ".join(cells) + f" | {ahead}/{len(pairs)} |")
+    if not lines:
+        return ""
+    head = ("| users | pairs (seed, user) | " + " | ".join(f"learned - cold HV@{k}" for k in at)
+            + f" | learned ahead at {at[-1]} |\n|---|---|" + "---|" * len(at) + "---|\n")
+    return head + "\n".join(lines)
+
+
 def progress_line(record: dict[str, Any]) -> str:
     """One line per finished run: every user's HV at the checkpoints it reached."""
     users = "; ".join(f"{name} " + " ".join(f"HV@{k} {c[k - 1]:.3f}" for k in marks(len(c)))
@@ -216,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--summarise", type=Path, help="print the table of a results file and exit")
     args = p.parse_args(argv)
     if args.summarise:
-        print(summary_table(load_records(args.summarise)))
+        print_tables(load_records(args.summarise))
         return 0
     if args.users < 2:
         p.error("--users: give at least 2 (a warm start acts from the second user on)")
@@ -230,8 +253,16 @@ def main(argv: list[str] | None = None) -> int:
                 with args.out.open("a", encoding="utf-8") as f:
                     f.write(json.dumps(record) + "\n")
                 print(progress_line(record), flush=True)
-    print(summary_table(load_records(args.out)))
+    print_tables(load_records(args.out))
     return 0
+
+
+def print_tables(records: list[dict[str, Any]]) -> None:
+    """The summary table and, where seeds ran both arms, the paired gains."""
+    print(summary_table(records))
+    gains = gain_table(records)
+    if gains:
+        print("\n" + gains)
 
 
 if __name__ == "__main__":

@@ -57,8 +57,11 @@ def test_runs_are_appended_resumed_and_summarised(bench, tmp_path, capsys):
 
     assert bench.main(["--summarise", str(out)]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| alike")]
-    assert len(rows) == 2 and f"{learned['hv']['u1'][3]:.3f} ± 0.000" in rows[1]
+    assert len(rows) == 3 and f"{learned['hv']['u1'][3]:.3f} ± 0.000" in rows[1]
     assert rows[0].split("|")[3:5] == [" 1 ", " 1 "]  # one seed, one user after the first
+    gain = learned["hv"]["u1"][3] - cold["hv"]["u1"][3]  # the paired table: one (seed, user) pair
+    assert rows[2].split("|")[2] == " 1 " and f"{gain:.3f} ± 0.000" in rows[2]
+    assert rows[2].rstrip(" |").endswith(f"{int(gain > 0)}/1")
 
     out.write_text(out.read_text() + "{not json\n")
     with pytest.raises(SystemExit, match="line 3: not a record"):
