@@ -48,7 +48,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -104,11 +104,11 @@ def base_space() -> tuple[Space, dict[str, float]]:
 
 
 def search_users(users: dict[str, MixedUser], arm: str, seed: int, per_user: int, study_dir: str | Path,
-                 nuts: tuple[int, int, int] = NUTS, optimizer: str = "saas-nehvi"):
+                 nuts: tuple[int, int, int] = NUTS):
     """One cohort: the users searched in order, cold or warm-started (``arm``); returns the cohort."""
     space, ref = base_space()
     warmup, samples, thinning = nuts
-    space = space.with_optimizer(name=optimizer, seed=seed, trials=per_user, init_trials=INIT, ref_point=ref)
+    space = space.with_optimizer(name="saas-nehvi", seed=seed, trials=per_user, init_trials=INIT, ref_point=ref)
     space = space.with_overrides([f"optimizer.nuts.warmup={warmup}", f"optimizer.nuts.samples={samples}",
                                   f"optimizer.nuts.thinning={thinning}", f"warm_start.max_points={WARM_POINTS}"])
     return optimize_tasks(space, users, study_name="cohort", study_dir=study_dir, warm_start=arm == "learned",
@@ -139,9 +139,15 @@ def run_one(variant: str, arm: str, seed: int, users: int, per_user: int,
             "hv": hv, "seconds": time.perf_counter() - start}
 
 
-def key(record: dict[str, Any]) -> tuple:
+def run_key(variant: str, arm: str, seed: int, users: int, per_user: int, nuts: Sequence[int]) -> tuple:
     """A run's identity in the results file."""
-    return (record["variant"], record["arm"], record["seed"], record["users"], record["per_user"], tuple(record["nuts"]))
+    return (variant, arm, seed, users, per_user, tuple(nuts))
+
+
+def key(record: dict[str, Any]) -> tuple:
+    """The identity of a record (:func:`run_key`)."""
+    return run_key(record["variant"], record["arm"], record["seed"], record["users"], record["per_user"],
+                   record["nuts"])
 
 
 def load_records(path: Path) -> list[dict[str, Any]]:
@@ -154,7 +160,7 @@ def load_records(path: Path) -> list[dict[str, Any]]:
             continue
         try:
             record = json.loads(line)
-            key(record)
+            key(record), record["hv"]["u0"]
         except (json.JSONDecodeError, KeyError, TypeError) as err:
             raise SystemExit(f"{path} line {number}: not a record of bench/per_user_early.py ({err}); "
                              "pass a file written by --out") from None
@@ -199,13 +205,13 @@ def summary_table(records: list[dict[str, Any]]) -> str:
 def gain_table(records: list[dict[str, Any]]) -> str:
     """Learned minus cold per (seed, user 2..) run in both arms: mean ± SE at the checkpoints, and in how
     many pairs the warm start was ahead at the last one (empty when no seed ran both arms)."""
-    runs = {(r["variant"], r["arm"], r["seed"]): r for r in records}
+    runs = {key(r): r for r in records}  # a pair is two runs of the same settings, seed and user
     at = marks(max((r["per_user"] for r in records), default=0))
     lines = []
     for variant in VARIANTS:
-        pairs = [(runs[(variant, "learned", seed)]["hv"][name], cold["hv"][name])
-                 for (v, arm, seed), cold in sorted(runs.items()) if v == variant and arm == "cold"
-                 and (variant, "learned", seed) in runs for name in cold["hv"] if name != "u0"]
+        pairs = [(runs[(variant, "learned", *rest)]["hv"][name], cold["hv"][name])
+                 for (v, arm, *rest), cold in runs.items() if v == variant and arm == "cold"
+                 and (variant, "learned", *rest) in runs for name in cold["hv"] if name != "u0"]
         pairs = [(a, b) for a, b in pairs if len(a) >= at[-1] and len(b) >= at[-1]]
         if not pairs:
             continue
@@ -247,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for variant in args.variants:
             for arm in args.arms:
-                if (variant, arm, seed, args.users, args.per_user, tuple(args.nuts)) in done:
+                if run_key(variant, arm, seed, args.users, args.per_user, args.nuts) in done:
                     continue
                 record = run_one(variant, arm, seed, args.users, args.per_user, tuple(args.nuts))
                 with args.out.open("a", encoding="utf-8") as f:
