@@ -6,13 +6,15 @@ and submits it; whenever trials finish it records them (the driver is the only w
 study) and calls the callbacks. A trial that raises (including ``MemoryError``), returns NaN for
 an objective, times out or loses its worker twice is recorded as FAILED with the reason and the
 study goes on. ``KeyboardInterrupt`` cancels what is in flight and leaves those trials RUNNING on
-disk; the next :func:`optimize` (or load) marks them STOPPED and runs their configurations again
-first.
+disk; the next :func:`optimize` marks them STOPPED and runs their configurations again first.
+:func:`optimize` holds the study's lock while it runs (:mod:`search.study_lock`): a second writer
+of the same study, in this machine's other processes, is refused.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -36,7 +38,8 @@ from search.optimizers.base import (
 )
 from search.space import Space, finite, load_space
 from search.stopping import StoppableObjective, stop_check
-from search.study import Study, TrialRecord
+from search.study import Study, TrialRecord, check_study_name
+from search.study_lock import StudyLock
 
 Callback = Callable[[Study, TrialRecord], None]
 
@@ -106,10 +109,26 @@ def optimize(
         )
     if early_stopping is not None:
         space = space.with_overrides([f"early_stopping.enabled={str(early_stopping).lower()}"])
-    study = Study.open(study_name or space.name, study_dir, space, resume=resume)
-    with executor or LocalExecutor() as running:
-        _loop(study, optimizer, objective, running, dict(known_objectives or {}), callbacks, initial)
+    name = study_name or space.name
+    with writer_lock(Path(study_dir) / check_study_name(name), f"study {name!r} in {study_dir}",
+                     f"`pers-search resume {name} --study-dir {study_dir}`"):
+        study = Study.open(name, study_dir, space, resume=resume)
+        with executor or LocalExecutor() as running:
+            _loop(study, optimizer, objective, running, dict(known_objectives or {}), callbacks, initial)
     return study
+
+
+def writer_lock(directory: Path, what: str, fix: str) -> StudyLock:
+    """The study's lock for this process as its one writer (a takeover of a dead holder's lock is warned)."""
+    return StudyLock(directory, what, fix, on_takeover=_warn_takeover)
+
+
+def _warn_takeover(line: str) -> None:
+    warnings.warn(line, StaleLockWarning, stacklevel=4)
+
+
+class StaleLockWarning(UserWarning):
+    """A study's lock was left by a process that died; this process took it over."""
 
 
 def _loop(study: Study, optimizer: Optimizer, objective: Objective, executor: Executor,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import re
 import sys
 import traceback
 from importlib import metadata
@@ -40,13 +41,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pers-search: error: {os_problem(err)}", file=sys.stderr)
         return 1
     except Exception as err:  # noqa: BLE001 - the last line of defence: one line, the traceback on request
+        wrapped = os_error_within(err)
+        if wrapped is not None:
+            print(f"pers-search: error: {os_problem(wrapped)}", file=sys.stderr)
+            return 1
         return _unexpected(err)
+
+
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def os_error_within(err: Exception) -> OSError | None:
+    """The operating-system error a library wrapped in its own exception (safetensors' Rust writer
+    reports a full disk as ``SafetensorError: ... No space left on device (os error 28)``), or None."""
+    for item in (err, err.__cause__, err.__context__):
+        if isinstance(item, OSError):
+            return item
+        match = _OS_ERROR.search(str(item or ""))
+        if match:
+            code = int(match.group(1))
+            return OSError(code, os.strerror(code))
+    return None
 
 
 def os_problem(err: OSError) -> str:
     """An operating-system error as one line: what happened, to which file, and what to do."""
     where = f" ({err.filename})" if err.filename else ""
-    if err.errno == errno.ENOSPC:
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         fix = "the disk is full: free space on it, then run the command again (`pers-search resume` for a study)"
     elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         fix = "fix the permissions or pick another directory (--study-dir, --out)"

@@ -25,14 +25,16 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Mapping, Sequence
 
 from runners.files import safe_name
-from search.api import Callback, optimize
+from search.api import Callback, optimize, writer_lock
 from search.encoding import config_key
-from search.errors import StudyError
+from search.errors import SearchError, StudyError
 from search.executors import Executor, Objective
 from search.optimizers.base import AcquisitionOptions, KnownObjective, Observation
 from search.pareto import knee_index
 from search.space import Space
-from search.study import Study, atomic_write
+from search.provenance import differences, provenance
+from search.study import Study, atomic_write, check_study_name
+from search.study_record import CohortFile, read_json, validate_cohort_file
 
 COHORT_FILE = "cohort.json"
 USERS_DIR = "users"
@@ -77,18 +79,27 @@ def load_cohort(name: str, study_dir: str | Path) -> CohortStudy:
     Raises:
         StudyError: no such per-user study, or an unreadable ``cohort.json``.
     """
-    path = Path(study_dir) / name / COHORT_FILE
-    try:
-        users = json.loads(path.read_text(encoding="utf-8"))["users"]
-    except FileNotFoundError as err:
-        raise StudyError(f"study {name!r}: no {path}; check the study name and --study-dir") from err
-    except (ValueError, KeyError) as err:
-        raise StudyError(f"study {name!r}: {path} is unreadable ({err}); restore it or start a new study") from err
+    users = read_cohort_file(name, study_dir).users
     studies = {}
     for user in users:
         if (Path(study_dir) / user_study_name(name, user) / "study.json").exists():
             studies[user] = Study.load(user_study_name(name, user), study_dir)
     return CohortStudy(name, Path(study_dir) / name, list(users), studies)
+
+
+def read_cohort_file(name: str, study_dir: str | Path) -> CohortFile:
+    """``cohort.json``, validated (a damaged or hand-edited file is one line naming the field).
+
+    Raises:
+        StudyError: no such per-user study, or a damaged ``cohort.json``.
+    """
+    path = Path(study_dir) / name / COHORT_FILE
+    what = f"study {name!r}"
+    try:
+        data = read_json(path, what)
+    except FileNotFoundError as err:
+        raise StudyError(f"study {name!r}: no {path}; check the study name and --study-dir") from err
+    return validate_cohort_file(data, path, what)
 
 
 def warm_start_observations(previous: Sequence[Study], max_observations: int,
@@ -168,21 +179,23 @@ def optimize_tasks(
         StudyError: the directory holds another cohort (other users) or a cohort study.
     """
     tasks, hooks = list(objectives), hooks or TaskHooks()
-    cohort = open_cohort(space, study_name, study_dir, tasks)
-    warm = space.warm_start.enabled if warm_start is None else warm_start
-    for index, task in enumerate(tasks):
-        earlier = [cohort.studies[t] for t in tasks[:index]]
-        initial = warm_start_points(earlier, space.warm_start.max_points) if warm else []
-        prior = warm_start_observations(earlier, space.warm_start.max_observations, known_objectives or {}) \
-            if warm else []
-        # each user's optimiser its own seed: with one seed every user's quasi-random start is the
-        # same set of points, and a warm start (earlier users' fronts, drawn from that set) adds nothing
-        task_space = space.with_optimizer(seed=space.optimizer.seed + index)
-        cohort.studies[task] = optimize(task_space, objectives[task], study_name=user_study_name(study_name, task),
-                                        study_dir=study_dir, known_objectives=known_objectives,
-                                        callbacks=hooks.start(task, index), options=options, initial=initial, prior=prior,
-                                        executor=executor() if executor else None)
-        hooks.end(task, cohort.studies[task])
+    with writer_lock(Path(study_dir) / check_study_name(study_name), f"per-user study {study_name!r} in {study_dir}",
+                     f"`pers-search resume {study_name} --study-dir {study_dir}`"):
+        cohort = open_cohort(space, study_name, study_dir, tasks)
+        warm = space.warm_start.enabled if warm_start is None else warm_start
+        for index, task in enumerate(tasks):
+            earlier = [cohort.studies[t] for t in tasks[:index]]
+            initial = warm_start_points(earlier, space.warm_start.max_points) if warm else []
+            prior = warm_start_observations(earlier, space.warm_start.max_observations, known_objectives or {}) \
+                if warm else []
+            # each user's optimiser its own seed: with one seed every user's quasi-random start is the
+            # same set of points, and a warm start (earlier users' fronts, drawn from that set) adds nothing
+            task_space = space.with_optimizer(seed=space.optimizer.seed + index)
+            cohort.studies[task] = optimize(task_space, objectives[task], study_name=user_study_name(study_name, task),
+                                            study_dir=study_dir, known_objectives=known_objectives,
+                                            callbacks=hooks.start(task, index), options=options, initial=initial,
+                                            prior=prior, executor=executor() if executor else None)
+            hooks.end(task, cohort.studies[task])
     return cohort
 
 
@@ -198,19 +211,34 @@ def open_cohort(space: Space, name: str, study_dir: str | Path, tasks: list[str]
         if cohort.users != tasks:
             raise StudyError(f"study {name!r} in {study_dir} searched the users {cohort.users}, not {tasks}; "
                              "resume it with the same data settings or pick another study name")
+        stored = read_cohort_file(name, study_dir).provenance
+        changed = differences(stored, provenance(space)) if stored else []
+        if changed:
+            raise StudyError(f"per-user study {name!r} in {study_dir} ran on other settings than this run's "
+                             f"({'; '.join(changed[:4])}); run it with its own settings (`pers-search resume {name}`), "
+                             "or pick another study name")
         return cohort
     if (directory / "study.json").exists():
         raise StudyError(f"study {name!r} in {study_dir} is a cohort study (one configuration for all users); "
                          "pick another study name for a per-user search")
     directory.mkdir(parents=True, exist_ok=True)
     record = {"format": 1, "users": tasks, "created_at": time.time(), "space_source": space.source,
-              "space_overrides": list(space.overrides), "space_text": space.text, "space": space.model_dump(mode="json")}
+              "space_overrides": list(space.overrides), "space_text": space.text, "space": space.model_dump(mode="json"),
+              "provenance": provenance(space)}
+    for tmp in directory.glob(f".{COHORT_FILE}.*.tmp"):  # the writer (lock holder) sweeps what a killed one left
+        tmp.unlink(missing_ok=True)
     atomic_write(directory / COHORT_FILE, json.dumps(record, indent=1))
     return CohortStudy(name, directory, tasks, {})
 
 
 def cohort_space(name: str, study_dir: str | Path) -> Space:
     """The space a per-user study was created with (for resuming it)."""
-    data = json.loads((Path(study_dir) / name / COHORT_FILE).read_text(encoding="utf-8"))
-    return Space.from_record(data["space"], data.get("space_source", COHORT_FILE), data.get("space_text", ""),
-                             data.get("space_overrides", ()))
+    stored = read_cohort_file(name, study_dir)
+    if stored.space is None:
+        raise StudyError(f"study {name!r}: {Path(study_dir) / name / COHORT_FILE}: space: missing; restore the file "
+                         "or start a new study under another name")
+    try:
+        return Space.from_record(stored.space, stored.space_source, stored.space_text, stored.space_overrides)
+    except SearchError as err:
+        raise StudyError(f"study {name!r}: {Path(study_dir) / name / COHORT_FILE}: space: {err}; restore the file "
+                         "or start a new study under another name") from err

@@ -2,13 +2,16 @@
 
 Layout of ``<study_dir>/<name>/``: ``space.yaml`` (the space file as written) and ``study.json``
 (format version, the space as parsed, the ``--set`` overrides, and every trial). Each change
-writes a temporary file and ``os.replace``-s it, so a killed process loses nothing finished;
-loading marks trials left RUNNING as STOPPED, and the run loop evaluates their configurations again.
+writes a temporary file and ``os.replace``-s it, so a killed process loses nothing finished.
+One process writes a study at a time (it holds the study's lock, :mod:`search.study_lock`);
+opening it for writing marks trials a stopped process left RUNNING as STOPPED, and the run loop
+evaluates their configurations again. Readers load it read-only and change nothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -23,11 +26,14 @@ import yaml
 
 from runners.spec import SE_SUFFIX
 from search.encoding import config_key
-from search.errors import StudyError, StudyWriteError
+from search.errors import SearchError, StudyError, StudyWriteError
 from search.optimizers.base import Observation
 from search.pareto import hypervolume, knee_index, pareto_indices, study_reference_point
 from search.space import Space, finite
+from search.provenance import differences, provenance
 from search.stopping import impute
+from search.study_lock import holder
+from search.study_record import check_trials, read_json, validate_study_file
 
 FORMAT_VERSION = 1
 STUDY_FILE = "study.json"
@@ -87,12 +93,17 @@ class TrialRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "TrialRecord":
-        """Rebuild a record written by :meth:`to_json`."""
-        return cls(**{**data, "state": TrialState(data["state"])})
+        """Rebuild a record written by :meth:`to_json` (keys of a newer version are ignored)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{**{k: v for k, v in data.items() if k in known}, "state": TrialState(data["state"])})
 
 
 class Study:
     """A named study in a directory. Use :meth:`open`, :meth:`create` or :meth:`load` to get one.
+
+    A study from :meth:`load` is read-only (``status``, ``pareto``, ``export``, ``ui``): it shows
+    the files as they are, trials in flight included, and refuses to save. :meth:`open` and
+    :meth:`create` are for the one writer, which holds the study's lock (:mod:`search.study_lock`).
 
     Args:
         name: the study name (a directory under ``study_dir``).
@@ -100,6 +111,8 @@ class Study:
         space: the bound space the study runs with.
         trials: existing records.
         created_at: Unix time of creation.
+        read_only: refuse to save (a study opened by a reader).
+        provenance: what its trials ran on (:func:`search.provenance.provenance`); default the space's.
     """
 
     def __init__(
@@ -109,17 +122,22 @@ class Study:
         space: Space,
         trials: list[TrialRecord] | None = None,
         created_at: float | None = None,
+        read_only: bool = False,
+        provenance: dict[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.directory = Path(study_dir) / check_study_name(name)
         self.space = space
         self._trials = list(trials or [])
         self.created_at = created_at or time.time()
+        self.read_only = read_only
+        self.provenance = provenance if provenance is not None else run_provenance(space)
+        self._space_yaml_sha256: str | None = None
 
     # ----------------------------------------------------------------- opening
     @classmethod
     def create(cls, name: str, study_dir: str | Path, space: Space) -> "Study":
-        """Create a new study and write it.
+        """Create a new study and write it (the caller holds its lock, see :meth:`open`).
 
         Raises:
             StudyError: a study of that name already exists there.
@@ -134,40 +152,50 @@ class Study:
 
     @classmethod
     def load(cls, name: str, study_dir: str | Path) -> "Study":
-        """Load a study; trials left RUNNING become STOPPED (and the change is saved).
+        """Read a study as it is on disk, read-only: nothing in its directory changes.
+
+        Trials in flight stay RUNNING (:meth:`in_flight` tells whether a live process runs them).
 
         Raises:
-            StudyError: missing or unreadable study file.
+            StudyError: a missing, unreadable, damaged or hand-edited study file (one line naming
+                the file, the trial and the field).
         """
         path = Path(study_dir) / name / STUDY_FILE
+        what = f"study {name!r}"
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            space = Space.from_record(data["space"], data.get("space_source", SPACE_FILE), data.get("space_text", ""),
-                                      data.get("space_overrides", ()))
-            trials = [TrialRecord.from_json(t) for t in data["trials"]]
+            data = read_json(path, what)
         except FileNotFoundError as err:
             raise StudyError(f"study {name!r}: no {path}; check the study name and --study-dir "
                              f"(studies there: {_names(Path(study_dir))})") from err
-        except (ValueError, KeyError, TypeError) as err:
-            raise StudyError(f"study {name!r}: {path} is unreadable ({err}); restore it or start a new study") from err
-        study = cls(name, study_dir, space, trials, data.get("created_at"))
-        study.remove_stale_temp_files()
-        stopped = [t for t in study._trials if t.state is TrialState.RUNNING]
-        if stopped:
-            for t in stopped:
-                study._replace(dataclasses.replace(t, state=TrialState.STOPPED))
-            study.save()
+        except IsADirectoryError as err:
+            raise StudyError(f"study {name!r}: {path} is a directory, not a study file; check the study name") from err
+        stored = validate_study_file(data, path, what)
+        try:
+            space = Space.from_record(stored.space, stored.space_source, stored.space_text, stored.space_overrides)
+        except SearchError as err:
+            raise StudyError(f"{what}: {path}: space: {err}; restore the file or start a new study") from err
+        check_trials(stored, space, path, what)
+        trials = [TrialRecord.from_json(t.model_dump()) for t in stored.trials]
+        study = cls(name, study_dir, space, trials, stored.created_at, read_only=True,
+                    provenance=stored.provenance or {})
+        study._space_yaml_sha256 = stored.space_yaml_sha256
         return study
 
     @classmethod
     def open(cls, name: str, study_dir: str | Path, space: Space, resume: bool = True) -> "Study":
-        """Load the study ``name`` if it exists (and ``resume``), else create it.
+        """Load the study ``name`` for writing if it exists (and ``resume``), else create it.
 
-        The stored space must search the same parameters, objectives and constraints; budget and
-        optimiser settings may differ (the given ``space`` is used from then on).
+        The caller holds the study's lock (:func:`search.study_lock.acquire`; :func:`search.api.optimize`
+        takes it). The stored space must search the same parameters, objectives and constraints,
+        and the trials must run on the same model, data and training settings (its provenance);
+        budget and optimiser settings may differ (the given ``space`` is used from then on).
+        Trials a stopped process left RUNNING become STOPPED, to be run again, and the temp files
+        it left are removed. A ``space.yaml`` edited by hand since the study wrote it is honoured
+        when ``space`` is that file (``resume`` reads it), else refused; it is never overwritten.
 
         Raises:
-            StudyError: it exists and ``resume`` is False, or it was created with another space.
+            StudyError: it exists and ``resume`` is False, it was created with another space or
+                provenance, or its space.yaml was edited and another space is given.
         """
         if not (Path(study_dir) / name / STUDY_FILE).exists():
             return cls.create(name, study_dir, space)
@@ -176,20 +204,81 @@ class Study:
                 f"study {name!r} already exists in {study_dir}; resume it or pick another --study name"
             )
         study = cls.load(name, study_dir)
+        study.read_only = False
         if study.space.search_signature() != space.search_signature():
             raise StudyError(
                 f"study {name!r} was created with a different space (parameters, objectives or constraints); "
                 "resume it with the space stored in its space.yaml, or pick another --study name"
             )
+        study._check_space_file(space)
+        study._check_provenance(space)
         study.space = space
+        study.remove_stale_temp_files()
+        for t in study._trials:
+            if t.state is TrialState.RUNNING:
+                study._replace(dataclasses.replace(t, state=TrialState.STOPPED))
         study.save()
         return study
 
+    def _check_provenance(self, space: Space) -> None:
+        """The same model, data and training settings as the trials before (none recorded: take these).
+
+        Raises:
+            StudyError: naming what differs.
+        """
+        new = run_provenance(space)
+        changed = differences(self.provenance, new) if self.provenance and self._trials else []
+        if changed:
+            shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
+            raise StudyError(f"study {self.name!r} in {self.directory.parent} ran its {len(self._trials)} trials on "
+                             f"other settings than this run's ({shown}); its front would mix them: run with the "
+                             f"study's settings (`pers-search resume {self.name}`), or pick another study name")
+        self.provenance = new
+
+    @classmethod
+    def check_resumable(cls, name: str, study_dir: str | Path, space: Space) -> None:
+        """Before a model loads: a stored study of that name takes ``space``'s settings and space file.
+
+        Raises:
+            StudyError: what :meth:`open` would refuse on provenance or an edited ``space.yaml``.
+        """
+        if not (Path(study_dir) / name / STUDY_FILE).exists():
+            return
+        study = cls.load(name, study_dir)
+        study._check_space_file(space)
+        study._check_provenance(space)
+
+    def _check_space_file(self, space: Space) -> None:
+        """A hand-edited ``space.yaml`` is honoured (``space`` is its text) or refused, never overwritten."""
+        edited = self.edited_space_text()
+        if edited is None or space.text == edited:
+            return
+        raise StudyError(f"{self.directory / SPACE_FILE} was edited by hand since the study wrote it, and this run "
+                         f"gives another space ({space.source}); resume with the edited file (`pers-search resume "
+                         f"{self.name}`), or undo the edit")
+
+    def edited_space_text(self) -> str | None:
+        """The text of ``space.yaml`` when it was changed by hand since the study wrote it, else None."""
+        path = self.directory / SPACE_FILE
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+        written = self._space_yaml_sha256 or _sha256(effective_yaml(self.space))
+        return None if _sha256(text) == written else text
+
     def remove_stale_temp_files(self) -> None:
-        """Delete the half-written temp files a killed process left (``.study.json.*.tmp``)."""
+        """Delete the half-written temp files a killed writer left (``.study.json.*.tmp``).
+
+        Only the lock holder calls this: a reader must never delete a live writer's temp file.
+        """
         for name in (STUDY_FILE, SPACE_FILE):
             for tmp in self.directory.glob(f".{name}.*.tmp"):
                 tmp.unlink(missing_ok=True)
+
+    def in_flight(self) -> bool:
+        """True when a live process writes this study (its RUNNING trials are running, not stale)."""
+        return holder(self.directory) is not None
 
     # ----------------------------------------------------------------- trials
     @property
@@ -332,18 +421,30 @@ class Study:
             "space_overrides": list(self.space.overrides),
             "space_text": self.space.text,
             "space": self.space.model_dump(mode="json"),
+            "provenance": self.provenance,
+            "space_yaml_sha256": self._space_yaml_sha256,
             "trials": [t.to_json() for t in self._trials],
         }
 
     def save(self) -> None:
-        """Write ``space.yaml`` and ``study.json`` atomically (temp file + ``os.replace``).
+        """Write ``space.yaml`` (when it changed) and ``study.json`` atomically (temp file + ``os.replace``).
 
         ``space.yaml`` is the space the study runs with: the file as written when nothing changed
         it, else the effective settings after the ``--set`` and option overrides (named in its
-        header), so that ``run --space <study>/space.yaml`` searches the same space.
+        header), so that ``run --space <study>/space.yaml`` searches the same space. A file the
+        user edited is the space's text (:meth:`open` honours it), so it is not written again.
+
+        Raises:
+            StudyError: the study was opened read-only (:meth:`load`).
         """
+        if self.read_only:
+            raise StudyError(f"study {self.name!r} was opened read-only; open it with Study.open to change it")
         self.directory.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.directory / SPACE_FILE, effective_yaml(self.space))
+        text = effective_yaml(self.space)
+        path = self.directory / SPACE_FILE
+        if self.edited_space_text() != text and (_sha256(text) != self._space_yaml_sha256 or not path.exists()):
+            atomic_write(path, text)
+        self._space_yaml_sha256 = _sha256(text)
         atomic_write(self.directory / STUDY_FILE, json.dumps(self.to_json(), indent=1))
 
 
@@ -415,6 +516,15 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 
+
+
+def run_provenance(space: Space) -> dict[str, Any]:
+    """The provenance record of a space's trials (:func:`search.provenance.provenance`)."""
+    return provenance(space)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def noise_variances(values: dict[str, float], metrics: Collection[str]) -> dict[str, float] | None:

@@ -402,14 +402,16 @@ class Tracker:
         record = read_record(study.directory)
         parent = record.get("parent_run_id") if record.get("tracking_uri") == self.uri else None
         if parent is None or not self._usable(parent):
-            parent = self._create_parent(study)
-            write_record(study.directory, {"tracking_uri": self.uri, "experiment_id": self.experiment_id,
-                                            "experiment_name": study.name, "parent_run_id": parent,
-                                            "created_at": time.time()})
-        else:
+            parent = self._find_parent(study) or self._create_parent(study)
+            if not study.read_only:  # a reader (ui) logs to MLflow but writes nothing in the study directory
+                write_record(study.directory, {"tracking_uri": self.uri, "experiment_id": self.experiment_id,
+                                                "experiment_name": study.name, "parent_run_id": parent,
+                                                "created_at": time.time()})
+        if not study.read_only:
             self.client.update_run(parent, status="RUNNING")
         self.parent_run_id = parent
-        self._close_orphans()
+        if not study.read_only:
+            self._close_orphans()
         self._index_children()
         self.front_view_key = set_front_view(self.client, self.experiment_id, study.space)
 
@@ -426,6 +428,14 @@ class Tracker:
         except MlflowException:
             return False
         return run.info.lifecycle_stage == "active" and run.info.experiment_id == self.experiment_id
+
+    def _find_parent(self, study: Study) -> str | None:
+        """The study's parent run logged before without a record in the study directory (by ``ui``)."""
+        where = str(study.directory.resolve()).replace("'", "\\'")
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'study' and "
+                                       f"tags.`pers_search.study_dir` = '{where}'", max_results=1,
+                                       order_by=["attributes.start_time ASC"])
+        return runs[0].info.run_id if runs else None
 
     def _create_parent(self, study: Study) -> str:
         run = self.client.create_run(self.experiment_id, start_time=_ms(study.created_at),
@@ -566,7 +576,8 @@ class Tracker:
         self._runs[trial.number] = run_id
         if trial.test_values:
             self._tested.add(trial.number)
-        study.set_user_attr(trial.number, RUN_ID_ATTR, run_id)
+        if not study.read_only:
+            study.set_user_attr(trial.number, RUN_ID_ATTR, run_id)
 
     def _log_test(self, trial: TrialRecord) -> None:
         from mlflow.entities import Metric
@@ -630,6 +641,16 @@ class Tracker:
         self.client.log_batch(self.parent_run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in counts.items()],
                               tags=[_tag(k, v) for k, v in self._study_tags(study).items()])
         _terminate(self.client, self.parent_run_id, status)
+
+    def stop(self, status: str = "KILLED") -> None:
+        """A run stopped (Ctrl-C, SIGTERM): log the trials that finished and close the study's run as
+        ``status``, quickly (no plots: the next ``resume`` writes them)."""
+        if self.study is None or self.parent_run_id is None:
+            return
+        try:
+            self.sync(self.study)
+        finally:
+            _terminate(self.client, self.parent_run_id, status)
 
     def trial_run_id(self, number: int) -> str | None:
         """The MLflow run id of a logged trial, or None."""

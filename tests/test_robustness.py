@@ -238,7 +238,7 @@ CASES: list[Case] = [
          lambda c: ["resume", "nope", "--no-mlflow", "--study-dir", str(c.tmp)], 2,
          ("study 'nope': no", "check the study name and --study-dir")),
     Case("study-json-corrupt", STUDY, "a `study.json` cut in half",
-         lambda c: ["status", "s", *_corrupt(c)], 2, ("study.json is unreadable", "restore it or start a new study")),
+         lambda c: ["status", "s", *_corrupt(c)], 2, ("study.json is not valid JSON", "restore the file from a backup")),
     Case("run-existing-other-space", STUDY, "`run` on an existing study name with another space",
          lambda c: [*RUN[:1], "s", "--space", c.space("o.yaml", _replace("high: 3", "high: 2")), "--no-mlflow",
                     *c.study()], 2, ("was created with a different space",)),

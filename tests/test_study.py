@@ -69,8 +69,10 @@ def test_running_trials_become_stopped_and_rerun(tmp_path):
     study = Study.create("s", tmp_path, SPACE)
     config = {"layers": [1, 0, 0], "count": 1, "rank": 2}
     study.add_trial(config)  # a process killed here leaves it RUNNING on disk
-    loaded = Study.load("s", tmp_path)
-    assert loaded.trials[0].state is TrialState.STOPPED and loaded.stopped_configs() == [config]
+    loaded = Study.load("s", tmp_path)  # a reader sees it as it is, and changes nothing
+    assert loaded.trials[0].state is TrialState.RUNNING and not loaded.in_flight() and loaded.read_only
+    reopened = Study.open("s", tmp_path, SPACE)  # the writer marks it stopped, to run it again
+    assert reopened.trials[0].state is TrialState.STOPPED and reopened.stopped_configs() == [config]
     resumed = optimize(SPACE, objective, study_name="s", study_dir=tmp_path, known_objectives={"cost": cost}, trials=2)
     assert resumed.trials[1].config == config and resumed.trials[1].state is TrialState.COMPLETED
     assert len(resumed.finished()) == 2 and resumed.stopped_configs() == []

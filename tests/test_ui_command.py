@@ -78,6 +78,7 @@ def unlogged_study(tmp_path_factory):
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_ui_study_prints_its_link_forwards_the_signal_and_leaves_nothing(unlogged_study, stop, capsys):
     study, root = unlogged_study
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(study.directory.rglob("*")) if p.is_file()}
     store = f"sqlite:///{root}/mlruns/mlflow.db"
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -90,10 +91,15 @@ def test_ui_study_prints_its_link_forwards_the_signal_and_leaves_nothing(unlogge
     reader.join(timeout=240)
     try:
         assert lines and lines[0].strip(), (root / f"ui-{stop.name}.err").read_text()[-3000:]
-        record = read_record(study.directory)
-        assert record["tracking_uri"] == store, "the study was logged to the store first"
-        assert lines[0].strip() == runs_link(f"http://127.0.0.1:{port}", record["experiment_id"],
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=store)
+        experiment = client.get_experiment_by_name(study.name)  # the study was logged to the store first
+        assert lines[0].strip() == runs_link(f"http://127.0.0.1:{port}", experiment.experiment_id,
                                              study.space.objectives)
+        runs = client.search_runs([experiment.experiment_id], max_results=100)
+        roles = sorted(r.data.tags.get("pers_search.role") for r in runs)
+        assert roles == ["study"] + ["trial"] * 4, "a second `ui` finds the runs the first one logged"
         workers = descendants(proc.pid)
         assert len(workers) >= 2, "mlflow server and its uvicorn worker"
     finally:
@@ -106,9 +112,7 @@ def test_ui_study_prints_its_link_forwards_the_signal_and_leaves_nothing(unlogge
     assert not [pid for pid in workers if alive(pid)], "no process of the MLflow server outlives `ui`"
     assert not port_in_use("127.0.0.1", port)
 
-    # `pareto` prints the same link (the UI default address for a local store)
-    assert main(["pareto", study.name, "--study-dir", str(root / "studies")]) == 0
-    captured = capsys.readouterr()
-    assert runs_link("http://127.0.0.1:5000", record["experiment_id"], study.space.objectives) in captured.out
-    assert f"pers-search ui {study.name}" in captured.err
-    assert Study.load(study.name, root / "studies").trials[0].user_attrs["mlflow_run_id"]
+    # `ui` reads the study: nothing in its directory changed (no mlflow.json, no run ids written)
+    after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(study.directory.rglob("*")) if p.is_file()}
+    assert after == before and read_record(study.directory) == {}
+    assert "mlflow_run_id" not in Study.load(study.name, root / "studies").trials[0].user_attrs

@@ -232,11 +232,12 @@ def _ui_study(args, console) -> tuple[Study, dict, str]:
     else:
         uri = record["tracking_uri"]
     if record.get("tracking_uri") != uri or not record.get("experiment_id"):
-        console.print(f"logging study {study.name} to {uri} (no {RECORD_FILE} for this store yet)")
+        console.print(f"logging study {study.name} to {uri} (no {RECORD_FILE} for this store yet; the study "
+                      "directory is left as it is)")
         tracker = Tracker(uri, artifact_budget=0.0)
         tracker.connect(study.name, study.directory.parent)
         tracker.finish(study)
-        record = read_record(study.directory)
+        record = {"tracking_uri": uri, "experiment_id": tracker.experiment_id, "parent_run_id": tracker.parent_run_id}
     return study, record, uri
 
 

@@ -23,10 +23,12 @@ from search.commands.tables import cohort_table, front_table, trials_table
 from search.console import status_console, table_console
 from search.errors import UsageError
 from search.optimizers import check_optimizer
-from search.per_user import cohort_space, is_cohort, load_cohort
+from search.per_user import COHORT_FILE, cohort_space, is_cohort, load_cohort
 from search.setup import bind_to_model, trial_setup
-from search.space import Space
-from search.study import Study, probe_study_dir
+from search.space import Space, parse_space
+from search.stop_signals import exit_code, stop_on_signals, what_stopped
+from search.study import SPACE_FILE, STUDY_FILE, Study, TrialState, probe_study_dir
+from search.study_lock import StudyLock, lock_info
 from search.suggest_notes import describe_notes, latest_notes, suggested_line
 
 
@@ -88,10 +90,52 @@ def cmd_run(args: argparse.Namespace) -> int:
     name = args.study or args.study_option or default_study_name(
         f"{space.name}-{space.optimizer.name}" + ("-per-user" if space.scope == "per_user" else ""))
     probe_study_dir(args.study_dir)
-    tracker = _connect(console, tracker_from_args(args), name, args.study_dir)
-    with console.status("loading model and data"):
-        space, setup = bind_to_model(space, args.pool)
-    return _run(StudyRun(console, space, setup, name, args, args.keep_adapters, tracker))
+    tracker = tracker_from_args(args)
+
+    def body() -> int:
+        if space.scope != "per_user":
+            Study.check_resumable(name, args.study_dir, space)  # before the model loads
+        _connect(console, tracker, name, args.study_dir)
+        with console.status("loading model and data"):
+            bound, setup = bind_to_model(space, args.pool)
+        return _run(StudyRun(console, bound, setup, name, args, args.keep_adapters, tracker))
+
+    return _as_writer(console, name, args.study_dir, tracker, body)
+
+
+def _as_writer(console, name: str, study_dir: str, tracker, body) -> int:
+    """Run ``body`` as the study's one writer: holding its lock, with SIGTERM and SIGHUP stopping it
+    as Ctrl-C does (finished trials kept, MLflow runs closed as KILLED, the resume command shown
+    when there is something to resume)."""
+    try:
+        with stop_on_signals(), StudyLock(Path(study_dir) / name, f"study {name!r} in {study_dir}",
+                                          f"`pers-search resume {name} --study-dir {study_dir}`",
+                                          on_takeover=lambda line: console.print(f"[yellow]{line}[/]")):
+            return body()
+    except KeyboardInterrupt as stop:
+        code, line = exit_code(stop), _stopped_line(stop, name, study_dir)
+        with stop_on_signals():  # a repeated signal must not cut the clean-up short
+            if tracker is not None:
+                tracker.stop()
+            _say(console, line)
+        return code
+
+
+def _stopped_line(stop: KeyboardInterrupt, name: str, study_dir: str) -> str:
+    what = what_stopped(stop)
+    directory = Path(study_dir) / name
+    if (directory / STUDY_FILE).exists() or (directory / COHORT_FILE).exists():
+        return (f"[yellow]{what}[/]: finished trials are saved; continue with "
+                f"`pers-search resume {name} --study-dir {study_dir}`")
+    return f"[yellow]{what}[/] before the study's first trial; nothing was saved"
+
+
+def _say(console, line: str) -> None:
+    """Print a last line; a terminal that hung up (SIGHUP) cannot take it, and that is fine."""
+    try:
+        console.print(line)
+    except OSError:
+        pass
 
 
 def _check_init_trials(args: argparse.Namespace, space: Space) -> None:
@@ -112,19 +156,43 @@ def _with_search_flags(space: Space, args: argparse.Namespace) -> Space:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     console = status_console()
-    if is_cohort(args.study, args.study_dir):
-        space = cohort_space(args.study, args.study_dir)
-        _check_cohort_resume_trials(args, load_cohort(args.study, args.study_dir))
-        keep = any((Path(args.study_dir) / args.study / "users").glob(f"*/{ADAPTERS}"))
-    else:
-        study = Study.load(args.study, args.study_dir)
-        _check_resume_trials(args, study)
-        space = study.space
-        keep = (Path(args.study_dir) / args.study / ADAPTERS).exists()
-    space = space.with_optimizer(trials=args.trials) if args.trials else space
-    probe_study_dir(args.study_dir)
-    tracker = _connect(console, tracker_from_args(args), args.study, args.study_dir)
-    return _run(StudyRun(console, space, trial_setup(space, args.pool), args.study, args, keep, tracker))
+    tracker = tracker_from_args(args)
+
+    def body() -> int:
+        if is_cohort(args.study, args.study_dir):
+            space = cohort_space(args.study, args.study_dir)
+            _check_cohort_resume_trials(args, load_cohort(args.study, args.study_dir))
+            keep = any((Path(args.study_dir) / args.study / "users").glob(f"*/{ADAPTERS}"))
+        else:
+            study = Study.load(args.study, args.study_dir)
+            _check_resume_trials(args, study)
+            space = _resumed_space(console, study)
+            keep = (Path(args.study_dir) / args.study / ADAPTERS).exists()
+        space = space.with_optimizer(trials=args.trials) if args.trials else space
+        probe_study_dir(args.study_dir)
+        _connect(console, tracker, args.study, args.study_dir)
+        return _run(StudyRun(console, space, trial_setup(space, args.pool), args.study, args, keep, tracker))
+
+    if not (Path(args.study_dir) / args.study).is_dir():
+        Study.load(args.study, args.study_dir)  # the error that names the studies there
+    return _as_writer(console, args.study, args.study_dir, tracker, body)
+
+
+def _resumed_space(console, study: Study) -> Space:
+    """The space a study resumes with: its own, or its ``space.yaml`` when the user edited that file."""
+    edited = study.edited_space_text()
+    if edited is None:
+        return study.space
+    path = study.directory / SPACE_FILE
+    space = parse_space(edited, str(path))
+    if study.space.is_bound and not space.is_bound:
+        space = space.bind(_mask_size(study.space))
+    console.print(f"using {path} as edited by hand (it differs from what the study last wrote)")
+    return space
+
+
+def _mask_size(space: Space) -> int:
+    return next(p.size for p in space.parameters.values() if getattr(p, "size", None) is not None)
 
 
 def _check_resume_trials(args: argparse.Namespace, study: Study) -> None:
@@ -156,14 +224,7 @@ def _connect(console, tracker, name: str, study_dir: str):
 
 
 def _run(run: StudyRun) -> int:
-    try:
-        return run_per_user(run) if run.space.scope == "per_user" else run_cohort(run)
-    except KeyboardInterrupt:
-        if run.tracker is not None:
-            run.tracker.finish(status="KILLED")
-        run.console.print(f"[yellow]interrupted[/]: finished trials are saved; continue with "
-                          f"`pers-search resume {run.name} --study-dir {run.study_dir}`")
-        return 130
+    return run_per_user(run) if run.space.scope == "per_user" else run_cohort(run)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -187,7 +248,12 @@ def _print_notes(study: Study, label: str = "") -> None:
 
 
 def _status_json(study: Study) -> dict:
-    return {"study": study.name, "directory": str(study.directory), "trials": [t.to_json() for t in study.trials],
+    """``status --json``: the trials (a RUNNING trial no live process runs says ``stale: true``), the
+    front, the hypervolume, and the process writing the study (``writer``, None when none is)."""
+    writer = lock_info(study.directory)
+    trials = [{**t.to_json(), **({"stale": writer is None} if t.state is TrialState.RUNNING else {})}
+              for t in study.trials]
+    return {"study": study.name, "directory": str(study.directory), "writer": writer, "trials": trials,
             "pareto": sorted(t.number for t in study.pareto_trials()), "hypervolume": study.hypervolume()}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Mapping, Sequence
 
 from rich.table import Table
@@ -10,7 +11,7 @@ from runners.spec import TrialResult
 from search.console import fmt_metric, fmt_value
 from search.per_user import CohortStudy
 from search.report import beyond_retrieval
-from search.study import Study
+from search.study import Study, TrialRecord, TrialState
 
 BASELINE_COLUMNS = ("rougeL", "rouge1", "persona_f1", "loss", "storage_bytes",
                     "retrieval_index_bytes", "seconds_per_user", "generate_seconds")
@@ -81,11 +82,13 @@ def trials_table(study: Study) -> Table:
     """Every trial of a study: state, front membership, objectives, seconds, configuration or error."""
     front = {t.number for t in study.pareto_trials()}
     objectives = list(study.space.objectives)
-    table = Table(title=f"study {study.name}: {len(study.trials)} trials, hypervolume {study.hypervolume():.4g}")
+    live = study.in_flight() if any(t.state is TrialState.RUNNING for t in study.trials) else False
+    table = Table(title=f"study {study.name}: {len(study.trials)} trials, hypervolume {study.hypervolume():.4g}",
+                  caption=_running_caption(study, live))
     for column in ("trial", "state", "front", *objectives, "seconds", "configuration / error"):
         table.add_column(column)
     for t in study.trials:
-        table.add_row(str(t.number), t.state.value, "*" if t.number in front else "",
+        table.add_row(str(t.number), _state(t, live), "*" if t.number in front else "",
                       *(fmt_metric(t.values, m) for m in objectives), fmt_value(t.seconds),
                       t.error or _pruned(t) or study.space.describe(t.config))
     return table
@@ -105,6 +108,24 @@ def cohort_table(cohort: CohortStudy) -> Table:
         table.add_row(row["user"], str(row["trials"]), "-" if knee is None else str(knee.number),
                       *(fmt_metric(knee.values, m) if knee else "-" for m in objectives))
     return table
+
+
+def _state(trial: TrialRecord, live: bool) -> str:
+    """A trial's state; one in flight as ``running 2m05s``, one that no live process runs as ``stale``."""
+    if trial.state is not TrialState.RUNNING:
+        return trial.state.value
+    if not live:
+        return "stale"
+    elapsed = int(time.time() - (trial.started_at or time.time()))
+    return f"running {elapsed // 60}m{elapsed % 60:02d}s"
+
+
+def _running_caption(study: Study, live: bool) -> str | None:
+    if not any(t.state is TrialState.RUNNING for t in study.trials):
+        return None
+    if live:
+        return "trials in flight are shown as running with their time so far (a live process writes the study)"
+    return (f"stale: the process that ran these trials stopped; `pers-search resume {study.name}` runs them again")
 
 
 def _pruned(trial) -> str | None:

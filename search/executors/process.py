@@ -27,6 +27,7 @@ from search.executors.base import Executor, Objective, Outcome, evaluate
 
 POLL_SECONDS = 1.0
 RETRIES = 1
+CANCEL_GRACE_S = 5.0
 
 
 @dataclass
@@ -54,10 +55,16 @@ def _die_with_parent() -> None:
         pass
 
 
+def _exit_cleanly(signum, frame) -> None:
+    """SIGTERM in a worker: unwind the trial (its scratch directory is removed on the way), then exit."""
+    raise SystemExit(128 + signum)
+
+
 def worker_main(conn: Connection, threads: int | None, device: str | None) -> None:
     """A worker's loop: receive ``(number, objective, config)``, send ``(number, outcome)``; ``None`` stops it."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    signal.signal(signal.SIGTERM, _exit_cleanly)  # the driver's cancel: let the trial's finally blocks run
     if device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
     if threads:
@@ -202,10 +209,17 @@ class ProcessExecutor(Executor):
         return [w.task.number for w in self._pool if w.task is not None]
 
     def cancel(self) -> None:
-        """Kill the workers running trials (idle ones stay)."""
-        for worker in [w for w in self._pool if w.task is not None]:
-            worker.process.kill()
-            worker.process.join(timeout=10)
+        """Stop the workers running trials (idle ones stay): SIGTERM, so that a trial removes its scratch
+        directory as it unwinds, then SIGKILL for one that has not exited within ``CANCEL_GRACE_S``."""
+        busy = [w for w in self._pool if w.task is not None]
+        for worker in busy:
+            worker.process.terminate()
+        deadline = time.monotonic() + CANCEL_GRACE_S
+        for worker in busy:
+            worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(timeout=10)
             worker.conn.close()
             self._pool.remove(worker)
 

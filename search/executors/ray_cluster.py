@@ -12,6 +12,8 @@ the only writer of the study and of MLflow: tasks return outcomes and nothing el
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from typing import Any
 
@@ -68,6 +70,16 @@ class RayExecutor(Executor):
         self._objectives: dict[int, Any] = {}
 
     def _init(self, num_cpus: int | None) -> None:
+        # ray.init replaces the SIGTERM handler with one that exits on the spot; the run's own handler
+        # (search.stop_signals: stop as Ctrl-C does) is put back once Ray is up
+        previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+        try:
+            self._start(num_cpus)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def _start(self, num_cpus: int | None) -> None:
         try:
             if self.address == "local":
                 self.ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
