@@ -144,7 +144,7 @@ def _study_kept(ctx: Ctx) -> None:
 
 def _one_dir_per_user(ctx: Ctx) -> None:
     names = sorted(p.name for p in (ctx.tmp / "kept").iterdir())
-    assert names == ["alice_bob", "alice_bob-0a138d32cb", "user-d06f1525f7"], names
+    assert names == ["alice_bob", "alice_bob-0a138d32cb", "user-f0443a342c"], names
 
 
 SPACE, DATA, CLI, TRACK, POOL, STUDY, EXPORT = "space file", "data file", "CLI", "tracking", "pool", "study", "export"
@@ -404,7 +404,7 @@ CASES: list[Case] = [
                     "--set", "lora.count=1", "--keep-adapters", "--adapters-dir", str(c.tmp / "kept"), *FAST],
          0, (), _one_dir_per_user,
          note="runs (exit 0): one directory per user, DIR/alice_bob-0a138d32cb, DIR/alice_bob and "
-              "DIR/user-d06f1525f7 (ids that are plain names keep them; others get a hash of the id)"),
+              "DIR/user-f0443a342c (ids that are plain names keep them; others get a hash of the id)"),
 ]
 
 
