@@ -19,7 +19,7 @@ from runners.batching import pair_example, text_example
 from runners.chat import render_prompt
 from runners.data.pairs import memory_texts
 from runners.errors import ConfigError
-from runners.files import safe_name
+from runners.files import user_file_name, user_file_names
 from runners.generation import generate
 from runners.history import TrainingRetrieval, history_examples, train_on_history
 from runners.memory import (
@@ -101,8 +101,9 @@ def run_trial(config: TrialConfig, setup: TrialSetup, split: str = "val", adapte
         config: what the trial personalizes (memory, retrieval, shared pieces).
         setup: model, data and training settings shared by the trials of a study.
         split: ``val`` (what a search optimises) or ``test`` (reported for chosen configs).
-        adapter_dir: keep each user's exported adapter under ``adapter_dir/<user id>``
-            (else it is written to a temporary directory, measured and deleted).
+        adapter_dir: keep each user's exported adapter under ``adapter_dir/<name>``, the name
+            :func:`runners.files.user_file_name` gives the user id (the id itself for plain
+            ids); else it is written to a temporary directory, measured and deleted.
         monitor: with ``report``: report :class:`runners.spec.Checkpoint`-s while users train
             (see :mod:`runners.monitor`).
         report: called with each checkpoint; raising :class:`runners.errors.TrialStopped` stops
@@ -126,6 +127,8 @@ def run_trial(config: TrialConfig, setup: TrialSetup, split: str = "val", adapte
                           "(TrialConfig.from_flat parses the flat form of a search space)")
     session = session_for(setup)
     config.check_layers(session.layout.n_layers)
+    if adapter_dir is not None:
+        user_file_names(s.user.user_id for s in session.splits)  # refuses two users sharing a directory
     users: list[UserResult] = []
     for index, user in enumerate(session.splits):
         trained = sum(int(u.metrics.get("train_steps", 0)) for u in users)
@@ -211,7 +214,7 @@ def _personalized(session: Session, user_split, memory: MemoryConfig, config: Tr
     # in the assembly or in attaching its memory left an empty directory behind in the system's temp
     scratch = contextlib.ExitStack()
     parent = Path(adapter_dir) if adapter_dir else scratch.enter_context(scratch_dir())
-    out = parent / safe_name(user_split.user.user_id)
+    out = parent / user_file_name(user_split.user.user_id)
     try:
         if assembly is not None:
             model = apply_assembly(model, session.pool, assembly)

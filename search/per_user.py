@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Collection, Mapping, Sequence
 
-from runners.files import safe_name
+from runners.files import user_file_name
 from search.api import Callback, optimize, writer_lock
 from search.encoding import config_key
 from search.errors import SearchError, StudyError
@@ -65,7 +65,7 @@ class CohortStudy:
 
 def user_study_name(name: str, user: str) -> str:
     """The study name (and directory below the study dir) of one user of a per-user study."""
-    return f"{name}/{USERS_DIR}/{safe_name(user)}"
+    return f"{name}/{USERS_DIR}/{user_file_name(user)}"
 
 
 def is_cohort(name: str, study_dir: str | Path) -> bool:

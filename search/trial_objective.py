@@ -42,7 +42,8 @@ class TrialObjective:
     Args:
         setup: the runner's frozen setup.
         adapter_root: when given, every trial keeps its users' adapters under
-            ``adapter_root/<config key>/<user id>`` (recorded as the ``adapter_dir`` attr).
+            ``adapter_root/<config key>/<name>``, the user's :func:`runners.files.user_file_name`
+            (recorded as the ``adapter_dir`` attr).
         monitor: what to report while training when a ``report`` callback is given (early stopping).
         test: every trial also answers the test queries with its trained memory, kept in the
             ``test_metrics`` attr (hidden from the optimiser), so the front's test figures need no

@@ -101,27 +101,39 @@ def test_vllm_ranks_and_command():
         "--lora-modules u0=./vllm/u0 u1=./vllm/u1 ")
 
 
-def test_out_dir_must_be_empty_unless_forced(toy, tmp_path):
+def test_out_dir_with_files_no_export_wrote_is_refused_even_with_force(toy, tmp_path):
     out = tmp_path / "bundle"
     out.mkdir()
     (out / "keep.txt").write_text("x")
-    with pytest.raises(ExportError, match=f"--out {out}: directory exists and is not empty; .* pass --force"):
-        export_bundle(toy, "knee", out)
+    for force in (False, True):
+        with pytest.raises(ExportError, match=f"--out {out}: holds files no export wrote \\(keep.txt\\); .* choose a "
+                                              "new or empty directory$"):
+            export_bundle(toy, "knee", out, force=force)
+    assert (out / "keep.txt").read_text() == "x"
 
 
 def test_unfinished_bundle_is_named_and_force_clears_its_leftovers(toy, tmp_path):
+    """A stopped export: its file list names a staging directory (and, from the move on, the bundle's
+    paths); --force removes exactly those, and refuses when anything else is there."""
     out = tmp_path / "bundle"
-    (out / ".staging-abc" / "u0").mkdir(parents=True)  # a kill while the adapters were written
-    (out / ".serving.yaml.x.tmp").write_text("half")
-    (out / "notes.txt").write_text("mine")
-    (out / ".draft.tmp").write_text("mine too")  # a temp file that is not the export's
+    (out / ".staging-abc" / "adapters" / "u0").mkdir(parents=True)  # a kill while the adapters were written
+    (out / ".staging-abc" / ".serving.yaml.x.tmp").write_text("half")
+    (out / "adapters" / "u1").mkdir(parents=True)  # a kill while the bundle was moved into place
+    (out / "adapters" / "u1" / "adapter_model.safetensors").write_text("w")
+    (out / ".pers-search-bundle.json").write_text(json.dumps({
+        "format": "pers-search-bundle-files/1", "complete": False, "staging": ".staging-abc",
+        "files": ["adapters/u1/adapter_model.safetensors", "serving.yaml"], "dirs": ["adapters", "adapters/u1"]}))
     assert unfinished_bundle(out)
     with pytest.raises(ExportError, match="holds an unfinished export .* no serving.yaml.* pass --force"):
         prepare_out(out, force=False)
+    (out / "notes.txt").write_text("mine")
+    (out / "adapters" / "mine.txt").write_text("mine too")
+    with pytest.raises(ExportError, match=r"does not list \(notes.txt, adapters/mine.txt\); .* move them out"):
+        prepare_out(out, force=True)
+    (out / "notes.txt").unlink()
+    (out / "adapters" / "mine.txt").unlink()
     prepare_out(out, force=True)
-    assert sorted(p.name for p in out.iterdir()) == [".draft.tmp", "notes.txt"], "only the export's own leftovers go"
-    (out / "serving.yaml").write_text("a: 1")
-    assert not unfinished_bundle(out)
+    assert sorted(p.name for p in out.iterdir()) == [".pers-search-bundle.json"], "the stopped export's paths go"
 
 
 # --------------------------------------------------------------------------- the real round trip
@@ -243,12 +255,19 @@ def test_padding_is_exact(tiny_study, tmp_path):
 def test_force_replaces_an_earlier_bundle(tiny_study, tmp_path):
     out = tmp_path / "b"
     export_bundle(tiny_study, "trial:1", out)
-    with pytest.raises(ExportError, match="not empty"):
+    with pytest.raises(ExportError, match="holds an earlier bundle; pass --force to replace it"):
         export_bundle(tiny_study, "trial:1", out)
     (out / "notes.txt").write_text("mine")
-    bundle = export_bundle(tiny_study, "trial:1", out, force=True)
-    assert (out / "notes.txt").read_text() == "mine", "force removes only bundle entries"
-    assert yaml.safe_load((out / "serving.yaml").read_text())["trial"] == bundle.trial.number == 1
+    with pytest.raises(ExportError, match=r"holds files its earlier bundle does not list \(notes.txt\)"):
+        export_bundle(tiny_study, "trial:0", out, force=True)
+    assert (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()
+    bundle = export_bundle(tiny_study, "trial:0", out, force=True)
+    assert yaml.safe_load((out / "serving.yaml").read_text())["trial"] == bundle.trial.number == 0
+    listed = json.loads((out / ".pers-search-bundle.json").read_text())
+    on_disk = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert listed["complete"] and sorted([*listed["files"], ".pers-search-bundle.json"]) == on_disk, \
+        "the list names every file there, and nothing of trial 1's bundle is left"
 
 
 def test_register_links_the_trial_run(tiny_study, tmp_path):

@@ -111,6 +111,42 @@ def _other_model(path: Path) -> None:
     (path / "index.json").write_text(json.dumps(index))
 
 
+def _kept(ctx: Ctx, name: str, text: str) -> None:
+    """The user's file ``name`` is still there with its text."""
+    assert (ctx.tmp / name).read_text() == text
+
+
+def _unfinished_bundle(ctx: Ctx, name: str) -> str:
+    """What an export killed while writing its adapters leaves: its file list and staging directory."""
+    ctx.write(f"{name}/.staging-0a1b2c/adapters/u0/adapter_model.safetensors", "x")
+    ctx.write(f"{name}/.pers-search-bundle.json", json.dumps({
+        "format": "pers-search-bundle-files/1", "complete": False, "staging": ".staging-0a1b2c", "files": [],
+        "dirs": []}))
+    return str(ctx.tmp / name)
+
+
+def _users_work(ctx: Ctx, name: str) -> str:
+    """A directory of a user's own files (``thesis.tex``, ``data/raw.csv``)."""
+    ctx.write(f"{name}/thesis.tex", "\\chapter{Results}")
+    ctx.write(f"{name}/data/raw.csv", "a,b\n1,2\n")
+    return str(ctx.tmp / name)
+
+
+def _work_kept(ctx: Ctx) -> None:
+    _kept(ctx, "work/thesis.tex", "\\chapter{Results}")
+    _kept(ctx, "work/data/raw.csv", "a,b\n1,2\n")
+
+
+def _study_kept(ctx: Ctx) -> None:
+    assert json.loads((ctx.tmp / "studies" / "s" / "study.json").read_text())["trials"], "the study is intact"
+    assert not (ctx.tmp / "studies" / "s" / "serving.yaml").exists()
+
+
+def _one_dir_per_user(ctx: Ctx) -> None:
+    names = sorted(p.name for p in (ctx.tmp / "kept").iterdir())
+    assert names == ["alice_bob", "alice_bob-0a138d32cb", "user-f0443a342c"], names
+
+
 SPACE, DATA, CLI, TRACK, POOL, STUDY, EXPORT = "space file", "data file", "CLI", "tracking", "pool", "study", "export"
 RUN = ["run", *TINY, "--no-mlflow", "--no-test"]
 
@@ -298,8 +334,9 @@ CASES: list[Case] = [
                     "--set", "lora.count=1", "--keep-adapters", "--adapters-dir", str(c.tmp / "kept" / "a"), *FAST],
          0, (),
          lambda c: _inside(c.tmp / "kept" / "a", c.tmp),
-         note="runs (exit 0): the adapter goes to DIR/.._.._etc (file names from user ids keep only letters, "
-              "digits and -_., a name of dots becomes 'user'); nothing is written outside DIR"),
+         note="runs (exit 0): the adapter goes to DIR/_.._etc-74ccf3c5b4 (a user id that is not a plain name "
+              "becomes its letters, digits and -_. plus a hash of the id, runners.files.user_file_name); nothing is "
+              "written outside DIR"),
     # ------------------------------------------------------------------ tracking
     Case("tracking-bad-scheme-run", TRACK, "`run --tracking-uri foo://bar`",
          lambda c: ["run", *TINY, "--tracking-uri", "foo://bar", "--study-dir", str(c.tmp)], 2,
@@ -323,11 +360,13 @@ CASES: list[Case] = [
          lambda c: ["trial", *TINY, "--pool", str(c.tmp), "--set", "perpcs.top_k=1", *FAST], 2,
          ("pool build",)),
     # ------------------------------------------------------------------ export
-    Case("export-out-not-empty", EXPORT, "`export --out` an existing non-empty directory, no --force",
+    Case("export-out-not-empty", EXPORT, "`export --out` a directory holding a file no export wrote, no --force",
          lambda c: ["export", "s", *c.study(), "--out", str(Path(c.write("out/x", "keep")).parent)], 2,
-         ("directory exists and is not empty; choose a new directory or pass --force",)),
-    Case("export-out-unfinished", EXPORT, "`export --out` a bundle a killed export left (parts, no serving.yaml), no --force",
-         lambda c: ["export", "s", *c.study(), "--out", str(Path(c.write("half/users/u0/adapter.safetensors", "x")).parents[2])],
+         ("holds files no export wrote (x); an export never writes beside them: choose a new or empty "
+          "directory",), lambda c: _kept(c, "out/x", "keep")),
+    Case("export-out-unfinished", EXPORT, "`export --out` a bundle a killed export left (its file list names a staging "
+         "directory, no serving.yaml), no --force",
+         lambda c: ["export", "s", *c.study(), "--out", _unfinished_bundle(c, "half")],
          2, ("holds an unfinished export", "pass --force to redo it")),
     Case("export-out-file", EXPORT, "`export --out` an existing file",
          lambda c: ["export", "s", *c.study(), "--out", c.write("out", "x")], 2, ("is a file; give a directory path",)),
@@ -340,6 +379,32 @@ CASES: list[Case] = [
     Case("export-pick-missing-trial", EXPORT, "`--pick trial:99` in a study of 4 trials",
          lambda c: ["export", "s", *c.study(), "--pick", "trial:99", "--out", str(c.tmp / "o")], 2,
          ("has trials 0..3",)),
+    # ------------------------------------------------------------------ ownership and names (issue 33)
+    Case("export-force-foreign", EXPORT, "`export --force` into a directory of a user's files (`thesis.tex`, `data/`)",
+         lambda c: ["export", "s", *c.study(), "--out", _users_work(c, "work"), "--force"], 2,
+         ("holds files no export wrote (data/, thesis.tex)", "choose a new or empty directory"),
+         _work_kept),
+    Case("export-out-study-dir", EXPORT, "`export s --out studies/s --force` (into the study's own directory)",
+         lambda c: ["export", "s", *c.study(), "--out", str(c.tmp / "studies" / "s"), "--force"], 2,
+         ("lies in the study directory", "(it holds study.json)", "choose a directory outside it"), _study_kept),
+    Case("export-out-root", EXPORT, "`export --out /`",
+         lambda c: ["export", "s", *c.study(), "--out", "/"], 2,
+         ("--out /: holds files no export wrote", "choose a new or empty directory")),
+    Case("pool-build-foreign", POOL, "`pool build --pool DIR` where DIR holds a user's files (`thesis.tex`, `data/`)",
+         lambda c: ["pool", "build", *TINY, "--pool", _users_work(c, "work")], 2,
+         ("holds files no pool build wrote (data/, thesis.tex)", "choose a new or empty --pool"),
+         _work_kept),
+    Case("pool-build-force-foreign", POOL, "the same with `--force`",
+         lambda c: ["pool", "build", *TINY, "--pool", _users_work(c, "work"), "--force"], 2,
+         ("holds files no pool build wrote (data/, thesis.tex)",), _work_kept),
+    Case("data-user-id-collision", DATA, "user ids `alice/bob`, `alice_bob` and an emoji, with `--keep-adapters "
+         "--adapters-dir DIR`",
+         lambda c: ["trial", *TINY, "--data", c.jsonl("c.jsonl", [user("alice/bob"), user("alice_bob"),
+                                                                  user("\U0001F600")]), "--users", "3",
+                    "--set", "lora.count=1", "--keep-adapters", "--adapters-dir", str(c.tmp / "kept"), *FAST],
+         0, (), _one_dir_per_user,
+         note="runs (exit 0): one directory per user, DIR/alice_bob-0a138d32cb, DIR/alice_bob and "
+              "DIR/user-f0443a342c (ids that are plain names keep them; others get a hash of the id)"),
 ]
 
 

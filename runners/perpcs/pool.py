@@ -2,13 +2,18 @@
 
 Layout of a pool directory (``$PERS_SEARCH_HOME/pools/<key>`` or any ``--pool DIR``):
 
-- ``index.json``: the format tag, base model name, layer count, target projections, rank,
-  the modules ``[layer, path, d_in, d_out]``, the sharers (user id, history length, cluster,
-  indices of the modules each shares), the data fingerprint (source, cohort size, split seed)
-  and the build settings;
+- ``index.json``: the format tag, the pool's other files (``files``: it is the pool's manifest),
+  base model name, layer count, target projections, rank, the modules ``[layer, path, d_in,
+  d_out]``, the sharers (user id, history length, cluster, indices of the modules each shares),
+  the data fingerprint (source, cohort size, split seed) and the build settings;
 - ``pieces.safetensors``: ``"{sharer}.{path}.lora_A"`` (r x d_in) and ``"{sharer}.{path}.lora_B"``
   (d_out x r, the LoRA scale ``alpha/r`` folded in), fp16, for shared pieces only;
 - ``gates.safetensors``: ``"{sharer}.{path}.gate"`` (d_in), fp16, for the same pieces.
+
+A pool build writes these files and nothing else, and removes nothing else: it refuses a
+directory holding anything but an earlier pool's own files (named in that pool's index), and
+``--force`` replaces only those (:func:`check_pool_dir`). The pool is written into a new hidden
+directory beside the target and moved into place whole.
 
 The key hashes the base model name, the data fingerprint, the training settings and the pool
 settings, so pools for different models, data or settings never collide; :func:`find_pool`
@@ -34,6 +39,7 @@ import hashlib
 import json
 import os
 import random
+import secrets
 import shutil
 import time
 import zlib
@@ -62,6 +68,8 @@ INDEX_FILE = "index.json"
 PIECES_FILE = "pieces.safetensors"
 GATES_FILE = "gates.safetensors"
 BUILD_HINT = "pers-search pool build --space {space} --sharers 8"
+FORMAT_FAMILY = "pers-search-perpcs-pool/"  # any version of the format: a pool this tool wrote
+SHOWN = 3  # foreign files named in a refusal
 
 
 class PoolMissing(ConfigError):
@@ -252,38 +260,109 @@ def shared_modules(user_id: str, n_modules: int, ratio: float, seed: int) -> lis
 def write_pool(directory: str | os.PathLike, index: Mapping[str, Any],
                pieces: Mapping[tuple[int, str], tuple["torch.Tensor", "torch.Tensor"]],
                gates: Mapping[tuple[int, str], "torch.Tensor"]) -> Pool:
-    """Write a pool (replacing what is there) and load it back.
+    """Write a pool (replacing an earlier pool's own files there, nothing else) and load it back.
+
+    The files are written into a new hidden directory beside ``directory`` and moved into place
+    whole (:func:`_swap_in`), so a stopped build leaves no half pool.
 
     Args:
-        directory: The pool directory.
-        index: The index; ``format`` and ``created`` are added when missing.
+        directory: The pool directory: new, empty, or holding an earlier pool and nothing else.
+        index: The index; ``format``, ``files`` and ``created`` are added when missing.
         pieces: ``(A, B)`` by ``(sharer index, module path)``.
         gates: The gate by ``(sharer index, module path)``.
 
     Returns:
         The pool as read from disk.
+
+    Raises:
+        ConfigError: ``directory`` holds files no pool build wrote (see :func:`check_pool_dir`).
     """
     import torch
     from safetensors.torch import save_file
 
-    target = Path(directory)
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    half = lambda t: t.detach().to("cpu", torch.float16).contiguous()  # noqa: E731
-    tensors = {}
-    for (i, path), (a, b) in pieces.items():
-        tensors[f"{i}.{path}.lora_A"], tensors[f"{i}.{path}.lora_B"] = half(a), half(b)
-    save_file(tensors, str(tmp / PIECES_FILE), metadata={"format": "pt"})
-    save_file({f"{i}.{path}.gate": half(g) for (i, path), g in gates.items()}, str(tmp / GATES_FILE),
-              metadata={"format": "pt"})
-    full = {"format": POOL_FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **index}
-    (tmp / INDEX_FILE).write_text(json.dumps(full, indent=1, default=str))
-    if target.exists():
-        shutil.rmtree(target)
+    target = Path(directory).resolve() if Path(directory).is_symlink() else Path(directory)  # a link: its directory
+    check_pool_dir(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, target)
+    tmp = _new_sibling(target, "tmp")
+    try:
+        half = lambda t: t.detach().to("cpu", torch.float16).contiguous()  # noqa: E731
+        tensors = {}
+        for (i, path), (a, b) in pieces.items():
+            tensors[f"{i}.{path}.lora_A"], tensors[f"{i}.{path}.lora_B"] = half(a), half(b)
+        save_file(tensors, str(tmp / PIECES_FILE), metadata={"format": "pt"})
+        save_file({f"{i}.{path}.gate": half(g) for (i, path), g in gates.items()}, str(tmp / GATES_FILE),
+                  metadata={"format": "pt"})
+        full = {"format": POOL_FORMAT, "files": [PIECES_FILE, GATES_FILE],
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **index}
+        (tmp / INDEX_FILE).write_text(json.dumps(full, indent=1, default=str))
+        _swap_in(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return load_pool(target)
+
+
+def pool_files(directory: Path) -> frozenset[str]:
+    """The names of the files a pool build wrote in ``directory``: ``index.json`` and the files it
+    lists, when ``index.json`` is a pool index (of any format version); else none."""
+    try:
+        index = json.loads((directory / INDEX_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return frozenset()
+    if not isinstance(index, dict) or not str(index.get("format", "")).startswith(FORMAT_FAMILY):
+        return frozenset()
+    listed = index.get("files", [PIECES_FILE, GATES_FILE])
+    return frozenset([INDEX_FILE, *(name for name in listed if isinstance(name, str) and Path(name).name == name)])
+
+
+def check_pool_dir(directory: Path) -> bool:
+    """Whether ``directory`` holds a pool; refuse it when it holds anything a pool build did not write.
+
+    Raises:
+        ConfigError: ``directory`` is a file, or holds files (or directories, links) other than an
+            earlier pool's own; names up to :data:`SHOWN` of them and the fix.
+    """
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"pool build: {directory} is a file; give a new or empty directory as --pool")
+    if not directory.is_dir():
+        return False
+    own = pool_files(directory)
+    with os.scandir(directory) as entries:
+        foreign = sorted((e.name + ("/" if e.is_dir(follow_symlinks=False) else "") for e in entries
+                          if e.name not in own or not e.is_file(follow_symlinks=False)),
+                         key=lambda name: (name.startswith("."), name))  # visible names first
+    if foreign:
+        shown = ", ".join(foreign[:SHOWN]) + (f" and {len(foreign) - SHOWN} more" if len(foreign) > SHOWN else "")
+        raise ConfigError(f"pool build: {directory} holds files no pool build wrote ({shown}); a pool build never "
+                          "removes or writes beside them (--force replaces only an earlier pool's own files): "
+                          "choose a new or empty --pool directory")
+    return bool(own)
+
+
+def _new_sibling(target: Path, kind: str) -> Path:
+    """A new hidden directory beside ``target`` (``.<name>.<hex>.<kind>``), made here: never one that existed."""
+    path = target.with_name(f".{target.name}.{secrets.token_hex(6)}.{kind}")
+    path.mkdir()  # refuses an existing path; the mode follows the umask, as the pool directory's should
+    return path
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    """Move the pool written in ``new`` to ``target``; an earlier pool there (its own files only,
+    checked by :func:`check_pool_dir`) is moved aside first, then its files removed one by one."""
+    if not target.exists():
+        os.replace(new, target)
+        return
+    own = pool_files(target)
+    old = _new_sibling(target, "old")
+    os.replace(target, old)  # onto the empty directory just made: the earlier pool, whole
+    os.replace(new, target)
+    for name in own:
+        (old / name).unlink(missing_ok=True)
+    try:
+        old.rmdir()
+    except OSError as err:
+        raise ConfigError(f"pool build: the new pool is in {target}, but files appeared beside the earlier pool "
+                          f"while it was built; they are in {old} now, untouched: move them back") from err
 
 
 def load_pool(directory: str | os.PathLike) -> Pool:
@@ -298,10 +377,12 @@ def load_pool(directory: str | os.PathLike) -> Pool:
     except FileNotFoundError as err:
         raise DataError(f"pool {directory}: no {INDEX_FILE}; build a pool there with `pers-search pool build --pool {directory}`") from err
     except json.JSONDecodeError as err:
-        raise DataError(f"pool {path}: not valid JSON ({err.msg}); rebuild it with `pers-search pool build --force`") from err
+        raise DataError(f"pool {path}: not valid JSON ({err.msg}); remove the directory and build the pool again "
+                        "with `pers-search pool build`") from err
     if index.get("format") != POOL_FORMAT:
-        raise DataError(f"pool {path}: format {index.get('format')!r} is not {POOL_FORMAT!r}; rebuild it with "
-                        "`pers-search pool build --force`")
+        fix = ("rebuild it with `pers-search pool build --force`" if str(index.get("format", "")).startswith(
+            FORMAT_FAMILY) else "it is no pool of this tool; pass another --pool")
+        raise DataError(f"pool {path}: format {index.get('format')!r} is not {POOL_FORMAT!r}; {fix}")
     return Pool(Path(directory), index)
 
 
@@ -376,15 +457,16 @@ def build_pool(session, settings: PoolSettings, pool_dir: str | os.PathLike | No
             which cohort) and training settings.
         settings: The pool settings.
         pool_dir: Where to write; None is ``pools_root() / pool_key(setup, settings)``.
-        force: Rebuild even when the directory already holds a pool.
+        force: Rebuild even when the directory already holds a pool (its own files are replaced;
+            a directory holding any other file is refused all the same).
         log: Receives one progress line per step (None: silent).
 
     Returns:
         The pool as read back from disk (an existing one with the same settings is reused).
 
     Raises:
-        ConfigError: bad settings, too few users outside the cohort, or ``pool_dir`` holding a
-            pool built with other settings (pass ``force``).
+        ConfigError: bad settings, too few users outside the cohort, ``pool_dir`` holding files
+            no pool build wrote, or a pool built with other settings (pass ``force``).
         ModelError: ``pool_dir`` holds a pool of another base model.
         TrialFailed: a sharer's training diverged or ran out of memory.
     """
@@ -422,7 +504,13 @@ def build_pool(session, settings: PoolSettings, pool_dir: str | os.PathLike | No
 
 
 def _reusable(directory: Path, setup: TrialSetup, settings: PoolSettings, force: bool) -> Pool | None:
-    if force or not (directory / INDEX_FILE).exists():
+    """The pool already in ``directory`` when it has these settings (None: build one).
+
+    Raises:
+        ConfigError: ``directory`` holds files no pool build wrote (with or without ``force``),
+            or a pool of other settings and no ``force``.
+    """
+    if not check_pool_dir(directory) or force:
         return None
     pool = load_pool(directory)
     check_base_model(pool, setup.model.name)

@@ -2,7 +2,8 @@
 
 ``pool build`` chooses sharers among the users outside the space's test cohort, trains each
 one's LoRA and gates and stores the pool under ``$PERS_SEARCH_HOME/pools`` (or ``--pool DIR``),
-where trials with ``perpcs.top_k > 0`` find it. ``pool show`` describes the pool a space's
+where trials with ``perpcs.top_k > 0`` find it. It writes only the pool's own files and removes
+nothing else: a ``--pool`` directory holding other files is refused, with or without ``--force``. ``pool show`` describes the pool a space's
 trials would use.
 """
 
@@ -39,7 +40,9 @@ def add_parsers(subparsers) -> argparse.ArgumentParser:
                                                  "(default: the space's training.max_steps)")
     build.add_argument("--seed", type=int, help="seeds sharer selection and sharing (default: training.seed)")
     build.add_argument("--pool", metavar="DIR", help="pool directory (default: under $PERS_SEARCH_HOME/pools)")
-    build.add_argument("--force", action="store_true", help="rebuild even if the directory holds a pool")
+    build.add_argument("--force", action="store_true",
+                       help="rebuild even if the directory holds a pool (replaces that pool's own files; a "
+                            "directory holding other files is refused all the same)")
     build.add_argument("--json", action="store_true", help="print the pool description as JSON")
     build.set_defaults(handler=cmd_pool_build)
     show = sub.add_parser("show", help="describe the pool the space's trials use")

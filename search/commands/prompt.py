@@ -25,7 +25,8 @@ def cmd_prompt(args) -> int:
     manifest = load_manifest(args.bundle)
     prompt = bundle_prompt(args.bundle, args.user, query)
     if args.json:
-        model = args.user if args.user in (manifest.get("adapters") or {}) else manifest["base_model"]["name"]
+        adapter = (manifest.get("adapters") or {}).get(args.user)
+        model = adapter.get("lora_name", args.user) if adapter else manifest["base_model"]["name"]
         print(json.dumps(completion_request(model, prompt, manifest["prompt"]["max_new_tokens"]), indent=1,
                          ensure_ascii=False))
     else:

@@ -5,25 +5,30 @@ Modules: :mod:`.pick` (pick expressions), :mod:`.bundle` (the bundle), :mod:`.ma
 (ranks, zero-padding, the serve command and script), :mod:`.registry` (the MLflow model registry).
 
 The serving bundle written by :func:`export_bundle` into ``DIR``; every path it names is relative
-to ``DIR``, so the bundle works wherever it is copied::
+to ``DIR``, so the bundle works wherever it is copied. ``<name>`` is the user's file name
+(:func:`runners.files.user_file_name`: the user id itself for plain ids such as ``u0`` or
+``alice_bob``, else a readable part and a hash, ``alice_bob-0a138d32cb`` for ``alice/bob``);
+``serving.yaml`` keys everything by the raw user id and names each user's directories::
     serving.yaml           base model, users, adapters, memory, retrieval (retriever, k, profiles),
                            prompt (template as text, chat format, budget), request, metrics, vLLM
-    vllm.sh                ``vllm serve ./base ... --enable-lora --lora-modules user=./vllm/user ...``,
+    vllm.sh                ``vllm serve ./base ... --enable-lora --lora-modules name=./vllm/name ...``,
                            run from DIR, with comments on the sizes it picks
     request.json           an OpenAI-compatible /v1/completions body for vLLM: the first user's first
                            validation query, with that user's LoRA as "model"
     trial.json             the trial record as the study holds it
     base/                  the base model (config, weights, tokenizer), unless --base-model names one
-    adapters/<user>/       PEFT adapter (adapter_config.json with base_model_name_or_path "./base" +
+    adapters/<name>/       PEFT adapter (adapter_config.json with base_model_name_or_path "./base" +
                            fp16 adapter_model.safetensors), merged rank n*r, the exact file whose size
                            is the trial's storage_bytes; for a trial with shared pieces (perpcs.top_k
                            or perpcs.retrieve), the user's own memory and assembled pieces as one
                            adapter of the summed rank
-    state/<user>/          (shared pieces only) what the trial stored per user: the assembly file
+    state/<name>/          (shared pieces only) what the trial stored per user: the assembly file
                            (and own adapter), whose sizes add up to the trial's storage_bytes
-    vllm/<user>/           the same adapter zero-padded to the rank vLLM is started with
+    vllm/<name>/           the same adapter zero-padded to the rank vLLM is started with
                            (only when n*r is not already 8, 16, ..., 256)
-    users/<user>/profile.jsonl   (retrieval only) the profile items retrieval draws from, in order
+    users/<name>/profile.jsonl   (retrieval only) the profile items retrieval draws from, in order
+    .pers-search-bundle.json     the files and directories the export wrote (``export --force`` removes
+                           these and nothing else; see :mod:`.bundle_files`)
 
 A per-user study (``scope: per_user``) exports with :func:`export_cohort`: the pick applies to
 each user's own front, the bundle holds every user's adapter at its own rank, and

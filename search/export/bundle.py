@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runners.files import user_file_names
 from runners.memory import ADAPTER_FILE, MemoryConfig, storage_bytes
 from runners.metrics.storage import file_bytes
 from runners.perpcs.assembly import ASSEMBLY_FILE
@@ -18,6 +19,9 @@ from runners.session import session_for
 from runners.spec import TrialConfig
 from runners.trial import run_trial
 from search.errors import ExportError
+from search.export.bundle_files import (
+    FILE_LIST, STAGING_PREFIX, begin_staging, finish_staging, prepare_out, read_list,
+)
 from search.export.manifest import REQUEST_FILE, serving_manifest, write_yaml
 from search.export.pick import Pick, pick_trial
 from search.export.prompt import completion_request, personalized_prompt, profile_path, write_profile
@@ -27,7 +31,6 @@ from search.setup import trial_setup
 from search.study import Study, TrialRecord
 
 BUNDLE_ENTRIES = ("serving.yaml", "vllm.sh", "trial.json", REQUEST_FILE, "adapters", "vllm", "base", "state", "users")
-STAGING_PREFIX = ".staging-"  # adapters being written, moved into the bundle when whole
 BASE_IN_BUNDLE = "./base"  # the base model's files, copied into the bundle
 ADAPTER_CONFIG = "adapter_config.json"
 # What must agree between the study's model and a --base-model directory.
@@ -54,42 +57,10 @@ class Bundle:
     registered: tuple[str, str] | None = None
 
 
-def prepare_out(out: str | Path, force: bool) -> Path:
-    """Make sure ``out`` can take a bundle: missing or empty, or ``force`` (old bundle parts removed).
-
-    Raises:
-        ExportError: ``out`` is a file, or a non-empty directory without ``force``.
-    """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"--out {out}: is a file; give a directory path")
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            if unfinished_bundle(out):
-                raise ExportError(f"--out {out}: holds an unfinished export (bundle files but no serving.yaml: an "
-                                  "earlier export was stopped before it ended); pass --force to redo it there, or "
-                                  "choose a new directory")
-            raise ExportError(f"--out {out}: directory exists and is not empty; choose a new directory or pass --force")
-        for target in _export_parts(out):
-            if target.is_dir():
-                shutil.rmtree(target)
-            else:
-                target.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def _export_parts(out: Path) -> list[Path]:
-    """What an export wrote in ``out``: the bundle entries there, its staging directories and a
-    half-written manifest's temp file (other files are the user's and stay)."""
-    return ([out / name for name in BUNDLE_ENTRIES if (out / name).exists()]
-            + list(out.glob(f"{STAGING_PREFIX}*")) + list(out.glob(".serving.yaml.*.tmp")))
-
-
 def unfinished_bundle(out: Path) -> bool:
-    """``out`` holds what a stopped export leaves: bundle parts or staging, but no ``serving.yaml``
-    (written last, atomically)."""
-    return not (out / "serving.yaml").exists() and bool(_export_parts(out))
+    """``out`` holds what a stopped export leaves: a file list of an export that did not end."""
+    listed = read_list(Path(out))
+    return listed is not None and not listed.complete
 
 
 def export_bundle(study: Study, pick: Pick | str, out: str | Path, *, force: bool = False,
@@ -107,7 +78,8 @@ def export_bundle(study: Study, pick: Pick | str, out: str | Path, *, force: boo
         study: a loaded study.
         pick: a pick expression or a parsed :class:`Pick`.
         out: the bundle directory.
-        force: write into a non-empty ``out`` (replacing an earlier bundle's files).
+        force: replace an earlier bundle in ``out``: the files its file list names
+            (:mod:`search.export.bundle_files`); files no export wrote are never removed.
         register: register the bundle as a version of this MLflow registered model.
         tracking_uri: the MLflow store for ``register`` (default as for ``run``).
         pool_dir: the Per-Pcs pool of a trial that used shared pieces (default: the pool
@@ -117,8 +89,9 @@ def export_bundle(study: Study, pick: Pick | str, out: str | Path, *, force: boo
             ``base/``.
 
     Raises:
-        ExportError: bad pick, non-empty ``out``, a ``base_model`` that is not the study's model,
-            or an adapter that does not reproduce the trial.
+        ExportError: bad pick; ``out`` inside a study directory, holding files no export wrote, or
+            an earlier bundle without ``force``; a ``base_model`` that is not the study's model; or
+            an adapter that does not reproduce the trial.
         TrackingError: ``register`` and the tracking store is unreachable.
     """
     trial = pick_trial(study, pick)
@@ -127,21 +100,23 @@ def export_bundle(study: Study, pick: Pick | str, out: str | Path, *, force: boo
     session = session_for(trial_setup(study.space, pool_dir))
     given = _check_base_model(session, base_model) if base_model else None
     out = prepare_out(out, force)
+    stage = begin_staging(out)
     config = TrialConfig.from_flat(trial.config, session.layout.n_layers)
-    adapters = _write_adapters(trial, config, session, out)
-    base = given or _copy_base_model(session, out)
-    _point_adapters_at(out, base)
-    profiles = _write_profiles(session, config, out)
-    example = _example_request(session, config, out, adapters)
+    adapters = _write_adapters(trial, config, session, stage)
+    base = given or _copy_base_model(session, stage)
+    _point_adapters_at(stage, base)
+    profiles = _write_profiles(session, config, stage)
+    example = _example_request(session, config, stage, adapters)
     manifest = serving_manifest(study, trial, config, pick_text, session, adapters, base, given is None, profiles,
                                 example)
-    (out / "trial.json").write_text(json.dumps(trial.to_json(), indent=1, default=str), encoding="utf-8")
+    (stage / "trial.json").write_text(json.dumps(trial.to_json(), indent=1, default=str), encoding="utf-8")
     command = manifest["vllm"]["command"]
     slot = next(((a.vllm_path / ADAPTER_FILE).stat().st_size for a in adapters), None)
-    (out / "vllm.sh").write_text(vllm_script(command, len(adapters), manifest["vllm"]["max_lora_rank"], slot),
-                                 encoding="utf-8")
-    write_yaml(out / "serving.yaml", manifest)
-    _publish(out)
+    (stage / "vllm.sh").write_text(vllm_script(command, len(adapters), manifest["vllm"]["max_lora_rank"], slot),
+                                   encoding="utf-8")
+    write_yaml(stage / "serving.yaml", manifest)
+    _publish(stage)
+    finish_staging(out, stage)
     registered = register_bundle(tracker, study, trial, out, register, manifest) if tracker else None
     _publish(out)
     return Bundle(out, trial, manifest, command, registered)
@@ -149,7 +124,7 @@ def export_bundle(study: Study, pick: Pick | str, out: str | Path, *, force: boo
 
 def _publish(out: Path) -> None:
     """Bundle files 0644 and directories 0755 (``vllm.sh`` 0755), whatever wrote them."""
-    for name in BUNDLE_ENTRIES:
+    for name in (*BUNDLE_ENTRIES, FILE_LIST):
         top = out / name
         if not top.exists():
             continue
@@ -203,7 +178,7 @@ def _point_adapters_at(out: Path, base: str) -> None:
 
 
 def _write_profiles(session, config: TrialConfig, out: Path) -> dict[str, str]:
-    """Each user's profile items (what retrieval draws from) as ``users/<user>/profile.jsonl``."""
+    """Each user's profile items (what retrieval draws from) as ``users/<name>/profile.jsonl``."""
     if config.rag_k <= 0:
         return {}
     profiles = {}
@@ -225,7 +200,7 @@ def _example_request(session, config: TrialConfig, out: Path, adapters) -> dict[
                                  session.loaded.tokenizer, spec.max_prompt_tokens, user_id=split.user.user_id,
                                  cache=session.index_cache)
     user = split.user.user_id
-    model = user if any(a.user == user for a in adapters) else session.setup.model.name
+    model = next((a.lora_name for a in adapters if a.user == user), session.setup.model.name)
     body = completion_request(model, prompt, spec.max_new_tokens)
     (out / REQUEST_FILE).write_text(json.dumps(body, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return {"user": user, "query": query}
@@ -233,13 +208,20 @@ def _example_request(session, config: TrialConfig, out: Path, adapters) -> dict[
 
 @dataclass(frozen=True)
 class ServedAdapter:
-    """One user's exported adapter: where it is, its vLLM-ready copy, its rank and stored bytes."""
+    """One user's exported adapter: the user id, where the adapter is (a directory named by
+    :func:`runners.files.user_file_name`), its vLLM-ready copy, its rank and stored bytes."""
 
     user: str
     path: Path
     vllm_path: Path
     rank: int
     storage_bytes: int
+
+    @property
+    def lora_name(self) -> str:
+        """The adapter's name for vLLM (``--lora-modules``, a request's ``model``): its directory's
+        name, which is the user id for plain ids and never holds ``=`` or spaces."""
+        return self.path.name
 
 
 def _write_adapters(trial: TrialRecord, config: TrialConfig, session, out: Path) -> list[ServedAdapter]:
@@ -253,7 +235,8 @@ def _write_adapters(trial: TrialRecord, config: TrialConfig, session, out: Path)
         adapters = _serving_adapters(users, session, out)
     else:
         rank = config.merged_rank
-        adapters = [_vllm_ready(out, user_dir, rank, (user_dir / ADAPTER_FILE).stat().st_size) for user_dir in users]
+        adapters = [_vllm_ready(out, user, user_dir, rank, (user_dir / ADAPTER_FILE).stat().st_size)
+                    for user, user_dir in users]
     too_big = sorted({a.rank for a in adapters if vllm_rank(a.rank) is None})
     if too_big:
         warnings.warn(f"merged LoRA rank {too_big[-1]} is above 256, the largest --max-lora-rank vLLM serves; "
@@ -262,60 +245,85 @@ def _write_adapters(trial: TrialRecord, config: TrialConfig, session, out: Path)
     return adapters
 
 
-def _user_dirs(trial: TrialRecord, config: TrialConfig, session, root: Path) -> list[Path]:
-    """The trial's per-user directories (copied when the study kept them, else trained again), moved
-    into ``root``, which may already hold other users' (a per-user study's bundle)."""
+def _user_dirs(trial: TrialRecord, config: TrialConfig, session, root: Path) -> list[tuple[str, Path]]:
+    """``(user id, directory)`` of each user of the trial: copied when the study kept them, else
+    trained again, and moved into ``root`` (which may already hold other users', in a per-user
+    study's bundle). Directories are named by :func:`runners.files.user_file_name`; the user id is
+    known from the session's users, never read back from a directory's name."""
+    names = user_file_names(s.user.user_id for s in session.splits)
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root.parent))
     try:
-        kept = trial.user_attrs.get("adapter_dir")
-        if kept and Path(kept).is_dir():
-            shutil.copytree(kept, staging, dirs_exist_ok=True)
+        kept = _kept_adapters(trial, names)
+        if kept is not None:
+            for name in names.values():
+                shutil.copytree(kept / name, staging / name)
         else:
             _rerun(trial, config, session, staging)
         users = []
-        for user_dir in sorted(p for p in staging.iterdir() if p.is_dir()):
-            target = root / user_dir.name
+        for user, name in names.items():
+            source, target = staging / name, root / name
+            if not source.is_dir():
+                raise ExportError(f"export: trial {trial.number} stored nothing for user {user!r} ({source.name}); "
+                                  "the study and the runner disagree")
             if target.exists():
-                raise ExportError(f"export: {target} exists already: two picked trials serve user {user_dir.name!r}")
-            shutil.move(str(user_dir), target)
-            users.append(target)
+                raise ExportError(f"export: {target} exists already: two picked trials serve user {user!r}")
+            shutil.move(str(source), target)
+            users.append((user, target))
         return users
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _check_storage(trial: TrialRecord, users: list[Path], layout, memory: MemoryConfig) -> None:
+def _kept_adapters(trial: TrialRecord, names: dict[str, str]) -> Path | None:
+    """The trial's kept adapter directory when it holds every user's directory, else None (train again).
+
+    A study kept by an older version named the directory of an id such as ``alice/bob`` otherwise
+    (``alice_bob``, which another user may own): such users' adapters are trained again.
+    """
+    kept = trial.user_attrs.get("adapter_dir")
+    if not kept or not Path(kept).is_dir():
+        return None
+    missing = [user for user, name in names.items() if not (Path(kept) / name).is_dir()]
+    if missing:
+        warnings.warn(f"trial {trial.number}: {kept} holds no adapter directory for users {missing} under their "
+                      "file names (an older version named them otherwise); training the trial again",
+                      UserWarning, stacklevel=5)
+        return None
+    return Path(kept)
+
+
+def _check_storage(trial: TrialRecord, users: list[tuple[str, Path]], layout, memory: MemoryConfig) -> None:
     """Each user's files add up to the storage the trial reported (and the formula, for own memory)."""
     expected = storage_bytes(layout, memory)
-    for user_dir in users:
+    for user, user_dir in users:
         own = user_dir / ADAPTER_FILE
         size = own.stat().st_size if own.exists() else 0
-        recorded = trial.user_attrs.get("users", {}).get(user_dir.name, {}).get("storage_bytes")
+        recorded = trial.user_attrs.get("users", {}).get(user, {}).get("storage_bytes")
         total = size + (file_bytes(user_dir / ASSEMBLY_FILE) if (user_dir / ASSEMBLY_FILE).exists() else 0)
         if size != expected or (recorded is not None and int(recorded) != total):
             raise ExportError(f"export: {user_dir} holds {total} bytes ({own.name}: {size}) but trial {trial.number} "
                               f"reported {recorded} (adapter formula {expected}); the study and the runner disagree")
 
 
-def _serving_adapters(users: list[Path], session, out: Path) -> list[ServedAdapter]:
+def _serving_adapters(users: list[tuple[str, Path]], session, out: Path) -> list[ServedAdapter]:
     """One PEFT adapter per user from its own memory and its shared pieces (see ``runners.perpcs.serving``)."""
     adapters = []
-    for user_dir in users:
+    for user, user_dir in users:
         path, rank = write_serving_adapter(user_dir, session.pool, out / "adapters" / user_dir.name,
                                            session.loaded.source_dir)
-        adapters.append(_vllm_ready(out, path.parent, rank, path.stat().st_size))
+        adapters.append(_vllm_ready(out, user, path.parent, rank, path.stat().st_size))
     return adapters
 
 
-def _vllm_ready(out: Path, user_dir: Path, rank: int, size: int) -> ServedAdapter:
+def _vllm_ready(out: Path, user: str, user_dir: Path, rank: int, size: int) -> ServedAdapter:
     """The adapter record, with a zero-padded copy under ``vllm/`` when vLLM needs another rank."""
     target = vllm_rank(rank)
     vllm_path = user_dir
     if target is not None and target != rank:
         vllm_path = out / "vllm" / user_dir.name
         pad_adapter(user_dir, vllm_path, target)
-    return ServedAdapter(user_dir.name, user_dir, vllm_path, rank, size)
+    return ServedAdapter(user, user_dir, vllm_path, rank, size)
 
 
 def _rerun(trial: TrialRecord, config: TrialConfig, session, root: Path) -> None:

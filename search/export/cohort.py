@@ -3,7 +3,7 @@
 A per-user search (``scope: per_user``) gives every user a front of its own. ``export`` with a
 pick expression (``knee``, ``max:METRIC``, ``min:METRIC`` with ``where`` clauses) applies it to
 each user's study separately, then writes one bundle in the layout of :mod:`search.export`:
-``adapters/<user>`` holds each user's adapter at its own rank, ``serving.yaml`` lists under
+``adapters/<name>`` holds each user's adapter at its own rank, ``serving.yaml`` lists under
 ``per_user`` every user's trial, configuration, memory, retrieval and metrics, and ``vllm.sh``
 serves every adapter at once (``--max-lora-rank`` is the largest any user needs).
 """
@@ -20,8 +20,9 @@ from runners.spec import TrialConfig
 from search.errors import ExportError
 from search.export.bundle import (
     ADAPTER_FILE, _check_base_model, _copy_base_model, _example_request, _point_adapters_at, _publish,
-    _write_adapters, _write_profiles, prepare_out,
+    _write_adapters, _write_profiles,
 )
+from search.export.bundle_files import begin_staging, finish_staging, prepare_out
 from search.export.manifest import _rel, serving_manifest, write_yaml
 from search.export.pick import Pick, parse_pick, pick_trial
 from search.export.vllm import max_loras, vllm_command, vllm_script
@@ -62,7 +63,7 @@ def export_cohort(cohort: "CohortStudy", pick: Pick | str, out: str | Path, *, f
     if parsed.kind == "trial":
         raise ExportError(f"--pick {parsed.text!r}: a per-user study has one front per user; pick by rule "
                           "(knee, max:METRIC, min:METRIC, with 'where ...'), or export one user's study "
-                          f"{cohort.name}/users/<user> with trial:N")
+                          f"{cohort.name}/users/<name> (the user's directory there) with trial:N")
     if not cohort.studies:
         raise ExportError(f"study {cohort.name!r}: no user has been searched yet; run it first")
     trials = {user: _pick(study, parsed, user) for user, study in cohort.studies.items()}
@@ -71,27 +72,30 @@ def export_cohort(cohort: "CohortStudy", pick: Pick | str, out: str | Path, *, f
     cohort_session = session_for(cohort_setup)
     given = _check_base_model(cohort_session, base_model) if base_model else None
     out = prepare_out(out, force)
+    stage = begin_staging(out)
     manifests, adapters, example = {}, [], None
     for user, trial in trials.items():
         session = session_for(user_setup(cohort_setup, user))
         config = TrialConfig.from_flat(trial.config, session.layout.n_layers)
-        served = _write_adapters(trial, config, session, out)
-        profiles = _write_profiles(session, config, out)
+        served = _write_adapters(trial, config, session, stage)
+        profiles = _write_profiles(session, config, stage)
         if example is None:
-            example = _example_request(session, config, out, served)
+            example = _example_request(session, config, stage, served)
         manifests[user] = serving_manifest(cohort.studies[user], trial, config, parsed.text, session, served,
                                            given or "./base", given is None, profiles, example)
         adapters += served
-    base = given or _copy_base_model(cohort_session, out)
-    _point_adapters_at(out, base)
+    base = given or _copy_base_model(cohort_session, stage)
+    _point_adapters_at(stage, base)
     manifest = _cohort_manifest(cohort, parsed.text, manifests, adapters, base, cohort_session)
-    (out / "trial.json").write_text(json.dumps({u: t.to_json() for u, t in trials.items()}, indent=1, default=str),
-                                    encoding="utf-8")
+    (stage / "trial.json").write_text(json.dumps({u: t.to_json() for u, t in trials.items()}, indent=1,
+                                                 default=str), encoding="utf-8")
     slot = next(((a.vllm_path / ADAPTER_FILE).stat().st_size for a in adapters), None)
     command = manifest["vllm"]["command"]
-    (out / "vllm.sh").write_text(vllm_script(command, len(adapters), manifest["vllm"]["max_lora_rank"], slot),
-                                 encoding="utf-8")
-    write_yaml(out / "serving.yaml", manifest)
+    (stage / "vllm.sh").write_text(vllm_script(command, len(adapters), manifest["vllm"]["max_lora_rank"], slot),
+                                   encoding="utf-8")
+    write_yaml(stage / "serving.yaml", manifest)
+    _publish(stage)
+    finish_staging(out, stage)
     _publish(out)
     return CohortBundle(out, trials, manifest, command)
 
@@ -110,7 +114,8 @@ def _cohort_manifest(cohort: "CohortStudy", pick: str, manifests: dict[str, dict
     ranks = [m["vllm"]["max_lora_rank"] for m in manifests.values() if m["vllm"]["max_lora_rank"]]
     max_rank = max(ranks) if ranks else None
     name = session.setup.model.name
-    command = vllm_command(base, {a.user: f"./{_rel(a.vllm_path)}" for a in adapters}, max_rank, served_name=name)
+    command = vllm_command(base, {a.lora_name: f"./{_rel(a.vllm_path)}" for a in adapters}, max_rank,
+                           served_name=name)
     notes = [m["vllm"]["note"] for m in manifests.values() if m["vllm"]["note"]]
     shared.update(
         study=cohort.name, scope="per_user", trial=None, pick=pick, users=sorted(manifests),

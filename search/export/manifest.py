@@ -42,7 +42,7 @@ def serving_manifest(study: Study, trial: TrialRecord, config: TrialConfig, pick
     rank = adapters[0].rank if adapters else 0
     max_rank = vllm_rank(rank) if adapters else None
     name = session.setup.model.name
-    command = vllm_command(base, {a.user: f"./{_rel(a.vllm_path)}" for a in adapters}, max_rank, served_name=name)
+    command = vllm_command(base, {a.lora_name: f"./{_rel(a.vllm_path)}" for a in adapters}, max_rank, served_name=name)
     users = sorted({split.user.user_id for split in session.splits} | {a.user for a in adapters})
     return {
         "format": SERVING_FORMAT,
@@ -53,8 +53,8 @@ def serving_manifest(study: Study, trial: TrialRecord, config: TrialConfig, pick
         "users": users,
         "base_model": {"name": name, "path": base, "in_bundle": in_bundle, "dtype": session.setup.model.dtype,
                        "served_model_name": name},
-        "adapters": {a.user: {"path": _rel(a.path), "rank": a.rank, "storage_bytes": a.storage_bytes,
-                              "vllm_path": _rel(a.vllm_path)} for a in adapters},
+        "adapters": {a.user: {"path": _rel(a.path), "lora_name": a.lora_name, "rank": a.rank,
+                              "storage_bytes": a.storage_bytes, "vllm_path": _rel(a.vllm_path)} for a in adapters},
         "memory": {"layers": list(config.layers), "count": config.count, "rank": config.rank,
                    "merged_rank": rank, "targets": list(session.setup.model.targets)},
         **_shared_pieces(config, session),
@@ -70,7 +70,8 @@ def serving_manifest(study: Study, trial: TrialRecord, config: TrialConfig, pick
                             "search.export.bundle_prompt(bundle, user, query): the exact prompt the trial built"},
         "request": None if example is None else {
             "file": REQUEST_FILE, "endpoint": "POST /v1/completions (vLLM's OpenAI-compatible server)",
-            "model": "the user's id (the LoRA adapter's name), or base_model.served_model_name without one",
+            "model": "the user's adapters.<user>.lora_name (the user id itself for plain ids), or "
+                     "base_model.served_model_name for a user without an adapter",
             **example},
         "config": {k: mask_string(v) if isinstance(v, list) else v for k, v in trial.config.items()},
         "metrics": {"validation": dict(trial.values), "test": dict(trial.test_values)},
@@ -88,7 +89,7 @@ def _template(task: str) -> dict[str, str]:
 
 
 def _rel(path: Path) -> str:
-    """``adapters/<user>``: a user directory relative to the bundle (two levels up)."""
+    """``adapters/<name>``: a user directory relative to the bundle (two levels up)."""
     return path.relative_to(path.parents[1]).as_posix()
 
 
@@ -116,9 +117,9 @@ def _shared_pieces(config: TrialConfig, session) -> dict:
     return {"shared_pieces": {
         "method": "per-pcs" if top_k else "peft-retrieval", "top_k": top_k, "retrieve": retrieve,
         "pool": {"key": pool.key, "rank": pool.rank, "sharers": len(pool.sharer_ids),
-                 "note": "not needed to serve: adapters/<user> already hold the pieces"},
-        "state": "state/<user>/ (what the trial stores: assembly indices and weights, and own adapter)",
-        "note": "adapters/<user> materialise own memory + assembled pieces as one LoRA of the summed rank",
+                 "note": "not needed to serve: adapters/<name> already hold the pieces"},
+        "state": "state/<name>/ (what the trial stores: assembly indices and weights, and own adapter)",
+        "note": "adapters/<name> materialise own memory + assembled pieces as one LoRA of the summed rank",
     }}
 
 

@@ -1,7 +1,7 @@
 """The prompt an exported trial gives its model, rebuilt from the bundle alone.
 
 A trial's prompt for a query is: retrieve the ``k`` best items of the user's profile (the
-history items the trial trained and retrieved on, ``users/<user>/profile.jsonl`` in the bundle)
+history items the trial trained and retrieved on, ``users/<name>/profile.jsonl`` in the bundle)
 with the trial's retriever, render them with the task's template within the prompt token budget
 (the base model's tokenizer counts), and wrap the result in the base model's chat format.
 :func:`bundle_prompt` does exactly that from the bundle's ``serving.yaml``, with the runner's own
@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from runners.chat import render_prompt
 from runners.data.types import HistoryItem
+from runners.files import user_file_name
 from runners.prompts import build_prompt, corpus_text, retrieval_query
 from runners.retrieval.cache import IndexCache
 from search.errors import ExportError
@@ -30,8 +31,8 @@ PROFILE_FILE = "profile.jsonl"
 
 
 def profile_path(user: str) -> str:
-    """Where a user's profile items sit in a bundle (relative to it)."""
-    return f"users/{user}/{PROFILE_FILE}"
+    """Where a user's profile items sit in a bundle (relative to it): under the user's file name."""
+    return f"users/{user_file_name(user)}/{PROFILE_FILE}"
 
 
 def write_profile(path: Path, items: Iterable[HistoryItem]) -> int:

@@ -107,7 +107,8 @@ def vllm_script(command: str, adapters: int, max_lora_rank: int | None, slot_byt
             lines += [f"# --max-cpu-loras {adapters}: every user's adapter stays in CPU memory, so a user whose",
                       "#   adapter is not on the GPU is swapped in without reading the disk."]
         lines += ["# Each user's adapter is served as a model named after the user: send a request with",
-                  "#   \"model\": \"<user>\" (request.json is one; its prompt comes from",
+                  "#   \"model\": \"<name>\", the user's adapters.<user>.lora_name in serving.yaml (the user id",
+                  "#   itself for plain ids; request.json is one; its prompt comes from",
                   "#   pers-search prompt . --user U --query Q)"]
     lines += ["# Try it: curl -s http://localhost:8000/v1/completions -H 'Content-Type: application/json' "
               "-d @request.json",
