@@ -16,7 +16,7 @@ from importlib import metadata
 from typing import Sequence
 
 from runners.errors import RunnerError
-from search.commands import mlflow_commands, pool, prompt, run, trial
+from search.commands import importance, mlflow_commands, pool, prompt, run, trial
 from search.errors import SearchError
 
 
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="pers-search", description=__doc__.split("\n\n", 1)[1].strip())
     parser.add_argument("--version", action="version", version=f"pers-search {_version()}")
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
-    for module in (trial, run, mlflow_commands, pool, prompt):
+    for module in (trial, run, mlflow_commands, importance, pool, prompt):
         module.add_parsers(sub)
     return parser
 

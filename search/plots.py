@@ -322,3 +322,35 @@ def hypervolume_png(steps: Sequence[int], values: Sequence[float], path: str | P
     ax.set_title(f"hypervolume: {values[-1]:.3f} of the reference box{last}" if values else "hypervolume")
     fig.tight_layout()
     return _save(fig, Path(path))
+
+
+def importance_png(rows: Mapping[str, Mapping[str, float]], path: str | Path, title: str = "") -> Path:
+    """Parameter importances as horizontal bars, one panel per objective (and the front).
+
+    Args:
+        rows: column (objective or ``front``) -> {row: importance}.
+        path: the PNG to write.
+        title: the figure's title.
+
+    Returns:
+        The written path.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    columns = list(rows)
+    names = list(next(iter(rows.values()), {}))
+    fig = Figure(figsize=(3.2 * max(len(columns), 1) + 1.6, 0.32 * max(len(names), 1) + 1.4), dpi=100)
+    FigureCanvasAgg(fig)
+    for i, column in enumerate(columns):
+        ax = fig.add_subplot(1, len(columns), i + 1)
+        values = [rows[column].get(n, 0.0) for n in names]
+        ax.barh(range(len(names)), values, color=FRONT_COLOR)
+        ax.set_yticks(range(len(names)))
+        ax.set_yticklabels(names if i == 0 else [""] * len(names), fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, max(1e-9, max(values, default=0.0)) * 1.15)
+        ax.set_title(column, fontsize=9)
+    fig.suptitle(title or "parameter importance", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, Path(path))

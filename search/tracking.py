@@ -36,6 +36,7 @@ from typing import Any, Iterable, Mapping
 from runners.files import safe_name
 from runners.scratch import scratch_dir
 from search.errors import SearchError
+from search.importance import MIN_TRIALS, compute, usable
 from search.report import (
     front_rows,
     hypervolume_curves,
@@ -713,9 +714,25 @@ def write_study_artifacts(study: Study, out: Path, record: Mapping[str, Any] | N
         if interactive:
             files.append(plots.interactive_html(points, objectives, out / "plots" / "pareto_3d.html",
                                                 title=f"Pareto front of {study.name}"))
+    if interactive:  # the study's end: which parameters drove each objective (search.importance)
+        files += _importance_artifacts(study, out)
     curves = dict(curves) if curves is not None else hypervolume_curves(study)
     if curves:
         steps = sorted(curves)
         files.append(plots.hypervolume_png(steps, [curves[n][1] for n in steps], out / "plots" / "hypervolume.png",
                                            raw=[curves[n][0] for n in steps]))
     return files
+
+
+def _importance_artifacts(study: Study, out: Path) -> list[Path]:
+    """``importance.json`` and ``plots/importance.png`` once the study has enough trials (else none)."""
+    from search import plots  # matplotlib: only when artifacts are written
+
+    if len(usable(study)) < MIN_TRIALS:
+        return []
+    found = compute(study)
+    (out / "importance.json").write_text(json.dumps(found.to_json(), indent=1), encoding="utf-8")
+    (out / "plots").mkdir(exist_ok=True)
+    png = plots.importance_png(found.groups, out / "plots" / "importance.png",
+                               title=f"parameter importance in {study.name} ({found.trials} trials)")
+    return [out / "importance.json", png]

@@ -22,6 +22,7 @@ from search.commands.searching import ADAPTERS, StudyRun, run_cohort, run_per_us
 from search.commands.tables import cohort_table, front_table, trials_table
 from search.console import status_console, table_console
 from search.errors import UsageError
+from search.importance import MIN_TRIALS, READABLE_TRIALS, compute, usable
 from search.optimizers import check_optimizer
 from search.per_user import COHORT_FILE, cohort_space, is_cohort, load_cohort
 from search.setup import bind_to_model, trial_setup
@@ -237,7 +238,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     table_console().print(trials_table(study))
     table_console().print(front_table(study))
     _print_notes(study)
+    _print_importance(study)
     return 0
+
+
+def _print_importance(study: Study) -> None:
+    """The three parameters that matter most per objective, once there are enough trials to say."""
+    if len(usable(study)) < MIN_TRIALS:
+        return
+    found = compute(study, front=False)
+    rough = "" if found.readable else f", rough below {READABLE_TRIALS}"
+    parts = [f"{m}: " + ", ".join(f"{row} {v:.2f}" for row, v in found.top(m)) for m in study.space.objectives]
+    table_console().print(f"importance ({found.trials} trials{rough}; `pers-search importance {study.name}` for all): "
+                          + "; ".join(parts), highlight=False, soft_wrap=True)
 
 
 def _print_notes(study: Study, label: str = "") -> None:
