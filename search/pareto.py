@@ -172,3 +172,30 @@ def knee_index(
     scaled = (Y - low) / np.maximum(high - low, 1e-12)
     distance = ((1.0 - scaled) ** 2).sum(axis=-1)
     return front[int(distance.argmin())]
+
+
+def box_volume(objectives: Mapping[str, str], ref: Mapping[str, float], ideal: Mapping[str, float]) -> float:
+    """Volume of the box between a reference point and an ideal point (raw units; 0 when empty)."""
+    volume = 1.0
+    for metric, direction in objectives.items():
+        side = ideal[metric] - ref[metric] if direction == "max" else ref[metric] - ideal[metric]
+        volume *= max(0.0, side)
+    return volume
+
+
+def clipped_hypervolume(
+    points: Sequence[Values],
+    objectives: Mapping[str, str],
+    ref: Mapping[str, float],
+    ideal: Mapping[str, float],
+    constraints: Sequence[Constraint] = (),
+) -> float:
+    """Hypervolume of the feasible points inside the box ``[ref, ideal]`` (values past the ideal
+    point count as the ideal), so it is at most :func:`box_volume` and never falls as points are added."""
+    front = pareto_indices(points, objectives, constraints)
+    if not front:
+        return 0.0
+    Y = _matrix([points[i] for i in front], objectives)
+    top = np.asarray([_sign(d) * ideal[m] for m, d in objectives.items()], dtype=np.float64)
+    ref_y = np.asarray([_sign(d) * ref[m] for m, d in objectives.items()], dtype=np.float64)
+    return dominated_volume(np.minimum(Y, top), ref_y)

@@ -296,11 +296,11 @@ def interactive_html(points: Sequence[Point], objectives: Mapping[str, str], pat
 
 def hypervolume_png(steps: Sequence[int], values: Sequence[float], path: str | Path,
                     raw: Sequence[float] | None = None) -> Path:
-    """The hypervolume after each finished trial, as a fraction of the reference box (a step plot).
+    """The hypervolume after each finished trial, as a share of the study's normalisation box (a step plot).
 
     Args:
         steps: trial numbers.
-        values: the fraction of the reference box covered after each of them.
+        values: the share of the box (reference point to ideal point) covered after each of them.
         path: the PNG to write.
         raw: the raw hypervolume at the same steps (its last value goes in the title).
 
@@ -316,10 +316,11 @@ def hypervolume_png(steps: Sequence[int], values: Sequence[float], path: str | P
     ax.step(list(steps), list(values), where="post", color=FRONT_COLOR)
     ax.plot(list(steps), list(values), "o", color=FRONT_COLOR, markersize=3)
     ax.set_xlabel("trial")
-    ax.set_ylabel("fraction of the reference box")
-    ax.set_ylim(0, 1.05)
-    last = f" (raw {raw[-1]:.4g})" if raw else ""
-    ax.set_title(f"hypervolume: {values[-1]:.3f} of the reference box{last}" if values else "hypervolume")
+    ax.set_ylabel("HV: share of the box")
+    top = max(values, default=0.0)
+    ax.set_ylim(0, 1.05 if top > 0.5 else max(top * 1.25, 1e-3))
+    ax.set_title(f"HV {values[-1]:.3f} of the box from the reference point to the ideal point" if values
+                 else "hypervolume")
     fig.tight_layout()
     return _save(fig, Path(path))
 

@@ -16,6 +16,7 @@ from rich.live import Live
 from rich.table import Table
 
 from search.console import fmt_metric
+from search.report import normalized_hypervolume
 from search.study import Study, TrialRecord, TrialState
 from search.suggest_notes import describe_notes, suggested_line
 
@@ -36,7 +37,7 @@ class StudyProgress:
         self.study: Study | None = None
         self.last: TrialRecord | None = None
         self.running: dict[int, tuple[int, float, dict]] = {}  # trial -> (slot, started, config)
-        self.hypervolume = math.nan  # computed once per finished trial (the panel redraws every second)
+        self.hypervolume = math.nan  # the HV fraction, computed once per finished trial (the panel redraws every second)
         self.notes: list[str] = []  # the latest suggestion notes printed (search.suggest_notes)
         self.started = time.perf_counter()
         self.live = Live(self._panel(), console=console, refresh_per_second=1, transient=False,
@@ -86,7 +87,7 @@ class StudyProgress:
         if trial.state is TrialState.PRUNED:
             return f"{head}: {trial.user_attrs.get('pruned', {}).get('reason', 'stopped early')}"
         objectives = "  ".join(f"{m}={fmt_metric(trial.values, m)}" for m in study.space.objectives)
-        return (f"{head}: {objectives}  | hypervolume {_num(self.hypervolume)}  | "
+        return (f"{head}: {objectives}  | HV {_fraction(self.hypervolume)}  | "
                 f"{study.space.describe(trial.config)}")
 
     def _panel(self) -> Table:
@@ -103,7 +104,7 @@ class StudyProgress:
         now = time.perf_counter()
         for number, (slot, started, config) in sorted(self.running.items(), key=lambda kv: kv[1][0]):
             table.add_row(f"  worker {slot + 1}", f"trial {number}, {now - started:.0f} s: {study.space.describe(config)}")
-        table.add_row("hypervolume", _num(self.hypervolume))
+        table.add_row("HV", f"{_fraction(self.hypervolume)} of the box from the reference point to the ideal point")
         for metric, direction in study.space.objectives.items():
             best = _best(study, metric, direction)
             table.add_row(f"best {metric} ({direction})",
@@ -126,10 +127,15 @@ def _best(study: Study, metric: str, direction: str) -> TrialRecord | None:
 
 
 def _safe_hv(study: Study) -> float:
+    """The share of the study's normalisation box the front covers (``search.report.normalized_hypervolume``)."""
     try:
-        return study.hypervolume()
+        return normalized_hypervolume(study)
     except Exception:  # noqa: BLE001  (a display must not stop a study)
         return math.nan
+
+
+def _fraction(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.3f}"
 
 
 def _num(value) -> str:

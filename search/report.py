@@ -10,7 +10,8 @@ from typing import Any, Collection, Mapping, Sequence
 
 from runners.errors import ConfigError
 from runners.spec import TrialConfig
-from search.pareto import hypervolume, is_feasible
+from runners.metrics import metric_bounds
+from search.pareto import box_volume, clipped_hypervolume, hypervolume, is_feasible
 from search.space import mask_string
 from search.study import Study, TrialState
 
@@ -102,10 +103,11 @@ def _flat(value: Any) -> Any:
 
 
 def hypervolume_curve(study: Study, numbers: Collection[int] | None = None) -> dict[int, float]:
-    """Hypervolume of the front after each finished trial, keyed by trial number.
+    """Raw hypervolume of the front after each finished trial, keyed by trial number.
 
-    Each value uses only the trials numbered up to that one, and the study's fixed reference
-    point (:meth:`Study.reference_point`), so the curve never decreases.
+    Each value uses only the trials numbered up to that one, and the study's reference point
+    (:meth:`Study.reference_point`, fixed once the quasi-random start is done), so the curve
+    never decreases.
 
     Args:
         study: the study.
@@ -117,67 +119,125 @@ def hypervolume_curve(study: Study, numbers: Collection[int] | None = None) -> d
 def hypervolume_fraction_curve(study: Study, numbers: Collection[int] | None = None) -> dict[int, float]:
     """:func:`normalized_hypervolume` after each finished trial, keyed by trial number.
 
-    Each value uses only the trials numbered up to that one (their front and their best values),
-    so unlike the raw curve it can dip: a trial that reaches a new best value in one objective
-    enlarges the box before the front fills it.
+    Every value is a share of one box, the study's fixed normalisation box (:func:`normalization`),
+    so the curve never falls: adding a trial can only keep or raise it.
     """
     return {n: fraction for n, (_, fraction) in hypervolume_curves(study, numbers).items()}
 
 
 def hypervolume_curves(study: Study, numbers: Collection[int] | None = None) -> dict[int, tuple[float, float]]:
-    """``(hypervolume, fraction of the reference box)`` after each finished trial (both curves in one pass)."""
-    space, curve, done, ref = study.space, {}, [], study.reference_point()
+    """``(hypervolume, fraction of the normalisation box)`` after each finished trial (both in one pass)."""
+    space, curve, done = study.space, {}, []
+    box = normalization(study)
+    ref = box[0] if box else study.reference_point()
     for trial in study.trials:
         if trial.state is TrialState.COMPLETED:
             done.append(trial.values)
         wanted = numbers is None or trial.number in numbers
         if wanted and trial.state in (TrialState.COMPLETED, TrialState.PRUNED, TrialState.FAILED):
             hv = hypervolume(done, space.objectives, ref, space.parsed_constraints)
-            curve[trial.number] = (hv, _fraction(hv, reference_box(done, space.objectives, ref,
-                                                                     space.parsed_constraints)))
+            curve[trial.number] = (hv, _fraction(done, space, box))
     return curve
 
 
-def reference_box(values: Sequence[Mapping[str, float] | None], objectives: Mapping[str, str],
-                  ref: Mapping[str, float] | None, constraints: Sequence = ()) -> float:
-    """Volume of the box between the reference point and the ideal point (raw units).
+def normalization(study: Study) -> tuple[dict[str, float], dict[str, float]] | None:
+    """The box every hypervolume fraction of the study is a share of: ``(reference point, ideal point)``.
 
-    The ideal point holds the best value of each objective over the feasible points; an objective
-    whose best value does not beat the reference point gives an empty box (0).
+    The reference point is the study's (:meth:`Study.reference_point`: the space's
+    ``optimizer.ref_point``, else inferred from the quasi-random start and fixed from then on).
+    The ideal point, per objective: the space's ``optimizer.ideal_point``, else the bound of the
+    metric's range in the objective's direction when the runner knows it (ROUGE 1, Persona-F1 100,
+    storage 0: ``runners.metrics.METRIC_BOUNDS``), else the best value of the start plus the
+    start's own spread beyond it (a value past an ideal point counts as the ideal point). The box
+    is fixed, so a fraction never falls when the front improves and reads the same across studies
+    of one space. None before the reference point exists.
     """
-    feasible = [v for v in values if is_feasible(v, objectives, constraints)]
-    if ref is None or not feasible:
+    ref = study.reference_point()
+    if ref is None:
+        return None
+    given = dict(study.space.optimizer.ideal_point or {})
+    start = _start_values(study)
+    ideal = {}
+    for metric, direction in study.space.objectives.items():
+        low, high = metric_bounds(metric)
+        bound = high if direction == "max" else low
+        if metric in given:
+            ideal[metric] = float(given[metric])
+        elif bound is not None:
+            ideal[metric] = float(bound)
+        else:
+            ideal[metric] = _frozen_ideal(start, metric, direction, ref[metric])
+    return ref, ideal
+
+
+def _start_values(study: Study) -> list[Mapping[str, float]]:
+    """The feasible values of the quasi-random start (as many trials as it takes to hold one)."""
+    space = study.space
+    finished = [t.values if t.state is TrialState.COMPLETED else None for t in study.finished()]
+    end = max(space.optimizer.init_trials, 1)
+    feasible = [i for i, v in enumerate(finished) if is_feasible(v, space.objectives, space.parsed_constraints)]
+    if feasible:
+        end = max(end, feasible[0] + 1)
+    return [v for v in finished[:end] if is_feasible(v, space.objectives, space.parsed_constraints)]
+
+
+def _frozen_ideal(start: Sequence[Mapping[str, float]], metric: str, direction: str, ref: float) -> float:
+    sign = 1.0 if direction == "max" else -1.0
+    best = max((sign * float(v[metric]) for v in start), default=sign * ref)
+    room = max(best - sign * ref, 1e-12)
+    return sign * (best + room)
+
+
+def _fraction(values: Sequence[Mapping[str, float]], space, box) -> float:
+    if box is None:
         return 0.0
-    volume = 1.0
-    for metric, direction in objectives.items():
-        best = (max if direction == "max" else min)(float(v[metric]) for v in feasible)
-        volume *= max(0.0, (best - ref[metric]) if direction == "max" else (ref[metric] - best))
-    return volume
-
-
-def _fraction(hv: float, box: float) -> float:
-    return min(1.0, hv / box) if box > 0 else 0.0
+    ref, ideal = box
+    volume = box_volume(space.objectives, ref, ideal)
+    if volume <= 0:
+        return 0.0
+    return min(1.0, clipped_hypervolume(values, space.objectives, ref, ideal, space.parsed_constraints) / volume)
 
 
 def normalized_hypervolume(study: Study, best_known: float | None = None) -> float:
     """The front's hypervolume as a fraction in [0, 1] that reads the same whatever the units.
 
-    Without ``best_known``: the fraction of the reference box, the box between the study's
-    reference point and the ideal point (the best value reached in each objective by a feasible
-    trial). 1 means one trial is best in every objective; 0.5 means the front covers half of what
-    the best values found would allow. With ``best_known`` (the best hypervolume known for the
-    problem, e.g. a benchmark's exact maximum, in the same raw units and reference point):
-    the fraction of it.
+    Without ``best_known``: the share of the study's fixed normalisation box (:func:`normalization`)
+    the front covers. With ``best_known`` (the best hypervolume known for the problem, e.g. a
+    benchmark's exact maximum, in the same raw units and reference point): the fraction of it.
 
     Returns:
         0.0 before any feasible trial.
     """
-    hv = study.hypervolume()
     if best_known is not None:
+        hv = study.hypervolume()
         return hv / best_known if best_known > 0 else 0.0
-    values = [t.values for t in study.completed()]
-    return _fraction(hv, reference_box(values, study.space.objectives, study.reference_point(),
-                                       study.space.parsed_constraints))
+    return _fraction([t.values for t in study.completed()], study.space, normalization(study))
+
+
+def reference_fixed(study: Study) -> bool:
+    """True once the reference point can no longer move (given, or the start is done with a feasible trial)."""
+    given = study.space.optimizer.ref_point or {}
+    if all(m in given for m in study.space.objectives):
+        return True
+    space = study.space
+    finished = study.finished()
+    return len(finished) >= space.optimizer.init_trials and any(
+        is_feasible(t.values if t.state is TrialState.COMPLETED else None, space.objectives, space.parsed_constraints)
+        for t in finished)
+
+
+def box_text(study: Study) -> str:
+    """The normalisation box in words: ``rougeL 0.12..1, persona_f1 3.1..100, storage_bytes 2.4e+06..0``."""
+    box = normalization(study)
+    if box is None:
+        return "no reference point yet"
+    ref, ideal = box
+    return ", ".join(f"{m} {ref[m]:.3g}..{ideal[m]:.3g}" for m in study.space.objectives)
+
+
+def hv_text(study: Study) -> str:
+    """``HV 0.873`` (the share of the normalisation box), for progress lines, tables and status."""
+    return f"HV {normalized_hypervolume(study):.3f}"
 
 
 def study_summary(study: Study, record: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -199,5 +259,6 @@ def study_summary(study: Study, record: Mapping[str, Any] | None = None) -> dict
         "hypervolume": study.hypervolume(),
         "hypervolume_fraction": normalized_hypervolume(study),
         "reference_point": study.reference_point(),
+        "ideal_point": (normalization(study) or (None, None))[1],
         "mlflow": dict(record or {}),
     }

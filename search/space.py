@@ -119,6 +119,7 @@ class OptimizerSettings(_Strict):
     max_seconds_per_suggestion: float | None = Field(None, gt=0.0)
     trial_timeout_s: float | None = Field(None, gt=0.0)
     ref_point: dict[str, float] | None = None
+    ideal_point: dict[str, float] | None = None
 
 
 # --------------------------------------------------------------------------- parameters
@@ -365,11 +366,12 @@ class Space(_Strict):
                     f"parameters.{name}.when: {cond.param!r} must be an unconditional numeric parameter (int, float, "
                     "numeric choice or fixed)"
                 )
-        unknown = set(self.optimizer.ref_point or {}) - set(self.objectives)
-        if unknown:
-            raise ValueError(
-                f"optimizer.ref_point: {sorted(unknown)} are not objectives; use keys from: {', '.join(self.objectives)}"
-            )
+        for key in ("ref_point", "ideal_point"):
+            unknown = set(getattr(self.optimizer, key) or {}) - set(self.objectives)
+            if unknown:
+                raise ValueError(
+                    f"optimizer.{key}: {sorted(unknown)} are not objectives; use keys from: {', '.join(self.objectives)}"
+                )
         return self
 
     # ----------------------------------------------------------------- derived views
@@ -573,7 +575,7 @@ def _pinned(param: dict[str, Any], value: Any) -> dict[str, Any]:
 def _set_nested(raw: dict[str, Any], keys: list[str], value: Any, item: str) -> None:
     node = raw
     for key in keys[:-1]:
-        if node.get(key) is None and key == "ref_point":
+        if node.get(key) is None and key in ("ref_point", "ideal_point"):
             node[key] = {}
         if not isinstance(node.get(key), dict):
             raise SpaceError(f"--set {item!r}: {key!r} is not a section; check the key path")

@@ -40,6 +40,7 @@ from search.importance import MIN_TRIALS, compute, usable
 from search.report import (
     front_rows,
     hypervolume_curves,
+    reference_fixed,
     rows_to_csv,
     study_summary,
 )
@@ -604,6 +605,8 @@ class Tracker:
     def _log_hypervolume(self, study: Study) -> None:
         from mlflow.entities import Metric
 
+        if not reference_fixed(study):  # the reference point still moves with the quasi-random start:
+            return  # the curve is logged from the step it is fixed, for every trial before it too
         finished = [t.number for t in study.finished()]
         missing = [n for n in finished if n not in self._hv_steps]
         missing_fraction = [n for n in finished if n not in self._fraction_steps]

@@ -85,7 +85,7 @@ def test_titles_match_the_file_names_and_3d_renders_as_png(tmp_path):
         assert image.format == "PNG" and image.size == (640, 560)
         assert image.text["Title"] == "Pareto front 3-D: rougeL vs persona_f1 vs storage_bytes"
     curve = hypervolume_png([0, 1, 2], [0.2, 0.5, 0.5], tmp_path / "hypervolume.png", raw=[1.0, 2.5, 2.5])
-    assert Image.open(curve).text["Title"] == "hypervolume: 0.500 of the reference box (raw 2.5)"
+    assert Image.open(curve).text["Title"] == "HV 0.500 of the box from the reference point to the ideal point"
 
 
 @pytest.mark.parametrize("n", [1, 3])

@@ -256,7 +256,9 @@ def test_plots_and_summary_are_logged_after_every_trial_not_only_at_the_end(tmp_
 
     study = optimize(parse_space(SPACE), toy_objective, study_name="toy-live", study_dir=tmp_path, trials=4,
                      callbacks=[tracker, probe])
-    assert seen == [(n, True, True, False) for n in (1, 2, 3, 4)], "PNGs and summary every trial, the HTML at the end"
+    # PNGs and summary every trial, the HTML at the end; the HV curve once the quasi-random start
+    # (2 trials) has fixed the reference point, from then on with every step
+    assert seen == [(1, True, False, False)] + [(n, True, True, False) for n in (2, 3, 4)]
     assert tracker.artifact_writes == 4
     tracker.finish(study)
     root = Path(client.get_run(tracker.parent_run_id).info.artifact_uri.removeprefix("file://"))
@@ -272,19 +274,19 @@ def test_artifact_budget_rate_limits_the_updates(tmp_path, store):
         Tracker(store, artifact_budget=2)
 
 
-def test_normalized_hypervolume_is_the_fraction_of_the_reference_box(tmp_path):
-    space = parse_space(SPACE.replace("seed: 3}", "seed: 3, ref_point: {quality: 0.0, cost: 10.0}}"))
+def test_normalized_hypervolume_is_the_share_of_a_fixed_box(tmp_path):
+    space = parse_space(SPACE.replace("seed: 3}", "seed: 3, ref_point: {quality: 0.0, cost: 10.0}, "
+                                                  "ideal_point: {quality: 4.0, cost: 0.0}}"))
     study = Study.create("box", tmp_path, space)
     assert normalized_hypervolume(study) == 0.0
-    for quality, cost in ((1.0, 5.0), (2.0, 8.0), (0.5, 9.0)):
+    for quality, cost in ((1.0, 5.0), (2.0, 8.0), (0.5, 9.0), (5.0, 1.0)):
         t = study.add_trial({"mask": [1, 0, 0], "x": 0.1, "k": 1})
         study.complete_trial(t.number, {"quality": quality, "cost": cost})
-    # box: quality 0..2 (best) x cost 5 (best)..10 = 10; front {1,5} and {2,8} cover 5 + 4 - 2 = 7
-    assert study.hypervolume() == pytest.approx(7.0)
-    assert normalized_hypervolume(study) == pytest.approx(0.7)
-    assert normalized_hypervolume(study, best_known=14.0) == pytest.approx(0.5)
-    # after trial 0 alone the box is its own: 1.0; trial 1 enlarges the box before filling it
-    assert list(hypervolume_fraction_curve(study).values()) == pytest.approx([1.0, 0.7, 0.7])
+    # box: quality 0..4 x cost 10..0 = 40; trials 0-2 cover 5 + 4 - 2 = 7; trial 3 dominates them
+    # and lies past the ideal in quality (5 > 4): it counts as 4, covering 4 x 9 = 36
+    assert normalized_hypervolume(study, best_known=72.0) == pytest.approx(study.hypervolume() / 72.0)
+    assert list(hypervolume_fraction_curve(study).values()) == pytest.approx([5 / 40, 7 / 40, 7 / 40, 36 / 40])
+    assert normalized_hypervolume(study) == pytest.approx(0.9)
 
 
 def test_experiment_opens_on_the_fronts_runs_table(tmp_path, store, client):

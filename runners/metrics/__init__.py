@@ -40,6 +40,19 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
 }
 """Registered metric names computed for each task (Persona-F1 is added when content is given)."""
 
+METRIC_BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "rouge1": (0.0, 1.0), "rougeL": (0.0, 1.0), "persona_f1": (0.0, 100.0), "copy_rate": (0.0, 1.0),
+    "accuracy": (0.0, 1.0), "f1": (0.0, 1.0), "mae": (0.0, None), "rmse": (0.0, None),
+    "storage_bytes": (0.0, None), "loss": (0.0, None), "heldout_loss": (0.0, None),
+}
+"""The range each reported metric can take (None: unbounded on that side); the ideal point of a
+study's hypervolume box is the bound its direction points to (search.report)."""
+
+
+def metric_bounds(name: str) -> tuple[float | None, float | None]:
+    """``(low, high)`` of a reported metric, ``(None, None)`` when its range is not known."""
+    return METRIC_BOUNDS.get(name, (None, None))
+
 
 def score_names(task: str, with_persona: bool = True) -> list[str]:
     """The metric keys :func:`score` returns for ``task`` (checked before a study starts)."""

@@ -22,7 +22,7 @@ from search.commands.tables import front_table
 from search.console import status_console, table_console
 from search.export import ExportError, export_bundle, export_cohort
 from search.per_user import is_cohort, load_cohort
-from search.report import front_rows, normalized_hypervolume, rows_to_csv
+from search.report import box_text, front_rows, hv_text, normalized_hypervolume, rows_to_csv
 from search.study import Study
 from search.tracking import (
     RECORD_FILE,
@@ -320,8 +320,8 @@ def cmd_pareto(args) -> int:
     else:
         table_console().print(front_table(study))
         console = status_console()
-        console.print(f"hypervolume {study.hypervolume():.4g} = {normalized_hypervolume(study):.3f} "
-                      "of the reference box")
+        console.print(f"{hv_text(study)}: the share of the box from the reference point to the ideal point "
+                      f"that the front covers ({box_text(study)})")
         if link:
             served = read_record(study.directory).get("tracking_uri", "").startswith(("http://", "https://"))
             console.print("in MLflow" + ("" if served else f" (start the UI first: pers-search ui {study.name})") + ":")

@@ -23,6 +23,7 @@ from search.commands.tables import cohort_table, front_table, trials_table
 from search.console import status_console, table_console
 from search.errors import UsageError
 from search.importance import MIN_TRIALS, READABLE_TRIALS, compute, usable
+from search.report import normalized_hypervolume
 from search.optimizers import check_optimizer
 from search.per_user import COHORT_FILE, cohort_space, is_cohort, load_cohort
 from search.setup import bind_to_model, trial_setup
@@ -267,7 +268,8 @@ def _status_json(study: Study) -> dict:
     trials = [{**t.to_json(), **({"stale": writer is None} if t.state is TrialState.RUNNING else {})}
               for t in study.trials]
     return {"study": study.name, "directory": str(study.directory), "writer": writer, "trials": trials,
-            "pareto": sorted(t.number for t in study.pareto_trials()), "hypervolume": study.hypervolume()}
+            "pareto": sorted(t.number for t in study.pareto_trials()), "hypervolume": study.hypervolume(),
+            "hypervolume_fraction": normalized_hypervolume(study)}
 
 
 def _cohort_status(cohort, as_json: bool) -> int:

@@ -10,7 +10,7 @@ from rich.table import Table
 from runners.spec import TrialResult
 from search.console import fmt_metric, fmt_value
 from search.per_user import CohortStudy
-from search.report import beyond_retrieval
+from search.report import beyond_retrieval, hv_text
 from search.study import Study, TrialRecord, TrialState
 
 BASELINE_COLUMNS = ("rougeL", "rouge1", "persona_f1", "loss", "storage_bytes",
@@ -83,7 +83,7 @@ def trials_table(study: Study) -> Table:
     front = {t.number for t in study.pareto_trials()}
     objectives = list(study.space.objectives)
     live = study.in_flight() if any(t.state is TrialState.RUNNING for t in study.trials) else False
-    table = Table(title=f"study {study.name}: {len(study.trials)} trials, hypervolume {study.hypervolume():.4g}",
+    table = Table(title=f"study {study.name}: {len(study.trials)} trials, {hv_text(study)}",
                   caption=_running_caption(study, live))
     for column in ("trial", "state", "front", *objectives, "seconds", "configuration / error"):
         table.add_column(column)
