@@ -62,9 +62,9 @@ class DataSpec:
     the held-out test users of a ``users`` split included.
 
     ``test_split`` says where the test queries come from (``runners.data.splits``): ``queries``
-    splits each user's queries into validation and test, ``users`` holds out about
-    ``test_users_fraction`` of the cohort's users (all their queries are test queries, the search
-    never sees them), ``auto`` is ``queries`` when every user has a test query of its own (two
+    splits each user's queries into validation and test, ``users`` holds out
+    ``test_users_fraction`` of the cohort's users, rounded (all their queries are test queries, the
+    search never sees them), ``auto`` is ``queries`` when every user has a test query of its own (two
     queries or more) and ``users`` otherwise.
     """
 

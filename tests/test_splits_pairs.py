@@ -142,40 +142,39 @@ def test_auto_holds_out_whole_users_when_users_have_one_query():
     splits = split_dataset(data, seed=2)
     test = [s for s in splits if s.test]
     search = [s for s in splits if s.val]
-    assert test and search and len(test) + len(search) == 40
+    assert (len(test), len(search)) == (10, 30), "a quarter of the cohort (data.test_users_fraction=0.25)"
     assert all(not s.val and s.test == s.user.queries for s in test), "a test user answers test queries only"
     assert all(not s.test and s.val == s.user.queries for s in search), "a search user's queries are all validation"
     assert {s.user.user_id for s in test}.isdisjoint(s.user.user_id for s in search)
     for s in splits:  # history is split as in a per-query split: the same training items, the same retrieval
         per_query = split_user(s.user, seed=2)
         assert (s.train, s.heldout) == (per_query.train, per_query.heldout)
-    assert SplitCounts.of(splits).describe() == (f"users ({40 - len(test)} users search, {len(test)} users test; "
-                                                 f"{40 - len(test)} validation queries, {len(test)} test queries)")
+    assert SplitCounts.of(splits).describe() == "users (30 users search, 10 users test; 30 validation queries, " \
+                                                "10 test queries)"
 
 
-def test_held_out_users_are_seeded_and_about_the_share():
+def test_held_out_users_are_seeded_and_the_share():
     data = _cohort_of(400)
-    by_seed = {seed: {s.user.user_id for s in split_dataset(data, seed=seed, users=None) if s.test}
+    by_seed = {seed: {s.user.user_id for s in split_dataset(data, seed=seed, users=200) if s.test}
                for seed in range(4)}
-    assert by_seed[0] == {s.user.user_id for s in split_dataset(data, seed=0) if s.test}
+    assert by_seed[0] == {s.user.user_id for s in split_dataset(data, seed=0, users=200) if s.test}
     assert len({frozenset(ids) for ids in by_seed.values()}) == 4, "another seed holds out other users"
-    assert all(0.2 <= len(ids) / 400 <= 0.3 for ids in by_seed.values()), {k: len(v) for k, v in by_seed.items()}
-    tenth = {s.user.user_id for s in split_dataset(data, seed=0, test_users_fraction=0.1) if s.test}
-    assert 0.06 <= len(tenth) / 400 <= 0.14 and tenth <= by_seed[0], "a smaller share holds out a subset"
+    assert all(len(ids) == 50 for ids in by_seed.values())
+    for n, fraction, expected in ((8, 0.25, {2}), (6, 0.25, {1, 2}), (10, 0.1, {1}), (7, 0.5, {3, 4})):
+        counts = {len(held_out_user_ids(_cohort_of(n).users, seed, fraction)) for seed in range(20)}
+        assert counts <= expected and counts, (n, fraction, counts)
 
 
 def test_held_out_users_are_stable_when_users_are_added():
-    small, large = _cohort_of(30), _cohort_of(60)
-    ids = [u.user_id for u in small.users]
-    before = {s.user.user_id for s in split_dataset(small, seed=5) if s.test}
-    after = {s.user.user_id for s in split_dataset(large, seed=5) if s.test}
-    assert 0 < len(before) < 30, "no side was forced (the stability holds outside the at-least-one rule)"
-    assert after & set(ids) == before
-    grown = [s.user.user_id for s in split_dataset(large, seed=5, users=31)]
-    drawn = split_dataset(large, seed=5, users=30)
-    assert grown[:30] == [s.user.user_id for s in drawn]
-    assert ({s.user.user_id for s in split_dataset(large, seed=5, users=31) if s.test} & set(grown[:30])
-            == {s.user.user_id for s in drawn if s.test}), "a cohort one user larger keeps every user's side"
+    """A user's side depends on its place in the cohort's order: a cohort drawn one user larger
+    (data.users + 1) and a file with users appended keep every earlier user's side."""
+    large = _cohort_of(60)
+    sides = {n: [bool(s.test) for s in split_dataset(large, seed=5, users=n)] for n in range(2, 61)}
+    ids = {n: [s.user.user_id for s in split_dataset(large, seed=5, users=n)] for n in (30, 60)}
+    assert ids[60][:30] == ids[30]
+    assert all(sides[60][:n] == sides[n] for n in range(4, 60)), "no earlier user changes side"
+    appended = [bool(s.test) for s in split_dataset(_cohort_of(30), seed=5)]
+    assert [bool(s.test) for s in split_dataset(large, seed=5)][:30] == appended
 
 
 def test_each_side_keeps_at_least_one_user():

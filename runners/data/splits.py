@@ -8,12 +8,13 @@ order is kept (history stays in time order).
 The test queries come from one of two splits (``data.test_split``):
 
 - ``queries``: every user's queries are split into validation and test (:func:`split_user`);
-- ``users``: whole users are held out. About ``test_users_fraction`` of the cohort are test
-  users: all their queries are test queries, the search never sees them; every query of the
-  other users is a validation query. Whether a user is a test user is drawn from the seed and
-  the user id alone (:func:`held_out_draw`), so a user keeps its side in any cohort; only when
-  the draw leaves a side empty is the user with the lowest (or highest) draw moved across, so
-  that each side has at least one user. A cohort of one user is split per query.
+- ``users``: whole users are held out: all their queries are test queries and the search never
+  sees them; every query of the other users is a validation query. One user in every
+  ``1 / test_users_fraction`` of the cohort, in its order (the seeded draw of ``data.users``,
+  else file order), from a start drawn from the seed (:func:`held_out_user_ids`): so
+  ``test_users_fraction * n`` test users, rounded up or down, for ``n`` users (8 users at 0.25:
+  2), and a larger cohort (``users + 1``, or users appended to the file) keeps every earlier
+  user's side. Each side has at least one user; a cohort of one user is split per query.
 - ``auto`` (the default) is ``queries`` when every user's own split keeps a test query (any user
   with two or more queries, at the default ``val_fraction``) and ``users`` otherwise: users with a
   single query have no test query of their own.
@@ -160,25 +161,24 @@ def _by_id(eligible: list[User], user_ids: Sequence[str], dataset: Dataset) -> l
     return [by_id[uid] for uid in user_ids]
 
 
-def held_out_draw(seed: int, user_id: str) -> float:
-    """A user's draw in [0, 1) for a ``users`` split: seeded by the split seed and the user id alone."""
-    return random.Random(f"{seed}:{user_id}:test-user").random()
-
-
 def held_out_user_ids(users: Sequence[User], seed: int, fraction: float) -> set[str]:
-    """The test users of a ``users`` split: those whose draw is below ``fraction``.
+    """The test users of a ``users`` split: one in every ``1 / fraction`` users, in the cohort's order.
 
-    At least one user is on each side (for two users or more): when no draw is below
-    ``fraction`` the user with the lowest draw is a test user; when every draw is, the user with
-    the highest draw searches.
+    User ``i`` (from 0) is a test user when ``floor(fraction * (i + 1) + phase)`` exceeds
+    ``floor(fraction * i + phase)``, with ``phase`` in [0, 1) drawn from the seed: the first ``n``
+    users hold ``floor(fraction * n + phase)`` test users, and a user's side depends on its
+    position only, so a cohort that grows at the end keeps every earlier side. With two users or
+    more each side keeps at least one: the last user is held out when none is (a small cohort; it
+    may search again once the cohort grows), the first searches when all are.
     """
-    draws = sorted((held_out_draw(seed, u.user_id), u.user_id) for u in users)
-    chosen = {uid for draw, uid in draws if draw < fraction}
-    if not chosen and draws:
-        chosen = {draws[0][1]}
-    elif len(chosen) == len(draws) > 1:
-        chosen.discard(draws[-1][1])
-    return chosen
+    phase = random.Random(f"{seed}:test-users").random()
+    ids = [u.user_id for i, u in enumerate(users)
+           if math.floor(fraction * (i + 1) + phase) > math.floor(fraction * i + phase)]
+    if not ids and users:
+        ids = [users[-1].user_id]
+    elif len(ids) == len(users) > 1:
+        ids = ids[1:]
+    return set(ids)
 
 
 def resolve_test_split(test_split: TestSplit, users: Sequence[User], val_fraction: float = 0.5) -> str:
