@@ -182,3 +182,24 @@ def test_meddialogue_first_users_on_the_embedded_model(tmp_path, capsys):
     study = Study.load("med", tmp_path / "studies")
     assert [t.state.value for t in study.trials] == ["completed"] * 2
     assert all(t.test_values and 0.0 <= t.test_values["rougeL"] <= 1.0 for t in study.pareto_trials())
+
+
+def test_a_study_that_scored_the_now_held_out_users_gets_no_test_values(tmp_path, capsys):
+    """A study made before data.test_split scored every one-query user for validation; resumed, its
+    split now holds some of them out: testing the front on users the optimiser saw would be no test,
+    so one line says so and the front keeps its validation values (exit 0)."""
+    from search.space import load_space
+
+    data = one_query_file(tmp_path / "one.jsonl", users=4)
+    space = load_space("tiny.yaml").bind(4).with_overrides([f"data.source={data}", "data.users=4",
+                                                            "optimizer.trials=2"])
+    study = Study.create("old", tmp_path / "studies", space)
+    for i in range(2):
+        record = study.add_trial(space.defaults())
+        study.complete_trial(record.number, {"rougeL": 0.1 * i, "persona_f1": 1.0 + i, "storage_bytes": 10.0 * i},
+                             user_attrs={"users": {f"u{j}": {} for j in range(4)}})
+    code, _, err = run_cli(["resume", "old", "--study-dir", str(tmp_path / "studies"), "--no-mlflow"], capsys)
+    assert code == 0, err
+    assert "no test values: trials of this study were scored on users now held out for the test" in err
+    assert "evaluating" not in err
+    assert not any(t.test_values for t in Study.load("old", tmp_path / "studies").trials)

@@ -2,7 +2,8 @@
 
 A user's split depends only on the seed and the user (its random source is seeded with
 ``"{seed}:{user_id}"``), never on the other users, so adding users to a cohort or loading a
-different subset leaves every existing user's split unchanged. Within each part the original
+different subset leaves every existing user's split unchanged (in a ``users`` split, below, the
+user's side also depends on its place in the cohort's order). Within each part the original
 order is kept (history stays in time order).
 
 The test queries come from one of two splits (``data.test_split``):
@@ -29,7 +30,7 @@ import math
 import random
 import warnings
 from dataclasses import dataclass
-from typing import Literal, Sequence, TypeVar
+from typing import Literal, Sequence, TypeVar, get_args
 
 from runners.data.types import Dataset, User, UserSplit
 from runners.errors import ConfigError, DataError
@@ -38,8 +39,8 @@ T = TypeVar("T")
 _NAMES_SHOWN = 10
 TestSplit = Literal["auto", "queries", "users"]
 QueriesTo = Literal["split", "val", "test"]
-TEST_SPLITS: tuple[str, ...] = ("auto", "queries", "users")
-_QUERIES_TO: tuple[str, ...] = ("split", "val", "test")
+TEST_SPLITS: tuple[str, ...] = get_args(TestSplit)
+_QUERIES_TO: tuple[str, ...] = get_args(QueriesTo)
 
 
 class SkippedUsersWarning(UserWarning):
@@ -174,7 +175,7 @@ def held_out_user_ids(users: Sequence[User], seed: int, fraction: float) -> set[
     phase = random.Random(f"{seed}:test-users").random()
     ids = [u.user_id for i, u in enumerate(users)
            if math.floor(fraction * (i + 1) + phase) > math.floor(fraction * i + phase)]
-    if not ids and users:
+    if not ids and len(users) > 1:
         ids = [users[-1].user_id]
     elif len(ids) == len(users) > 1:
         ids = ids[1:]

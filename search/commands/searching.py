@@ -178,6 +178,11 @@ def no_test_line(counts: SplitCounts, label: str | None = None,
     return f"no test queries: {why}; {then}"
 
 
+def seen_users(study: Study) -> set[str]:
+    """The users the study's finished trials were scored on (their ``users`` attr)."""
+    return {user for t in study.finished() for user in t.user_attrs.get("users", {})}
+
+
 def evaluate_front_on_test(console, study: Study, objective: TrialObjective, say_no_test: bool = True) -> None:
     """Show the front's configurations on the test queries (those not shown yet).
 
@@ -185,12 +190,22 @@ def evaluate_front_on_test(console, study: Study, objective: TrialObjective, say
     optimiser until now); a trial from before that, or run with ``--no-test``, or one whose test
     queries belong to held-out test users (a ``users`` split: the search never trains them) is run
     again on the test split, training included, with a line per trial (a spinner shows nothing in
-    a log file). A split without test queries gets one line (unless ``say_no_test`` is False).
+    a log file). A split without test queries gets one line (unless ``say_no_test`` is False), and so
+    does a study whose trials were scored on users the split now holds out (a study run before
+    ``data.test_split``): their test values would not be a test.
     """
-    counts = SplitCounts.of(session_for(objective.setup).splits)
+    splits = session_for(objective.setup).splits
+    counts = SplitCounts.of(splits)
     if not counts.test_queries:
         if say_no_test:
             console.print(no_test_line(counts), highlight=False, soft_wrap=True)
+        return
+    seen = sorted({s.user.user_id for s in splits if not s.val} & seen_users(study))
+    if seen:
+        console.print(f"no test values: trials of this study were scored on users now held out for the test "
+                      f"({', '.join(seen[:5])}{' ...' if len(seen) > 5 else ''}; the study ran with another "
+                      "data.test_split); the front is shown with validation values only", highlight=False,
+                      soft_wrap=True)
         return
     todo = []
     for trial in (t for t in study.pareto_trials() if not t.test_values):
