@@ -58,7 +58,8 @@ class Session:
         d = self.setup.data
         return tuple(split_dataset(
             self.dataset, seed=d.split_seed, users=d.users, user_ids=d.user_ids, val_fraction=d.val_fraction,
-            heldout_fraction=d.heldout_fraction, max_val_queries=d.max_val_queries,
+            heldout_fraction=d.heldout_fraction, max_val_queries=d.max_val_queries, test_split=d.test_split,
+            test_users_fraction=d.test_users_fraction,
         ))
 
     @cached_property

@@ -58,7 +58,14 @@ class DataSpec:
     detected from the file when None; ``outputs`` is a LaMP outputs file (found beside the
     questions file when None); ``task`` overrides the LaMP task read from the outputs;
     ``users`` is the cohort size (None: every user); ``user_ids`` names the cohort's users
-    instead (a per-user study runs on one of them).
+    instead (a per-user study runs on one of them). ``users`` counts every user of the cohort,
+    the held-out test users of a ``users`` split included.
+
+    ``test_split`` says where the test queries come from (``runners.data.splits``): ``queries``
+    splits each user's queries into validation and test, ``users`` holds out
+    ``test_users_fraction`` of the cohort's users, rounded (all their queries are test queries, the
+    search never sees them), ``auto`` is ``queries`` when every user has a test query of its own (two
+    queries or more) and ``users`` otherwise.
     """
 
     __pydantic_config__ = _CLOSED
@@ -73,6 +80,8 @@ class DataSpec:
     val_fraction: Annotated[float, Gt(0.0), Lt(1.0)] = 0.5
     heldout_fraction: Annotated[float, Ge(0.0), Lt(1.0)] = 0.1
     max_val_queries: Annotated[int, Ge(1)] | None = 4
+    test_split: Literal["auto", "queries", "users"] = "auto"
+    test_users_fraction: Annotated[float, Gt(0.0), Lt(1.0)] = 0.25
 
 
 @dataclass(frozen=True)

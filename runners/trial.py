@@ -18,7 +18,8 @@ from typing import Sequence
 from runners.batching import pair_example, text_example
 from runners.chat import render_prompt
 from runners.data.pairs import memory_texts
-from runners.errors import ConfigError
+from runners.data.splits import SplitCounts
+from runners.errors import ConfigError, DataError
 from runners.files import user_file_name, user_file_names
 from runners.generation import generate
 from runners.history import TrainingRetrieval, history_examples, train_on_history
@@ -100,7 +101,9 @@ def run_trial(config: TrialConfig, setup: TrialSetup, split: str = "val", adapte
     Args:
         config: what the trial personalizes (memory, retrieval, shared pieces).
         setup: model, data and training settings shared by the trials of a study.
-        split: ``val`` (what a search optimises) or ``test`` (reported for chosen configs).
+        split: ``val`` (what a search optimises) or ``test`` (reported for chosen configs); only
+            the users with queries in it run (the test users of a ``users`` split answer ``test``
+            only).
         adapter_dir: keep each user's exported adapter under ``adapter_dir/<name>``, the name
             :func:`runners.files.user_file_name` gives the user id (the id itself for plain
             ids); else it is written to a temporary directory, measured and deleted.
@@ -114,6 +117,7 @@ def run_trial(config: TrialConfig, setup: TrialSetup, split: str = "val", adapte
 
     Raises:
         ConfigError: a layer the model does not have, or an unknown split.
+        DataError: no user has a query in ``split`` (one-query users in a per-query split).
         TrialFailed: NaN loss or out of memory.
         TrialStopped: raised by ``report``.
     """
@@ -130,7 +134,7 @@ def run_trial(config: TrialConfig, setup: TrialSetup, split: str = "val", adapte
     if adapter_dir is not None:
         user_file_names(s.user.user_id for s in session.splits)  # refuses two users sharing a directory
     users: list[UserResult] = []
-    for index, user in enumerate(session.splits):
+    for index, user in enumerate(_users_of(session, split)):
         trained = sum(int(u.metrics.get("train_steps", 0)) for u in users)
         watch = Watch(monitor, report, tuple(dict(u.metrics) for u in users), index, trained) if (
             monitor and report) else None
@@ -138,6 +142,22 @@ def run_trial(config: TrialConfig, setup: TrialSetup, split: str = "val", adapte
     tested = [u.test for u in users if u.test is not None]
     return TrialResult(metrics=aggregate(users), users=tuple(users), config=config, split=split,
                        test_metrics=aggregate(tested) if tested else {})
+
+
+def _users_of(session: Session, split: str) -> list:
+    """The cohort's users that have queries in ``split``: a ``users`` split's test users answer test
+    queries only and the others validation queries only (``runners.data.splits``).
+
+    Raises:
+        DataError: no user of the cohort has a query in ``split``.
+    """
+    users = [s for s in session.splits if (s.val if split == "val" else s.test)]
+    if not users:
+        counts = SplitCounts.of(session.splits)
+        raise DataError(f"run_trial: split={split!r} has no queries in {session.setup.data.source} "
+                        f"(test split: {counts.describe()}); evaluate split='val', or give data with "
+                        "held-out queries (data.test_split=auto holds out whole users)")
+    return users
 
 
 def _run_user(session: Session, user_split, config: TrialConfig, split: str, adapter_dir,

@@ -337,6 +337,18 @@ CASES: list[Case] = [
          note="runs (exit 0): the adapter goes to DIR/_.._etc-74ccf3c5b4 (a user id that is not a plain name "
               "becomes its letters, digits and -_. plus a hash of the id, runners.files.user_file_name); nothing is "
               "written outside DIR"),
+    Case("data-test-split-unknown", DATA, "`--set data.test_split=people` (not auto, queries or users)",
+         lambda c: ["trial", *TINY, "--set", "data.test_split=people"], 2,
+         ("data.test_split: input should be 'auto', 'queries' or 'users' (got 'people')",)),
+    Case("data-one-query-no-test", DATA, "`baselines --split test` on users with one query each, "
+         "`data.test_split=queries` (works: one line, nothing to evaluate)",
+         lambda c: ["baselines", *TINY, "--data", c.jsonl("o.jsonl", [user("a", queries=1), user("b", queries=1)]),
+                    "--split", "test", "--set", "data.test_split=queries"], 0,
+         ("no test queries: every user has a single query, kept for validation by data.test_split=queries",
+          "nothing to evaluate (use --split val)"),
+         note="runs (exit 0): one line, `--split test: no test queries: every user has a single query, kept for "
+              "validation by data.test_split=queries (auto or users holds out whole users for the test instead); "
+              "nothing to evaluate (use --split val)`; with the default test_split=auto whole users are held out"),
     # ------------------------------------------------------------------ tracking
     Case("tracking-bad-scheme-run", TRACK, "`run --tracking-uri foo://bar`",
          lambda c: ["run", *TINY, "--tracking-uri", "foo://bar", "--study-dir", str(c.tmp)], 2,

@@ -8,7 +8,7 @@ import warnings
 import pytest
 
 from runners.data.pairs import LAMP_INSTRUCTIONS, LAMP_LABELS, memory_texts, training_pairs
-from runners.data.splits import SkippedUsersWarning, split_dataset, split_user
+from runners.data.splits import SkippedUsersWarning, SplitCounts, held_out_user_ids, split_dataset, split_user
 from runners.data.types import Dataset, HistoryItem, Query, User
 from runners.errors import ConfigError, DataError
 
@@ -110,6 +110,135 @@ def test_split_dataset_with_no_usable_user():
     data = Dataset(task="generic", users=(_user("a", 0, 2), _user("b", 2, 0)), source="x.jsonl")
     with pytest.raises(DataError, match=r"x.jsonl: none of its 2 users has both history and queries"):
         split_dataset(data)
+
+
+# ---------------------------------------------------------------- test split (queries / users)
+
+
+def _cohort_of(n: int, n_query: int = 1, prefix: str = "p") -> Dataset:
+    return Dataset(task="generic", users=tuple(_user(f"{prefix}{i:03d}", 2, n_query) for i in range(n)),
+                   source="one.jsonl")
+
+
+def test_demo_splits_are_byte_identical_to_the_per_query_split():
+    """auto on data where every user has >= 2 queries is the per-query split as it always was: these
+    digests were computed with the code before data.test_split existed (commit 0d45cc1)."""
+    import hashlib
+
+    from runners.data.load import load_dataset
+
+    demo = load_dataset("demo")
+    expected = {"default": "03ad1c4bfbf2350c", "cohort": "0bbf6a064f05dde4", "fractions": "124f0595f4557273"}
+    settings = {"default": {}, "cohort": {"users": 5, "seed": 3, "max_val_queries": 4},
+                "fractions": {"seed": 1, "val_fraction": 0.3, "heldout_fraction": 0.2}}
+    for name, kwargs in settings.items():
+        for test_split in ("auto", "queries"):
+            splits = split_dataset(demo, test_split=test_split, **kwargs)
+            assert hashlib.sha256(repr(splits).encode()).hexdigest()[:16] == expected[name], (name, test_split)
+
+
+def test_auto_holds_out_whole_users_when_users_have_one_query():
+    data = _cohort_of(40)
+    splits = split_dataset(data, seed=2)
+    test = [s for s in splits if s.test]
+    search = [s for s in splits if s.val]
+    assert (len(test), len(search)) == (10, 30), "a quarter of the cohort (data.test_users_fraction=0.25)"
+    assert all(not s.val and s.test == s.user.queries for s in test), "a test user answers test queries only"
+    assert all(not s.test and s.val == s.user.queries for s in search), "a search user's queries are all validation"
+    assert {s.user.user_id for s in test}.isdisjoint(s.user.user_id for s in search)
+    for s in splits:  # history is split as in a per-query split: the same training items, the same retrieval
+        per_query = split_user(s.user, seed=2)
+        assert (s.train, s.heldout) == (per_query.train, per_query.heldout)
+    assert SplitCounts.of(splits).describe() == "users (30 users search, 10 users test; 30 validation queries, " \
+                                                "10 test queries)"
+
+
+def test_held_out_users_are_seeded_and_the_share():
+    data = _cohort_of(400)
+    by_seed = {seed: {s.user.user_id for s in split_dataset(data, seed=seed, users=200) if s.test}
+               for seed in range(4)}
+    assert by_seed[0] == {s.user.user_id for s in split_dataset(data, seed=0, users=200) if s.test}
+    assert len({frozenset(ids) for ids in by_seed.values()}) == 4, "another seed holds out other users"
+    assert all(len(ids) == 50 for ids in by_seed.values())
+    for n, fraction, expected in ((8, 0.25, {2}), (6, 0.25, {1, 2}), (10, 0.1, {1}), (7, 0.5, {3, 4})):
+        counts = {len(held_out_user_ids(_cohort_of(n).users, seed, fraction)) for seed in range(20)}
+        assert counts <= expected and counts, (n, fraction, counts)
+
+
+def test_held_out_users_are_stable_when_users_are_added():
+    """A user's side depends on its place in the cohort's order: a cohort drawn one user larger
+    (data.users + 1) and a file with users appended keep every earlier user's side."""
+    large = _cohort_of(60)
+    sides = {n: [bool(s.test) for s in split_dataset(large, seed=5, users=n)] for n in range(2, 61)}
+    ids = {n: [s.user.user_id for s in split_dataset(large, seed=5, users=n)] for n in (30, 60)}
+    assert ids[60][:30] == ids[30]
+    assert all(sides[60][:n] == sides[n] for n in range(4, 60)), "no earlier user changes side"
+    appended = [bool(s.test) for s in split_dataset(_cohort_of(30), seed=5)]
+    assert [bool(s.test) for s in split_dataset(large, seed=5)][:30] == appended
+
+
+def test_each_side_keeps_at_least_one_user():
+    pair = _cohort_of(2).users
+    assert len(held_out_user_ids(pair, seed=0, fraction=0.001)) == 1
+    assert len(held_out_user_ids(pair, seed=0, fraction=0.999)) == 1
+    for fraction in (0.001, 0.999):
+        splits = split_dataset(_cohort_of(2), test_users_fraction=fraction)
+        assert sum(1 for s in splits if s.test) == 1 and sum(1 for s in splits if s.val) == 1
+
+
+def test_a_one_user_cohort_is_split_per_query():
+    """A per-user study (one user) cannot hold a user out: its own queries are split, and a single
+    query stays a validation query."""
+    one = split_dataset(_cohort_of(5), user_ids=["p003"])
+    assert one == [split_user(_cohort_of(5).users[3], seed=0)] and one[0].test == ()
+    many = _user("m", 4, 6)
+    forced = split_dataset(Dataset("generic", (many,)), test_split="users")
+    assert forced == [split_user(many, seed=0)] and forced[0].test
+    counts = SplitCounts.of(one)
+    assert (counts.kind, counts.test_queries, counts.users_without_test) == ("queries", 0, 1)
+    assert "only query is a validation query" in counts.no_test_reason()
+
+
+def test_queries_forced_on_one_query_users_gives_an_empty_test_part():
+    """data.test_split=queries is honoured: every one-query user keeps its query for validation, the
+    test part is empty (a run says so in one line and shows validation values)."""
+    data = _cohort_of(6)
+    splits = split_dataset(data, test_split="queries")
+    assert splits == [split_user(u, seed=0) for u in data.users]
+    counts = SplitCounts.of(splits)
+    assert counts.describe() == "queries (6 users; 6 validation queries, no test queries)"
+    assert counts.no_test_reason().startswith("every user has a single query, kept for validation by "
+                                              "data.test_split=queries")
+
+
+def test_users_forced_on_many_query_users_caps_validation_only():
+    data = Dataset("generic", tuple(_user(f"u{i}", 6, 8) for i in range(12)))
+    splits = split_dataset(data, seed=1, test_split="users", max_val_queries=3)
+    assert all(len(s.val) == 3 and not s.test for s in splits if s.val)
+    assert all(len(s.test) == 8 and not s.val for s in splits if s.test)
+
+
+def test_mixed_users_make_auto_hold_out_users():
+    users = [_user(f"u{i}", 4, 4) for i in range(6)] + [_user("single", 4, 1)]
+    splits = split_dataset(Dataset("generic", tuple(users)), seed=0)
+    assert SplitCounts.of(splits).kind == "users"
+    assert SplitCounts.of(split_dataset(Dataset("generic", tuple(users[:6])), seed=0)).kind == "queries"
+
+
+def test_test_split_settings_are_checked():
+    with pytest.raises(ConfigError, match=r"data.test_split='people' is unknown; use one of \['auto', 'queries', "
+                                          r"'users'\]"):
+        split_dataset(_cohort_of(3), test_split="people")
+    with pytest.raises(ConfigError, match=r"data.test_users_fraction=1.0 is outside \(0, 1\)"):
+        split_dataset(_cohort_of(3), test_users_fraction=1.0)
+    with pytest.raises(ConfigError, match=r"queries_to='all' is unknown"):
+        split_user(_user("u", 2, 2), seed=0, queries_to="all")
+
+
+def test_split_counts_wording_for_one_test_user():
+    splits = split_dataset(_cohort_of(2))
+    assert SplitCounts.of(splits).describe() == ("users (1 user search, 1 user test; 1 validation query, "
+                                                 "1 test query)")
 
 
 # ---------------------------------------------------------------- pairs

@@ -1,7 +1,9 @@
 """Running a study from the command line: one study for the cohort, or one per user.
 
 Both show progress (:class:`search.progress.StudyProgress`), log to MLflow when asked, evaluate
-the front on the test queries at the end and print it.
+the front on the test queries at the end and print it. The banner says where the test queries
+come from (``data.test_split``); a study without any ends with its front's validation values and
+one line that says why.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+from runners.data.splits import SplitCounts
 from runners.session import session_for
 from runners.spec import TrialSetup
 from search.api import optimize
@@ -61,10 +64,14 @@ class StudyRun:
                            f"{'s' if executor.workers > 1 else ''}" +
                            (", early stopping" if self.space.early_stopping.enabled else ""))
 
-    def finish(self, study: Study, objective: TrialObjective) -> None:
-        """Test-set evaluation of the front, MLflow's last logging, the front table."""
+    def finish(self, study: Study, objective: TrialObjective, say_no_test: bool = True) -> None:
+        """Test-set evaluation of the front, MLflow's last logging, the front table.
+
+        ``say_no_test=False`` leaves out the line saying the split has no test queries (a per-user
+        study says it once, in its banner).
+        """
         if not self.args.no_test:
-            evaluate_front_on_test(self.console, study, objective)
+            evaluate_front_on_test(self.console, study, objective, say_no_test)
         if self.tracker is not None:
             with self.console.status("logging the front, plots and artifacts to MLflow"):
                 self.tracker.finish(study)
@@ -76,7 +83,10 @@ def run_cohort(run: StudyRun) -> int:
     check_reported(run.space, run.setup)
     adapters = Path(run.study_dir) / run.name / ADAPTERS if run.keep_adapters else None
     objective = run.objective(run.setup, adapters)
-    run.banner(f"one configuration for {len(session_for(run.setup).splits)} users")
+    splits = session_for(run.setup).splits
+    run.banner(f"one configuration for {len(splits)} users")
+    for line in split_lines(SplitCounts.of(splits), run.setup):
+        run.console.print(line, highlight=False, soft_wrap=True)
     with StudyProgress(run.console, run.space.optimizer.trials) as progress:
         callbacks = [progress] + ([run.tracker] if run.tracker is not None else [])
         study = optimize(run.space, objective, study_name=run.name, study_dir=run.study_dir,
@@ -102,7 +112,7 @@ class _UserHooks(TaskHooks):
 
     def end(self, task: str, study: Study) -> None:
         self.progress.__exit__(None, None, None)
-        self.run.finish(study, self.objectives[task])
+        self.run.finish(study, self.objectives[task], say_no_test=False)
 
 
 def warm_start_note(space: Space) -> str:
@@ -125,6 +135,9 @@ def run_per_user(run: StudyRun) -> int:
                                    Path(run.study_dir) / user_study_name(run.name, u) / ADAPTERS
                                    if run.keep_adapters else None) for u in users}
     run.banner(f"one study per user ({len(users)} users" + warm_start_note(run.space) + ")")
+    own = SplitCounts.of([session_for(o.setup).splits[0] for o in objectives.values()])
+    for line in split_lines(own, run.setup, label="per user", say_no_test=not run.args.no_test):
+        run.console.print(line, highlight=False, soft_wrap=True)
     hooks = _UserHooks(run, objectives)
     try:
         cohort = optimize_tasks(run.space, objectives, study_name=run.name, study_dir=run.study_dir,
@@ -140,13 +153,60 @@ def run_per_user(run: StudyRun) -> int:
     return 0
 
 
-def evaluate_front_on_test(console, study: Study, objective: TrialObjective) -> None:
+def split_lines(counts: SplitCounts, setup: TrialSetup, label: str | None = None,
+                say_no_test: bool = False) -> list[str]:
+    """The banner's lines on the data split: where the test queries come from and how many each side has,
+    and a line for each empty part (users without test queries, no held-out history; no test queries at
+    all with ``say_no_test``, else the study says it when its front would be tested)."""
+    lines = [f"test split: {counts.describe(label)}"]
+    if not counts.test_queries:
+        lines += [no_test_line(counts, label)] if say_no_test else []
+    elif counts.users_without_test:
+        lines.append(f"{counts.users_without_test} of {counts.users} users have a single query and no test query "
+                     "of their own; the test figures are over the other users")
+    if not counts.heldout_items:
+        lines.append(f"no held-out history: data.heldout_fraction={setup.data.heldout_fraction} of each user's "
+                     "history rounds down to no item, so trials report no heldout_loss")
+    return lines
+
+
+def no_test_line(counts: SplitCounts, label: str | None = None,
+                 then: str = "the front is shown with validation values only") -> str:
+    """The one line for a split without test queries: why, and ``then`` (what happens instead)."""
+    why = ("each user has a single query, its own study's validation query" if label == "per user"
+           else counts.no_test_reason())
+    return f"no test queries: {why}; {then}"
+
+
+def seen_users(study: Study) -> set[str]:
+    """The users the study's finished trials were scored on (their ``users`` attr)."""
+    return {user for t in study.finished() for user in t.user_attrs.get("users", {})}
+
+
+def evaluate_front_on_test(console, study: Study, objective: TrialObjective, say_no_test: bool = True) -> None:
     """Show the front's configurations on the test queries (those not shown yet).
 
     A trial of this study answered its test queries with its own trained memory (hidden from the
-    optimiser until now); a trial from before that, or run with ``--no-test``, is run again on the
-    test split, training included, with a line per trial (a spinner shows nothing in a log file).
+    optimiser until now); a trial from before that, or run with ``--no-test``, or one whose test
+    queries belong to held-out test users (a ``users`` split: the search never trains them) is run
+    again on the test split, training included, with a line per trial (a spinner shows nothing in
+    a log file). A split without test queries gets one line (unless ``say_no_test`` is False), and so
+    does a study whose trials were scored on users the split now holds out (a study run before
+    ``data.test_split``): their test values would not be a test.
     """
+    splits = session_for(objective.setup).splits
+    counts = SplitCounts.of(splits)
+    if not counts.test_queries:
+        if say_no_test:
+            console.print(no_test_line(counts), highlight=False, soft_wrap=True)
+        return
+    seen = sorted({s.user.user_id for s in splits if not s.val} & seen_users(study))
+    if seen:
+        console.print(f"no test values: trials of this study were scored on users now held out for the test "
+                      f"({', '.join(seen[:5])}{' ...' if len(seen) > 5 else ''}; the study ran with another "
+                      "data.test_split); the front is shown with validation values only", highlight=False,
+                      soft_wrap=True)
+        return
     todo = []
     for trial in (t for t in study.pareto_trials() if not t.test_values):
         kept = objective.measured_test(trial)
@@ -155,8 +215,10 @@ def evaluate_front_on_test(console, study: Study, objective: TrialObjective) -> 
         else:
             todo.append(trial)
     if todo:
-        console.print(f"evaluating {len(todo)} front trial{'s' if len(todo) > 1 else ''} on the test queries "
-                      "(each trains again: it ran without its test answers)")
+        why = (f"each trains the memory of the {counts.test_users} held-out test user"
+               f"{'s' if counts.test_users > 1 else ''}, whom the search never saw" if counts.kind == "users"
+               else "each trains again: it ran without its test answers")
+        console.print(f"evaluating {len(todo)} front trial{'s' if len(todo) > 1 else ''} on the test queries ({why})")
     for index, trial in enumerate(todo, 1):
         started = time.perf_counter()
         with console.status(f"evaluating front trial {trial.number} on the test queries"):

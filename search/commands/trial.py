@@ -1,4 +1,8 @@
-"""``trial`` and ``baselines``: single trials of a space, outside any study."""
+"""``trial`` and ``baselines``: single trials of a space, outside any study.
+
+Both say where the test queries come from (``data.test_split``); asked for ``--split test`` on data
+without test queries, they say so in one line and end (exit 0).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,14 @@ import argparse
 import dataclasses
 import json
 
+from runners.data.splits import SplitCounts
 from runners.perpcs.pool import find_pool
+from runners.session import session_for
 from runners.spec import TrialConfig
 from runners.trial import run_trial
 from search.baselines import baseline_configs
 from search.commands.common import add_space_args, space_from_args
+from search.commands.searching import no_test_line
 from search.commands.tables import baselines_table, metrics_table
 from search.console import fmt_metric, status_console, table_console
 from search.setup import bind_to_model, check_reported
@@ -45,6 +52,10 @@ def cmd_trial(args: argparse.Namespace) -> int:
     flat = space.defaults()
     config = TrialConfig.from_flat(flat)
     console.print(f"[bold]trial[/] on {setup.model.name}: {space.describe(flat)}")
+    if not _split_has_queries(console, setup, args.split):
+        if args.json:
+            print(json.dumps(None))
+        return 0
     result = run_trial(config, setup, split=args.split, adapter_dir=args.adapters_dir if args.keep_adapters else None)
     if not args.json:
         console.print(metrics_table(result))
@@ -61,6 +72,10 @@ def cmd_baselines(args: argparse.Namespace) -> int:
         console.print(f"[yellow]no Per-Pcs pool[/] for this model and data: the per-pcs and peft-retrieval rows "
                       f"need one (`pers-search pool build --space {args.space}`)")
     rows = []
+    if not _split_has_queries(console, setup, args.split):
+        if args.json:
+            print(json.dumps(rows))
+        return 0
     for baseline in baseline_configs(space, with_pool=pool is not None):
         with console.status(f"baseline {baseline.name}: {baseline.description}"):
             result = run_trial(baseline.config, setup, split=args.split)
@@ -77,3 +92,14 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     else:
         table_console().print(baselines_table(rows, args.split))
     return 0
+
+
+def _split_has_queries(console, setup, split: str) -> bool:
+    """Print the test split's line; False (after one line saying why) when ``split`` has no queries."""
+    counts = SplitCounts.of(session_for(setup).splits)
+    console.print(f"test split: {counts.describe()}", highlight=False, soft_wrap=True)
+    if split == "test" and not counts.test_queries:
+        console.print(f"--split test: {no_test_line(counts, then='nothing to evaluate (use --split val)')}",
+                      highlight=False, soft_wrap=True)
+        return False
+    return True

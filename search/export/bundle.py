@@ -178,11 +178,15 @@ def _point_adapters_at(out: Path, base: str) -> None:
 
 
 def _write_profiles(session, config: TrialConfig, out: Path) -> dict[str, str]:
-    """Each user's profile items (what retrieval draws from) as ``users/<name>/profile.jsonl``."""
+    """Each served user's profile items (what retrieval draws from) as ``users/<name>/profile.jsonl``.
+
+    The users the trial ran for: a ``users`` split's held-out test users (no validation queries)
+    are not served, since the search never trained them.
+    """
     if config.rag_k <= 0:
         return {}
     profiles = {}
-    for split in session.splits:
+    for split in (s for s in session.splits if s.val):
         relative = profile_path(split.user.user_id)
         write_profile(out / relative, split.train)
         profiles[split.user.user_id] = relative

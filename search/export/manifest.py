@@ -32,6 +32,9 @@ def serving_manifest(study: Study, trial: TrialRecord, config: TrialConfig, pick
                      profiles: Mapping[str, str], example: Mapping[str, str] | None = None) -> dict:
     """The contents of ``serving.yaml``: base model, adapters, memory, retrieval, prompt, metrics, vLLM.
 
+    ``users`` are the users the trial ran for; a ``users`` split's held-out test users are listed
+    apart (``held_out_users``), not served.
+
     Args:
         base: the base model's path as serving loads it (``./base``, or ``--base-model``).
         in_bundle: the base model's files are in the bundle.
@@ -43,7 +46,8 @@ def serving_manifest(study: Study, trial: TrialRecord, config: TrialConfig, pick
     max_rank = vllm_rank(rank) if adapters else None
     name = session.setup.model.name
     command = vllm_command(base, {a.lora_name: f"./{_rel(a.vllm_path)}" for a in adapters}, max_rank, served_name=name)
-    users = sorted({split.user.user_id for split in session.splits} | {a.user for a in adapters})
+    users = sorted({split.user.user_id for split in session.splits if split.val} | {a.user for a in adapters})
+    held_out = sorted(split.user.user_id for split in session.splits if not split.val)
     return {
         "format": SERVING_FORMAT,
         "paths": "relative to this file's directory (the bundle); run from there, or join them to it",
@@ -51,6 +55,8 @@ def serving_manifest(study: Study, trial: TrialRecord, config: TrialConfig, pick
         "trial": trial.number,
         "pick": pick,
         "users": users,
+        **({"held_out_users": {"users": held_out, "note": "the test users of a users split (data.test_split): "
+                               "the search never trained them, so they are not served"}} if held_out else {}),
         "base_model": {"name": name, "path": base, "in_bundle": in_bundle, "dtype": session.setup.model.dtype,
                        "served_model_name": name},
         "adapters": {a.user: {"path": _rel(a.path), "lora_name": a.lora_name, "rank": a.rank,
