@@ -17,6 +17,7 @@ from typing import Any
 
 from search.errors import SearchError
 from search.executors.base import Executor, Objective, Outcome, evaluate
+from search.usage_reporting import usage_reporting_off
 
 POLL_SECONDS = 1.0
 INSTALL_HINT = "pip install 'pers-search[ray]'"
@@ -68,6 +69,7 @@ class RayExecutor(Executor):
         self._objectives: dict[int, Any] = {}
 
     def _init(self, num_cpus: int | None) -> None:
+        usage_reporting_off()  # a Ray started here reports usage stats unless RAY_USAGE_STATS_ENABLED says no
         try:
             if self.address == "local":
                 self.ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
