@@ -50,8 +50,12 @@ def _local(host):
 
 
 def _refuse(what):
-    with open(os.environ["%(log)s"], "a", encoding="utf-8") as log:
-        log.write(f"pid {os.getpid()}: {what}\\n{''.join(traceback.format_stack(limit=10))}\\n")
+    record = f"pid {os.getpid()}: {what}\\n{''.join(traceback.format_stack(limit=10))}\\n".encode()
+    fd = os.open(os.environ["%(log)s"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, record)  # one write: a reader never sees half a record
+    finally:
+        os.close(fd)
     raise socket.gaierror(socket.EAI_NONAME, f"network refused by the test: {what}")
 
 
@@ -99,7 +103,8 @@ from mlflow.telemetry.utils import is_telemetry_disabled
 client = get_telemetry_client()
 print(json.dumps({"disabled": is_telemetry_disabled(), "client": client is not None}), flush=True)
 deadline = time.monotonic() + 60
-while client is not None and not os.path.exists(os.environ["%(log)s"]) and time.monotonic() < deadline:
+log = os.environ["%(log)s"]
+while client is not None and not (os.path.exists(log) and os.path.getsize(log)) and time.monotonic() < deadline:
     time.sleep(0.1)
 import socket
 print({"guard": socket.getaddrinfo.__module__,
@@ -121,7 +126,9 @@ def offline_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 def attempts(tmp_path: Path) -> str:
     """What the guard recorded (empty: nothing tried to leave the machine)."""
     log = tmp_path / "net.log"
-    return log.read_text(encoding="utf-8") if log.exists() else ""
+    if not log.exists():
+        return ""
+    return log.read_text(encoding="utf-8") or "an attempt, cut off while it was recorded (its process ended)"
 
 
 def network_denied(command: list[str]) -> list[str]:
