@@ -18,6 +18,7 @@ from typing import Sequence
 from runners.errors import RunnerError
 from search.commands import importance, mlflow_commands, pool, prompt, run, trial
 from search.errors import SearchError
+from search.usage_reporting import usage_reporting_off
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,6 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("pers-search: error: choose a command (the list above); `pers-search COMMAND --help` tells more",
               file=sys.stderr)
         return 2
+    usage_reporting_off()  # no usage data from MLflow, Ray or the HF hub, in this process or those it starts
     try:
         return int(args.handler(args) or 0)
     except (SearchError, RunnerError) as err:

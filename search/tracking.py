@@ -20,7 +20,11 @@ the parent run, each trial keeps its run id in the user attribute ``mlflow_run_i
 runs are found again through their ``pers_search.trial`` tag, so nothing is logged twice.
 
 The default store is ``sqlite:///mlruns/mlflow.db`` (relative to the working directory) with
-artifacts in ``mlruns/artifacts``; ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` override it.
+artifacts in ``mlruns/artifacts``; ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` override it. A
+new SQLite store is created under a lock (``mlflow.db.lock`` beside it, :func:`open_client`), so
+studies started at once share it safely; ``file://`` stores, which MLflow 3 refuses, are told
+apart in one line (:func:`check_reachable`). MLflow's usage telemetry is switched off before
+MLflow is imported (:mod:`search.usage_reporting`).
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ import os
 import time
 import urllib.parse
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from runners.files import safe_name
 from runners.scratch import scratch_dir
@@ -47,6 +52,7 @@ from search.report import (
 from search.space import finite, mask_string
 from search.study import Study, TrialRecord, TrialState, dump_yaml
 from search.suggest_notes import latest_notes, mlflow_tags
+from search.usage_reporting import usage_reporting_off
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 RECORD_FILE = "mlflow.json"
@@ -72,6 +78,9 @@ SHARED_VIEW_PARAM = "viewStateShareKey"
 FRONT_FILTER = 'tags.pareto = "true"'
 DEFAULT_UI_URL = "http://127.0.0.1:5000"
 _QUIET = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
+ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"  # MLflow 3's opt-in to its file store (maintenance mode)
+STORE_LOCK_SUFFIX = ".lock"  # <db>.lock beside a SQLite store: held while the store is created or checked
+STORE_LOCK_TIMEOUT_S = 600.0
 _MAX_TAG = 5000
 
 
@@ -127,6 +136,7 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         TrackingError: naming the URI and the fix.
     """
     _check_scheme(uri)
+    _check_file_store(uri)
     db = sqlite_path(uri)
     if db is not None:
         try:
@@ -171,6 +181,80 @@ def _check_scheme(uri: str) -> None:
             f"--tracking-uri {uri}: unsupported scheme {scheme + '://' if scheme else '(none)'}; use one of "
             f"{', '.join(s + '://' for s in TRACKING_SCHEMES)} (e.g. sqlite:///mlruns/mlflow.db or "
             "http://127.0.0.1:5000), or --no-mlflow")
+
+
+def _check_file_store(uri: str) -> None:
+    """MLflow 3 refuses its file store (``file://``, "maintenance mode") unless the user opts in:
+    say so in one line with the SQLite URI to use instead, before any trial runs."""
+    if urllib.parse.urlparse(uri).scheme != "file":
+        return
+    import mlflow.environment_variables as mlflow_env
+    from mlflow.version import VERSION
+
+    opt_in = getattr(mlflow_env, ALLOW_FILE_STORE, None)  # absent: an MLflow that still opens file stores
+    if opt_in is None or os.environ.get(ALLOW_FILE_STORE, "").strip().lower() in ("true", "1"):
+        return
+    directory = urllib.parse.unquote(urllib.parse.urlparse(uri).path).rstrip("/") or "/mlruns"
+    raise TrackingUsageError(
+        f"--tracking-uri {uri}: MLflow {VERSION} keeps its file store in maintenance mode and refuses to open it; "
+        f"use a SQLite store, e.g. --tracking-uri sqlite:///{directory}/mlflow.db (`mlflow migrate-filestore` "
+        f"copies old runs into one), or set {ALLOW_FILE_STORE}=true to use the file store anyway")
+
+
+@contextmanager
+def store_lock(uri: str, timeout: float = STORE_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold ``<db>.lock`` beside a SQLite store for the block (other stores: no lock).
+
+    MLflow creates and migrates a new SQLite store the first time a client opens it, without a
+    lock of its own; two processes doing it at once break each other's migration
+    (``_alembic_tmp_experiments already exists``). Under this lock one process makes the store
+    and the next finds it made.
+
+    Raises:
+        TrackingError: another process held the lock for ``timeout`` seconds.
+    """
+    db = sqlite_path(uri)
+    if db is None:
+        yield
+        return
+    from filelock import FileLock, Timeout  # light, but only a SQLite store needs it
+
+    path = db.with_name(db.name + STORE_LOCK_SUFFIX)
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout as err:
+        raise TrackingError(f"tracking store {uri}: another process has held {path} for {timeout:.0f} s while it "
+                            f"creates or upgrades the store; wait for it to end (`fuser {path}` names it), "
+                            "or pass another --tracking-uri") from err
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def open_client(uri: str):
+    """An ``MlflowClient`` on ``uri`` whose store is ready: the client's first use of the store
+    (which creates the tables of a new SQLite store and migrates an old one) runs under
+    :func:`store_lock`, so two studies started at once on a new store both find it made.
+
+    Raises:
+        TrackingError: the store cannot be opened (a file that is not a database, a schema
+            this MLflow cannot use).
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+    from sqlalchemy.exc import SQLAlchemyError  # MLflow's SQL layer, loaded with MLflow
+
+    with store_lock(uri):
+        try:
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # builds the store: tables, migrations,
+            client.search_experiments(max_results=1)  # the default experiment (MLflow 3.17 in the constructor)
+        except (MlflowException, SQLAlchemyError) as err:
+            detail = str(getattr(err, "message", None) or err).splitlines()[0][:300]
+            raise TrackingError(f"tracking store {uri}: cannot open it ({type(err).__name__}: {detail}); "
+                                "pass another --tracking-uri, or --no-mlflow") from err
+    return client
 
 
 def read_record(study_directory: str | Path) -> dict[str, Any]:
@@ -367,13 +451,12 @@ class Tracker:
         Raises:
             TrackingError: the store is unreachable or unusable.
         """
-        from mlflow.tracking import MlflowClient
-
+        usage_reporting_off()  # before MLflow is imported: it sends usage data unless told not to
         record = read_record(Path(study_dir) / study_name)
         stored = None if os.environ.get("MLFLOW_TRACKING_URI") else record.get("tracking_uri")
         self.uri = resolve_tracking_uri(self.requested_uri or stored)
         check_reachable(self.uri)
-        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        self.client = open_client(self.uri)
         self.experiment_id = self._experiment(study_name)
         return self
 

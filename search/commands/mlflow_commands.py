@@ -33,12 +33,15 @@ from search.tracking import (
     TrackingUsageError,
     artifact_root,
     check_reachable,
+    open_client,
     read_record,
     resolve_tracking_uri,
     runs_link,
     set_front_view,
+    sqlite_path,
     study_link,
 )
+from search.usage_reporting import usage_reporting_off
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
@@ -118,7 +121,10 @@ def start_server(uri: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *
     if port_in_use(host, port):
         raise TrackingUsageError(f"port {port} on {host} is in use by another program, so the MLflow UI cannot start "
                             f"there; pass a free --port (e.g. --port {port + 1}) or stop the program on {port}")
-    return subprocess.Popen(server_command(uri, host, port), start_new_session=True, **popen)
+    given = popen.pop("env", None)
+    env = dict(os.environ if given is None else given)
+    usage_reporting_off(env)  # the server imports MLflow afresh: its telemetry is off unless the user set it
+    return subprocess.Popen(server_command(uri, host, port), start_new_session=True, env=env, **popen)
 
 
 def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 120.0,
@@ -244,10 +250,9 @@ def _ui_study(args, console) -> tuple[Study, dict, str]:
 def _front_view_on(uri: str, study: Study, experiment_id: str) -> None:
     """Make sure the study's experiment carries its front view (studies logged before it existed)."""
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
     try:
-        set_front_view(MlflowClient(tracking_uri=uri), experiment_id, study.space)
+        set_front_view(open_client(uri), experiment_id, study.space)
     except MlflowException as err:
         raise TrackingError(f"{study.directory / RECORD_FILE}: experiment_id {experiment_id!r} is not in {uri} "
                             f"({err.message}); delete the file to log the study again, or pass --tracking-uri") from err
@@ -269,6 +274,8 @@ def cmd_ui(args) -> int:
     else:
         uri = resolve_tracking_uri(args.tracking_uri)
     check_reachable(uri)
+    if sqlite_path(uri) is not None:
+        open_client(uri)  # a new store is made under its lock here: the server takes none
     remote = uri.startswith(("http://", "https://"))
     if study is not None and remote:
         _front_view_on(uri, study, record["experiment_id"])

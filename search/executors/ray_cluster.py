@@ -19,6 +19,7 @@ from typing import Any
 
 from search.errors import SearchError
 from search.executors.base import Executor, Objective, Outcome, evaluate
+from search.usage_reporting import usage_reporting_off
 
 POLL_SECONDS = 1.0
 INSTALL_HINT = "pip install 'pers-search[ray]'"
@@ -70,6 +71,7 @@ class RayExecutor(Executor):
         self._objectives: dict[int, Any] = {}
 
     def _init(self, num_cpus: int | None) -> None:
+        usage_reporting_off()  # a Ray started here reports usage stats unless RAY_USAGE_STATS_ENABLED says no
         # ray.init replaces the SIGTERM handler with one that exits on the spot; the run's own handler
         # (search.stop_signals: stop as Ctrl-C does) is put back once Ray is up
         previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
