@@ -3,8 +3,10 @@
 Each cohort size runs ``pers-search run --space SPACE --per-user --users N --trials 1 --no-mlflow
 --no-test`` (one trial per user, by default one training step: ``training.max_steps=1``,
 ``training.min_steps=0``) in a subprocess of its own. The table gives, per size, the child's peak
-resident memory (its own ``ru_maxrss``, read with ``os.wait4`` when it exits), its wall time and
-the ratio of its peak to the smallest cohort's, measured in the same run. With one base model per
+resident memory (``VmHWM`` of ``/proc/self/status``, written by the child as it exits: its
+``ru_maxrss`` would not do, since Linux carries the parent's high-water mark at the ``exec`` into
+the child's), its wall time and the ratio of its peak to the smallest cohort's, measured in the
+same run. With one base model per
 process (``runners.session``) the peak stays flat in the number of users; with a model per user it
 grows by the model's size and its training state with every user.
 
@@ -46,6 +48,15 @@ from search.space import load_space  # noqa: E402
 DEFAULT_USERS = (1, 5, 20)
 DEFAULT_SETS = ("training.max_steps=1", "training.min_steps=0")
 STUDY = "scale"
+PEAK_VARIABLE = "COHORT_SCALE_PEAK"
+# Every child first arranges to write its peak resident memory (kB) to the file $COHORT_SCALE_PEAK at exit.
+REPORT_PEAK = (
+    "import atexit, os\n"
+    "def _report_peak():\n"
+    "    with open('/proc/self/status') as status, open(os.environ['" + PEAK_VARIABLE + "'], 'w') as out:\n"
+    "        out.write(next(line.split()[1] for line in status if line.startswith('VmHWM:')))\n"
+    "atexit.register(_report_peak)\n"
+)
 # The child: the CLI in a fresh interpreter, on the code PYTHONPATH names.
 RUN_CLI = "import sys; from search.cli import main; sys.exit(main(sys.argv[1:]))"
 # The warm-up child: the space's model directory made (the embedded model's dequantized cache).
@@ -102,31 +113,30 @@ def space_argument(space: str) -> str:
     return str(Path(space).resolve()) if Path(space).is_file() else space
 
 
-def run_child(code: Sequence[str], argv: Sequence[str], code_dir: Path, log: Path) -> tuple[float, float]:
+def run_child(code: str, argv: Sequence[str], code_dir: Path, log: Path) -> tuple[float, float]:
     """Run ``python -c CODE ARGV...`` in ``code_dir`` (first on its path); return its peak RSS (MB) and wall seconds.
 
     Raises:
         SystemExit: the child failed (the end of its output is shown).
     """
-    env = {**os.environ, "PYTHONPATH": str(code_dir)}
+    peak = log.with_suffix(".peak")
+    env = {**os.environ, "PYTHONPATH": str(code_dir), PEAK_VARIABLE: str(peak)}
     started = time.perf_counter()
     with log.open("w", encoding="utf-8") as out:
-        child = subprocess.Popen([sys.executable, "-c", *code, *argv], stdout=out, stderr=subprocess.STDOUT,
-                                 env=env, cwd=code_dir)
-        _, status, usage = os.wait4(child.pid, 0)
+        returncode = subprocess.run([sys.executable, "-c", REPORT_PEAK + code, *argv], stdout=out,
+                                    stderr=subprocess.STDOUT, env=env, cwd=code_dir).returncode
     seconds = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
+    if returncode != 0:
         tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-20:])
-        raise SystemExit(f"cohort_scale: the child `{' '.join(argv)}` failed with exit code {child.returncode}; "
+        raise SystemExit(f"cohort_scale: the child `{' '.join(argv)}` failed with exit code {returncode}; "
                          f"the end of its output:\n{tail}")
-    return usage.ru_maxrss / 1024.0, seconds  # ru_maxrss is in KiB on Linux
+    return int(peak.read_text()) / 1024.0, seconds
 
 
 def measure(users: int, args: argparse.Namespace, work: Path, data: Path | None) -> Measured:
     """One cohort size in a subprocess of its own."""
     argv = cohort_argv(users, work / f"studies-{users}", args, data)
-    peak, seconds = run_child([RUN_CLI], argv, Path(args.code).resolve(), work / f"run-{users}.log")
+    peak, seconds = run_child(RUN_CLI, argv, Path(args.code).resolve(), work / f"run-{users}.log")
     return Measured(users, peak, seconds)
 
 
@@ -166,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cohort-scale-") as tmp:
         work = Path(tmp)
         data = write_cohort(work / "users.jsonl", max(args.users)) if max(args.users) > DEFAULT_DEMO_USERS else None
-        run_child([WARM_UP], [space_argument(args.space), *args.sets], Path(args.code).resolve(), work / "warm-up.log")
+        run_child(WARM_UP, [space_argument(args.space), *args.sets], Path(args.code).resolve(), work / "warm-up.log")
         rows = []
         for users in args.users:
             rows.append(measure(users, args, work, data))
