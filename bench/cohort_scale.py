@@ -1,23 +1,29 @@
 """Benchmark: peak memory and wall time of a per-user study as the cohort grows (issue 34, target 1).
 
 Each cohort size runs ``pers-search run --space SPACE --per-user --users N --trials 1 --no-mlflow
---no-test`` (one trial per user, by default one training step: ``training.max_steps=1``,
-``training.min_steps=0``) in a subprocess of its own. The table gives, per size, the child's peak
-resident memory (``VmHWM`` of ``/proc/self/status``, written by the child as it exits: its
-``ru_maxrss`` would not do, since Linux carries the parent's high-water mark at the ``exec`` into
-the child's), its wall time and the ratio of its peak to the smallest cohort's, measured in the
-same run. With one base model per
-process (``runners.session``) the peak stays flat in the number of users; with a model per user it
-grows by the model's size and its training state with every user.
+--no-test`` in a subprocess of its own: one trial per user, by default of one configuration for
+every user (its own memory, ``lora.count=2`` of rank 8 on the upper 8 layers, trained one step:
+``training.max_steps=1``, ``training.min_steps=0``; ``rag.k=2`` items by the ``dense``
+retriever). The configuration is pinned because each user's optimiser starts from a quasi-random
+point of its own (its seed is the user's place in the cohort), and most of milp.yaml's first
+points train no memory at all: the sizes would compare the configurations drawn, not what the
+cohort adds. ``--set`` replaces the defaults (``--set training.max_steps=1`` alone runs the
+optimisers' own points).
+
+The table gives, per size, the child's peak resident memory (``VmHWM`` of ``/proc/self/status``,
+written by the child as it exits; its ``ru_maxrss`` would not do, since Linux carries the parent's
+high-water mark at the ``exec`` into the child's), its wall time, and the ratio of its peak to the
+smallest cohort's, measured in the same run. With one base model per process
+(``runners.session``) the peak stays flat in the number of users; with a model per user it grows
+by the model's size with every user.
 
 The builtin demo data has 24 users; for larger cohorts every size of the run reads one generated
 JSONL file instead (the demo users repeated under new ids, :func:`write_cohort`), so that all sizes
 search the same kind of users. The embedded model's dequantized cache is made before the first
 measured size (the first load converts the GGUF, about 40 s and more memory, once per machine).
-
 ``--code DIR`` runs the children on another checkout's code (``PYTHONPATH=DIR``), e.g. the code
-before a change, for a before/after pair of tables from this one script. Run from the repository
-root::
+before a change, for a before/after pair of tables from this one script. ``MALLOC_*`` variables
+of the environment reach the children and are printed. Run from the repository root::
 
     OMP_NUM_THREADS=1 python bench/cohort_scale.py                         # 1, 5 and 20 users, milp.yaml
     OMP_NUM_THREADS=1 python bench/cohort_scale.py --code ../main          # the same on another checkout
@@ -46,7 +52,8 @@ from runners.data.load import DEFAULT_DEMO_USERS, load_dataset  # noqa: E402
 from search.space import load_space  # noqa: E402
 
 DEFAULT_USERS = (1, 5, 20)
-DEFAULT_SETS = ("training.max_steps=1", "training.min_steps=0")
+DEFAULT_SETS = ("training.max_steps=1", "training.min_steps=0", "lora.layers=top:8", "lora.count=2", "lora.rank=8",
+                "rag.k=2", "rag.retriever=dense")
 STUDY = "scale"
 PEAK_VARIABLE = "COHORT_SCALE_PEAK"
 # Every child first arranges to write its peak resident memory (kB) to the file $COHORT_SCALE_PEAK at exit.
@@ -172,7 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_space(args.space).with_overrides(args.sets)  # a bad space or override fails here, not in a child
     print(f"cohort_scale: {datetime.date.today()}, {platform.machine()} {os.cpu_count()} CPUs, Python "
           f"{platform.python_version()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
-          f"code {Path(args.code).resolve()}", flush=True)
+          f"{''.join(f'{k}={v}, ' for k, v in sorted(os.environ.items()) if k.startswith('MALLOC_'))}"
+          f"code {Path(args.code).resolve()}, --set {' '.join(args.sets)}", flush=True)
     with tempfile.TemporaryDirectory(prefix="cohort-scale-") as tmp:
         work = Path(tmp)
         data = write_cohort(work / "users.jsonl", max(args.users)) if max(args.users) > DEFAULT_DEMO_USERS else None
