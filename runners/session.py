@@ -17,6 +17,7 @@ ends, failed or not.
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections import Counter, OrderedDict
@@ -42,6 +43,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from runners.perpcs.pool import Pool
 
 V = TypeVar("V")
+# bf16 autocast on a CPU runs its matrix products through oneDNN, which compiles kernels per tensor
+# shape and caches them, up to 1,024 in each of two caches (oneDNN's and ideep's) by default. Every
+# user's sequence lengths are new shapes, so a process training user after user grew by about
+# 30 MB a user on the tiny model, 40 MB on the embedded one, for hundreds of users. A few dozen
+# entries hold what one training step reuses. Read by oneDNN at its first kernel, so set at the
+# first model load; a value set in the environment is kept.
+KERNEL_CACHE_VARIABLES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
+KERNEL_CACHE_ENTRIES = 64
 # How many of each kept in a process (beyond those still in use).
 KEEP_SESSIONS = 16
 KEEP_MODELS = 2
@@ -145,7 +154,11 @@ class Session:
     @cached_property
     def loaded(self) -> "LoadedModel":
         """The base model and tokenizer on their device (loaded once per process and model settings)."""
-        return _MODELS.get(self.setup.model, lambda: load_model(self.setup.model))
+        def load() -> "LoadedModel":
+            bound_kernel_caches()
+            return load_model(self.setup.model)
+
+        return _MODELS.get(self.setup.model, load)
 
     @cached_property
     def layout(self) -> "Layout":
@@ -195,6 +208,16 @@ class Session:
             return content_counter("\n".join([user.profile, *memory_texts(self.task, user.history)]))
 
         return _CONTENTS.get((self._data_key, user.user_id), build)
+
+
+def bound_kernel_caches() -> None:
+    """Cap the process's oneDNN kernel caches (:data:`KERNEL_CACHE_VARIABLES`) unless the environment sets them.
+
+    Takes effect when called before the process's first bf16 kernel on a CPU (the caches read
+    their capacity once); the variables also reach the worker processes started later.
+    """
+    for name in KERNEL_CACHE_VARIABLES:
+        os.environ.setdefault(name, str(KERNEL_CACHE_ENTRIES))
 
 
 def session_for(setup: TrialSetup) -> Session:

@@ -156,6 +156,39 @@ def test_users_trials_in_one_process_give_what_each_gives_in_a_fresh_process(tin
     assert type(session_for(setup).loaded.model).__name__ == "LlamaForCausalLM", "no PEFT wrapper left on the model"
 
 
+# Users trained one after another in a fresh process (bf16 on the CPU): its resident MB after each.
+USER_AFTER_USER = """
+import gc, json, os
+from runners.session import session_for
+from runners.spec import TrialConfig, TrialSetup
+from runners.trial import run_trial
+from search.setup import user_setup
+
+setup = TrialSetup.from_dicts({"name": "tiny"}, {"source": "demo", "users": 10, "max_val_queries": 1},
+                              {"max_steps": 1, "min_steps": 0, "max_new_tokens": 2, "autocast": "bfloat16"})
+resident = []
+for split in session_for(setup).splits:
+    run_trial(TrialConfig(layers=(2, 3), count=2, rank=8), user_setup(setup, split.user.user_id))
+    gc.collect()
+    resident.append(next(int(l.split()[1]) // 1024 for l in open("/proc/self/status") if l.startswith("VmRSS")))
+print(json.dumps({"resident": resident, "capacity": os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"]}))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_training_user_after_user_keeps_the_kernel_caches_bounded():
+    """bf16 kernels compiled per shape are cached; every user brings new shapes (the control: 1,024 entries)."""
+    env = {k: v for k, v in os.environ.items() if k not in sessions.KERNEL_CACHE_VARIABLES}
+    run = lambda extra: subprocess.Popen(  # noqa: E731
+        [sys.executable, "-c", USER_AFTER_USER], stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        env={**env, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **extra})
+    bounded, control = run({}), run({"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "1024", "LRU_CACHE_CAPACITY": "1024"})
+    bounded, control = (json.loads(p.communicate(timeout=600)[0]) for p in (bounded, control))
+    assert bounded["capacity"] == str(sessions.KERNEL_CACHE_ENTRIES) and control["capacity"] == "1024"
+    grown = {name: r["resident"][-1] - r["resident"][3] for name, r in (("bounded", bounded), ("control", control))}
+    assert grown["bounded"] < 60 and grown["control"] > 100, f"MB grown over users 4-10: {grown}"
+
+
 def _counting(monkeypatch, data: Path) -> dict[str, int]:
     """Count real calls of ``load_model`` and real opens of the data file (the functions still run)."""
     import builtins
