@@ -159,9 +159,13 @@ def attach_memory(model, layout: Layout, memory: MemoryConfig, seed: int):
         # PEFT calls a transformers method that transformers 5 deprecated; nothing for users to act on.
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         peft_model = get_peft_model(model, config, adapter_name=names[0])
-        for name in names[1:]:
-            peft_model.add_adapter(name, config)
-    peft_model.base_model.set_adapter(names)
+        try:
+            for name in names[1:]:
+                peft_model.add_adapter(name, config)
+            peft_model.base_model.set_adapter(names)
+        except BaseException:
+            detach_memory(peft_model)  # later trials share the base model (runners.session): leave it clean
+            raise
     for pname, param in peft_model.named_parameters():
         param.requires_grad_("lora_" in pname)
     return peft_model

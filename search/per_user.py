@@ -28,7 +28,8 @@ from runners.files import user_file_name
 from search.api import Callback, optimize, writer_lock
 from search.encoding import config_key
 from search.errors import SearchError, StudyError
-from search.executors import Executor, Objective
+from search.executors import Executor, LocalExecutor, Objective
+from search.executors.base import Lent
 from search.optimizers.base import AcquisitionOptions, KnownObjective, Observation
 from search.pareto import knee_index
 from search.space import Space
@@ -169,7 +170,9 @@ def optimize_tasks(
         warm_start: seed each task from the earlier ones (default the space's ``warm_start.enabled``).
         known_objectives: exact metrics (the same functions for every task).
         hooks: told when each task starts (and gives its study callbacks) and ends.
-        executor: builds a fresh executor per task (default: one trial at a time, here).
+        executor: builds the executor of the cohort: made once, every task's study runs on it (so
+            its workers, and the base model each has loaded, live across tasks), closed at the end
+            (default: one trial at a time, here).
         options: caps on the BO acquisition optimisation.
 
     Returns:
@@ -183,19 +186,20 @@ def optimize_tasks(
                      f"`pers-search resume {study_name} --study-dir {study_dir}`"):
         cohort = open_cohort(space, study_name, study_dir, tasks)
         warm = space.warm_start.enabled if warm_start is None else warm_start
-        for index, task in enumerate(tasks):
-            earlier = [cohort.studies[t] for t in tasks[:index]]
-            initial = warm_start_points(earlier, space.warm_start.max_points) if warm else []
-            prior = warm_start_observations(earlier, space.warm_start.max_observations, known_objectives or {}) \
-                if warm else []
-            # each user's optimiser its own seed: with one seed every user's quasi-random start is the
-            # same set of points, and a warm start (earlier users' fronts, drawn from that set) adds nothing
-            task_space = space.with_optimizer(seed=space.optimizer.seed + index)
-            cohort.studies[task] = optimize(task_space, objectives[task], study_name=user_study_name(study_name, task),
-                                            study_dir=study_dir, known_objectives=known_objectives,
-                                            callbacks=hooks.start(task, index), options=options, initial=initial,
-                                            prior=prior, executor=executor() if executor else None)
-            hooks.end(task, cohort.studies[task])
+        with executor() if executor else LocalExecutor() as shared:
+            for index, task in enumerate(tasks):
+                earlier = [cohort.studies[t] for t in tasks[:index]]
+                initial = warm_start_points(earlier, space.warm_start.max_points) if warm else []
+                prior = warm_start_observations(earlier, space.warm_start.max_observations, known_objectives or {}) \
+                    if warm else []
+                # each user's optimiser its own seed: with one seed every user's quasi-random start is the
+                # same set of points, and a warm start (earlier users' fronts, drawn from that set) adds nothing
+                task_space = space.with_optimizer(seed=space.optimizer.seed + index)
+                cohort.studies[task] = optimize(
+                    task_space, objectives[task], study_name=user_study_name(study_name, task), study_dir=study_dir,
+                    known_objectives=known_objectives, callbacks=hooks.start(task, index), options=options,
+                    initial=initial, prior=prior, executor=Lent(shared))
+                hooks.end(task, cohort.studies[task])
     return cohort
 
 

@@ -44,3 +44,19 @@ def hangs_on_k3(config):
     if config["k"] == 3:
         time.sleep(3600)
     return toy_objective(config)
+
+
+class ReportsLoads:
+    """A trial objective that also reports how many base models its process has loaded so far
+    (``runners.session.cache_info``), in the ``model_loads`` attr of each trial."""
+
+    def __init__(self, objective) -> None:
+        self.objective = objective
+
+    def __call__(self, config, report=None):
+        from runners.session import cache_info
+        from search.executors import Evaluation
+
+        done = self.objective(config, report)
+        return Evaluation(done.values, {**done.user_attrs, "model_loads": cache_info()["models"]["builds"]},
+                          done.pruned)

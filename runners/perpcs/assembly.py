@@ -331,7 +331,12 @@ def apply_assembly(model, pool: "Pool", assembly: Assembly, adapter_name: str = 
             peft_model = model
         else:
             peft_model = get_peft_model(model, config, adapter_name=adapter_name)
-    _load_adapter(peft_model, tensors, adapter_name)
+    try:
+        _load_adapter(peft_model, tensors, adapter_name)
+    except BaseException:
+        if peft_model is not model:  # made here on the shared base model (runners.session): leave it clean
+            peft_model.unload()
+        raise
     return peft_model
 
 

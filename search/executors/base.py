@@ -123,3 +123,30 @@ class Executor(ABC):
 
     def close(self) -> None:
         """Release the workers."""
+
+
+class Lent(Executor):
+    """An executor lent to one study: the study's end leaves it open for the next (its owner closes it).
+
+    A per-user search runs its users' studies on one executor, so that worker processes (and the
+    base model each has loaded) live across users.
+
+    Args:
+        owner: The executor lent.
+    """
+
+    def __init__(self, owner: Executor) -> None:
+        self.owner = owner
+        self.workers = owner.workers
+
+    def submit(self, number: int, objective: Objective, config: dict[str, Any]) -> None:
+        """Submit to the owner."""
+        self.owner.submit(number, objective, config)
+
+    def wait(self) -> list[tuple[int, Outcome]]:
+        """Wait on the owner."""
+        return self.owner.wait()
+
+    def cancel(self) -> None:
+        """Cancel the owner's trials in flight."""
+        self.owner.cancel()

@@ -2,7 +2,7 @@
 
 Each worker is a spawned process with one pipe to the driver. It loads what a trial needs on
 first use (the base model, the data, retrieval indexes: ``runners.session``) and keeps it for
-the next trials; the model's dequantized cache lies under ``$PERS_SEARCH_HOME``, which workers
+the next trials, of whichever user (a per-user search runs every user on the same workers); the model's dequantized cache lies under ``$PERS_SEARCH_HOME``, which workers
 share. Workers are our own ``multiprocessing`` processes rather than a
 ``concurrent.futures.ProcessPoolExecutor``: one dead worker there breaks the whole pool (every
 trial in flight is lost), where here only the trial of the dead worker is retried, and a trial

@@ -3,8 +3,8 @@ Ray started in this process (``--address local``).
 
 Each trial is one task asking for a GPU when the cluster has any (else its share of the CPUs).
 The objective (with the trial setup) goes to the object store once; Ray reuses worker processes
-for tasks of the same function, so a worker keeps its loaded model between trials
-(``runners.session``). A task whose worker dies (a killed process, a lost node) is retried once
+for tasks of the same function, so a worker keeps its loaded model between trials, of whichever
+user (``runners.session`` shares it by model settings). A task whose worker dies (a killed process, a lost node) is retried once
 by Ray (``max_retries=1``); a second death makes the trial fail with the reason. The driver stays
 the only writer of the study and of MLflow: tasks return outcomes and nothing else.
 """

@@ -1,0 +1,198 @@
+"""Benchmark: peak memory and wall time of a per-user study as the cohort grows (issue 34, target 1).
+
+Each cohort size runs ``pers-search run --space SPACE --per-user --users N --trials 1 --no-mlflow
+--no-test`` in a subprocess of its own: one trial per user, by default of one configuration for
+every user (its own memory, ``lora.count=2`` of rank 8 on the upper 8 layers, trained one step:
+``training.max_steps=1``, ``training.min_steps=0``; ``rag.k=2`` items by the ``dense``
+retriever). The configuration is pinned because each user's optimiser starts from a quasi-random
+point of its own (its seed is the user's place in the cohort), and most of milp.yaml's first
+points train no memory at all: the sizes would compare the configurations drawn, not what the
+cohort adds. ``--set`` replaces the defaults (``--set training.max_steps=1`` alone runs the
+optimisers' own points).
+
+The table gives, per size, the child's peak resident memory (``VmHWM`` of ``/proc/self/status``,
+written by the child as it exits; its ``ru_maxrss`` would not do, since Linux carries the parent's
+high-water mark at the ``exec`` into the child's), its wall time, and the ratio of its peak to the
+smallest cohort's, measured in the same run. With one base model per process
+(``runners.session``) the peak stays flat in the number of users; with a model per user it grows
+by the model's size with every user.
+
+The builtin demo data has 24 users; for larger cohorts every size of the run reads one generated
+JSONL file instead (the demo users repeated under new ids, :func:`write_cohort`), so that all sizes
+search the same kind of users. The embedded model's dequantized cache is made before the first
+measured size (the first load converts the GGUF, about 40 s and more memory, once per machine).
+``--code DIR`` runs the children on another checkout's code (``PYTHONPATH=DIR``), e.g. the code
+before a change, for a before/after pair of tables from this one script. ``MALLOC_*`` variables
+of the environment reach the children and are printed. Run from the repository root::
+
+    OMP_NUM_THREADS=1 python bench/cohort_scale.py                         # 1, 5 and 20 users, milp.yaml
+    OMP_NUM_THREADS=1 python bench/cohort_scale.py --code ../main          # the same on another checkout
+    python bench/cohort_scale.py --space tiny.yaml --users 1 3 --set training.max_steps=1
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from runners.data.load import DEFAULT_DEMO_USERS, load_dataset  # noqa: E402
+from search.space import load_space  # noqa: E402
+
+DEFAULT_USERS = (1, 5, 20)
+DEFAULT_SETS = ("training.max_steps=1", "training.min_steps=0", "lora.layers=top:8", "lora.count=2", "lora.rank=8",
+                "rag.k=2", "rag.retriever=dense")
+STUDY = "scale"
+PEAK_VARIABLE = "COHORT_SCALE_PEAK"
+# Every child first arranges to write its peak resident memory (kB) to the file $COHORT_SCALE_PEAK at exit.
+REPORT_PEAK = (
+    "import atexit, os\n"
+    "def _report_peak():\n"
+    "    with open('/proc/self/status') as status, open(os.environ['" + PEAK_VARIABLE + "'], 'w') as out:\n"
+    "        out.write(next(line.split()[1] for line in status if line.startswith('VmHWM:')))\n"
+    "atexit.register(_report_peak)\n"
+)
+# The child: the CLI in a fresh interpreter, on the code PYTHONPATH names.
+RUN_CLI = "import sys; from search.cli import main; sys.exit(main(sys.argv[1:]))"
+# The warm-up child: the space's model directory made (the embedded model's dequantized cache).
+WARM_UP = ("import sys; from runners.models import resolve_model_dir; from search.space import load_space; "
+           "resolve_model_dir(load_space(sys.argv[1]).with_overrides(sys.argv[2:]).model.name)")
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One cohort size's run: users, peak resident memory (MB), wall seconds."""
+
+    users: int
+    peak_mb: float
+    seconds: float
+
+
+def write_cohort(path: Path, users: int) -> Path:
+    """Write ``users`` users as generic JSONL: the demo users in turn, repeats under new ids (``<id>-r<k>``).
+
+    Args:
+        path: The file to write.
+        users: How many users.
+
+    Returns:
+        ``path``.
+    """
+    demo = load_dataset("demo").users
+    with path.open("w", encoding="utf-8") as handle:
+        for index in range(users):
+            user, repeat = demo[index % len(demo)], index // len(demo)
+            handle.write(json.dumps(user_record(user, f"{user.user_id}-r{repeat}" if repeat else user.user_id)) + "\n")
+    return path
+
+
+def user_record(user, user_id: str) -> dict:
+    """One user as a generic JSONL record under ``user_id`` (query ids made unique by the user id)."""
+    history = [{k: v for k, v in (("text", h.text), ("input", h.input), ("output", h.output), ("time", h.time))
+                if v is not None} for h in user.history]
+    queries = [{"id": f"{user_id}-{i}", "input": q.input, "output": q.output} for i, q in enumerate(user.queries)]
+    return {"user_id": user_id, "profile": user.profile, "history": history, "queries": queries}
+
+
+def cohort_argv(users: int, study_dir: Path, args: argparse.Namespace, data: Path | None) -> list[str]:
+    """The ``pers-search`` arguments of one cohort size's per-user study."""
+    argv = ["run", f"{STUDY}-{users}", "--space", space_argument(args.space), "--per-user", "--users", str(users),
+            "--trials", str(args.trials), "--study-dir", str(study_dir), "--no-mlflow", "--no-test"]
+    for item in args.sets:
+        argv += ["--set", item]
+    return argv + (["--data", str(data)] if data is not None else [])
+
+
+def space_argument(space: str) -> str:
+    """A space file as an absolute path (the children run in the code's directory), a bundled name as it is."""
+    return str(Path(space).resolve()) if Path(space).is_file() else space
+
+
+def run_child(code: str, argv: Sequence[str], code_dir: Path, log: Path) -> tuple[float, float]:
+    """Run ``python -c CODE ARGV...`` in ``code_dir`` (first on its path); return its peak RSS (MB) and wall seconds.
+
+    Raises:
+        SystemExit: the child failed (the end of its output is shown).
+    """
+    peak = log.with_suffix(".peak")
+    env = {**os.environ, "PYTHONPATH": str(code_dir), PEAK_VARIABLE: str(peak)}
+    started = time.perf_counter()
+    with log.open("w", encoding="utf-8") as out:
+        returncode = subprocess.run([sys.executable, "-c", REPORT_PEAK + code, *argv], stdout=out,
+                                    stderr=subprocess.STDOUT, env=env, cwd=code_dir).returncode
+    seconds = time.perf_counter() - started
+    if returncode != 0:
+        tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-20:])
+        raise SystemExit(f"cohort_scale: the child `{' '.join(argv)}` failed with exit code {returncode}; "
+                         f"the end of its output:\n{tail}")
+    return int(peak.read_text()) / 1024.0, seconds
+
+
+def measure(users: int, args: argparse.Namespace, work: Path, data: Path | None) -> Measured:
+    """One cohort size in a subprocess of its own."""
+    argv = cohort_argv(users, work / f"studies-{users}", args, data)
+    peak, seconds = run_child(RUN_CLI, argv, Path(args.code).resolve(), work / f"run-{users}.log")
+    return Measured(users, peak, seconds)
+
+
+def table(rows: Sequence[Measured]) -> str:
+    """The markdown table; the ratio is to the smallest cohort of the run."""
+    base = min(rows, key=lambda r: r.users)
+    lines = [f"| users | peak RSS MB | wall s | s per user | peak / {base.users} user{'s' if base.users > 1 else ''} |",
+             "|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: r.users):
+        lines.append(f"| {r.users} | {r.peak_mb:,.0f} | {r.seconds:.0f} | {r.seconds / r.users:.1f} | "
+                     f"{r.peak_mb / base.peak_mb:.2f} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--users", type=int, nargs="+", default=list(DEFAULT_USERS), help="cohort sizes (default 1 5 20)")
+    p.add_argument("--space", default="milp.yaml", help="the search space (default milp.yaml: the embedded model)")
+    p.add_argument("--set", dest="sets", action="append", default=None, metavar="KEY=VALUE",
+                   help=f"space overrides (default: {' '.join(DEFAULT_SETS)})")
+    p.add_argument("--trials", type=int, default=1, help="trials per user (default 1)")
+    p.add_argument("--code", default=str(ROOT), help="the checkout whose code the children run (default this one)")
+    args = p.parse_args(argv)
+    if args.sets is None:
+        args.sets = list(DEFAULT_SETS)
+    if min(args.users) < 1:
+        p.error(f"--users {args.users}: every cohort size must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    load_space(args.space).with_overrides(args.sets)  # a bad space or override fails here, not in a child
+    print(f"cohort_scale: {datetime.date.today()}, {platform.machine()} {os.cpu_count()} CPUs, Python "
+          f"{platform.python_version()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
+          f"{''.join(f'{k}={v}, ' for k, v in sorted(os.environ.items()) if k.startswith('MALLOC_'))}"
+          f"code {Path(args.code).resolve()}, --set {' '.join(args.sets)}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="cohort-scale-") as tmp:
+        work = Path(tmp)
+        data = write_cohort(work / "users.jsonl", max(args.users)) if max(args.users) > DEFAULT_DEMO_USERS else None
+        run_child(WARM_UP, [space_argument(args.space), *args.sets], Path(args.code).resolve(), work / "warm-up.log")
+        rows = []
+        for users in args.users:
+            rows.append(measure(users, args, work, data))
+            print(f"{users} user{'s' if users > 1 else ''}: peak RSS {rows[-1].peak_mb:,.0f} MB, "
+                  f"{rows[-1].seconds:.0f} s", flush=True)
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

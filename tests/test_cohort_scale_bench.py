@@ -1,0 +1,70 @@
+"""``bench/cohort_scale.py`` at tiny scale: the cohort file, the child's measured peak, the table, one real run."""
+
+import sys
+
+import pytest
+from bench_scripts import load_bench
+
+from runners.data.load import load_dataset
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_bench("cohort_scale")
+
+
+def test_a_cohort_larger_than_the_demo_repeats_its_users_under_new_ids(bench, tmp_path):
+    demo = load_dataset("demo").users
+    users = load_dataset(str(bench.write_cohort(tmp_path / "u.jsonl", len(demo) + 3))).users
+    assert len(users) == len(demo) + 3 and len({u.user_id for u in users}) == len(users)
+    assert [u.user_id for u in users[len(demo):]] == [f"{u.user_id}-r1" for u in demo[:3]]
+    again, first = users[len(demo)], demo[0]
+    assert (again.profile, again.queries[0].output, len(again.history)) == (first.profile, first.queries[0].output,
+                                                                            len(first.history))
+    assert again.history[0].as_text() == first.history[0].as_text()
+
+
+def test_the_child_peak_is_its_own_and_a_failing_child_is_shown(bench, tmp_path):
+    """A child's peak is not its parent's: this process is made larger than any child first."""
+    ballast = bytearray(600 * 2**20)
+    ballast[::4096] = b"x" * len(ballast[::4096])  # touched: resident
+    grow = "b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096])"
+    peak, seconds = bench.run_child(grow, [], tmp_path, tmp_path / "grow.log")
+    assert 300 <= peak < 400 and seconds > 0
+    small, _ = bench.run_child("pass", [], tmp_path, tmp_path / "small.log")
+    assert small < 100
+    with pytest.raises(SystemExit, match="failed with exit code 3(.|\n)*boom"):
+        bench.run_child("import sys; print('boom'); sys.exit(3)", [], tmp_path, tmp_path / "fail.log")
+    del ballast
+
+
+def test_the_table_gives_each_size_against_the_smallest(bench):
+    rows = [bench.Measured(5, 1100.0, 50.0), bench.Measured(1, 1000.0, 20.0), bench.Measured(20, 1050.0, 120.0)]
+    lines = bench.table(rows).splitlines()
+    assert lines[0] == "| users | peak RSS MB | wall s | s per user | peak / 1 user |"
+    assert lines[2:] == ["| 1 | 1,000 | 20 | 20.0 | 1.00 |", "| 5 | 1,100 | 50 | 10.0 | 1.10 |",
+                         "| 20 | 1,050 | 120 | 6.0 | 1.05 |"]
+
+
+def test_a_tiny_run_measures_each_size_in_a_child_of_its_own(bench, capsys):
+    args = bench.parse_args(["--space", "tiny.yaml", "--users", "1", "2", "--set", "training.max_steps=1"])
+    assert args.sets == ["training.max_steps=1"] and bench.parse_args([]).sets == list(bench.DEFAULT_SETS)
+    argv = bench.cohort_argv(2, bench.ROOT / "x", args, None)
+    assert argv[:8] == ["run", "scale-2", "--space", "tiny.yaml", "--per-user", "--users", "2", "--trials"]
+    assert {"--no-mlflow", "--no-test"} <= set(argv) and "--data" not in argv
+    assert bench.main(["--space", "tiny.yaml", "--users", "1", "2", "--set", "training.max_steps=1"]) == 0
+    out = capsys.readouterr().out
+    assert f"code {bench.ROOT}" in out and "OMP_NUM_THREADS=" in out
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [int(r[0]) for r in rows] == [1, 2] and rows[0][4].strip() == "1.00"
+    assert all(200 < float(r[1].replace(",", "")) < 4000 for r in rows), rows  # MB of a tiny-model process
+
+
+def test_bad_sizes_are_refused(bench, capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--users", "0"])
+    assert "every cohort size must be >= 1" in capsys.readouterr().err
+
+
+if sys.platform != "linux":  # pragma: no cover
+    pytestmark = pytest.mark.skip("the children read their peak from /proc: Linux")
