@@ -7,13 +7,15 @@ Running the same cohort again resumes it: finished users are skipped, the curren
 where it stopped.
 
 Warm start (``warm_start.enabled`` or ``--warm-start``): each new user's study first evaluates
-front configurations of the users searched before (up to ``warm_start.max_points``, the most
-recent users first, each user's knee first), then goes on with its optimiser, whose quasi-random
-start these points count towards. Configurations that served earlier users are the best guess
-for a new user of the same model and data; the optimiser then corrects for the user. The BO
-optimisers also learn from the earlier users' trials (up to ``warm_start.max_observations``):
-they enter the surrogate with a same-user input whose lengthscale is fitted, so the model learns
-how alike the users are (``search.optimizers.user_transfer``).
+configurations of the earlier users' common front (up to ``warm_start.max_points``: every earlier
+user's trials put on one level and merged per configuration, the knee first, then the points
+adding the most hypervolume), then goes on with its optimiser, whose quasi-random start these
+points count towards. Configurations that served earlier users are the best guess for a new user
+of the same model and data; the optimiser then corrects for the user. The BO optimisers also learn
+from every earlier user's trials, summarised in at most ``warm_start.max_observations`` rows so
+that a suggestion costs the same with 3 or 300 users before: they enter the surrogate with a
+same-user input whose lengthscale is fitted, so the model learns how alike the users are
+(``search.optimizers.user_transfer``).
 """
 
 from __future__ import annotations

@@ -20,6 +20,16 @@ for users of the same shape. Without a shared configuration (``warm_start.max_po
 start is the usual quasi-random one), the means over all trials are matched, and the spreads too
 once the current user has three values.
 
+However many users came before, the surrogate sees a bounded summary of them
+(:func:`cohort_summary`, ``warm_start.max_observations`` rows): the earlier users are first put on
+one level among themselves (:func:`common_level`, the same chain through shared configurations),
+a configuration several users ran becomes one row (their mean; their spread joins the noise where
+noise is known), and the rows kept are the pool's front, then each user's own front and trials in
+turn. The summary then enters the model as one earlier group, shifted to the current user's level
+through the front points the current user re-ran, which come from the same pool's front
+(:func:`pooled_front`, the points a warm start evaluates first). A suggestion's fit grows with the
+rows, not the users (issue 34: the 100th user learns from 99 users at the cost of the 3rd).
+
 This is the user-input option of issue 13 (BoTorch's ``MultiTaskGP`` would need one index kernel
 per metric and has no SAAS variant that fits with this project's vectorised NUTS; the flag is a
 dimension like any other to both the SAAS and the standard GP).
