@@ -16,22 +16,30 @@ users of a seed are drawn from ``random.Random(seed)``:
   for the next one.
 
 Two arms: ``cold`` (every user from its own 10 quasi-random points) and ``learned`` (``--warm-start``:
-the earlier users' front points first, 2 of them, then one point of the user's own, and the
-earlier users' trials in the surrogates with a same-user input,
-:mod:`search.optimizers.user_transfer`). With those trials ``saas-nehvi``'s layer screen has its 20
-observations from the second user's first model-based suggestion on.
+2 points of the earlier users' common front first, then one point of the user's own, and every
+earlier user's trials, summarised in ``warm_start.max_observations`` rows, in the surrogates with a
+same-user input, :mod:`search.optimizers.user_transfer`). With those trials ``saas-nehvi``'s layer
+screen has its 20 observations from the second user's first model-based suggestion on.
 
-Each user's hypervolume after 5, 10 and 20 trials is a fraction of that user's exact maximum
-(``exact_front`` over what matters, as ``search_efficiency`` computes it). Every finished (variant,
-arm, seed) is printed and appended to ``--out`` as one JSON line (per-user curves), runs already
-there are skipped, and the table (``--summarise FILE`` prints it from the file alone) pools users
-2.. over seeds: mean ± standard error over (seed, user), with their number; the first user, whom
-no warm start reaches, is its own column.
+Each user's hypervolume after 3, 5, 10 and 20 trials is a fraction of that user's exact maximum
+(``exact_front`` over what matters, as ``search_efficiency`` computes it), and each trial's
+suggestion seconds are kept. Every finished (variant, arm, seed) is printed and appended to
+``--out`` as one JSON line (per-user curves and seconds), runs already there are skipped, and the
+tables (``--summarise FILE`` prints them from the file alone): users 2.. pooled over seeds (mean ±
+standard error over (seed, user), the first user, whom no warm start reaches, its own column); per
+user index, HV@3, HV@5, HV@10 over seeds and the median seconds of a model suggestion, cold pooled
+over every user (cold users are exchangeable draws: none learns from another), with, for ``alike``
+cohorts of 10 users or more, how many users from the 10th on reach 0.95 of their maximum within 5
+trials; and learned minus cold per (seed, user) where a seed ran both arms. ``--optimizer`` and
+``--max-observations`` change the users' optimiser and the learned arm's budget of rows (both are
+part of a run's identity in the file). Cold runs of 10 trials or fewer never fit a model (their
+start is 10 points), so they take seconds; run them with ``--arms cold`` and more seeds.
 
 Usage::
 
     python bench/per_user_early.py --seeds 3                       # alike, both arms (about 20 minutes a seed)
     python bench/per_user_early.py --variants distinct --arms learned --seeds 1 --first-seed 0
+    python bench/per_user_early.py --variants alike distinct --users 20 --per-user 10 --seeds 3   # the cohort
     python bench/per_user_early.py --summarise per_user_early.jsonl
 """
 
