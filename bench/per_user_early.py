@@ -30,7 +30,9 @@ standard error over (seed, user), the first user, whom no warm start reaches, it
 user index, HV@3, HV@5, HV@10 over seeds and the median seconds of a model suggestion, cold pooled
 over every user (cold users are exchangeable draws: none learns from another), with, for ``alike``
 cohorts of 10 users or more, how many users from the 10th on reach 0.95 of their maximum within 5
-trials; and learned minus cold per (seed, user) where a seed ran both arms. ``--optimizer`` and
+trials, and the run's CPU seconds per model suggestion (the process's CPU time over its model
+suggestions: what a suggestion costs a core of its own, whatever else the machine runs); and
+learned minus cold per (seed, user) where a seed ran both arms. ``--optimizer`` and
 ``--max-observations`` change the users' optimiser and the learned arm's budget of rows (both are
 part of a run's identity in the file). Cold runs of 10 trials or fewer never fit a model (their
 start is 10 points), so they take seconds; run them with ``--arms cold`` and more seeds.
@@ -153,7 +155,7 @@ def run_one(variant: str, arm: str, seed: int, users: int, per_user: int,
             max_observations: int | None = None) -> dict[str, Any]:
     """One (variant, arm, seed): the record appended to the results file."""
     drawn = draw_users(variant, seed, users)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cohort = search_users(drawn, arm, seed, per_user, tmp, nuts, optimizer, max_observations)
@@ -161,7 +163,7 @@ def run_one(variant: str, arm: str, seed: int, users: int, per_user: int,
         budget = cohort.studies["u0"].space.warm_start.max_observations
     return {"variant": variant, "arm": arm, "seed": seed, "users": users, "per_user": per_user, "nuts": list(nuts),
             "optimizer": optimizer, "max_observations": budget, "hv": hv, "suggest_seconds": seconds,
-            "seconds": time.perf_counter() - start}
+            "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}
 
 
 def run_key(variant: str, arm: str, seed: int, users: int, per_user: int, nuts: Sequence[int],
@@ -256,6 +258,10 @@ def index_table(records: list[dict[str, Any]]) -> str:
                 reached = sum(v >= TARGET for v in later)
                 rows.append(f"| {ALIKE_FROM}.. | pairs {len(later)} | | {_mean_se(later)} | | "
                             f"{reached}/{len(later)} at >= {TARGET} by 5 |")
+        cpu = [r["cpu_seconds"] / n for r in runs if "cpu_seconds" in r
+               and (n := sum(len(_model_seconds(r, name)) for name in r["hv"]))]
+        if cpu:  # the process's CPU time, whatever else the machine runs: a quiet core's seconds, at most
+            rows.append(f"\nCPU seconds of the run per model suggestion: {_mean_se(cpu)} ({len(cpu)} runs)")
         blocks.append(head + "\n" + "\n".join(rows))
     return "\n\n".join(blocks)
 
