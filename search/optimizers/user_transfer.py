@@ -294,9 +294,27 @@ def pooled_front(per_user: Sequence[Sequence[Observation]], metrics: Sequence[st
                  ref_point: Mapping[str, float] | None = None) -> list[PooledRow]:
     """The earlier users' common front: their observations on a common level, merged per
     configuration, the front of that pool in :func:`front_order`."""
-    rows = list(pool_by_config(common_level(per_user, metrics, key), metrics, key).values())
+    shifted = common_level(per_user, metrics, key)
+    pool = pool_by_config(shifted, metrics, key)
+    rows = [pool[k] for k in _front_candidates(shifted, key, objectives, constraints)]
     order = front_order([r.observation.values for r in rows], objectives, constraints, ref_point)
     return [rows[i] for i in order]
+
+
+def _front_candidates(per_user: Sequence[Sequence[Observation]], key: Callable[[dict], Hashable],
+                      objectives: Mapping[str, str], constraints: Sequence[Constraint]) -> list[Hashable]:
+    """The configurations on some user's own front: the pool's front is looked for among these alone.
+
+    A user's shift moves all its values alike, so what it dominates stays dominated; only a
+    configuration merged across users could, by averaging, leave every user's dominated set, and a
+    configuration no user found on its front is no point to start a new user from. The pool's
+    front then costs the users' fronts squared, not their trials squared (1,000 users of 10 trials).
+    """
+    keys = []
+    for observations in per_user:
+        keys += [key(observations[i].config) for i in pareto_indices([o.values for o in observations],
+                                                                     objectives, constraints)]
+    return list(dict.fromkeys(keys))
 
 
 def cohort_summary(per_user: Sequence[Sequence[Observation]], metrics: Sequence[str],
@@ -331,8 +349,8 @@ def cohort_summary(per_user: Sequence[Sequence[Observation]], metrics: Sequence[
         return []
     shifted = common_level(per_user, metrics, key)
     rows = pool_by_config(shifted, metrics, key)
-    keys = list(rows)
-    front = front_order([r.observation.values for r in rows.values()], objectives, constraints, ref_point)
+    keys = _front_candidates(shifted, key, objectives, constraints)
+    front = front_order([rows[k].observation.values for k in keys], objectives, constraints, ref_point)
     picked = list(dict.fromkeys(keys[i] for i in front[: max(1, budget // 2)]))
     queues = [_user_queue(obs, key, objectives, constraints) for obs in reversed(shifted)]
     taken = set(picked)
