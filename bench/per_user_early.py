@@ -16,22 +16,32 @@ users of a seed are drawn from ``random.Random(seed)``:
   for the next one.
 
 Two arms: ``cold`` (every user from its own 10 quasi-random points) and ``learned`` (``--warm-start``:
-the earlier users' front points first, 2 of them, then one point of the user's own, and the
-earlier users' trials in the surrogates with a same-user input,
-:mod:`search.optimizers.user_transfer`). With those trials ``saas-nehvi``'s layer screen has its 20
-observations from the second user's first model-based suggestion on.
+2 points of the earlier users' common front first, then one point of the user's own, and every
+earlier user's trials, summarised in ``warm_start.max_observations`` rows, in the surrogates with a
+same-user input, :mod:`search.optimizers.user_transfer`). With those trials ``saas-nehvi``'s layer
+screen has its 20 observations from the second user's first model-based suggestion on.
 
-Each user's hypervolume after 5, 10 and 20 trials is a fraction of that user's exact maximum
-(``exact_front`` over what matters, as ``search_efficiency`` computes it). Every finished (variant,
-arm, seed) is printed and appended to ``--out`` as one JSON line (per-user curves), runs already
-there are skipped, and the table (``--summarise FILE`` prints it from the file alone) pools users
-2.. over seeds: mean ± standard error over (seed, user), with their number; the first user, whom
-no warm start reaches, is its own column.
+Each user's hypervolume after 3, 5, 10 and 20 trials is a fraction of that user's exact maximum
+(``exact_front`` over what matters, as ``search_efficiency`` computes it), and each trial's
+suggestion seconds are kept. Every finished (variant, arm, seed) is printed and appended to
+``--out`` as one JSON line (per-user curves and seconds), runs already there are skipped, and the
+tables (``--summarise FILE`` prints them from the file alone): users 2.. pooled over seeds (mean ±
+standard error over (seed, user), the first user, whom no warm start reaches, its own column); per
+user index, HV@3, HV@5, HV@10 over seeds and the median seconds of a model suggestion, cold pooled
+over every user (cold users are exchangeable draws: none learns from another), with, for ``alike``
+cohorts of 10 users or more, how many users from the 10th on reach 0.95 of their maximum within 5
+trials, and the run's CPU seconds per model suggestion (the process's CPU time over its model
+suggestions: what a suggestion costs a core of its own, whatever else the machine runs); and
+learned minus cold per (seed, user) where a seed ran both arms. ``--optimizer`` and
+``--max-observations`` change the users' optimiser and the learned arm's budget of rows (both are
+part of a run's identity in the file). Cold runs of 10 trials or fewer never fit a model (their
+start is 10 points), so they take seconds; run them with ``--arms cold`` and more seeds.
 
 Usage::
 
     python bench/per_user_early.py --seeds 3                       # alike, both arms (about 20 minutes a seed)
     python bench/per_user_early.py --variants distinct --arms learned --seeds 1 --first-seed 0
+    python bench/per_user_early.py --variants alike distinct --users 20 --per-user 10 --seeds 3   # the cohort
     python bench/per_user_early.py --summarise per_user_early.jsonl
 """
 
@@ -55,14 +65,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.search_efficiency import MIXED_LARGE, MixedShape, enumerate_relevant, exact_front, mixed_values, storage  # noqa: E402
 from search.pareto import hypervolume  # noqa: E402
 from search.per_user import optimize_tasks  # noqa: E402
-from search.space import Space, parse_space  # noqa: E402
+from search.space import Space, WarmStartSettings, parse_space  # noqa: E402
 
 VARIANTS = ("alike", "distinct")
 ARMS = ("cold", "learned")
 CHECKPOINTS = (5, 10, 20)
+INDEX_CHECKPOINTS = (3, 5, 10)  # the per-user-index table's columns
+ALIKE_FROM, TARGET = 10, 0.95  # target: alike users from the 10th on reach 0.95 of their maximum within 5 trials
 DEFAULT_OUT = "per_user_early.jsonl"
 NUTS = (64, 32, 4)  # as bench/search_efficiency.py
 INIT, WARM_POINTS = 10, 2
+OPTIMIZER = "saas-nehvi"
+DEFAULT_MAX_OBSERVATIONS = WarmStartSettings().max_observations
 
 
 class MixedUser:
@@ -104,13 +118,18 @@ def base_space() -> tuple[Space, dict[str, float]]:
 
 
 def search_users(users: dict[str, MixedUser], arm: str, seed: int, per_user: int, study_dir: str | Path,
-                 nuts: tuple[int, int, int] = NUTS):
-    """One cohort: the users searched in order, cold or warm-started (``arm``); returns the cohort."""
+                 nuts: tuple[int, int, int] = NUTS, optimizer: str = OPTIMIZER, max_observations: int | None = None):
+    """One cohort: the users searched in order, cold or warm-started (``arm``); returns the cohort.
+
+    ``max_observations`` sets ``warm_start.max_observations`` (None: the space's default).
+    """
     space, ref = base_space()
     warmup, samples, thinning = nuts
-    space = space.with_optimizer(name="saas-nehvi", seed=seed, trials=per_user, init_trials=INIT, ref_point=ref)
+    space = space.with_optimizer(name=optimizer, seed=seed, trials=per_user, init_trials=INIT, ref_point=ref)
     space = space.with_overrides([f"optimizer.nuts.warmup={warmup}", f"optimizer.nuts.samples={samples}",
-                                  f"optimizer.nuts.thinning={thinning}", f"warm_start.max_points={WARM_POINTS}"])
+                                  f"optimizer.nuts.thinning={thinning}", f"warm_start.max_points={WARM_POINTS}"]
+                                 + ([] if max_observations is None else
+                                    [f"warm_start.max_observations={max_observations}"]))
     return optimize_tasks(space, users, study_name="cohort", study_dir=study_dir, warm_start=arm == "learned",
                           known_objectives={"storage": storage})
 
@@ -126,28 +145,38 @@ def curves(cohort, users: dict[str, MixedUser]) -> dict[str, list[float]]:
     return out
 
 
+def suggestion_seconds(cohort, users: dict[str, MixedUser]) -> dict[str, list[float | None]]:
+    """Per user, the seconds its optimiser took for each trial's suggestion (None for given points)."""
+    return {name: [t.suggest_seconds for t in cohort.studies[name].trials] for name in users}
+
+
 def run_one(variant: str, arm: str, seed: int, users: int, per_user: int,
-            nuts: tuple[int, int, int] = NUTS) -> dict[str, Any]:
+            nuts: tuple[int, int, int] = NUTS, optimizer: str = OPTIMIZER,
+            max_observations: int | None = None) -> dict[str, Any]:
     """One (variant, arm, seed): the record appended to the results file."""
     drawn = draw_users(variant, seed, users)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cohort = search_users(drawn, arm, seed, per_user, tmp, nuts)
-        hv = curves(cohort, drawn)
+        cohort = search_users(drawn, arm, seed, per_user, tmp, nuts, optimizer, max_observations)
+        hv, seconds = curves(cohort, drawn), suggestion_seconds(cohort, drawn)
+        budget = cohort.studies["u0"].space.warm_start.max_observations
     return {"variant": variant, "arm": arm, "seed": seed, "users": users, "per_user": per_user, "nuts": list(nuts),
-            "hv": hv, "seconds": time.perf_counter() - start}
+            "optimizer": optimizer, "max_observations": budget, "hv": hv, "suggest_seconds": seconds,
+            "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}
 
 
-def run_key(variant: str, arm: str, seed: int, users: int, per_user: int, nuts: Sequence[int]) -> tuple:
-    """A run's identity in the results file."""
-    return (variant, arm, seed, users, per_user, tuple(nuts))
+def run_key(variant: str, arm: str, seed: int, users: int, per_user: int, nuts: Sequence[int],
+            optimizer: str = OPTIMIZER, max_observations: int | None = None) -> tuple:
+    """A run's identity in the results file (``max_observations`` None: the space's default)."""
+    budget = DEFAULT_MAX_OBSERVATIONS if max_observations is None else max_observations
+    return (variant, arm, seed, users, per_user, tuple(nuts), optimizer, budget)
 
 
 def key(record: dict[str, Any]) -> tuple:
-    """The identity of a record (:func:`run_key`)."""
+    """The identity of a record (:func:`run_key`; records of before the pool: ``saas-nehvi``, 24 rows)."""
     return run_key(record["variant"], record["arm"], record["seed"], record["users"], record["per_user"],
-                   record["nuts"])
+                   record["nuts"], record.get("optimizer", OPTIMIZER), record.get("max_observations", 24))
 
 
 def load_records(path: Path) -> list[dict[str, Any]]:
@@ -185,6 +214,64 @@ def _mean_se(values: list[float]) -> str:
     return f"{statistics.fmean(values):.3f} ± {se:.3f}"
 
 
+def arm_label(record: dict[str, Any]) -> str:
+    """The arm as the tables name it: the optimiser when not the default, the learned arm's budget of rows."""
+    label = record["arm"] if record["arm"] == "cold" else f"{record['arm']} ({key(record)[-1]} rows)"
+    optimizer = record.get("optimizer", OPTIMIZER)
+    return label if optimizer == OPTIMIZER else f"{label}, {optimizer}"
+
+
+def _model_seconds(record: dict[str, Any], name: str) -> list[float]:
+    """A user's suggestion seconds of the trials its model suggested (past its start)."""
+    start = INIT if record["arm"] == "cold" or name == "u0" else max(2, WARM_POINTS) + 1
+    return [s for s in record.get("suggest_seconds", {}).get(name, [])[start:] if s is not None]
+
+
+def index_table(records: list[dict[str, Any]]) -> str:
+    """Per (variant, arm), per user index: HV@3, HV@5, HV@10 (mean ± SE over seeds) and seconds per suggestion.
+
+    Cold users are exchangeable draws (no user learns from another), so cold is one row pooled over
+    every user and seed; a learned user index is compared with it. The last line of a learned arm
+    of alike users: users from the 10th on, HV@5 and how many (seed, user) reach 0.95 there.
+    """
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["variant"], arm_label(r)), []).append(r)
+    blocks = []
+    for (variant, label), runs in sorted(groups.items()):
+        head = (f"{variant}, {label}:\n| user | seeds | " + " | ".join(f"HV@{k}" for k in INDEX_CHECKPOINTS)
+                + " | s / model suggestion |\n|---|---|" + "---|" * len(INDEX_CHECKPOINTS) + "---|")
+        if runs[0]["arm"] == "cold":
+            curves = [c for r in runs for c in r["hv"].values()]
+            seconds = [s for r in runs for name in r["hv"] for s in _model_seconds(r, name)]
+            rows = [_index_row("cold, pooled", len(runs), curves, seconds)]
+        else:
+            count = max(r["users"] for r in runs)
+            rows = []
+            for i in range(count):
+                have = [r for r in runs if f"u{i}" in r["hv"]]
+                seconds = [s for r in have for s in _model_seconds(r, f"u{i}")]
+                rows.append(_index_row(str(i + 1), len(have), [r["hv"][f"u{i}"] for r in have], seconds))
+            if variant == "alike" and count >= ALIKE_FROM:
+                later = [_at(r["hv"][f"u{i}"], 5) for r in runs for i in range(ALIKE_FROM - 1, r["users"])]
+                later = [v for v in later if v is not None]
+                reached = sum(v >= TARGET for v in later)
+                rows.append(f"| {ALIKE_FROM}.. | pairs {len(later)} | | {_mean_se(later)} | | "
+                            f"{reached}/{len(later)} at >= {TARGET} by 5 |")
+        cpu = [r["cpu_seconds"] / n for r in runs if "cpu_seconds" in r
+               and (n := sum(len(_model_seconds(r, name)) for name in r["hv"]))]
+        if cpu:  # the process's CPU time, whatever else the machine runs: a quiet core's seconds, at most
+            rows.append(f"\nCPU seconds of the run per model suggestion: {_mean_se(cpu)} ({len(cpu)} runs)")
+        blocks.append(head + "\n" + "\n".join(rows))
+    return "\n\n".join(blocks)
+
+
+def _index_row(name: str, seeds: int, curves: list[list[float]], seconds: list[float]) -> str:
+    cells = [_mean_se([v for c in curves if (v := _at(c, k)) is not None]) for k in INDEX_CHECKPOINTS]
+    time_cell = f"{statistics.median(seconds):.1f} (max {max(seconds):.1f})" if seconds else "–"
+    return f"| {name} | {seeds} | " + " | ".join(cells) + f" | {time_cell} |"
+
+
 def summary_table(records: list[dict[str, Any]]) -> str:
     """Users 2.. pooled over seeds per (variant, arm): HV at the checkpoints, mean ± SE over (seed, user)."""
     at = marks(max((r["per_user"] for r in records), default=0))
@@ -192,9 +279,8 @@ def summary_table(records: list[dict[str, Any]]) -> str:
              + f" | HV@{at[-1]} first user |", "|---|---|---|---|" + "---|" * len(at) + "---|"]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
-        groups.setdefault((r["variant"], r["arm"]), []).append(r)
-    order = {(v, a): i for i, (v, a) in enumerate((v, a) for v in VARIANTS for a in ARMS)}
-    for (variant, arm), runs in sorted(groups.items(), key=lambda kv: order.get(kv[0], 99)):
+        groups.setdefault((r["variant"], arm_label(r)), []).append(r)
+    for (variant, arm), runs in sorted(groups.items(), key=lambda kv: (VARIANTS.index(kv[0][0]), kv[0][1])):
         later = [curve for r in runs for name, curve in r["hv"].items() if name != "u0"]
         cells = [_mean_se([v for c in later if (v := _at(c, k)) is not None]) for k in at]
         first = _mean_se([v for r in runs if (v := _at(r["hv"]["u0"], at[-1])) is not None])
@@ -241,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users", type=int, default=3, help="users per cohort (default 3)")
     p.add_argument("--per-user", type=int, default=20, help="trials per user (default 20)")
     p.add_argument("--nuts", type=int, nargs=3, default=list(NUTS), metavar=("WARMUP", "SAMPLES", "THINNING"))
+    p.add_argument("--optimizer", default=OPTIMIZER, help=f"the users' optimiser (default {OPTIMIZER})")
+    p.add_argument("--max-observations", type=int, default=None,
+                   help=f"warm_start.max_observations of the learned arm (default the space's, {DEFAULT_MAX_OBSERVATIONS})")
     p.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help="results file, appended to and resumed from")
     p.add_argument("--summarise", type=Path, help="print the table of a results file and exit")
     args = p.parse_args(argv)
@@ -253,9 +342,11 @@ def main(argv: list[str] | None = None) -> int:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for variant in args.variants:
             for arm in args.arms:
-                if run_key(variant, arm, seed, args.users, args.per_user, args.nuts) in done:
+                if run_key(variant, arm, seed, args.users, args.per_user, args.nuts, args.optimizer,
+                           args.max_observations) in done:
                     continue
-                record = run_one(variant, arm, seed, args.users, args.per_user, tuple(args.nuts))
+                record = run_one(variant, arm, seed, args.users, args.per_user, tuple(args.nuts), args.optimizer,
+                                 args.max_observations)
                 with args.out.open("a", encoding="utf-8") as f:
                     f.write(json.dumps(record) + "\n")
                 print(progress_line(record), flush=True)
@@ -266,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
 def print_tables(records: list[dict[str, Any]]) -> None:
     """The summary table and, where seeds ran both arms, the paired gains."""
     print(summary_table(records))
+    print("\n" + index_table(records))
     gains = gain_table(records)
     if gains:
         print("\n" + gains)

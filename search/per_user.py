@@ -7,13 +7,15 @@ Running the same cohort again resumes it: finished users are skipped, the curren
 where it stopped.
 
 Warm start (``warm_start.enabled`` or ``--warm-start``): each new user's study first evaluates
-front configurations of the users searched before (up to ``warm_start.max_points``, the most
-recent users first, each user's knee first), then goes on with its optimiser, whose quasi-random
-start these points count towards. Configurations that served earlier users are the best guess
-for a new user of the same model and data; the optimiser then corrects for the user. The BO
-optimisers also learn from the earlier users' trials (up to ``warm_start.max_observations``):
-they enter the surrogate with a same-user input whose lengthscale is fitted, so the model learns
-how alike the users are (``search.optimizers.user_transfer``).
+configurations of the earlier users' common front (up to ``warm_start.max_points``: every earlier
+user's trials put on one level and merged per configuration, the knee first, then the points
+adding the most hypervolume), then goes on with its optimiser, whose quasi-random start these
+points count towards. Configurations that served earlier users are the best guess for a new user
+of the same model and data; the optimiser then corrects for the user. The BO optimisers also learn
+from every earlier user's trials, summarised in at most ``warm_start.max_observations`` rows so
+that a suggestion costs the same with 3 or 300 users before: they enter the surrogate with a
+same-user input whose lengthscale is fitted, so the model learns how alike the users are
+(``search.optimizers.user_transfer``).
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from search.errors import SearchError, StudyError
 from search.executors import Executor, LocalExecutor, Objective
 from search.executors.base import Lent
 from search.optimizers.base import AcquisitionOptions, KnownObjective, Observation
-from search.pareto import knee_index
-from search.space import Space
+from search.optimizers.user_transfer import cohort_summary, pooled_front
+from search.space import Space, finite
 from search.provenance import differences, provenance
 from search.study import Study, atomic_write, check_study_name
 from search.study_record import CohortFile, read_json, validate_cohort_file
@@ -105,34 +107,54 @@ def read_cohort_file(name: str, study_dir: str | Path) -> CohortFile:
 
 def warm_start_observations(previous: Sequence[Study], max_observations: int,
                             known: Collection[str] = ()) -> list[list[Observation]]:
-    """Earlier users' observations with values, per user (in search order), at most ``max_observations``
-    in all: the most recent users first, each user's trials in trial order."""
-    out: list[list[Observation]] = []
-    left = max_observations
-    for study in reversed(previous):
-        kept = [obs for obs in study.observations(known) if obs.values is not None][:left]
-        left -= len(kept)
-        out.insert(0, kept)
-    return [obs for obs in out if obs]
+    """What a new user's surrogate learns from the earlier users: their pool, summarised in at most
+    ``max_observations`` rows (:func:`search.optimizers.user_transfer.cohort_summary`).
+
+    Every earlier user counts, however many: their trials are put on a common level (through the
+    configurations they ran in common), merged per configuration, and the pool's front, each
+    user's own front and a sample of every user's trials are kept up to the budget. The rows come
+    as one group (the optimiser shifts it to the new user's level as it would one earlier user).
+
+    Args:
+        previous: the earlier users' studies, in search (or finishing) order.
+        max_observations: the most rows handed to the surrogate (0: none).
+        known: metrics computed from the configuration (not shifted).
+
+    Returns:
+        ``[rows]``, or ``[]`` with no usable earlier trial or a budget of 0.
+    """
+    if max_observations <= 0 or not previous:
+        return []
+    space = previous[0].space
+    learned = [m for m in space.metrics if m not in known]
+    per_user = [[o for o in study.observations(known) if _has_values(o, space.metrics)] for study in previous]
+    rows = cohort_summary(per_user, learned, lambda c: config_key(space, c), space.objectives, max_observations,
+                          space.parsed_constraints, space.optimizer.ref_point)
+    return [rows] if rows else []
 
 
 def warm_start_points(previous: Sequence[Study], max_points: int) -> list[dict[str, Any]]:
-    """Front configurations of earlier users: the most recent user first, each user's knee first, distinct."""
-    fronts = []
-    for study in reversed(previous):
-        front = study.pareto_trials()
-        knee = knee_index([t.values for t in front], study.space.objectives, study.space.parsed_constraints)
-        ordered = ([front[knee]] if knee is not None else []) + [t for i, t in enumerate(front) if i != knee]
-        fronts.append([t.config for t in ordered])
-    out, seen = [], set()
-    for depth in range(max((len(f) for f in fronts), default=0)):
-        for front in fronts:
-            if depth < len(front) and len(out) < max_points:
-                key = config_key(previous[0].space, front[depth])
-                if key not in seen:
-                    seen.add(key)
-                    out.append(front[depth])
-    return out
+    """Configurations for a new user to evaluate first: the earlier users' common front, up to ``max_points``.
+
+    The completed trials of every earlier user, put on a common level and merged per configuration
+    (:func:`search.optimizers.user_transfer.pooled_front`); of their front, the knee first, then each
+    time the point adding the most hypervolume. With one earlier user that is its knee, then its
+    front points that cover the most.
+    """
+    if max_points <= 0 or not previous:
+        return []
+    space = previous[0].space
+    per_user = [[Observation(t.config, dict(t.values)) for t in study.completed() if _has_values(t.values, space.metrics)]
+                for study in previous]
+    front = pooled_front(per_user, space.metrics, lambda c: config_key(space, c), space.objectives,
+                         space.parsed_constraints, space.optimizer.ref_point)
+    return [row.observation.config for row in front[:max_points]]
+
+
+def _has_values(item: Observation | Mapping[str, Any] | None, metrics: Sequence[str]) -> bool:
+    """True when an observation (or a trial's values) holds a finite value of every metric."""
+    values = item.values if isinstance(item, Observation) else item
+    return values is not None and all(finite(values.get(m)) for m in metrics)
 
 
 class TaskHooks:

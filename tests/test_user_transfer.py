@@ -9,8 +9,8 @@ import torch
 
 from search.encoding import config_key
 from search.optimizers.base import Observation, make_optimizer
-from search.optimizers.user_transfer import on_current_scale
-from search.per_user import optimize_tasks, warm_start_observations
+from search.optimizers.user_transfer import cohort_summary, on_current_scale, pool_by_config, pooled_front
+from search.per_user import optimize_tasks, warm_start_observations, warm_start_points
 from search.space import parse_space
 
 SPACE = parse_space("""
@@ -131,7 +131,8 @@ def test_the_model_takes_over_after_the_front_points_when_it_has_earlier_users()
     assert 0.0 <= pick["x"] <= 1.0 and warm.model is not None, "a model-based suggestion at the fourth trial"
 
 
-def test_per_user_warm_start_hands_earlier_trials_to_the_optimizer_with_a_cap(tmp_path):
+def test_per_user_warm_start_hands_the_earlier_users_pool_to_the_optimizer_within_a_budget(tmp_path):
+    """Every earlier user counts: one group of rows on a common level, one row per configuration, capped."""
     users = {u: (lambda c, lvl=lvl: {"quality": quality(c["x"], c["width"], 0.6, lvl), "quality_se": 0.01,
                                      "cost": float(c["width"])})
              for u, lvl in (("a", 0.1), ("b", 0.3), ("c", 0.2))}
@@ -139,11 +140,19 @@ def test_per_user_warm_start_hands_earlier_trials_to_the_optimizer_with_a_cap(tm
     cohort = optimize_tasks(space, users, study_name="t", study_dir=tmp_path, warm_start=True,
                             known_objectives={"cost": lambda c: float(c["width"])})
     assert all(len(s.completed()) == 4 for s in cohort.studies.values())
-    earlier = [cohort.studies["a"], cohort.studies["b"]]
-    prior = warm_start_observations(earlier, 6)
-    assert [len(p) for p in prior] == [2, 4], "the most recent user first, up to the cap"
-    assert [o.config for o in prior[1]] == [t.config for t in cohort.studies["b"].trials]
-    assert warm_start_observations(earlier, 0) == []
+    a, b = cohort.studies["a"], cohort.studies["b"]
+    (pool,) = warm_start_observations([a, b], 100, {"cost"})
+    ran = [key(t.config) for t in a.trials + b.trials]
+    assert sorted(key(o.config) for o in pool) == sorted(set(ran)) and len(set(ran)) < len(ran), \
+        "b re-ran a's front points: one row each"
+    # b shares as many configurations as a and is the more recent: a's values are put on b's level (0.2 higher)
+    assert [o.values["quality"] for o in pool] == pytest.approx(
+        [quality(o.config["x"], o.config["width"], 0.6, 0.3) for o in pool])
+    assert all(o.variances["quality"] > 0 for o in pool)
+    (capped,) = warm_start_observations([a, b], 3, {"cost"})
+    front = warm_start_points([a, b], 1)
+    assert len(capped) == 3 and capped[0].config == front[0], "the pool's knee leads, for the new user to link to"
+    assert warm_start_observations([a, b], 0) == [] and warm_start_observations([], 6) == []
 
 
 def test_saas_models_measure_the_space_dimensions_of_a_model_with_the_same_user_input():
@@ -164,13 +173,13 @@ def test_the_banner_says_what_the_warm_start_does():
 
     assert warm_start_note(SPACE) == ""
     on = SPACE.with_overrides(["warm_start.enabled=true"])
-    assert warm_start_note(on) == (", warm-started from the users before: up to 2 of their front points first, "
-                                   "up to 24 of their trials in the gp-nehvi model")
-    assert warm_start_note(on.with_optimizer(name="random")).endswith("front points first")
-    assert warm_start_note(on.with_overrides(["warm_start.max_observations=0"])).endswith("front points first")
+    assert warm_start_note(on) == (", warm-started from the users before: up to 2 points of their common front "
+                                   "first, all their trials in the gp-nehvi model, summarised in up to 48 rows")
+    assert warm_start_note(on.with_optimizer(name="random")).endswith("common front first")
+    assert warm_start_note(on.with_overrides(["warm_start.max_observations=0"])).endswith("common front first")
     assert warm_start_note(on.with_overrides(["warm_start.max_points=0"])) == (
-        ", warm-started from the users before: the usual quasi-random start, up to 24 of their trials in the "
-        "gp-nehvi model")
+        ", warm-started from the users before: the usual quasi-random start, all their trials in the "
+        "gp-nehvi model, summarised in up to 48 rows")
 
 
 def test_no_front_points_keeps_the_quasi_random_start_and_the_model_still_learns(tmp_path):
@@ -185,3 +194,58 @@ def test_no_front_points_keeps_the_quasi_random_start_and_the_model_still_learns
     warm = optimize_tasks(space, users, study_name="w", study_dir=tmp_path, warm_start=True, known_objectives=known)
     assert [t.config for t in warm.studies["b"].trials] == [t.config for t in cold.studies["b"].trials], \
         "no front points: the second user's start is its own"
+
+
+# --------------------------------------------------------------------------- the cohort's pool
+POOL_OBJECTIVES = {"quality": "max", "cost": "min"}
+
+
+def user_trials(points, centre, level):
+    """A user's observations with the cost objective (the width) beside its quality."""
+    return [Observation(o.config, {**o.values, "cost": float(o.config["width"])}, o.variances)
+            for o in observations(points, centre, level)]
+
+
+def test_the_common_front_comes_from_every_earlier_user_not_the_last_ones_knee():
+    """The first user found the best configurations; the last two only re-ran one of them and tried poor ones."""
+    best = [(0.6, 4), (0.6, 2), (0.6, 1)]
+    first = user_trials(best + [(0.0, 1), (1.0, 4)], 0.6, 0.1)
+    later = [user_trials([(0.6, 2), (0.05, 3), (0.95, 1)], 0.6, level) for level in (0.4, 0.2)]
+    front = pooled_front([first, *later], ["quality"], key, POOL_OBJECTIVES)
+    configs = [(r.observation.config["x"], r.observation.config["width"]) for r in front]
+    assert set(configs) == set(best), "on one level, the poor configurations of the later users are dominated"
+    assert configs[0] == (0.6, 2), "the knee first"
+    shared = front[0]
+    assert shared.users == (0, 1, 2), "a configuration three users ran is one row"
+    # every user put on the level of the user sharing the most (ties: the most recent, level 0.2)
+    assert shared.observation.values["quality"] == pytest.approx(quality(0.6, 2, 0.6, 0.2))
+    assert front[1].observation.values["quality"] == pytest.approx(quality(0.6, 4, 0.6, 0.2))
+
+
+def test_the_summary_stays_within_its_budget_however_many_users_and_keeps_the_front_and_every_user():
+    rng = __import__("random").Random(0)
+    knee = (0.6, 2)
+    users = [user_trials([knee] + [(rng.random(), rng.randint(1, 4)) for _ in range(9)], 0.6, 0.01 * u)
+             for u in range(20)]  # 20 users of 10 trials, each re-ran the same configuration
+    rows = cohort_summary(users, ["quality"], key, POOL_OBJECTIVES, budget=48)
+    assert len(rows) == 48 and len({key(o.config) for o in rows}) == 48
+    front = pooled_front(users, ["quality"], key, POOL_OBJECTIVES)
+    assert [key(o.config) for o in rows[: min(len(front), 24)]] == [key(r.observation.config) for r in front][:24]
+    assert (key({"x": knee[0], "width": knee[1]}) in {key(o.config) for o in rows})
+    origin = {key(o.config): u for u, trials in enumerate(users) for o in trials[1:]}
+    assert {origin[key(o.config)] for o in rows if key(o.config) in origin} == set(range(20)), "every user is heard"
+    assert cohort_summary(users, ["quality"], key, POOL_OBJECTIVES, budget=0) == []
+    small = cohort_summary(users[:2], ["quality"], key, POOL_OBJECTIVES, budget=100)
+    assert len(small) == 19, "two users of 10 with one configuration in common: 19 rows, nothing left out"
+
+
+def test_a_configuration_several_users_ran_has_their_spread_as_noise():
+    a = [Observation({"x": 0.5, "width": 1}, {"quality": 0.50, "cost": 1.0}, {"quality": 1e-4}),
+         Observation({"x": 0.1, "width": 1}, {"quality": 0.30, "cost": 1.0}, {"quality": 1e-4})]
+    b = [Observation({"x": 0.5, "width": 1}, {"quality": 0.60, "cost": 1.0}, {"quality": 1e-4}),
+         Observation({"x": 0.9, "width": 1}, {"quality": 0.20, "cost": 1.0}, {"quality": 1e-4})]
+    rows = pool_by_config([a, b], ["quality"], key)
+    shared = rows[key({"x": 0.5, "width": 1})]
+    assert shared.users == (0, 1) and shared.observation.values["quality"] == pytest.approx(0.55)
+    assert shared.observation.variances["quality"] == pytest.approx((1e-4 + 0.005) / 2), "(noise + spread) / users"
+    assert rows[key({"x": 0.1, "width": 1})].observation.variances["quality"] == pytest.approx(1e-4)

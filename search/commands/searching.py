@@ -121,9 +121,9 @@ def warm_start_note(space: Space) -> str:
     if not warm.enabled:
         return ""
     note = ", warm-started from the users before: " + (
-        f"up to {warm.max_points} of their front points first" if warm.max_points else "the usual quasi-random start")
+        f"up to {warm.max_points} points of their common front first" if warm.max_points else "the usual quasi-random start")
     if warm.max_observations and get_optimizer(space.optimizer.name).learns_from_prior:
-        note += f", up to {warm.max_observations} of their trials in the {space.optimizer.name} model"
+        note += f", all their trials in the {space.optimizer.name} model, summarised in up to {warm.max_observations} rows"
     return note
 
 
