@@ -1,19 +1,21 @@
-"""Per-user searches (MiLP's setting): one study per user of a cohort, searched one after another,
-optionally warm-started from the users searched before.
+"""Per-user searches (MiLP's setting): one study per user of a cohort, run side by side on one
+executor (:mod:`search.cohort_scheduler`), optionally warm-started from the other users.
 
 Layout of ``<study_dir>/<name>/``: ``cohort.json`` (the users in order, the space's name, when it
 was made) and ``users/<user>/`` holding each user's own study (``study.json``, ``space.yaml``).
-Running the same cohort again resumes it: finished users are skipped, the current one resumes
-where it stopped.
+Running the same cohort again resumes it: finished users are skipped, the ones stopped part-way
+resume where they stopped.
 
 Warm start (``warm_start.enabled`` or ``--warm-start``): each new user's study first evaluates
-front configurations of the users searched before (up to ``warm_start.max_points``, the most
-recent users first, each user's knee first), then goes on with its optimiser, whose quasi-random
-start these points count towards. Configurations that served earlier users are the best guess
-for a new user of the same model and data; the optimiser then corrects for the user. The BO
-optimisers also learn from the earlier users' trials (up to ``warm_start.max_observations``):
-they enter the surrogate with a same-user input whose lengthscale is fitted, so the model learns
-how alike the users are (``search.optimizers.user_transfer``).
+front configurations of the users finished when it starts (up to ``warm_start.max_points``, the
+most recently finished users first, each user's knee first), then goes on with its optimiser,
+whose quasi-random start these points count towards. Configurations that served earlier users are
+the best guess for a new user of the same model and data; the optimiser then corrects for the
+user. The BO optimisers also learn from the other users' finished trials (up to
+``warm_start.max_observations``), taken afresh at every suggestion, so a user learns from the
+users running beside it too: they enter the surrogate with a same-user input whose lengthscale is
+fitted, so the model learns how alike the users are (``search.optimizers.user_transfer``).
+With one worker the users run one after another and "the other users" are the ones before.
 """
 
 from __future__ import annotations
@@ -25,15 +27,18 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Mapping, Sequence
 
 from runners.files import user_file_name
-from search.api import Callback, optimize, writer_lock
+from search.api import study_optimizer, writer_lock
+from search.cohort_scheduler import CohortScheduler
 from search.encoding import config_key
 from search.errors import SearchError, StudyError
-from search.executors import Executor, Objective
+from search.executors import Executor, LocalExecutor, Objective
 from search.optimizers.base import AcquisitionOptions, KnownObjective, Observation
 from search.pareto import knee_index
 from search.space import Space
 from search.provenance import differences, provenance
 from search.study import Study, atomic_write, check_study_name
+from search.study_driver import Callback, StudyDriver
+from search.study_lock import StudyLock
 from search.study_record import CohortFile, read_json, validate_cohort_file
 
 COHORT_FILE = "cohort.json"
@@ -135,7 +140,11 @@ def warm_start_points(previous: Sequence[Study], max_points: int) -> list[dict[s
 
 
 class TaskHooks:
-    """What a caller of :func:`optimize_tasks` hears: a task starts (return its study callbacks), a task ends."""
+    """What a caller of :func:`optimize_tasks` hears: a task starts (return its study callbacks), a task ends.
+
+    With several workers, tasks run side by side: ``start`` and ``end`` of different tasks interleave
+    (``end`` comes in the order tasks finish), and each task's callbacks see only its own trials.
+    """
 
     def start(self, task: str, index: int) -> Sequence[Callback]:
         """Task ``index`` (0-based) starts; the returned callbacks see its trials."""
@@ -157,19 +166,25 @@ def optimize_tasks(
     executor: Callable[[], Executor] | None = None,
     options: AcquisitionOptions | None = None,
 ) -> CohortStudy:
-    """One study per task (user), in order: the Python API of per-user search (the CLI's ``--per-user``).
+    """One study per task (user), on one executor: the Python API of per-user search (the CLI's ``--per-user``).
 
-    Task ``i`` (0-based, in search order) runs with optimiser seed ``optimizer.seed + i``.
+    With ``W`` workers, up to ``W`` tasks run at once, each with one trial in flight while at least
+    ``W`` tasks are left (:mod:`search.cohort_scheduler`); with one worker, task after task. Task
+    ``i`` (0-based, in search order) runs with optimiser seed ``optimizer.seed + i``. With the warm
+    start, a task first evaluates front points of the tasks finished when it starts, and its BO
+    optimiser learns, at every suggestion, from every trial of the other tasks finished so far.
 
     Args:
         space: the bound space every task's study runs with.
         objectives: task (user id) -> its objective, in search order.
         study_name: the cohort's name: a directory under ``study_dir``.
         study_dir: parent directory of studies.
-        warm_start: seed each task from the earlier ones (default the space's ``warm_start.enabled``).
+        warm_start: seed each task from the others (default the space's ``warm_start.enabled``).
         known_objectives: exact metrics (the same functions for every task).
         hooks: told when each task starts (and gives its study callbacks) and ends.
-        executor: builds a fresh executor per task (default: one trial at a time, here).
+        executor: builds the cohort's executor: made once, every task's trials run on it (so its
+            workers, and what each has loaded, live across tasks), closed at the end (default: one
+            trial at a time, here).
         options: caps on the BO acquisition optimisation.
 
     Returns:
@@ -178,25 +193,77 @@ def optimize_tasks(
     Raises:
         StudyError: the directory holds another cohort (other users) or a cohort study.
     """
-    tasks, hooks = list(objectives), hooks or TaskHooks()
+    tasks = list(objectives)
     with writer_lock(Path(study_dir) / check_study_name(study_name), f"per-user study {study_name!r} in {study_dir}",
                      f"`pers-search resume {study_name} --study-dir {study_dir}`"):
         cohort = open_cohort(space, study_name, study_dir, tasks)
-        warm = space.warm_start.enabled if warm_start is None else warm_start
-        for index, task in enumerate(tasks):
-            earlier = [cohort.studies[t] for t in tasks[:index]]
-            initial = warm_start_points(earlier, space.warm_start.max_points) if warm else []
-            prior = warm_start_observations(earlier, space.warm_start.max_observations, known_objectives or {}) \
-                if warm else []
+        run = _CohortRun(cohort, space, objectives, study_dir=study_dir, hooks=hooks or TaskHooks(),
+                         warm=space.warm_start.enabled if warm_start is None else warm_start,
+                         known=dict(known_objectives or {}), options=options)
+        try:
+            with executor() if executor else LocalExecutor() as shared:
+                CohortScheduler(shared, len(tasks), run.open_task, run.end_task).run()
+        finally:
+            run.release()
+    return cohort
+
+
+class _CohortRun:
+    """The cohort's side of a :class:`~search.cohort_scheduler.CohortScheduler`: opens each user's study
+    (its lock, its seed, its warm start) when the user starts, and closes it when the user is done."""
+
+    def __init__(self, cohort: CohortStudy, space: Space, objectives: Mapping[str, Objective], *,
+                 study_dir: str | Path, hooks: TaskHooks, warm: bool, known: dict[str, KnownObjective],
+                 options: AcquisitionOptions | None) -> None:
+        self.cohort, self.space, self.objectives, self.study_dir = cohort, space, objectives, study_dir
+        self.hooks, self.warm, self.known, self.options = hooks, warm, known, options
+        self.tasks = list(objectives)
+        self.finished: list[str] = []  # tasks done, in the order they finished
+        self.locks: dict[str, StudyLock] = {}
+
+    def open_task(self, index: int) -> StudyDriver:
+        """Take the user's lock, open its study and build its driver."""
+        task = self.tasks[index]
+        name = user_study_name(self.cohort.name, task)
+        lock = writer_lock(Path(self.study_dir) / name, f"study {name!r} in {self.study_dir}",
+                           f"`pers-search resume {self.cohort.name} --study-dir {self.study_dir}`")
+        self.locks[task] = lock.__enter__()
+        try:
             # each user's optimiser its own seed: with one seed every user's quasi-random start is the
             # same set of points, and a warm start (earlier users' fronts, drawn from that set) adds nothing
-            task_space = space.with_optimizer(seed=space.optimizer.seed + index)
-            cohort.studies[task] = optimize(task_space, objectives[task], study_name=user_study_name(study_name, task),
-                                            study_dir=study_dir, known_objectives=known_objectives,
-                                            callbacks=hooks.start(task, index), options=options, initial=initial,
-                                            prior=prior, executor=executor() if executor else None)
-            hooks.end(task, cohort.studies[task])
-    return cohort
+            task_space, optimizer = study_optimizer(self.space.with_optimizer(seed=self.space.optimizer.seed + index),
+                                                    known_objectives=self.known, options=self.options)
+            study = Study.open(name, self.study_dir, task_space)
+        except BaseException:
+            self.locks.pop(task).__exit__(None, None, None)
+            raise
+        self.cohort.studies[task] = study
+        initial = warm_start_points([self.cohort.studies[t] for t in self.finished],
+                                    self.space.warm_start.max_points) if self.warm else []
+        return StudyDriver(study, optimizer, self.objectives[task], known=self.known,
+                           callbacks=self.hooks.start(task, index), initial=initial,
+                           prior=(lambda: self.prior(task)) if self.warm else None)
+
+    def prior(self, task: str) -> list[list[Observation]]:
+        """Every finished trial of the other users: those done first (in the order they finished), then
+        those started or stopped part-way (in cohort order)."""
+        done = set(self.finished)
+        others = self.finished + [t for t in self.tasks if t not in done and t != task and t in self.cohort.studies]
+        return warm_start_observations([self.cohort.studies[t] for t in others],
+                                       self.space.warm_start.max_observations, self.known)
+
+    def end_task(self, index: int, driver: StudyDriver) -> None:
+        """The user is done: release its lock and tell the hooks."""
+        task = self.tasks[index]
+        self.finished.append(task)
+        self.locks.pop(task).__exit__(None, None, None)
+        self.hooks.end(task, driver.study)
+
+    def release(self) -> None:
+        """Release the locks of users still active (a stopped or failed run)."""
+        for lock in self.locks.values():
+            lock.__exit__(None, None, None)
+        self.locks.clear()
 
 
 def open_cohort(space: Space, name: str, study_dir: str | Path, tasks: list[str]) -> CohortStudy:
