@@ -36,9 +36,9 @@ from search.optimizers.base import AcquisitionOptions, KnownObjective, Observati
 from search.pareto import knee_index
 from search.space import Space
 from search.provenance import differences, provenance
-from search.study import Study, atomic_write, check_study_name
+from search.study import Study, TrialState, atomic_write, check_study_name
 from search.study_driver import Callback, StudyDriver
-from search.study_lock import StudyLock
+from search.study_lock import StudyLock, holder, lock_info
 from search.study_record import CohortFile, read_json, validate_cohort_file
 
 COHORT_FILE = "cohort.json"
@@ -53,6 +53,7 @@ class CohortStudy:
     directory: Path
     users: list[str]
     studies: dict[str, Study]
+    trials: int = 0  # each user's trial budget, as the cohort was made (a user's study may have raised it)
 
     def summary(self) -> dict[str, Any]:
         """Per user the chosen point (the knee of its front), its objectives and storage; the cohort's total storage."""
@@ -66,6 +67,51 @@ class CohortStudy:
                 total += float(knee.values.get("storage_bytes", 0.0) or 0.0)
             rows.append(row)
         return {"study": self.name, "users": rows, "total_storage_bytes": total}
+
+    def user_rows(self) -> list[dict[str, Any]]:
+        """Per user, in cohort order: its state (``done``, ``running``, ``stopped`` part-way or ``pending``),
+        trials finished and running, budget, hypervolume and knee trial (``status``'s cohort table)."""
+        live = holder(self.directory) is not None
+        rows = []
+        for user in self.users:
+            study = self.studies.get(user)
+            if study is None:
+                rows.append({"user": user, "state": "pending", "finished": 0, "running": 0, "budget": None,
+                             "hypervolume": None, "knee": None})
+                continue
+            finished = len(study.finished())
+            running = sum(t.state is TrialState.RUNNING for t in study.trials)
+            budget = study.space.optimizer.trials
+            state = "done" if finished >= budget else "running" if running and live else "stopped"
+            rows.append({"user": user, "state": state, "finished": finished, "running": running if live else 0,
+                         "budget": budget, "hypervolume": study.hypervolume(), "knee": study.knee_trial()})
+        return rows
+
+    def overview(self, rows: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The cohort at a glance: users per state, trials, storage at the knees, the spread of the users'
+        hypervolumes (each against its own reference point), the process writing it (None when none is)."""
+        rows = self.user_rows() if rows is None else rows
+        states = {state: sum(r["state"] == state for r in rows) for state in USER_STATES}
+        storage = [float(r["knee"].values.get("storage_bytes", 0.0) or 0.0) for r in rows if r["knee"] is not None]
+        volumes = sorted(r["hypervolume"] for r in rows if r["hypervolume"] is not None and r["finished"])
+        return {"study": self.name, "users": len(rows), **states,
+                "trials_finished": sum(r["finished"] for r in rows), "trials_running": sum(r["running"] for r in rows),
+                "trials_budget": sum(r["budget"] or self.trials for r in rows),
+                "total_storage_bytes": sum(storage), "storage_per_user": _spread(storage),
+                "hypervolume": _spread(volumes), "writer": lock_info(self.directory)}
+
+
+USER_STATES = ("done", "running", "stopped", "pending")
+
+
+def _spread(values: Sequence[float]) -> dict[str, float] | None:
+    """Minimum, quartiles and maximum of some values (None for none)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    quantiles = {name: ordered[round(q * (len(ordered) - 1))] for name, q in (("q1", 0.25), ("median", 0.5),
+                                                                             ("q3", 0.75))}
+    return {"min": ordered[0], **quantiles, "max": ordered[-1], "mean": sum(ordered) / len(ordered)}
 
 
 def user_study_name(name: str, user: str) -> str:
@@ -84,12 +130,13 @@ def load_cohort(name: str, study_dir: str | Path) -> CohortStudy:
     Raises:
         StudyError: no such per-user study, or an unreadable ``cohort.json``.
     """
-    users = read_cohort_file(name, study_dir).users
+    stored = read_cohort_file(name, study_dir)
     studies = {}
-    for user in users:
+    for user in stored.users:
         if (Path(study_dir) / user_study_name(name, user) / "study.json").exists():
             studies[user] = Study.load(user_study_name(name, user), study_dir)
-    return CohortStudy(name, Path(study_dir) / name, list(users), studies)
+    trials = int(((stored.space or {}).get("optimizer") or {}).get("trials") or 0)
+    return CohortStudy(name, Path(study_dir) / name, list(stored.users), studies, trials)
 
 
 def read_cohort_file(name: str, study_dir: str | Path) -> CohortFile:
@@ -295,7 +342,7 @@ def open_cohort(space: Space, name: str, study_dir: str | Path, tasks: list[str]
     for tmp in directory.glob(f".{COHORT_FILE}.*.tmp"):  # the writer (lock holder) sweeps what a killed one left
         tmp.unlink(missing_ok=True)
     atomic_write(directory / COHORT_FILE, json.dumps(record, indent=1))
-    return CohortStudy(name, directory, tasks, {})
+    return CohortStudy(name, directory, tasks, {}, space.optimizer.trials)
 
 
 def cohort_space(name: str, study_dir: str | Path) -> Space:

@@ -357,6 +357,9 @@ class Tracker:
         self._hv_steps: set[int] = set()
         self._fraction_steps: set[int] = set()
         self._curves: dict[int, tuple[float, float]] = {}  # trial number -> (hypervolume, fraction)
+        self._shares_experiment = False  # set by share(): other studies' runs in the experiment are live
+        self._shared: list[Tracker] = []
+        self.closed = False
 
     # ----------------------------------------------------------------- connecting
     def connect(self, study_name: str, study_dir: str | Path = "studies") -> "Tracker":
@@ -393,6 +396,25 @@ class Tracker:
             self.client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
         return experiment.experiment_id
 
+    def share(self) -> "Tracker":
+        """A tracker for another study of the same experiment, on this tracker's connection (connect first).
+
+        A per-user study logs each user's study with a tracker of its own, all on one MLflow client:
+        users run side by side, so one tracker re-attached per user would re-attach at every trial.
+        A shared tracker leaves the experiment's other runs alone (the other users' parent runs are
+        live): call :meth:`close_orphans` once before the first. :meth:`stop` of this tracker also
+        stops the shared ones still open.
+        """
+        other = Tracker(self.requested_uri, self.log_adapters, self.artifact_budget)
+        other.uri, other.client, other.experiment_id = self.uri, self.client, self.experiment_id
+        other._shares_experiment = True
+        self._shared = [t for t in self._shared if not t.closed] + [other]
+        return other
+
+    def close_orphans(self) -> None:
+        """Close the runs a killed process left RUNNING in the experiment (see :meth:`_close_orphans`)."""
+        self._close_orphans()
+
     def attach(self, study: Study) -> None:
         """Bind to a study: reuse its parent run (from ``mlflow.json``) or create one, and index
         the trial runs already logged under it."""
@@ -410,7 +432,7 @@ class Tracker:
         if not study.read_only:
             self.client.update_run(parent, status="RUNNING")
         self.parent_run_id = parent
-        if not study.read_only:
+        if not study.read_only and not self._shares_experiment:
             self._close_orphans()
         self._index_children()
         self.front_view_key = set_front_view(self.client, self.experiment_id, study.space)
@@ -641,16 +663,21 @@ class Tracker:
         self.client.log_batch(self.parent_run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in counts.items()],
                               tags=[_tag(k, v) for k, v in self._study_tags(study).items()])
         _terminate(self.client, self.parent_run_id, status)
+        self.closed = True
 
     def stop(self, status: str = "KILLED") -> None:
         """A run stopped (Ctrl-C, SIGTERM): log the trials that finished and close the study's run as
-        ``status``, quickly (no plots: the next ``resume`` writes them)."""
-        if self.study is None or self.parent_run_id is None:
+        ``status``, quickly (no plots: the next ``resume`` writes them); the same for the trackers
+        :meth:`share` made that are still open."""
+        for other in [t for t in self._shared if not t.closed]:
+            other.stop(status)
+        if self.study is None or self.parent_run_id is None or self.closed:
             return
         try:
             self.sync(self.study)
         finally:
             _terminate(self.client, self.parent_run_id, status)
+            self.closed = True
 
     def trial_run_id(self, number: int) -> str | None:
         """The MLflow run id of a logged trial, or None."""
