@@ -44,3 +44,21 @@ def hangs_on_k3(config):
     if config["k"] == 3:
         time.sleep(3600)
     return toy_objective(config)
+
+
+class TimedUser:
+    """The toy objective of one user (quality shifted by ``shift`` when the first layer is on), after
+    sleeping ``seconds``; the trial's start and end times (in the worker) go into its attrs."""
+
+    def __init__(self, shift: float, seconds: float = 0.3) -> None:
+        self.shift = shift
+        self.seconds = seconds
+
+    def __call__(self, config):
+        from search.executors import Evaluation
+
+        began = time.time()
+        time.sleep(self.seconds)
+        values = toy_objective(config)
+        values["quality"] += self.shift * config["mask"][0]
+        return Evaluation(values, {"began": began, "ended": time.time()})
