@@ -29,6 +29,10 @@ from search.tracking import Tracker
 from search.trial_objective import TrialObjective
 
 ADAPTERS = "adapters"
+# Per-user studies of up to this many users get every plot in each user's MLflow run; larger cohorts
+# get the summary and front of each, PNG plots within the artifact budget and no interactive 3-D plot
+# (4-5 MB a user: 5 GB for a thousand users).
+MANY_USERS = 20
 
 
 @dataclasses.dataclass
@@ -99,7 +103,7 @@ class _UserHooks(TaskHooks):
     def start(self, task: str, index: int):
         callbacks = [self.progress.user(task)]
         if self.run.tracker is not None:
-            self.trackers[task] = self.run.tracker.share()
+            self.trackers[task] = self.run.tracker.share(many=len(self.objectives) > MANY_USERS)
             callbacks.append(self.trackers[task])
         return callbacks
 
