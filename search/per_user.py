@@ -1,21 +1,23 @@
-"""Per-user searches (MiLP's setting): one study per user of a cohort, searched one after another,
-optionally warm-started from the users searched before.
+"""Per-user searches (MiLP's setting): one study per user of a cohort, run side by side on one
+executor (:mod:`search.cohort_scheduler`), optionally warm-started from the other users.
 
 Layout of ``<study_dir>/<name>/``: ``cohort.json`` (the users in order, the space's name, when it
 was made) and ``users/<user>/`` holding each user's own study (``study.json``, ``space.yaml``).
-Running the same cohort again resumes it: finished users are skipped, the current one resumes
-where it stopped.
+Running the same cohort again resumes it: finished users are skipped, the ones stopped part-way
+resume where they stopped.
 
 Warm start (``warm_start.enabled`` or ``--warm-start``): each new user's study first evaluates
-configurations of the earlier users' common front (up to ``warm_start.max_points``: every earlier
-user's trials put on one level and merged per configuration, the knee first, then the points
-adding the most hypervolume), then goes on with its optimiser, whose quasi-random start these
-points count towards. Configurations that served earlier users are the best guess for a new user
-of the same model and data; the optimiser then corrects for the user. The BO optimisers also learn
-from every earlier user's trials, summarised in at most ``warm_start.max_observations`` rows so
-that a suggestion costs the same with 3 or 300 users before: they enter the surrogate with a
-same-user input whose lengthscale is fitted, so the model learns how alike the users are
-(``search.optimizers.user_transfer``).
+configurations of the common front of the users finished when it starts (up to
+``warm_start.max_points``: every such user's trials put on one level and merged per
+configuration, the knee first, then the points adding the most hypervolume), then goes on with
+its optimiser, whose quasi-random start these points count towards. Configurations that served
+earlier users are the best guess for a new user of the same model and data; the optimiser then
+corrects for the user. The BO optimisers also learn from the other users' finished trials, taken
+afresh at every suggestion (so a user learns from the users running beside it too) and
+summarised in at most ``warm_start.max_observations`` rows, so that a suggestion costs the same
+with 3 or 300 users before: they enter the surrogate with a same-user input whose lengthscale is
+fitted, so the model learns how alike the users are (``search.optimizers.user_transfer``).
+With one worker the users run one after another and "the other users" are the ones before.
 """
 
 from __future__ import annotations
@@ -27,16 +29,18 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Mapping, Sequence
 
 from runners.files import user_file_name
-from search.api import Callback, optimize, writer_lock
+from search.api import study_optimizer, writer_lock
+from search.cohort_scheduler import CohortScheduler
 from search.encoding import config_key
 from search.errors import SearchError, StudyError
 from search.executors import Executor, LocalExecutor, Objective
-from search.executors.base import Lent
 from search.optimizers.base import AcquisitionOptions, KnownObjective, Observation
 from search.optimizers.user_transfer import cohort_summary, pooled_front
 from search.space import Space, finite
 from search.provenance import differences, provenance
-from search.study import Study, atomic_write, check_study_name
+from search.study import Study, TrialState, atomic_write, check_study_name
+from search.study_driver import Callback, StudyDriver
+from search.study_lock import StudyLock, holder, lock_info
 from search.study_record import CohortFile, read_json, validate_cohort_file
 
 COHORT_FILE = "cohort.json"
@@ -51,6 +55,7 @@ class CohortStudy:
     directory: Path
     users: list[str]
     studies: dict[str, Study]
+    trials: int = 0  # each user's trial budget, as the cohort was made (a user's study may have raised it)
 
     def summary(self) -> dict[str, Any]:
         """Per user the chosen point (the knee of its front), its objectives and storage; the cohort's total storage."""
@@ -64,6 +69,51 @@ class CohortStudy:
                 total += float(knee.values.get("storage_bytes", 0.0) or 0.0)
             rows.append(row)
         return {"study": self.name, "users": rows, "total_storage_bytes": total}
+
+    def user_rows(self) -> list[dict[str, Any]]:
+        """Per user, in cohort order: its state (``done``, ``running``, ``stopped`` part-way or ``pending``),
+        trials finished and running, budget, hypervolume and knee trial (``status``'s cohort table)."""
+        live = holder(self.directory) is not None
+        rows = []
+        for user in self.users:
+            study = self.studies.get(user)
+            if study is None:
+                rows.append({"user": user, "state": "pending", "finished": 0, "running": 0, "budget": None,
+                             "hypervolume": None, "knee": None})
+                continue
+            finished = len(study.finished())
+            running = sum(t.state is TrialState.RUNNING for t in study.trials)
+            budget = study.space.optimizer.trials
+            state = "done" if finished >= budget else "running" if running and live else "stopped"
+            rows.append({"user": user, "state": state, "finished": finished, "running": running if live else 0,
+                         "budget": budget, "hypervolume": study.hypervolume(), "knee": study.knee_trial()})
+        return rows
+
+    def overview(self, rows: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The cohort at a glance: users per state, trials, storage at the knees, the spread of the users'
+        hypervolumes (each against its own reference point), the process writing it (None when none is)."""
+        rows = self.user_rows() if rows is None else rows
+        states = {state: sum(r["state"] == state for r in rows) for state in USER_STATES}
+        storage = [float(r["knee"].values.get("storage_bytes", 0.0) or 0.0) for r in rows if r["knee"] is not None]
+        volumes = sorted(r["hypervolume"] for r in rows if r["hypervolume"] is not None and r["finished"])
+        return {"study": self.name, "users": len(rows), **states,
+                "trials_finished": sum(r["finished"] for r in rows), "trials_running": sum(r["running"] for r in rows),
+                "trials_budget": sum(r["budget"] or self.trials for r in rows),
+                "total_storage_bytes": sum(storage), "storage_per_user": _spread(storage),
+                "hypervolume": _spread(volumes), "writer": lock_info(self.directory)}
+
+
+USER_STATES = ("done", "running", "stopped", "pending")
+
+
+def _spread(values: Sequence[float]) -> dict[str, float] | None:
+    """Minimum, quartiles and maximum of some values (None for none)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    quantiles = {name: ordered[round(q * (len(ordered) - 1))] for name, q in (("q1", 0.25), ("median", 0.5),
+                                                                             ("q3", 0.75))}
+    return {"min": ordered[0], **quantiles, "max": ordered[-1], "mean": sum(ordered) / len(ordered)}
 
 
 def user_study_name(name: str, user: str) -> str:
@@ -82,12 +132,13 @@ def load_cohort(name: str, study_dir: str | Path) -> CohortStudy:
     Raises:
         StudyError: no such per-user study, or an unreadable ``cohort.json``.
     """
-    users = read_cohort_file(name, study_dir).users
+    stored = read_cohort_file(name, study_dir)
     studies = {}
-    for user in users:
+    for user in stored.users:
         if (Path(study_dir) / user_study_name(name, user) / "study.json").exists():
             studies[user] = Study.load(user_study_name(name, user), study_dir)
-    return CohortStudy(name, Path(study_dir) / name, list(users), studies)
+    trials = int(((stored.space or {}).get("optimizer") or {}).get("trials") or 0)
+    return CohortStudy(name, Path(study_dir) / name, list(stored.users), studies, trials)
 
 
 def read_cohort_file(name: str, study_dir: str | Path) -> CohortFile:
@@ -158,7 +209,11 @@ def _has_values(item: Observation | Mapping[str, Any] | None, metrics: Sequence[
 
 
 class TaskHooks:
-    """What a caller of :func:`optimize_tasks` hears: a task starts (return its study callbacks), a task ends."""
+    """What a caller of :func:`optimize_tasks` hears: a task starts (return its study callbacks), a task ends.
+
+    With several workers, tasks run side by side: ``start`` and ``end`` of different tasks interleave
+    (``end`` comes in the order tasks finish), and each task's callbacks see only its own trials.
+    """
 
     def start(self, task: str, index: int) -> Sequence[Callback]:
         """Task ``index`` (0-based) starts; the returned callbacks see its trials."""
@@ -180,21 +235,25 @@ def optimize_tasks(
     executor: Callable[[], Executor] | None = None,
     options: AcquisitionOptions | None = None,
 ) -> CohortStudy:
-    """One study per task (user), in order: the Python API of per-user search (the CLI's ``--per-user``).
+    """One study per task (user), on one executor: the Python API of per-user search (the CLI's ``--per-user``).
 
-    Task ``i`` (0-based, in search order) runs with optimiser seed ``optimizer.seed + i``.
+    With ``W`` workers, up to ``W`` tasks run at once, each with one trial in flight while at least
+    ``W`` tasks are left (:mod:`search.cohort_scheduler`); with one worker, task after task. Task
+    ``i`` (0-based, in search order) runs with optimiser seed ``optimizer.seed + i``. With the warm
+    start, a task first evaluates front points of the tasks finished when it starts, and its BO
+    optimiser learns, at every suggestion, from every trial of the other tasks finished so far.
 
     Args:
         space: the bound space every task's study runs with.
         objectives: task (user id) -> its objective, in search order.
         study_name: the cohort's name: a directory under ``study_dir``.
         study_dir: parent directory of studies.
-        warm_start: seed each task from the earlier ones (default the space's ``warm_start.enabled``).
+        warm_start: seed each task from the others (default the space's ``warm_start.enabled``).
         known_objectives: exact metrics (the same functions for every task).
         hooks: told when each task starts (and gives its study callbacks) and ends.
-        executor: builds the executor of the cohort: made once, every task's study runs on it (so
-            its workers, and the base model each has loaded, live across tasks), closed at the end
-            (default: one trial at a time, here).
+        executor: builds the cohort's executor: made once, every task's trials run on it (so its
+            workers, and what each has loaded, live across tasks), closed at the end (default: one
+            trial at a time, here).
         options: caps on the BO acquisition optimisation.
 
     Returns:
@@ -203,26 +262,77 @@ def optimize_tasks(
     Raises:
         StudyError: the directory holds another cohort (other users) or a cohort study.
     """
-    tasks, hooks = list(objectives), hooks or TaskHooks()
+    tasks = list(objectives)
     with writer_lock(Path(study_dir) / check_study_name(study_name), f"per-user study {study_name!r} in {study_dir}",
                      f"`pers-search resume {study_name} --study-dir {study_dir}`"):
         cohort = open_cohort(space, study_name, study_dir, tasks)
-        warm = space.warm_start.enabled if warm_start is None else warm_start
-        with executor() if executor else LocalExecutor() as shared:
-            for index, task in enumerate(tasks):
-                earlier = [cohort.studies[t] for t in tasks[:index]]
-                initial = warm_start_points(earlier, space.warm_start.max_points) if warm else []
-                prior = warm_start_observations(earlier, space.warm_start.max_observations, known_objectives or {}) \
-                    if warm else []
-                # each user's optimiser its own seed: with one seed every user's quasi-random start is the
-                # same set of points, and a warm start (earlier users' fronts, drawn from that set) adds nothing
-                task_space = space.with_optimizer(seed=space.optimizer.seed + index)
-                cohort.studies[task] = optimize(
-                    task_space, objectives[task], study_name=user_study_name(study_name, task), study_dir=study_dir,
-                    known_objectives=known_objectives, callbacks=hooks.start(task, index), options=options,
-                    initial=initial, prior=prior, executor=Lent(shared))
-                hooks.end(task, cohort.studies[task])
+        run = _CohortRun(cohort, space, objectives, study_dir=study_dir, hooks=hooks or TaskHooks(),
+                         warm=space.warm_start.enabled if warm_start is None else warm_start,
+                         known=dict(known_objectives or {}), options=options)
+        try:
+            with executor() if executor else LocalExecutor() as shared:
+                CohortScheduler(shared, len(tasks), run.open_task, run.end_task).run()
+        finally:
+            run.release()
     return cohort
+
+
+class _CohortRun:
+    """The cohort's side of a :class:`~search.cohort_scheduler.CohortScheduler`: opens each user's study
+    (its lock, its seed, its warm start) when the user starts, and closes it when the user is done."""
+
+    def __init__(self, cohort: CohortStudy, space: Space, objectives: Mapping[str, Objective], *,
+                 study_dir: str | Path, hooks: TaskHooks, warm: bool, known: dict[str, KnownObjective],
+                 options: AcquisitionOptions | None) -> None:
+        self.cohort, self.space, self.objectives, self.study_dir = cohort, space, objectives, study_dir
+        self.hooks, self.warm, self.known, self.options = hooks, warm, known, options
+        self.tasks = list(objectives)
+        self.finished: list[str] = []  # tasks done, in the order they finished
+        self.locks: dict[str, StudyLock] = {}
+
+    def open_task(self, index: int) -> StudyDriver:
+        """Take the user's lock, open its study and build its driver."""
+        task = self.tasks[index]
+        name = user_study_name(self.cohort.name, task)
+        lock = writer_lock(Path(self.study_dir) / name, f"study {name!r} in {self.study_dir}",
+                           f"`pers-search resume {self.cohort.name} --study-dir {self.study_dir}`")
+        self.locks[task] = lock.__enter__()
+        try:
+            # each user's optimiser its own seed: with one seed every user's quasi-random start is the
+            # same set of points, and a warm start (earlier users' fronts, drawn from that set) adds nothing
+            task_space, optimizer = study_optimizer(self.space.with_optimizer(seed=self.space.optimizer.seed + index),
+                                                    known_objectives=self.known, options=self.options)
+            study = Study.open(name, self.study_dir, task_space)
+        except BaseException:
+            self.locks.pop(task).__exit__(None, None, None)
+            raise
+        self.cohort.studies[task] = study
+        initial = warm_start_points([self.cohort.studies[t] for t in self.finished],
+                                    self.space.warm_start.max_points) if self.warm else []
+        return StudyDriver(study, optimizer, self.objectives[task], known=self.known,
+                           callbacks=self.hooks.start(task, index), initial=initial,
+                           prior=(lambda: self.prior(task)) if self.warm else None)
+
+    def prior(self, task: str) -> list[list[Observation]]:
+        """Every finished trial of the other users: those done first (in the order they finished), then
+        those started or stopped part-way (in cohort order)."""
+        done = set(self.finished)
+        others = self.finished + [t for t in self.tasks if t not in done and t != task and t in self.cohort.studies]
+        return warm_start_observations([self.cohort.studies[t] for t in others],
+                                       self.space.warm_start.max_observations, self.known)
+
+    def end_task(self, index: int, driver: StudyDriver) -> None:
+        """The user is done: release its lock and tell the hooks."""
+        task = self.tasks[index]
+        self.finished.append(task)
+        self.locks.pop(task).__exit__(None, None, None)
+        self.hooks.end(task, driver.study)
+
+    def release(self) -> None:
+        """Release the locks of users still active (a stopped or failed run)."""
+        for lock in self.locks.values():
+            lock.__exit__(None, None, None)
+        self.locks.clear()
 
 
 def open_cohort(space: Space, name: str, study_dir: str | Path, tasks: list[str]) -> CohortStudy:
@@ -254,7 +364,7 @@ def open_cohort(space: Space, name: str, study_dir: str | Path, tasks: list[str]
     for tmp in directory.glob(f".{COHORT_FILE}.*.tmp"):  # the writer (lock holder) sweeps what a killed one left
         tmp.unlink(missing_ok=True)
     atomic_write(directory / COHORT_FILE, json.dumps(record, indent=1))
-    return CohortStudy(name, directory, tasks, {})
+    return CohortStudy(name, directory, tasks, {}, space.optimizer.trials)
 
 
 def cohort_space(name: str, study_dir: str | Path) -> Space:

@@ -4,7 +4,9 @@ On a terminal the panel shows trials finished of N, every trial in flight (slot,
 time, configuration), the hypervolume, the best value per objective and the last trial. When the
 output goes to a file (nohup, CI, a scheduler) there is no panel: each finished trial prints one
 line with its number, i/N, state, seconds, objectives (``value ± se``), the hypervolume and the
-configuration, so a log shows progress as it happens.
+configuration, so a log shows progress as it happens. A per-user study (:class:`CohortProgress`)
+has one panel for the cohort, naming the user of each trial in flight, and its lines start with
+the user (``u17 [3/6] trial 3 completed ...``).
 """
 
 from __future__ import annotations
@@ -27,13 +29,16 @@ class StudyProgress:
     Args:
         console: a rich console (stderr); a terminal gets the live panel, anything else lines.
         total: the study's trial count.
-        label: what the panel and each line start with (``user 2/4 u17`` in a per-user study).
+        label: what the panel and each line start with (``u17`` in a per-user study).
+        panel: show this study's own live panel on a terminal (a per-user study's users share the
+            cohort's panel, :class:`CohortProgress`, and print only failures and stops there).
     """
 
-    def __init__(self, console, total: int, label: str = "") -> None:
+    def __init__(self, console, total: int, label: str = "", panel: bool = True) -> None:
         self.console = console
         self.total = total
         self.label = label
+        self.lines = not console.is_terminal  # one line per finished trial (a log file), else the panel
         self.study: Study | None = None
         self.last: TrialRecord | None = None
         self.running: dict[int, tuple[int, float, dict]] = {}  # trial -> (slot, started, config)
@@ -41,7 +46,7 @@ class StudyProgress:
         self.notes: list[str] = []  # the latest suggestion notes printed (search.suggest_notes)
         self.started = time.perf_counter()
         self.live = Live(self._panel(), console=console, refresh_per_second=1, transient=False,
-                         get_renderable=self._panel) if console.is_terminal else None
+                         get_renderable=self._panel) if console.is_terminal and panel else None
 
     def __enter__(self) -> "StudyProgress":
         if self.live is not None:
@@ -69,12 +74,14 @@ class StudyProgress:
         self.study, self.last = study, trial
         self.running.pop(trial.number, None)
         self.hypervolume = _safe_hv(study)
-        if self.live is None:
+        who = f"{self.label} " if self.label else ""
+        if self.lines:
             self.console.print(self.line(study, trial), highlight=False, soft_wrap=True)
         elif trial.state is TrialState.FAILED:
-            self.console.print(f"[red]trial {trial.number} failed:[/] {trial.error}")
+            self.console.print(f"[red]{who}trial {trial.number} failed:[/] {trial.error}", highlight=False)
         elif trial.state is TrialState.PRUNED:
-            self.console.print(f"[yellow]trial {trial.number} stopped early:[/] {trial.user_attrs['pruned']['reason']}")
+            self.console.print(f"[yellow]{who}trial {trial.number} stopped early:[/] "
+                               f"{trial.user_attrs['pruned']['reason']}", highlight=False)
 
     # ----------------------------------------------------------------- what is shown
     def line(self, study: Study, trial: TrialRecord) -> str:
@@ -116,6 +123,105 @@ class StudyProgress:
             table.add_row("model", sentence)
         table.add_row("elapsed", f"{now - self.started:.0f} s")
         return table
+
+
+class CohortProgress:
+    """A per-user study's display: one live panel for the cohort on a terminal, lines elsewhere.
+
+    The panel shows the users done, running and to go, the trials finished, every trial in flight
+    with its worker and its user, and the last trial; each user's trials print their failures and
+    stops above it. Without a terminal each finished trial prints its line starting with its user
+    (``u17 [3/6] trial 3 completed in 4.1 s: ...``). Either way, a user whose study has its trials
+    prints one line with its front (:meth:`user_done`).
+
+    Args:
+        console: a rich console (stderr).
+        users: the cohort's users, in order.
+        total: each user's trial count.
+    """
+
+    def __init__(self, console, users: list[str], total: int) -> None:
+        self.console = console
+        self.count = len(users)
+        self.total = total
+        self.active: dict[str, StudyProgress] = {}
+        self.users_done = 0
+        self.trials_done = 0
+        self.last: tuple[str, TrialRecord] | None = None
+        self.started = time.perf_counter()
+        self.live = Live(self._panel(), console=console, refresh_per_second=1, transient=False,
+                         get_renderable=self._panel) if console.is_terminal else None
+
+    def __enter__(self) -> "CohortProgress":
+        if self.live is not None:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+            self.console.print()
+
+    def user(self, task: str) -> StudyProgress:
+        """The study callback of a user that starts (its lines and failures start with the user's id)."""
+        progress = _UserProgress(self, task)
+        self.active[task] = progress
+        return progress
+
+    def user_done(self, task: str, study: Study) -> None:
+        """A user's study has its trials: one line with what it found."""
+        self.active.pop(task, None)
+        self.users_done += 1
+        self.console.print(user_line(task, study, f"{self.users_done}/{self.count} users"), highlight=False,
+                           soft_wrap=True)
+
+    def _panel(self) -> Table:
+        table = Table(show_header=False, box=None, padding=(0, 1))
+        table.add_row("users", f"{self.users_done} of {self.count} done, {len(self.active)} running, "
+                      f"{self.count - self.users_done - len(self.active)} to go")
+        in_flight = sum(len(p.running) for p in self.active.values())
+        table.add_row("trials", f"{self.trials_done} finished in this run ({self.total} per user), {in_flight} running")
+        now = time.perf_counter()
+        flights = sorted(((slot, user, number, started, config, progress.study)
+                          for user, progress in self.active.items()
+                          for number, (slot, started, config) in progress.running.items()), key=lambda f: f[0])
+        for slot, user, number, started, config, study in flights:
+            table.add_row(f"  worker {slot + 1}", f"{user} trial {number}, {now - started:.0f} s: "
+                          f"{study.space.describe(config) if study else ''}")
+        if self.last is not None:
+            user, trial = self.last
+            table.add_row("last trial", f"{user} trial {trial.number}: {trial.state.value} in {_num(trial.seconds)} s")
+        table.add_row("elapsed", f"{now - self.started:.0f} s")
+        return table
+
+
+class _UserProgress(StudyProgress):
+    """One user's :class:`StudyProgress` inside a :class:`CohortProgress` (no panel of its own)."""
+
+    def __init__(self, cohort: CohortProgress, task: str) -> None:
+        super().__init__(cohort.console, cohort.total, label=task, panel=False)
+        self.cohort = cohort
+
+    def __call__(self, study: Study, trial: TrialRecord) -> None:
+        super().__call__(study, trial)
+        self.cohort.trials_done += 1
+        self.cohort.last = (self.label, trial)
+
+
+def user_line(user: str, study: Study, where: str = "") -> str:
+    """``u17 done [12/1000 users]: 6 trials, hypervolume 0.41; knee trial 2: rougeL=0.31 ...``."""
+    finished = study.finished()
+    pruned = sum(t.state is TrialState.PRUNED for t in finished)
+    failed = sum(t.state is TrialState.FAILED for t in finished)
+    extra = ", ".join(x for x in (f"{pruned} stopped early" if pruned else "", f"{failed} failed" if failed else "")
+                      if x)
+    knee = study.knee_trial()
+    head = (f"{user} done{f' [{where}]' if where else ''}: {len(finished)} trials" + (f" ({extra})" if extra else "")
+            + f", hypervolume {_num(_safe_hv(study))}")
+    if knee is None:
+        return f"{head}; no feasible trial"
+    shown = "  ".join(f"{m}={fmt_metric(knee.values, m)}" for m in study.space.objectives)
+    return f"{head}; knee trial {knee.number}: {shown}"
 
 
 def _best(study: Study, metric: str, direction: str) -> TrialRecord | None:

@@ -35,6 +35,7 @@ import time
 import urllib.parse
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -429,8 +430,8 @@ class Tracker:
         self.log_adapters = log_adapters
         self.artifact_budget = artifact_budget
         self.artifact_writes = 0
-        self._artifacts_cost: float | None = None
-        self._artifacts_done = 0.0
+        self._clock = ArtifactClock()
+        self.many = False  # one study among many (share): no interactive plot, the final plots within the budget
         self.uri: str | None = None
         self.client = None
         self.experiment_id: str | None = None
@@ -443,6 +444,9 @@ class Tracker:
         self._hv_steps: set[int] = set()
         self._fraction_steps: set[int] = set()
         self._curves: dict[int, tuple[float, float]] = {}  # trial number -> (hypervolume, fraction)
+        self._shares_experiment = False  # set by share(): other studies' runs in the experiment are live
+        self._shared: list[Tracker] = []
+        self.closed = False
 
     # ----------------------------------------------------------------- connecting
     def connect(self, study_name: str, study_dir: str | Path = "studies") -> "Tracker":
@@ -478,6 +482,32 @@ class Tracker:
             self.client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
         return experiment.experiment_id
 
+    def share(self, many: bool = False) -> "Tracker":
+        """A tracker for another study of the same experiment, on this tracker's connection (connect first).
+
+        A per-user study logs each user's study with a tracker of its own, all on one MLflow client:
+        users run side by side, so one tracker re-attached per user would re-attach at every trial.
+        The trackers share one artifact budget (the plots rewritten as trials finish take at most
+        ``artifact_budget`` of the wall time of all of them together). A shared tracker leaves the
+        experiment's other runs alone (the other users' parent runs are live): call
+        :meth:`close_orphans` once before the first. :meth:`stop` of this tracker also stops the
+        shared ones still open.
+
+        Args:
+            many: the study is one of many (a large cohort): its :meth:`finish` writes the summary and
+                the front, the PNG plots only within the shared budget, and no interactive 3-D plot
+                (4-5 MB a study, 5 GB for a thousand users).
+        """
+        other = Tracker(self.requested_uri, self.log_adapters, self.artifact_budget)
+        other.uri, other.client, other.experiment_id = self.uri, self.client, self.experiment_id
+        other._shares_experiment, other._clock, other.many = True, self._clock, many
+        self._shared = [t for t in self._shared if not t.closed] + [other]
+        return other
+
+    def close_orphans(self) -> None:
+        """Close the runs a killed process left RUNNING in the experiment (see :meth:`_close_orphans`)."""
+        self._close_orphans()
+
     def attach(self, study: Study) -> None:
         """Bind to a study: reuse its parent run (from ``mlflow.json``) or create one, and index
         the trial runs already logged under it."""
@@ -495,7 +525,7 @@ class Tracker:
         if not study.read_only:
             self.client.update_run(parent, status="RUNNING")
         self.parent_run_id = parent
-        if not study.read_only:
+        if not study.read_only and not self._shares_experiment:
             self._close_orphans()
         self._index_children()
         self.front_view_key = set_front_view(self.client, self.experiment_id, study.space)
@@ -592,26 +622,32 @@ class Tracker:
         self._live_artifacts(study)
 
     def _live_artifacts(self, study: Study) -> None:
-        budget = self.artifact_budget
-        if budget <= 0:
+        if not self._clock.due(self.artifact_budget):
             return
-        if self._artifacts_cost is not None:
-            wait = self._artifacts_cost * (1.0 - budget) / budget
-            if time.monotonic() - self._artifacts_done < wait:
-                return
         started = time.monotonic()
         try:
             self._log_artifacts(study, final=False)
         except Exception as err:  # a plot must not stop the study; finish() tries again
             warnings.warn(f"MLflow: could not update the plots of {study.name} ({type(err).__name__}: {err}); "
                           "they are written again when the study ends", RuntimeWarning, stacklevel=2)
-        self._artifacts_done = time.monotonic()
-        self._artifacts_cost = self._artifacts_done - started
+        self._clock.spent(started)
 
-    def _log_artifacts(self, study: Study, final: bool) -> None:
+    def _final_artifacts(self, study: Study) -> None:
+        """The parent run's artifacts at the end: every plot; for one study among many (:meth:`share` with
+        ``many``) the summary and front always, the PNG plots within the shared budget, no interactive plot."""
+        if not self.many:
+            self._log_artifacts(study, final=True)
+            return
+        plots = self._clock.due(self.artifact_budget)
+        started = time.monotonic()
+        self._log_artifacts(study, final=True, plots=plots)
+        if plots:
+            self._clock.spent(started)
+
+    def _log_artifacts(self, study: Study, final: bool, plots: bool = True) -> None:
         with scratch_dir(prefix="pers-search-mlflow-") as tmp:  # swept by the next write if the driver is killed
-            write_study_artifacts(study, tmp, record=read_record(study.directory), interactive=final,
-                                  curves=None if final else dict(self._curves))
+            write_study_artifacts(study, tmp, record=read_record(study.directory), interactive=final and not self.many,
+                                  curves=None if final else dict(self._curves), plots=plots)
             self.client.log_artifacts(self.parent_run_id, str(tmp))
         self.artifact_writes += 1
 
@@ -718,7 +754,7 @@ class Tracker:
         if study is None:
             return
         self.sync(study)
-        self._log_artifacts(study, final=True)
+        self._final_artifacts(study)
         from mlflow.entities import Metric
 
         stamp = _ms(time.time())
@@ -728,20 +764,49 @@ class Tracker:
         self.client.log_batch(self.parent_run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in counts.items()],
                               tags=[_tag(k, v) for k, v in self._study_tags(study).items()])
         _terminate(self.client, self.parent_run_id, status)
+        self.closed = True
 
     def stop(self, status: str = "KILLED") -> None:
         """A run stopped (Ctrl-C, SIGTERM): log the trials that finished and close the study's run as
-        ``status``, quickly (no plots: the next ``resume`` writes them)."""
-        if self.study is None or self.parent_run_id is None:
+        ``status``, quickly (no plots: the next ``resume`` writes them); the same for the trackers
+        :meth:`share` made that are still open."""
+        for other in [t for t in self._shared if not t.closed]:
+            other.stop(status)
+        if self.study is None or self.parent_run_id is None or self.closed:
             return
         try:
             self.sync(self.study)
         finally:
             _terminate(self.client, self.parent_run_id, status)
+            self.closed = True
 
     def trial_run_id(self, number: int) -> str | None:
         """The MLflow run id of a logged trial, or None."""
         return self._runs.get(number)
+
+
+@dataclass
+class ArtifactClock:
+    """When the parent run's plots were last written and what that cost (seconds), shared by the
+    trackers of a per-user study (:meth:`Tracker.share`).
+
+    With a budget ``b`` (the share of wall time plots may take), after a write that took ``c``
+    seconds the next is due ``c * (1 - b) / b`` seconds later.
+    """
+
+    cost: float | None = None
+    done: float = 0.0
+
+    def due(self, budget: float) -> bool:
+        """True when plots may be written now."""
+        if budget <= 0:
+            return False
+        return self.cost is None or time.monotonic() - self.done >= self.cost * (1.0 - budget) / budget
+
+    def spent(self, started: float) -> None:
+        """A write that began at ``started`` (``time.monotonic()``) ended now."""
+        self.done = time.monotonic()
+        self.cost = self.done - started
 
 
 def _terminate(client, run_id: str, status: str, end_time: int | None = None) -> None:
@@ -767,7 +832,7 @@ def _tag(key: str, value: str):
 # --------------------------------------------------------------------------- study artifacts
 def write_study_artifacts(study: Study, out: Path, record: Mapping[str, Any] | None = None,
                           interactive: bool = True,
-                          curves: Mapping[int, tuple[float, float]] | None = None) -> list[Path]:
+                          curves: Mapping[int, tuple[float, float]] | None = None, plots: bool = True) -> list[Path]:
     """Write the parent run's artifacts into ``out``: space, summary, front table, plots.
 
     Args:
@@ -777,11 +842,11 @@ def write_study_artifacts(study: Study, out: Path, record: Mapping[str, Any] | N
         interactive: also write ``plots/pareto_3d.html`` (plotly inlined, 4-5 MB).
         curves: the hypervolume curves already computed (:func:`hypervolume_curves`); default:
             computed here, one hypervolume per finished trial.
+        plots: write the plots (else the space, the summary and the front only).
 
     Returns:
         The written files.
     """
-    from search import plots  # matplotlib and plotly: only when artifacts are written
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "pareto").mkdir(exist_ok=True)
@@ -791,6 +856,14 @@ def write_study_artifacts(study: Study, out: Path, record: Mapping[str, Any] | N
     rows = front_rows(study)
     files[2].write_text(rows_to_csv(rows), encoding="utf-8")
     files[3].write_text(json.dumps(rows, indent=1, default=str), encoding="utf-8")
+    return files + (_write_plots(study, out, interactive, curves) if plots else [])
+
+
+def _write_plots(study: Study, out: Path, interactive: bool,
+                 curves: Mapping[int, tuple[float, float]] | None) -> list[Path]:
+    from search import plots  # matplotlib and plotly: only when plots are written
+
+    files: list[Path] = []
     points = plots.study_points(study)
     objectives = study.space.objectives
     if points:

@@ -60,3 +60,21 @@ class ReportsLoads:
         done = self.objective(config, report)
         return Evaluation(done.values, {**done.user_attrs, "model_loads": cache_info()["models"]["builds"]},
                           done.pruned)
+
+
+class TimedUser:
+    """The toy objective of one user (quality shifted by ``shift`` when the first layer is on), after
+    sleeping ``seconds``; the trial's start and end times (in the worker) go into its attrs."""
+
+    def __init__(self, shift: float, seconds: float = 0.3) -> None:
+        self.shift = shift
+        self.seconds = seconds
+
+    def __call__(self, config):
+        from search.executors import Evaluation
+
+        began = time.time()
+        time.sleep(self.seconds)
+        values = toy_objective(config)
+        values["quality"] += self.shift * config["mask"][0]
+        return Evaluation(values, {"began": began, "ended": time.time()})

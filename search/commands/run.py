@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 from pathlib import Path
 
@@ -19,7 +20,14 @@ from search.commands.common import (
     tracker_from_args,
 )
 from search.commands.searching import ADAPTERS, StudyRun, run_cohort, run_per_user
-from search.commands.tables import cohort_table, front_table, trials_table
+from search.commands.tables import (
+    COHORT_ROWS,
+    cohort_table,
+    front_table,
+    print_cohort,
+    status_command,
+    trials_table,
+)
 from search.console import status_console, table_console
 from search.errors import UsageError
 from search.importance import MIN_TRIALS, READABLE_TRIALS, compute, usable
@@ -74,6 +82,11 @@ def add_parsers(sub) -> None:
     p.add_argument("study", type=study_name, help="study name")
     _add_study_args(p, with_name=False)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--user", metavar="USER", help="a per-user study: that user's trials and front")
+    p.add_argument("--all", action="store_true", help="a per-user study: every user's trials, and every user's row")
+    p.add_argument("--rows", type=at_least(1), default=COHORT_ROWS,
+                   help=f"a per-user study: users per page of the cohort table (default {COHORT_ROWS})")
+    p.add_argument("--page", type=at_least(1), default=1, help="a per-user study: which page of the cohort table")
     p.set_defaults(handler=cmd_status)
 
 
@@ -231,16 +244,23 @@ def _run(run: StudyRun) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     if is_cohort(args.study, args.study_dir):
-        return _cohort_status(load_cohort(args.study, args.study_dir), args.json)
+        return _cohort_status(load_cohort(args.study, args.study_dir), args)
+    if args.user is not None:
+        raise UsageError(f"status {args.study} --user {args.user}: {args.study!r} is one study for the whole cohort, "
+                         "not a per-user study; leave --user out")
     study = Study.load(args.study, args.study_dir)
     if args.json:
         print(json.dumps(_status_json(study), indent=1, default=str))
         return 0
+    _print_study(study)
+    return 0
+
+
+def _print_study(study: Study, label: str = "") -> None:
     table_console().print(trials_table(study))
     table_console().print(front_table(study))
-    _print_notes(study)
+    _print_notes(study, label)
     _print_importance(study)
-    return 0
 
 
 def _print_importance(study: Study) -> None:
@@ -272,14 +292,43 @@ def _status_json(study: Study) -> dict:
             "hypervolume_fraction": normalized_hypervolume(study)}
 
 
-def _cohort_status(cohort, as_json: bool) -> int:
-    if as_json:
+def _cohort_status(cohort, args: argparse.Namespace) -> int:
+    """A per-user study: its summary and a page of its users (``--user U``: one user's study; ``--all``:
+    every user's trials and the whole table; ``--json``: everything, as data)."""
+    if args.user is not None:
+        study = _user_study(cohort, args.user, args.study_dir)
+        if args.json:
+            print(json.dumps(_status_json(study), indent=1, default=str))
+        else:
+            _print_study(study, f"user {args.user}:")
+        return 0
+    if args.json:
         print(json.dumps({**cohort.summary(), "per_user": {u: _status_json(s) for u, s in cohort.studies.items()}},
                          indent=1, default=str))
         return 0
-    for user in cohort.users:
-        if user in cohort.studies:
-            table_console().print(trials_table(cohort.studies[user]))
-            _print_notes(cohort.studies[user], f"user {user}:")
-    table_console().print(cohort_table(cohort))
+    if args.all:
+        for user in cohort.users:
+            if user in cohort.studies:
+                table_console().print(trials_table(cohort.studies[user]))
+                _print_notes(cohort.studies[user], f"user {user}:")
+        table_console().print(cohort_table(cohort))
+        return 0
+    print_cohort(cohort, rows=args.rows, page=args.page, command=status_command(args.study, args.study_dir))
     return 0
+
+
+def _user_study(cohort, user: str, study_dir: str) -> Study:
+    """One user's study of a per-user study.
+
+    Raises:
+        UsageError: no such user, or one not searched yet.
+    """
+    if user not in cohort.users:
+        near = difflib.get_close_matches(user, cohort.users, n=3)
+        shown = f"did you mean {', '.join(near)}?" if near else f"its users are {', '.join(cohort.users[:3])}, ..."
+        raise UsageError(f"status {cohort.name} --user {user}: no such user in the per-user study; {shown} "
+                         f"(`pers-search status {cohort.name} --all` lists them)")
+    if user not in cohort.studies:
+        raise UsageError(f"status {cohort.name} --user {user}: that user's search has not started yet; "
+                         f"`pers-search resume {cohort.name} --study-dir {study_dir}` runs it")
+    return cohort.studies[user]

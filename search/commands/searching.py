@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from runners.data.splits import SplitCounts
@@ -19,11 +20,11 @@ from runners.spec import TrialSetup
 from search.api import optimize
 from search.cohort_tracking import log_cohort
 from search.commands.common import executor_from_args
-from search.commands.tables import cohort_table, front_table
+from search.commands.tables import COHORT_ROWS, front_table, print_cohort, status_command
 from search.console import table_console
 from search.optimizers import get_optimizer
 from search.per_user import TaskHooks, optimize_tasks, user_study_name
-from search.progress import StudyProgress
+from search.progress import CohortProgress, StudyProgress
 from search.setup import check_reported, user_setup
 from search.space import Space
 from search.study import Study
@@ -31,6 +32,10 @@ from search.tracking import Tracker
 from search.trial_objective import TrialObjective
 
 ADAPTERS = "adapters"
+# Per-user studies of up to this many users get every plot in each user's MLflow run; larger cohorts
+# get the summary and front of each, PNG plots within the artifact budget and no interactive 3-D plot
+# (4-5 MB a user: 5 GB for a thousand users).
+MANY_USERS = 20
 
 
 @dataclasses.dataclass
@@ -98,21 +103,28 @@ def run_cohort(run: StudyRun) -> int:
 
 
 class _UserHooks(TaskHooks):
-    """Progress per user (and overall), MLflow per user, the front of each user on its test queries."""
+    """Per user: its progress (lines and failures naming it, the cohort's panel), its own MLflow tracker on
+    the run's connection, its front on its test queries and one line when it is done."""
 
-    def __init__(self, run: StudyRun, objectives: dict[str, TrialObjective]) -> None:
-        self.run, self.objectives, self.progress = run, objectives, None
+    def __init__(self, run: StudyRun, objectives: dict[str, TrialObjective], progress: CohortProgress) -> None:
+        self.run, self.objectives, self.progress = run, objectives, progress
+        self.trackers: dict[str, Tracker] = {}
 
     def start(self, task: str, index: int):
-        users = len(self.objectives)
-        self.run.console.print(f"[bold]user {index + 1} of {users}[/]: {task}")
-        self.progress = StudyProgress(self.run.console, self.run.space.optimizer.trials,
-                                      label=f"user {index + 1}/{users} {task}").__enter__()
-        return [self.progress] + ([self.run.tracker] if self.run.tracker is not None else [])
+        callbacks = [self.progress.user(task)]
+        if self.run.tracker is not None:
+            self.trackers[task] = self.run.tracker.share(many=len(self.objectives) > MANY_USERS)
+            callbacks.append(self.trackers[task])
+        return callbacks
 
     def end(self, task: str, study: Study) -> None:
-        self.progress.__exit__(None, None, None)
-        self.run.finish(study, self.objectives[task], say_no_test=False)
+        if not self.run.args.no_test:
+            evaluate_front_on_test(self.run.console, study, self.objectives[task], say_no_test=False,
+                                   spinner=False)
+        tracker = self.trackers.pop(task, None)
+        if tracker is not None:
+            tracker.finish(study)
+        self.progress.user_done(task, study)
 
 
 def warm_start_note(space: Space) -> str:
@@ -128,7 +140,7 @@ def warm_start_note(space: Space) -> str:
 
 
 def run_per_user(run: StudyRun) -> int:
-    """One study per user of the cohort (MiLP's setting), searched one after another."""
+    """One study per user of the cohort (MiLP's setting): with ``--workers W``, W users side by side."""
     check_reported(run.space, run.setup)
     users = [s.user.user_id for s in session_for(run.setup).splits]
     objectives = {u: run.objective(user_setup(run.setup, u),
@@ -138,17 +150,16 @@ def run_per_user(run: StudyRun) -> int:
     own = SplitCounts.of([session_for(o.setup).splits[0] for o in objectives.values()])
     for line in split_lines(own, run.setup, label="per user", say_no_test=not run.args.no_test):
         run.console.print(line, highlight=False, soft_wrap=True)
-    hooks = _UserHooks(run, objectives)
-    try:
+    if run.tracker is not None:
+        run.tracker.close_orphans()  # before any user's run is live: runs a killed driver left RUNNING
+    with CohortProgress(run.console, users, run.space.optimizer.trials) as progress:
         cohort = optimize_tasks(run.space, objectives, study_name=run.name, study_dir=run.study_dir,
-                                known_objectives=objectives[users[0]].known_objectives(), hooks=hooks,
+                                known_objectives=objectives[users[0]].known_objectives(),
+                                hooks=_UserHooks(run, objectives, progress),
                                 executor=lambda: executor_from_args(run.args, run.space))
-    finally:
-        if hooks.progress is not None and hooks.progress.live is not None and hooks.progress.live.is_started:
-            hooks.progress.__exit__(None, None, None)
     if run.tracker is not None:
         log_cohort(run.tracker, cohort)
-    table_console().print(cohort_table(cohort))
+    print_cohort(cohort, rows=COHORT_ROWS, command=status_command(run.name, run.study_dir))
     run.console.print(f"per-user study stored in {cohort.directory}")
     return 0
 
@@ -183,7 +194,8 @@ def seen_users(study: Study) -> set[str]:
     return {user for t in study.finished() for user in t.user_attrs.get("users", {})}
 
 
-def evaluate_front_on_test(console, study: Study, objective: TrialObjective, say_no_test: bool = True) -> None:
+def evaluate_front_on_test(console, study: Study, objective: TrialObjective, say_no_test: bool = True,
+                           spinner: bool = True) -> None:
     """Show the front's configurations on the test queries (those not shown yet).
 
     A trial of this study answered its test queries with its own trained memory (hidden from the
@@ -192,7 +204,8 @@ def evaluate_front_on_test(console, study: Study, objective: TrialObjective, say
     again on the test split, training included, with a line per trial (a spinner shows nothing in
     a log file). A split without test queries gets one line (unless ``say_no_test`` is False), and so
     does a study whose trials were scored on users the split now holds out (a study run before
-    ``data.test_split``): their test values would not be a test.
+    ``data.test_split``): their test values would not be a test. ``spinner=False`` shows no spinner,
+    for a caller whose live panel is on the console.
     """
     splits = session_for(objective.setup).splits
     counts = SplitCounts.of(splits)
@@ -221,7 +234,8 @@ def evaluate_front_on_test(console, study: Study, objective: TrialObjective, say
         console.print(f"evaluating {len(todo)} front trial{'s' if len(todo) > 1 else ''} on the test queries ({why})")
     for index, trial in enumerate(todo, 1):
         started = time.perf_counter()
-        with console.status(f"evaluating front trial {trial.number} on the test queries"):
+        busy = console.status(f"evaluating front trial {trial.number} on the test queries") if spinner else nullcontext()
+        with busy:
             record = study.set_test_values(trial.number, objective.test_metrics(trial.config))
         shown = "  ".join(f"{m}={record.test_values.get(m, float('nan')):.4g}"
                           for m in study.space.objectives)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Mapping, Sequence
 
 from rich.table import Table
 
 from runners.spec import TrialResult
-from search.console import fmt_metric, fmt_value
+from search.commands.common import DEFAULT_STUDY_DIR
+from search.console import fmt_metric, fmt_value, table_console
 from search.per_user import CohortStudy
 from search.report import beyond_retrieval, hv_text
 from search.study import Study, TrialRecord, TrialState
@@ -94,20 +96,102 @@ def trials_table(study: Study) -> Table:
     return table
 
 
-def cohort_table(cohort: CohortStudy) -> Table:
-    """A per-user study: per user its trials and its chosen point (the knee); the cohort's total storage."""
-    summary = cohort.summary()
+COHORT_ROWS = 20  # users shown by ``status COHORT`` (and at the end of a per-user run) unless asked for more
+
+
+def cohort_summary(overview: Mapping[str, Any]) -> list[str]:
+    """A per-user study in a few lines (:meth:`search.per_user.CohortStudy.overview`): users per state,
+    trials, storage at the knees, the spread of the users' hypervolumes, the writer."""
+    o = overview
+    lines = [f"per-user study {o['study']}: {o['users']:,} users: {o['done']:,} done, {o['running']:,} running, "
+             f"{o['stopped']:,} stopped part-way, {o['pending']:,} pending",
+             f"trials: {o['trials_finished']:,} finished of {o['trials_budget']:,}, {o['trials_running']:,} running"]
+    storage = o["storage_per_user"]
+    if storage is not None:
+        lines.append(f"storage at the knees: {_bytes(o['total_storage_bytes'])} in all; per user median "
+                     f"{_bytes(storage['median'])} (min {_bytes(storage['min'])}, max {_bytes(storage['max'])})")
+    volume = o["hypervolume"]
+    if volume is not None:
+        lines.append(f"hypervolume per user (each against its own reference point): median {volume['median']:.4g}, "
+                     f"quartiles {volume['q1']:.4g}-{volume['q3']:.4g}, min {volume['min']:.4g}, "
+                     f"max {volume['max']:.4g}")
+    writer = o["writer"]
+    if writer is None:
+        lines.append("no process is writing it" + ("; `pers-search resume` continues it" if o["stopped"] or o["pending"]
+                                                   else ""))
+    elif writer["pid"] != os.getpid():
+        lines.append("being written by process {pid} on {host}".format(**writer))
+    return lines
+
+
+def cohort_table(cohort: CohortStudy, rows: Sequence[Mapping[str, Any]] | None = None, first: int = 0,
+                 title: str | None = None) -> Table:
+    """A per-user study: per user its state, trials, hypervolume and chosen point (the knee).
+
+    Args:
+        cohort: the per-user study.
+        rows: the users to show (:meth:`~search.per_user.CohortStudy.user_rows`, a page of them);
+            default every user.
+        first: the 0-based place in the cohort of the first row (the ``#`` column).
+        title: default: the users and the total storage at the knees.
+    """
+    rows = cohort.user_rows() if rows is None else rows
     objectives = next((list(s.space.objectives) for s in cohort.studies.values()), [])
-    table = Table(title=f"per-user study {cohort.name}: {len(cohort.users)} users, total storage "
-                        f"{fmt_value(summary['total_storage_bytes'])} bytes at the knees")
-    for column in ("user", "trials", "knee trial", *objectives):
-        table.add_column(column)
-    for row in summary["users"]:
-        study = cohort.studies.get(row["user"])
-        knee = study.trials[row["knee"]] if study is not None and row["knee"] is not None else None
-        table.add_row(row["user"], str(row["trials"]), "-" if knee is None else str(knee.number),
+    if title is None:
+        summary = cohort.summary()
+        title = (f"per-user study {cohort.name}: {len(cohort.users)} users, total storage "
+                 f"{fmt_value(summary['total_storage_bytes'])} bytes at the knees")
+    table = Table(title=title)
+    for column in ("#", "user", "state", "trials", "hypervolume", "knee trial", *objectives):
+        table.add_column(column, justify="right" if column == "#" else "left")
+    for place, row in enumerate(rows, first + 1):
+        knee = row["knee"]
+        trials = "-" if row["budget"] is None else f"{row['finished']}/{row['budget']}" + (
+            f" (+{row['running']} running)" if row["running"] else "")
+        table.add_row(str(place), row["user"], row["state"], trials, fmt_value(row["hypervolume"]),
+                      "-" if knee is None else str(knee.number),
                       *(fmt_metric(knee.values, m) if knee else "-" for m in objectives))
     return table
+
+
+def print_cohort(cohort: CohortStudy, rows: int = COHORT_ROWS, page: int = 1, command: str = "") -> None:
+    """The cohort's summary lines, then one page of its table, with a line saying how to see more.
+
+    Args:
+        cohort: the per-user study.
+        rows: users per page.
+        page: 1-based.
+        command: the ``status`` command the hint lines build on (``pers-search status NAME``).
+    """
+    console = table_console()
+    every = cohort.user_rows()
+    for line in cohort_summary(cohort.overview(every)):
+        console.print(line, highlight=False, soft_wrap=True)
+    pages = max(1, -(-len(every) // rows))
+    page = min(max(1, page), pages)
+    first = (page - 1) * rows
+    shown = every[first:first + rows]
+    title = f"users {first + 1}-{first + len(shown)} of {len(every):,}" if pages > 1 else None
+    console.print(cohort_table(cohort, shown, first, title=title))
+    hints = []
+    if page < pages:
+        hints.append(f"next page: `{command} --page {page + 1}` (page {page} of {pages}; --rows N for N a page)")
+    hints.append(f"one user's trials and front: `{command} --user USER`; every user's trials: `{command} --all`")
+    for hint in hints:
+        console.print(hint, highlight=False, soft_wrap=True)
+
+
+def status_command(name: str, study_dir: str) -> str:
+    """``pers-search status NAME`` (with ``--study-dir`` when it is not the default), for hint lines."""
+    return f"pers-search status {name}" + ("" if study_dir == DEFAULT_STUDY_DIR else f" --study-dir {study_dir}")
+
+
+def _bytes(value: float) -> str:
+    """Bytes in KB, MB or GB (1024-based), for the summary lines."""
+    for unit, size in (("GB", 2 ** 30), ("MB", 2 ** 20), ("KB", 2 ** 10)):
+        if abs(value) >= size:
+            return f"{value / size:.3g} {unit}"
+    return f"{value:.0f} bytes"
 
 
 def _state(trial: TrialRecord, live: bool) -> str:
