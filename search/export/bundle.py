@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from runners.files import user_file_names
+from runners.files import user_file_name, user_file_names
 from runners.memory import ADAPTER_FILE, MemoryConfig, storage_bytes
 from runners.metrics.storage import file_bytes
 from runners.perpcs.assembly import ASSEMBLY_FILE
@@ -50,7 +50,8 @@ from search.export.registry import (
 )
 from search.export.summary import SUMMARY_FILE, bundle_summary
 from search.export.vllm import SCRIPT, loads_on_demand, pad_adapter, serving_plan, vllm_script
-from search.setup import trial_setup
+from search.per_user import COHORT_FILE, USERS_DIR, read_cohort_file
+from search.setup import trial_setup, user_setup
 from search.study import Study, TrialRecord
 from search.tracking import Tracker
 
@@ -204,9 +205,22 @@ def export_bundle(study: Study, pick: Pick | str, out: str | Path, *, force: boo
     """
     trial = pick_trial(study, pick)
     text = pick if isinstance(pick, str) else pick.text
-    picked = PickedTrial(study, trial, trial_setup(study.space, pool_dir))
+    setup, owner = trial_setup(study.space, pool_dir), cohort_user(study)
+    picked = PickedTrial(study, trial, user_setup(setup, owner) if owner is not None else setup)
     scope = StudyScope(study.name, study.directory.parent, text, (picked,))
     return write_bundle(scope, out, force=force, register=register, tracking_uri=tracking_uri, base_model=base_model)
+
+
+def cohort_user(study: Study) -> str | None:
+    """The user of one user's study of a per-user study (``<cohort>/users/<name>``), else None.
+
+    Its space is the cohort's (all users); the runner narrowed it to the user, and so must export.
+    """
+    directory = study.directory
+    if directory.parent.name != USERS_DIR or not (directory.parent.parent / COHORT_FILE).is_file():
+        return None
+    users = read_cohort_file(directory.parent.parent.name, directory.parent.parent.parent).users
+    return next((user for user in users if user_file_name(user) == directory.name), None)
 
 
 def write_bundle(scope: BundleScope, out: str | Path, *, force: bool = False, register: str | None = None,

@@ -37,7 +37,7 @@ MAX_GPU_LORAS = 4
 # Up to this many adapters vllm.sh lists them (--lora-modules); beyond, they are loaded on demand.
 LISTED_LORAS = 8
 # CPU memory for adapters a server keeps loaded (--max-cpu-loras); the others are read again from disk.
-CPU_LORA_BYTES = 4 * 1024 ** 3
+CPU_LORA_BYTES = 4 * 10 ** 9
 FIRST_PORT = 8000  # vLLM's default port: the first bucket's server with --bucket
 RESOLVER_DIR = "./adapters"  # what the on-demand server loads adapters from
 SCRIPT = "vllm.sh"
@@ -276,6 +276,10 @@ def _relative(path: Path) -> str:
     return path.relative_to(path.parents[1]).as_posix()
 
 
+def _users(n: int) -> str:
+    return f"{n} user{'s' if n != 1 else ''}"
+
+
 def size_text(n: float) -> str:
     """Bytes for people: ``1.2 MB``."""
     return next(f"{n / d:.1f} {u}" for d, u in ((1e9, "GB"), (1e6, "MB"), (1e3, "KB"), (1, "B")) if n >= d or d == 1)
@@ -328,7 +332,7 @@ def _listed_comments(plan: ServingPlan) -> list[str]:
 
 def _on_demand_lines(plan: ServingPlan) -> list[str]:
     rank, gpu, cpu = _sizes(plan.buckets, None)
-    lines = [f"# {plan.adapters} users' adapters, each loaded on its user's first request, not at start: vLLM's",
+    lines = [f"# {_users(plan.adapters)}' adapters, each loaded on its user's first request, not at start: vLLM's",
              "#   filesystem LoRA resolver finds adapters/<name> for a request whose \"model\" is <name>",
              "#   (serving.yaml adapters.<user>.lora_name; the user id itself for plain ids). vLLM takes an",
              "#   adapter of any rank up to --max-lora-rank, so adapters/ is served as it is. Without the",
@@ -338,10 +342,10 @@ def _on_demand_lines(plan: ServingPlan) -> list[str]:
              "#",
              "# Buckets: vLLM's --max-lora-rank is one of " + ", ".join(map(str, VLLM_RANKS)) + ". The adapters, by the",
              "#   smallest that holds them (serving.yaml adapters.<user>.bucket):"]
-    lines += [f"#   rank <= {b.max_lora_rank:>3}: {len(b.names):>6} users, {size_text(b.storage_bytes):>9}; "
+    lines += [f"#   rank <= {b.max_lora_rank:>3}: {_users(len(b.names)):>11}, {size_text(b.storage_bytes):>9}; "
               f"own server: ./{SCRIPT} --bucket {b.max_lora_rank} (port {b.port})" for b in plan.buckets]
     if plan.too_big:
-        lines += [f"#   rank > 256: {len(plan.too_big)} users vLLM cannot serve (serve them with PEFT)"]
+        lines += [f"#   rank > 256: {_users(len(plan.too_big))} vLLM cannot serve (serve them with PEFT)"]
     lines += [f"# One server at the largest rank (the default, --max-lora-rank {rank}): one copy of the base model",
               f"#   ({size_text(plan.base_bytes)}); its --max-loras {gpu} LoRA slots are all {rank} wide: "
               f"{size_text(plan.slot_bytes(rank))} for these",
