@@ -1,8 +1,9 @@
 """Benchmark: ``export`` of a per-user study of many users, on the tiny model (issue 34, target 4).
 
 For each ``--users N`` a per-user study of N users is made, then ``pers-search export STUDY --pick
-knee --out DIR`` runs in a child process of its own, and the table gives its wall time and peak
-resident memory (``VmHWM`` of ``/proc/self/status``, written by the child as it exits: a child's
+knee --out DIR`` runs in a child process of its own, and the table gives its wall time, CPU time
+(user and system: on a shared machine the wall time counts the others' load too) and peak resident
+memory (``VmHWM`` of ``/proc/self/status``, written by the child as it exits: a child's
 ``ru_maxrss`` would carry the parent's high-water mark at the ``exec``), with what the bundle holds:
 users, adapters, vLLM rank buckets, storage, the bundle's size and ``serving.yaml``'s.
 
@@ -34,6 +35,7 @@ import json
 import os
 import platform
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -67,6 +69,7 @@ class Measured:
     build_seconds: float
     peak_mb: float
     seconds: float
+    cpu_seconds: float
     summary: dict
     bundle_mb: float
     manifest_mb: float
@@ -144,19 +147,23 @@ def _child_env() -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
 
 
-def export(study_dir: Path, out: Path, work: Path) -> tuple[float, float]:
-    """Run the export in a child; its peak RSS (MB) and wall seconds."""
+def export(study_dir: Path, out: Path, work: Path) -> tuple[float, float, float]:
+    """Run the export in a child; its peak RSS (MB), wall seconds and CPU seconds (user + system: on a
+    shared machine the wall time also counts the others' load)."""
     peak = work / "peak.kb"
     log = work / "export.log"
     argv = ["export", STUDY, "--study-dir", str(study_dir), "--pick", "knee", "--out", str(out), "--json"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     with log.open("w") as handle:
-        done = subprocess.run([sys.executable, "-c", CHILD, *argv], cwd=ROOT, env={**_child_env(), PEAK_VARIABLE: str(peak)},
-                              stdout=handle, stderr=subprocess.STDOUT)
+        done = subprocess.run([sys.executable, "-c", CHILD, *argv], cwd=ROOT,
+                              env={**_child_env(), PEAK_VARIABLE: str(peak)}, stdout=handle, stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"cohort_export: export failed (exit {done.returncode}); see {log}:\n{log.read_text()[-2000:]}")
-    return int(peak.read_text()) / 1024, seconds
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return int(peak.read_text()) / 1024, seconds, cpu
 
 
 def measure(users: int, build: str, work: Path) -> Measured:
@@ -169,15 +176,16 @@ def measure(users: int, build: str, work: Path) -> Measured:
         build_with_run(study_dir, data, users, work / "run.log")
     built = time.perf_counter() - started
     out = work / "bundle"
-    peak, seconds = export(study_dir, out, work)
+    peak, seconds, cpu = export(study_dir, out, work)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     summary = json.loads((out / "summary.json").read_text())
-    return Measured(users, built, peak, seconds, summary, size / 1e6, (out / "serving.yaml").stat().st_size / 1e6)
+    return Measured(users, built, peak, seconds, cpu, summary, size / 1e6,
+                    (out / "serving.yaml").stat().st_size / 1e6)
 
 
 def table(rows: list[Measured]) -> str:
     lines = ["| users | adapters | buckets (rank: users) | storage, total / per user | bundle | serving.yaml "
-             "| export wall | export peak RSS |",
+             "| export wall / CPU | export peak RSS |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         s = r.summary
@@ -185,7 +193,7 @@ def table(rows: list[Measured]) -> str:
         storage = s["storage_bytes"]
         lines.append(f"| {r.users} | {s['adapters']} | {buckets} | {storage['total'] / 1e6:.1f} MB / "
                      f"{storage['per_user']['mean'] / 1e3:.1f} KB | {r.bundle_mb:.1f} MB | {r.manifest_mb:.2f} MB "
-                     f"| {r.seconds:.1f} s | {r.peak_mb:.0f} MB |")
+                     f"| {r.seconds:.0f} s / {r.cpu_seconds:.0f} s | {r.peak_mb:.0f} MB |")
     return "\n".join(lines)
 
 
@@ -202,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             work.mkdir(parents=True, exist_ok=True)
             row = measure(users, args.build, work)
             print(f"{users} users: study built ({args.build}) in {row.build_seconds:.0f} s, exported in "
-                  f"{row.seconds:.1f} s, peak {row.peak_mb:.0f} MB", flush=True)
+                  f"{row.seconds:.1f} s ({row.cpu_seconds:.1f} s CPU), peak {row.peak_mb:.0f} MB", flush=True)
             rows.append(row)
     print(f"\n{datetime.date.today()}, {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, study built with --build {args.build}")

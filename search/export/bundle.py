@@ -49,7 +49,7 @@ from search.export.registry import (
     Registration, connect_tracker, log_bundle, reserve_version, trial_run, withdraw,
 )
 from search.export.summary import SUMMARY_FILE, bundle_summary
-from search.export.vllm import SCRIPT, loads_on_demand, pad_adapter, serving_plan, vllm_script
+from search.export.vllm import SCRIPT, ServingPlan, loads_on_demand, pad_adapter, serving_plan, vllm_script
 from search.per_user import COHORT_FILE, USERS_DIR, read_cohort_file
 from search.setup import trial_setup, user_setup
 from search.study import Study, TrialRecord
@@ -240,6 +240,35 @@ def write_bundle(scope: BundleScope, out: str | Path, *, force: bool = False, re
     given = _check_base_model(first, base_model) if base_model else None
     out = prepare_out(out, force)
     stage = begin_staging(out)
+    staged = _stage_files(scope, first, given, stage)
+    registration = scope.register(tracker, register) if tracker is not None else None
+    try:
+        manifest = _write_manifest(scope, staged, registration, stage)
+        if registration is not None:
+            log_bundle(tracker, registration, stage)
+    except BaseException:
+        if registration is not None:
+            withdraw(tracker, registration)
+        raise
+    finish_staging(out, stage)
+    registered = (registration.name, registration.version) if registration else None
+    return Bundle(out, scope.trials(), manifest, staged.plan.command(), staged.summary, registered)
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """The bundle in its staging directory but ``serving.yaml``: what the manifest is made of."""
+
+    written: list[_Written]
+    base: str
+    in_bundle: bool
+    example: dict[str, str] | None
+    plan: ServingPlan
+    summary: dict[str, Any]
+
+
+def _stage_files(scope: BundleScope, first: Session, given: str | None, stage: Path) -> _Staged:
+    """Steps 1-4 of the module docstring: every file of the bundle but ``serving.yaml``."""
     written = []
     for picked in scope.picked:  # a loop, not a comprehension: the warnings' stack levels count on it
         written.append(_write_trial(picked, stage))
@@ -250,27 +279,23 @@ def write_bundle(scope: BundleScope, out: str | Path, *, force: bool = False, re
     adapters = [a for w in written for a in w.adapters]
     plan = serving_plan(adapters, base, first.setup.model.name, _slot_bytes_per_rank(first), _model_bytes(first))
     users = list(dict.fromkeys(s.user.user_id for w in written for s in w.session.splits))
-    summary = bundle_summary(users, adapters, plan, sum(file_bytes(stage / p) for w in written
-                                                        for p in w.profiles.values()))
+    profiles = sum(file_bytes(stage / path) for w in written for path in w.profiles.values())
+    summary = bundle_summary(users, adapters, plan, profiles)
     (stage / TRIAL_FILE).write_text(json.dumps(scope.trial_record(), indent=1, default=str), encoding="utf-8")
     (stage / SCRIPT).write_text(vllm_script(plan), encoding="utf-8")
     (stage / SUMMARY_FILE).write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-    registration = scope.register(tracker, register) if tracker is not None else None
-    try:
-        parts = [serving_manifest(w.picked.study, w.picked.trial, w.config, scope.pick, w.session, w.adapters, base,
-                                  given is None, w.profiles, example) for w in written]
-        manifest = {**scope.manifest(parts, registration), "vllm": plan.entry()}
-        write_yaml(stage / MANIFEST, manifest)
-        _publish(stage)
-        if registration is not None:
-            log_bundle(tracker, registration, stage)
-    except BaseException:
-        if registration is not None:
-            withdraw(tracker, registration)
-        raise
-    finish_staging(out, stage)
-    registered = (registration.name, registration.version) if registration else None
-    return Bundle(out, scope.trials(), manifest, plan.command(), summary, registered)
+    return _Staged(written, base, given is None, example, plan, summary)
+
+
+def _write_manifest(scope: BundleScope, staged: _Staged, registration: Registration | None,
+                    stage: Path) -> dict[str, Any]:
+    """Step 6: ``serving.yaml``, written once, atomically, as the bundle's last file; then its modes."""
+    parts = [serving_manifest(w.picked.study, w.picked.trial, w.config, scope.pick, w.session, w.adapters,
+                              staged.base, staged.in_bundle, w.profiles, staged.example) for w in staged.written]
+    manifest = {**scope.manifest(parts, registration), "vllm": staged.plan.entry()}
+    write_yaml(stage / MANIFEST, manifest)
+    _publish(stage)
+    return manifest
 
 
 def _write_trial(picked: PickedTrial, stage: Path) -> _Written:
@@ -289,7 +314,7 @@ def _ready_for_vllm(written: list[_Written], stage: Path) -> list[_Written]:
     if too_big:
         warnings.warn(f"merged LoRA rank {too_big[-1]} is above 256, the largest --max-lora-rank vLLM serves; "
                       "serve with PEFT or pick a trial with a smaller lora.count * lora.rank",
-                      UserWarning, stacklevel=4)
+                      UserWarning, stacklevel=5)
     if loads_on_demand(adapters):
         return written
     return [dataclasses.replace(w, adapters=tuple(_padded(stage, a) for a in w.adapters)) for w in written]
@@ -456,7 +481,7 @@ def _kept_adapters(trial: TrialRecord, names: dict[str, str]) -> Path | None:
     if missing:
         warnings.warn(f"trial {trial.number}: {kept} holds no adapter directory for users {missing} under their "
                       "file names (an older version named them otherwise); training the trial again",
-                      UserWarning, stacklevel=7)
+                      UserWarning, stacklevel=8)
         return None
     return Path(kept)
 
@@ -489,7 +514,7 @@ def _rerun(trial: TrialRecord, config: TrialConfig, session, root: Path) -> None
     recorded = trial.user_attrs.get("predictions")
     if recorded is None:
         warnings.warn(f"trial {trial.number} has no recorded predictions; the re-run adapters are not checked",
-                      UserWarning, stacklevel=7)
+                      UserWarning, stacklevel=8)
         return
     for user in result.users:
         if list(user.predictions) != list(recorded.get(user.user_id, [])):
