@@ -115,12 +115,14 @@ class StudyScope(BundleScope):
     """A study's bundle: one picked trial for all its users."""
 
     def manifest(self, parts: Sequence[dict[str, Any]], registration: Registration | None) -> dict[str, Any]:
+        """The trial's manifest, its ``mlflow`` entry naming the registered version when there is one."""
         (manifest,) = parts
         if registration is not None:
             manifest["mlflow"] = registration.entry()
         return manifest
 
     def register(self, tracker: Tracker, name: str) -> Registration:
+        """A version under the trial's run (the study logged first where it was not)."""
         (picked,) = self.picked
         study, trial = picked.study, picked.trial
         tags = {"study": study.name, "trial": str(trial.number), "pick": self.pick, "base_model": picked.setup.model.name}

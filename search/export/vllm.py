@@ -13,9 +13,9 @@ how ``vllm.sh`` serves them:
   ``VLLM_ALLOW_RUNTIME_LORA_UPDATING``) loads ``adapters/<name>`` on the first request whose
   ``model`` is ``<name>``; nothing is padded or listed.
 
-Either way one server runs at the largest bucket's rank: one copy of the base model, whose LoRA
-slots (``--max-loras`` of them) are as wide as the largest rank. ``vllm.sh --bucket R`` starts a
-server for one bucket only, at ``--max-lora-rank R`` on a port of its own: each such server holds
+Either way ``vllm.sh`` runs one server at the largest bucket's rank: one copy of the base model,
+whose LoRA slots (``--max-loras`` of them) are as wide as the largest rank. On demand,
+``vllm.sh --bucket R`` starts a server for one bucket only, at ``--max-lora-rank R`` on a port of its own: each such server holds
 its own copy of the base model, which pays when buckets get GPUs of their own or when the largest
 rank's slots cost more than a copy of the base model (the script says both sizes).
 """
