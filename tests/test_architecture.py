@@ -1,7 +1,9 @@
 """The import rules of docs/architecture.md, checked on the source.
 
 - ``runners`` never imports ``search``;
-- no import cycle among the modules of ``runners`` and ``search`` (imports inside functions count);
+- no import cycle among the modules of ``runners`` and ``search`` (imports inside functions and
+  imports under ``if TYPE_CHECKING:`` count: a cycle that only annotations close is still a cycle
+  of the design, and the first runtime import that follows it breaks);
 - nothing imports the CLI module ``search.cli``;
 - an import inside a function is either a heavy third-party library (so that ``pers-search
   --help`` stays fast) or carries a comment saying why it is deferred.
@@ -33,16 +35,21 @@ def _resolve(module: str, node: ast.ImportFrom) -> str:
     return ".".join([*base, node.module] if node.module else base)
 
 
+def _known_modules() -> set[str]:
+    return {_module_name(p) for package in PACKAGES for p in (ROOT / package).rglob("*.py")}
+
+
 def _imports(path: Path):
     """``(target module, line, inside a function, comment)`` for every import of a source file."""
-    module, source = _module_name(path), path.read_text(encoding="utf-8")
-    lines, tree = source.splitlines(), ast.parse(source)
-    known = {_module_name(p) for package in PACKAGES for p in (ROOT / package).rglob("*.py")}
+    yield from _source_imports(_module_name(path), path.read_text(encoding="utf-8"), _known_modules())
 
-    def visit(node, in_function: bool, type_checking: bool):
+
+def _source_imports(module: str, source: str, known: set[str]):
+    """:func:`_imports` of ``source`` as module ``module``; ``TYPE_CHECKING`` blocks are imports too."""
+    lines, tree = source.splitlines(), ast.parse(source)
+
+    def visit(node, in_function: bool):
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
-                continue  # annotations only: never executed
             inner = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
             if isinstance(child, ast.Import):
                 for alias in child.names:
@@ -52,9 +59,9 @@ def _imports(path: Path):
                 for alias in child.names:  # ``from search import plots`` imports the module search.plots
                     full = f"{target}.{alias.name}"
                     yield (full if full in known else target), child.lineno, in_function
-            yield from visit(child, inner, type_checking)
+            yield from visit(child, inner)
 
-    for target, line, in_function in visit(tree, False, False):
+    for target, line, in_function in visit(tree, False):
         yield target, line, in_function, lines[line - 1].partition("#")[2].strip()
 
 
@@ -127,6 +134,19 @@ def test_imports_inside_functions_are_heavy_or_explained():
                 if in_function and target.split(".")[0] not in HEAVY and not comment:
                     unexplained.append(f"{path.relative_to(ROOT)}:{line} {target}")
     assert unexplained == []
+
+
+def test_type_checking_imports_count_for_the_cycle_rule():
+    """An import under ``if TYPE_CHECKING:`` is an edge of the graph like any other (it closed the
+    export modules' circle ``bundle -> registry -> manifest -> bundle`` before ServedAdapter moved)."""
+    source = ("from __future__ import annotations\nfrom typing import TYPE_CHECKING\n\n"
+              "if TYPE_CHECKING:  # pragma: no cover\n    from search.b import Thing\n\n"
+              "def f(x: 'Thing') -> None:\n    return None\n")
+    targets = [target for target, *_ in _source_imports("search.a", source, {"search.a", "search.b"})]
+    assert targets == ["__future__", "typing", "search.b"]
+    cycle = {"search.a": {"search.b"},
+             "search.b": {t for t, *_ in _source_imports("search.b", "import search.a\n", {"search.a", "search.b"})}}
+    assert _cycles(cycle) == [["search.a", "search.b"]]
 
 
 def test_the_cycle_finder_finds_cycles():

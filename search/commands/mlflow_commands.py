@@ -20,7 +20,7 @@ from typing import Iterator
 from search.commands.common import POOL_HELP, add_study_dir, at_least, study_name
 from search.commands.tables import front_table
 from search.console import status_console, table_console
-from search.export import ExportError, export_bundle, export_cohort
+from search.export import export_bundle, export_cohort, summary_lines
 from search.per_user import is_cohort, load_cohort
 from search.report import box_text, front_rows, hv_text, normalized_hypervolume, rows_to_csv
 from search.study import Study
@@ -77,7 +77,9 @@ def add_parsers(sub) -> None:
                         "a per-user study applies it to each user's own front")
     p.add_argument("--out", required=True, help="bundle directory (must be new or empty unless --force)")
     p.add_argument("--force", action="store_true", help="write into a non-empty --out, replacing an earlier bundle")
-    p.add_argument("--register", metavar="NAME", help="register the bundle as a version of this MLflow model")
+    p.add_argument("--register", metavar="NAME", help="register the bundle as a version of this MLflow model "
+                                                      "(under the trial's run; a per-user study's whole bundle "
+                                                      "as one version, under its cohort run)")
     p.add_argument("--tracking-uri", help="MLflow store for --register (default as for run)")
     p.add_argument("--pool", metavar="DIR", help=POOL_HELP)
     p.add_argument("--base-model", metavar="PATH",
@@ -337,6 +339,7 @@ def cmd_pareto(args) -> int:
 
 
 def cmd_export(args) -> int:
+    """``export``: a study's picked trial, or each user's pick of a per-user study, as one serving bundle."""
     if is_cohort(args.study, args.study_dir):
         return _export_cohort(args)
     console = status_console()
@@ -345,45 +348,55 @@ def cmd_export(args) -> int:
         bundle = export_bundle(study, args.pick, args.out, force=args.force, register=args.register,
                                tracking_uri=args.tracking_uri, pool_dir=args.pool, base_model=args.base_model)
     if args.json:
-        _print_export_json(bundle.out, {"": bundle.trial}, bundle.manifest, bundle.registered)
+        _print_export_json(bundle)
         return 0
     console.print(f"[bold]exported[/] trial {bundle.trial.number} of {study.name} to {bundle.out}")
-    if bundle.registered:
-        console.print(f"registered as MLflow model {bundle.registered[0]} version {bundle.registered[1]}")
-    console.print(f"serve it with {bundle.out / 'vllm.sh'}, which runs (from {bundle.out}):")
-    print(bundle.command)
+    _print_bundle(console, bundle)
     return 0
+
+
+SHOWN_USERS = 20  # users listed one a line by ``export`` of a per-user study; serving.yaml has them all
 
 
 def _export_cohort(args) -> int:
     """``export`` of a per-user study: each user's own pick, one bundle."""
-    if args.register:
-        raise ExportError("--register: a per-user study's bundle holds one configuration per user; register "
-                          "one user's study (STUDY/users/<user>) or leave --register out")
     console = status_console()
     cohort = load_cohort(args.study, args.study_dir)
     with console.status(f"exporting {args.pick} of each user of {cohort.name}"):
-        bundle = export_cohort(cohort, args.pick, args.out, force=args.force, pool_dir=args.pool,
-                               base_model=args.base_model)
+        bundle = export_cohort(cohort, args.pick, args.out, force=args.force, register=args.register,
+                               tracking_uri=args.tracking_uri, pool_dir=args.pool, base_model=args.base_model)
     if args.json:
-        _print_export_json(bundle.out, bundle.trials, bundle.manifest, None)
+        _print_export_json(bundle)
         return 0
     console.print(f"[bold]exported[/] each user's {args.pick} of {cohort.name} to {bundle.out}:")
-    for user, trial in bundle.trials.items():
+    for user, trial in list(bundle.trials.items())[:SHOWN_USERS]:
         adapter = bundle.manifest["adapters"].get(user)
         rank = f"rank {adapter['rank']}" if adapter else "no adapter"
         console.print(f"  {user}: trial {trial.number}, {rank}, {cohort.studies[user].space.describe(trial.config)}")
-    console.print(f"serve it with {bundle.out / 'vllm.sh'}, which runs (from {bundle.out}):")
-    print(bundle.command)
+    if len(bundle.trials) > SHOWN_USERS:
+        console.print(f"  ... and {len(bundle.trials) - SHOWN_USERS} more users (serving.yaml per_user)")
+    _print_bundle(console, bundle)
     return 0
 
 
-def _print_export_json(out, trials: dict, manifest: dict, registered) -> None:
-    """What ``export --json`` prints: the bundle, each trial (per user for a per-user study), the vLLM line."""
+def _print_bundle(console, bundle) -> None:
+    """The bundle's summary, its registered version, and how to serve it."""
+    for line in summary_lines(bundle.summary):
+        console.print(line)
+    if bundle.registered:
+        console.print(f"registered as MLflow model {bundle.registered[0]} version {bundle.registered[1]}")
+    console.print(f"serve it with {bundle.out / 'vllm.sh'}, which runs (from {bundle.out}):")
+    print(bundle.command)
+
+
+def _print_export_json(bundle) -> None:
+    """What ``export --json`` prints: the bundle, each trial (per user for a per-user study), the vLLM line,
+    the summary and the registered version."""
+    manifest, registered = bundle.manifest, bundle.registered
     print(json.dumps({
-        "bundle": str(out), "scope": manifest.get("scope", "cohort"),
-        "trials": {user or "all": trial.number for user, trial in trials.items()},
+        "bundle": str(bundle.out), "scope": manifest.get("scope", "cohort"),
+        "trials": {user: trial.number for user, trial in bundle.trials.items()},
         "users": manifest.get("users"), "adapters": manifest.get("adapters"),
-        "vllm_command": manifest["vllm"]["command"],
+        "vllm_command": manifest["vllm"]["command"], "summary": bundle.summary,
         "registered": None if registered is None else {"name": registered[0], "version": registered[1]},
     }, indent=1, default=str))

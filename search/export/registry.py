@@ -1,43 +1,129 @@
-"""Registering an exported bundle as a version of an MLflow registered model, linked to the trial's run."""
+"""Registering an exported bundle as a version of an MLflow registered model.
+
+A version's source is the ``serving/`` artifacts folder of one run, which holds the whole bundle:
+the trial's run for a study's bundle (:func:`trial_run`), the per-user study's ``cohort`` run for a
+cohort's bundle (:func:`cohort_run`). The bundle writer reserves the version first
+(:func:`reserve_version`), so that ``serving.yaml`` names it when it is written, once, and then logs
+the finished bundle there (:func:`log_bundle`), withdrawing the version if that fails.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
-from search.export.manifest import write_yaml
+from search.cohort_tracking import COHORT_RUN
 from search.study import Study, TrialRecord
-from search.tracking import Tracker
+from search.tracking import ROLE_TAG, RUN_NAME_TAG, Tracker, TrackingError, read_record
+
+SERVING_ARTIFACTS = "serving"  # the run's artifact folder that holds the bundle
 
 
-def connect_tracker(study: Study, tracking_uri: str | None):
+@dataclass(frozen=True)
+class Registration:
+    """A reserved model version: the registered model, its version, the run whose ``serving/`` it is."""
+
+    name: str
+    version: str
+    run_id: str
+
+    def entry(self) -> dict[str, str]:
+        """The ``mlflow`` entry of ``serving.yaml``."""
+        return {"run_id": self.run_id, "registered_model": self.name, "version": self.version}
+
+
+def connect_tracker(name: str, study_dir: str | Path, tracking_uri: str | None) -> Tracker:
+    """A tracker on the study's experiment (``name``: a study's or a per-user study's name).
+
+    Raises:
+        TrackingError: the store is unreachable.
+    """
     tracker = Tracker(tracking_uri)
-    tracker.connect(study.name, study.directory.parent)
+    tracker.connect(name, study_dir)
     return tracker
 
 
-def register_bundle(tracker, study: Study, trial: TrialRecord, out: Path, name: str, manifest: dict) -> tuple[str, str]:
-    """Log the bundle to the trial's run (``serving/``) and register it as a model version."""
+def trial_run(tracker: Tracker, study: Study, trial: TrialRecord) -> str:
+    """The trial's run id, the study logged first where it was not (or not fully)."""
+    tracker.sync(study)
+    return tracker.trial_run_id(trial.number)
+
+
+def cohort_run(tracker: Tracker, name: str, directory: Path) -> str:
+    """The ``cohort`` run of a per-user study: the one its ``mlflow.json`` names, else one tagged in its
+    experiment, else a new one (the study's directory is only read: an export never writes there)."""
+    record = read_record(directory)
+    recorded = record.get("cohort_run_id") if record.get("tracking_uri") == tracker.uri else None
+    if recorded is not None and _active(tracker, recorded):
+        return recorded
+    found = tracker.client.search_runs([tracker.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = '{COHORT_RUN}'",
+                                       max_results=1, order_by=["attributes.start_time ASC"])
+    if found:
+        return found[0].info.run_id
+    run = tracker.client.create_run(tracker.experiment_id, tags={RUN_NAME_TAG: f"{name} ({COHORT_RUN})",
+                                                                 ROLE_TAG: COHORT_RUN})
+    tracker.client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def _active(tracker: Tracker, run_id: str) -> bool:
     from mlflow.exceptions import MlflowException
 
-    tracker.sync(study)
-    run_id = tracker.trial_run_id(trial.number)
-    client = tracker.client
-    manifest["mlflow"] = {"run_id": run_id, "registered_model": name}
-    write_yaml(out / "serving.yaml", manifest)
-    client.log_artifacts(run_id, str(out), "serving")
     try:
-        client.get_registered_model(name)
+        run = tracker.client.get_run(run_id)
     except MlflowException:
-        client.create_registered_model(name, description=f"pers-search serving bundles of study {study.name}")
-    source = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/serving"
-    version = client.create_model_version(
-        name, source=source, run_id=run_id,
-        tags={"study": study.name, "trial": str(trial.number), "pick": manifest["pick"],
-              "base_model": manifest["base_model"]["name"]},
-        description=f"study {study.name}, trial {trial.number}, picked by {manifest['pick']!r}",
-    )
-    manifest["mlflow"]["version"] = str(version.version)
-    write_yaml(out / "serving.yaml", manifest)
-    client.log_artifact(run_id, str(out / "serving.yaml"), "serving")
-    client.set_tag(run_id, "registered_model", f"{name}/{version.version}")
-    return name, str(version.version)
+        return False
+    return run.info.lifecycle_stage == "active" and run.info.experiment_id == tracker.experiment_id
+
+
+def reserve_version(tracker: Tracker, run_id: str, name: str, tags: Mapping[str, str], description: str,
+                    model_description: str) -> Registration:
+    """Create registered model ``name`` if it is new and a version of it whose source is the run's
+    ``serving/`` folder (filled by :func:`log_bundle`).
+
+    Raises:
+        TrackingError: the registry refused (named, with MLflow's reason).
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = tracker.client
+    try:
+        try:
+            client.get_registered_model(name)
+        except MlflowException:
+            client.create_registered_model(name, description=model_description)
+        source = client.get_run(run_id).info.artifact_uri.rstrip("/") + f"/{SERVING_ARTIFACTS}"
+        version = client.create_model_version(name, source=source, run_id=run_id, tags=dict(tags),
+                                              description=description)
+    except MlflowException as err:
+        raise TrackingError(f"--register {name}: the model registry of {tracker.uri} refused it ({err.message}); "
+                            "check the name, or register into another store with --tracking-uri") from err
+    return Registration(name, str(version.version), run_id)
+
+
+def log_bundle(tracker: Tracker, registration: Registration, bundle: Path) -> None:
+    """Log the written bundle under the run's ``serving/`` and tag the run with the version.
+
+    Raises:
+        TrackingError: the artifacts could not be logged (the caller withdraws the version).
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = tracker.client
+    try:
+        client.log_artifacts(registration.run_id, str(bundle), SERVING_ARTIFACTS)
+        client.set_tag(registration.run_id, "registered_model", f"{registration.name}/{registration.version}")
+    except (MlflowException, OSError) as err:
+        raise TrackingError(f"--register {registration.name}: logging the bundle to run {registration.run_id} failed "
+                            f"({err}); the version is withdrawn; export again with --force") from err
+
+
+def withdraw(tracker: Tracker, registration: Registration) -> None:
+    """Delete a reserved version again (an export that failed after reserving it), as far as the store lets."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tracker.client.delete_model_version(registration.name, registration.version)
+    except MlflowException:  # the store is gone too: nothing more to undo from here
+        pass
