@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from runners.cohort import ensure_cohort_adapter, merged_cohort_model
 from runners.data.load import load_dataset
 from runners.data.pairs import memory_texts
 from runners.data.splits import split_dataset
 from runners.memory import layout_of
-from runners.metrics.persona import content_counter
+from runners.metrics import UserContent, user_content_of
 from runners.models import load_model
 from runners.perpcs.pool import require_pool
 from runners.retrieval.cache import IndexCache
@@ -34,12 +35,22 @@ class Session:
     """Loaded model, split users and caches for one :class:`TrialSetup`."""
 
     setup: TrialSetup
-    _persona_contents: dict[str, Counter] = field(default_factory=dict, repr=False)
+    _contents: dict[str, UserContent] = field(default_factory=dict, repr=False)
 
     @cached_property
     def loaded(self) -> "LoadedModel":
         """The base model and tokenizer on their device (loaded on first use)."""
         return load_model(self.setup.model)
+
+    @cached_property
+    def cohort_model(self):
+        """The base model with the cohort adapter merged in (trained on first use, then read from
+        the tool's home: :mod:`runners.cohort`)."""
+        return merged_cohort_model(self, ensure_cohort_adapter(self))
+
+    def base_model(self, base: str):
+        """The model a trial's memory sits on: the base model (``none``) or :attr:`cohort_model`."""
+        return self.cohort_model if base == "cohort" else self.loaded.model
 
     @cached_property
     def layout(self) -> "Layout":
@@ -76,12 +87,17 @@ class Session:
         """The data's task (``demo``, ``LaMP_4``, ``meddialogue`` ...)."""
         return self.dataset.task
 
-    def persona_content(self, user: "User") -> Counter:
-        """The token counts Persona-F1 scores against: the user's profile and full history (cached)."""
-        if user.user_id not in self._persona_contents:
+    def user_content(self, user: "User") -> UserContent:
+        """What Persona-F1 and the copy rate score an answer against: the user's profile and full
+        history, prepared once per user."""
+        if user.user_id not in self._contents:
             text = "\n".join([user.profile, *memory_texts(self.task, user.history)])
-            self._persona_contents[user.user_id] = content_counter(text)
-        return self._persona_contents[user.user_id]
+            self._contents[user.user_id] = user_content_of(text)
+        return self._contents[user.user_id]
+
+    def persona_content(self, user: "User") -> Counter:
+        """The token counts Persona-F1 scores against (those of :meth:`user_content`)."""
+        return self.user_content(user).tokens
 
 
 _SESSIONS: dict[TrialSetup, Session] = {}

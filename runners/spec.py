@@ -27,6 +27,7 @@ from runners.errors import ConfigError
 DEFAULT_TARGETS = ("gate_proj", "up_proj", "down_proj")
 SE_SUFFIX = "_se"  # ``rougeL_se``: the standard error of ``rougeL`` (bootstrap over users and queries)
 DataFormat = Literal["jsonl", "lamp", "meddialogue"]
+BASES = ("none", "cohort")  # what a trial's memory sits on: the base model, or it with the cohort adapter merged
 # Unknown keys in a section are errors (pydantic reads this when it validates a space file).
 _CLOSED = {"extra": "forbid"}
 
@@ -180,6 +181,7 @@ def _validated(kind: type, section: str, values: Mapping[str, Any] | None):
 FLAT_KEYS: dict[str, str] = {
     "layers": "lora.layers", "count": "lora.count", "rank": "lora.rank", "rag_k": "rag.k",
     "retriever": "rag.retriever", "perpcs_top_k": "perpcs.top_k", "perpcs_retrieve": "perpcs.retrieve",
+    "base": "lora.base",
 }
 
 
@@ -195,6 +197,9 @@ class TrialConfig:
         retriever: the registered retriever that picks them (``bm25``, ``dense``, ...).
         perpcs_top_k: Per-Pcs pieces kept per layer-projection from the shared pool (0: off).
         perpcs_retrieve: whole sharer PEFTs retrieved and averaged instead (0: off).
+        base: ``none`` (the base model) or ``cohort``: the cohort adapter (one LoRA trained on
+            every cohort user's history, :mod:`runners.cohort`) merged into the base model, alone
+            (a fixed baseline) or under the user's own memory.
     """
 
     layers: tuple[int, ...] = ()
@@ -204,6 +209,7 @@ class TrialConfig:
     retriever: str = "bm25"
     perpcs_top_k: int = 0
     perpcs_retrieve: int = 0
+    base: str = "none"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(sorted({int(i) for i in self.layers})))
@@ -217,6 +223,11 @@ class TrialConfig:
         if self.perpcs_top_k > 0 and self.perpcs_retrieve > 0:
             raise ConfigError(f"{FLAT_KEYS['perpcs_top_k']} and {FLAT_KEYS['perpcs_retrieve']} are two ways to "
                               "use the pool; set one of them to 0")
+        if self.base not in BASES:
+            raise ConfigError(f"{FLAT_KEYS['base']}={self.base!r}: unknown base; use one of {list(BASES)}")
+        if self.base != "none" and self.uses_pool:
+            raise ConfigError(f"{FLAT_KEYS['base']}={self.base!r} with the Per-Pcs pool: pool pieces were trained on "
+                              f"the base model; set {FLAT_KEYS['base']}=none or the pool parameters to 0")
 
     @property
     def has_memory(self) -> bool:
@@ -267,7 +278,7 @@ class TrialConfig:
             name = by_key[key]
             if name == "layers":
                 values[name] = layers_from_mask(value, n_layers)
-            elif name == "retriever":
+            elif name in ("retriever", "base"):
                 values[name] = str(value)
             else:
                 values[name] = _whole(key, value)
@@ -295,6 +306,8 @@ class TrialConfig:
             parts.append(f"Per-Pcs top-{self.perpcs_top_k}")
         if self.perpcs_retrieve > 0:
             parts.append(f"{self.perpcs_retrieve} retrieved PEFTs")
+        if self.base != "none":
+            parts.append(f"on the {self.base} adapter")
         return "; ".join(parts) or "base model"
 
 

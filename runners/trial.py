@@ -148,7 +148,7 @@ def _run_user(session: Session, user_split, config: TrialConfig, split: str, ada
         evaluated, tested, extra, adapter = _personalized(session, user_split, memory, config, prompted, tests, seed,
                                                           adapter_dir, watch)
     else:
-        model = session.loaded.model
+        model = session.base_model(config.base)
         evaluated, adapter = _evaluate(session, model, user_split, prompted), None
         tested = _evaluate(session, model, user_split, tests, heldout=False) if tests else None
         extra = {"train_seconds": 0.0, "storage_bytes": 0, "trainable_params": 0, "train_tokens": 0}
@@ -206,7 +206,8 @@ def _personalized(session: Session, user_split, memory: MemoryConfig, config: Tr
     examples = history_examples(loaded.tokenizer, session.task, user_split.train, spec, seed,
                                 _training_retrieval(session, user_split, config) if memory.enabled else None)
     assembly = _assemble(session, user_split, examples, config)
-    model = attach_memory(loaded.model, session.layout, memory, seed) if memory.enabled else loaded.model
+    base = session.base_model(config.base)
+    model = attach_memory(base, session.layout, memory, seed) if memory.enabled else base
     # the scratch directory is made last, just before the block that removes it: a trial that failed
     # in the assembly or in attaching its memory left an empty directory behind in the system's temp
     scratch = contextlib.ExitStack()
@@ -221,7 +222,7 @@ def _personalized(session: Session, user_split, memory: MemoryConfig, config: Tr
         tested = _evaluate(session, model, user_split, tests, heldout=False) if tests else None
         storage = _save_user_state(session, model, memory, assembly, out)
     finally:
-        if model is not loaded.model:
+        if model is not base:
             detach_memory(model)
         scratch.close()
     extra = {**trained, "storage_bytes": storage, "trainable_params": parameter_count(session.layout, memory)}
@@ -299,7 +300,7 @@ def _evaluate(session: Session, model, user_split, prompted: Prompted, heldout: 
     started = time.perf_counter()
     preds = generate(model, tok, prompted.prompts, device, spec.max_new_tokens, spec.gen_batch_size)
     gen_seconds = time.perf_counter() - started
-    content = session.persona_content(user_split.user)
+    content = session.user_content(user_split.user)
     metrics = dict(score(task, preds, list(prompted.references), user_content=content))
     per_query = {k: tuple(v) for k, v in score_queries(task, preds, list(prompted.references), content).items()}
     metrics.update({f"{k}{SE_SUFFIX}": standard_error([v]) for k, v in per_query.items()})
