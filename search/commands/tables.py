@@ -12,7 +12,7 @@ from search.per_user import CohortStudy
 from search.report import beyond_retrieval
 from search.study import Study
 
-BASELINE_COLUMNS = ("rougeL", "rouge1", "persona_f1", "loss", "storage_bytes",
+BASELINE_COLUMNS = ("rougeL", "rouge1", "persona_f1", "copy_rate", "loss", "storage_bytes",
                     "retrieval_index_bytes", "seconds_per_user", "generate_seconds")
 
 

@@ -15,7 +15,7 @@ from runners.metrics.storage import file_bytes
 from runners.perpcs.assembly import ASSEMBLY_FILE
 from runners.perpcs.serving import write_serving_adapter
 from runners.session import session_for
-from runners.spec import TrialConfig
+from runners.spec import FLAT_KEYS, TrialConfig
 from runners.trial import run_trial
 from search.errors import ExportError
 from search.export.manifest import REQUEST_FILE, serving_manifest, write_yaml
@@ -118,7 +118,7 @@ def export_bundle(study: Study, pick: Pick | str, out: str | Path, *, force: boo
 
     Raises:
         ExportError: bad pick, non-empty ``out``, a ``base_model`` that is not the study's model,
-            or an adapter that does not reproduce the trial.
+            a trial on the cohort adapter (not bundled yet), or an adapter that does not reproduce the trial.
         TrackingError: ``register`` and the tracking store is unreachable.
     """
     trial = pick_trial(study, pick)
@@ -126,8 +126,12 @@ def export_bundle(study: Study, pick: Pick | str, out: str | Path, *, force: boo
     tracker = connect_tracker(study, tracking_uri) if register else None
     session = session_for(trial_setup(study.space, pool_dir))
     given = _check_base_model(session, base_model) if base_model else None
-    out = prepare_out(out, force)
     config = TrialConfig.from_flat(trial.config, session.layout.n_layers)
+    if config.base != "none":
+        raise ExportError(f"export: trial {trial.number} runs on the {config.base} adapter ({FLAT_KEYS['base']}="
+                          f"{config.base}); a bundle serves the base model with each user's own adapter and does not "
+                          f"carry the cohort adapter yet; pick a trial with {FLAT_KEYS['base']}=none")
+    out = prepare_out(out, force)
     adapters = _write_adapters(trial, config, session, out)
     base = given or _copy_base_model(session, out)
     _point_adapters_at(out, base)
