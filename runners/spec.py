@@ -92,6 +92,12 @@ class TrainSpec:
     its retriever), as LaMP trains PEFT for retrieval-augmented serving; ``train_rag_k`` caps
     the items of those training prompts (None: the trial's ``rag.k``), since a prompt's items are
     most of its tokens and tokens are a trial's training cost.
+
+    ``lr_full_items`` adapts the learning rate to the size of a user's history: a history of
+    ``n`` training examples fewer than ``lr_full_items`` trains at ``lr * n / lr_full_items``
+    (None: always ``lr``). With ``min_steps: 0`` the steps already scale with the history
+    (``epochs`` passes); together they keep a 2-turn history from being learnt by heart
+    (docs/notes/quality.md, section 5).
     """
 
     __pydantic_config__ = _CLOSED
@@ -117,6 +123,7 @@ class TrainSpec:
     pack: bool = False
     train_rag: bool = True
     train_rag_k: Annotated[int, Ge(1)] | None = None
+    lr_full_items: Annotated[int, Ge(1)] | None = None
 
 
 SETTINGS_SECTIONS: dict[str, type] = {"model": ModelSpec, "data": DataSpec, "training": TrainSpec}
@@ -181,7 +188,7 @@ def _validated(kind: type, section: str, values: Mapping[str, Any] | None):
 FLAT_KEYS: dict[str, str] = {
     "layers": "lora.layers", "count": "lora.count", "rank": "lora.rank", "rag_k": "rag.k",
     "retriever": "rag.retriever", "perpcs_top_k": "perpcs.top_k", "perpcs_retrieve": "perpcs.retrieve",
-    "base": "lora.base",
+    "base": "lora.base", "lr_scale": "lora.lr_scale",
 }
 
 
@@ -200,6 +207,8 @@ class TrialConfig:
         base: ``none`` (the base model) or ``cohort``: the cohort adapter (one LoRA trained on
             every cohort user's history, :mod:`runners.cohort`) merged into the base model, alone
             (a fixed baseline) or under the user's own memory.
+        lr_scale: multiplies ``training.lr`` for this trial's memory (> 0): how hard the memory
+            learns the user's history is worth searching when histories are short.
     """
 
     layers: tuple[int, ...] = ()
@@ -210,6 +219,7 @@ class TrialConfig:
     perpcs_top_k: int = 0
     perpcs_retrieve: int = 0
     base: str = "none"
+    lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(sorted({int(i) for i in self.layers})))
@@ -223,6 +233,8 @@ class TrialConfig:
         if self.perpcs_top_k > 0 and self.perpcs_retrieve > 0:
             raise ConfigError(f"{FLAT_KEYS['perpcs_top_k']} and {FLAT_KEYS['perpcs_retrieve']} are two ways to "
                               "use the pool; set one of them to 0")
+        if not (isinstance(self.lr_scale, (int, float)) and math.isfinite(self.lr_scale) and self.lr_scale > 0):
+            raise ConfigError(f"{FLAT_KEYS['lr_scale']}={self.lr_scale!r}: must be a number > 0 (1: training.lr as is)")
         if self.base not in BASES:
             raise ConfigError(f"{FLAT_KEYS['base']}={self.base!r}: unknown base; use one of {list(BASES)}")
         if self.base != "none" and self.uses_pool:
@@ -280,6 +292,8 @@ class TrialConfig:
                 values[name] = layers_from_mask(value, n_layers)
             elif name in ("retriever", "base"):
                 values[name] = str(value)
+            elif name == "lr_scale":
+                values[name] = _number(key, value)
             else:
                 values[name] = _whole(key, value)
         config = cls(**values)
@@ -299,7 +313,8 @@ class TrialConfig:
         """A short human description (``2 x rank 4 on layers 0-3; bm25 k=4``)."""
         parts = []
         if self.has_memory:
-            parts.append(f"{self.count} x rank {self.rank} on layers {_ranges(self.layers)}")
+            scale = f" at {self.lr_scale:g} x lr" if self.lr_scale != 1.0 else ""
+            parts.append(f"{self.count} x rank {self.rank} on layers {_ranges(self.layers)}{scale}")
         if self.rag_k > 0:
             parts.append(f"{self.retriever} k={self.rag_k}")
         if self.perpcs_top_k > 0:
@@ -391,6 +406,13 @@ def _whole(key: str, value: Any) -> int:
             or int(value) != value:
         raise ConfigError(f"{key}: {value!r} is not a whole number")
     return int(value)
+
+
+def _number(key: str, value: Any) -> float:
+    """A finite real value (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{key}: {value!r} is not a finite number")
+    return float(value)
 
 
 def _ranges(indices: Sequence[int]) -> str:

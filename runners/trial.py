@@ -8,6 +8,7 @@ a frozen :class:`TrialConfig` in, a frozen :class:`TrialResult` out.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 import zlib
@@ -217,7 +218,7 @@ def _personalized(session: Session, user_split, memory: MemoryConfig, config: Tr
         if assembly is not None:
             model = apply_assembly(model, session.pool, assembly)
         on_step = _monitor(session, model, user_split, prompted, watch) if watch and memory.enabled else None
-        trained = _train_memory(session, model, examples, seed, on_step) if memory.enabled else {}
+        trained = _train_memory(session, model, examples, seed, config.lr_scale, on_step) if memory.enabled else {}
         evaluated = _evaluate(session, model, user_split, prompted)
         tested = _evaluate(session, model, user_split, tests, heldout=False) if tests else None
         storage = _save_user_state(session, model, memory, assembly, out)
@@ -265,8 +266,10 @@ def _assemble(session: Session, user_split, examples, config: TrialConfig):
     return None
 
 
-def _train_memory(session: Session, model, examples, seed: int, on_step=None) -> dict:
+def _train_memory(session: Session, model, examples, seed: int, lr_scale: float = 1.0, on_step=None) -> dict:
     loaded, spec = session.loaded, session.setup.training
+    if lr_scale != 1.0:
+        spec = dataclasses.replace(spec, lr=spec.lr * lr_scale)
     started = time.perf_counter()
     phases = train_on_history(model, examples, spec, loaded.tokenizer.pad_token_id, loaded.device, seed, on_step)
     return {"train_seconds": time.perf_counter() - started, "train_tokens": sum(p.tokens for p in phases),
