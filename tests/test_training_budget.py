@@ -284,3 +284,21 @@ def test_bf16_autocast_trains_like_fp32(tiny, demo_examples, outer):
     assert losses["none"][-1] < losses["none"][0] - 0.05
     assert losses["bfloat16"][-1] < losses["bfloat16"][0] - 0.05
     assert losses["bfloat16"][-1] == pytest.approx(losses["none"][-1], rel=0.02)
+
+
+def test_the_recipe_for_little_history_leaves_every_demo_user_as_it_was():
+    """milp.yaml's min_steps 0 and lr_full_items 16 change nothing for the demo users (18+ training
+    items): the same steps and lr as the recipe before issue 35 (min_steps 8), so its demo figures stand."""
+    import dataclasses
+
+    from runners.data.demo import demo_dataset
+    from runners.data.splits import split_dataset
+    from search.space import load_space
+
+    now = load_space("milp.yaml").training
+    before = dataclasses.replace(now, min_steps=8, lr_full_items=None)
+    splits = split_dataset(demo_dataset(24), seed=0, heldout_fraction=0.1)
+    for n in (len(s.train) for s in splits):
+        assert (planned_steps(n, now), scaled_lr(n, now)) == (planned_steps(n, before), scaled_lr(n, before)) == (8, 1e-2)
+    two = planned_steps(2, now), scaled_lr(2, now)
+    assert two == (4, pytest.approx(1.25e-3)) and planned_steps(2, before) == 8
