@@ -164,10 +164,11 @@ def training_rows(n_layers: int, memory: dict[str, Any], k: int = RAG_K, train_r
     """Rows that train a per-user PEFT (at each budget)."""
     rag_training = {} if train_rag else {"train_rag": False}
     peft_rag = memory_config(n_layers, **memory, k=k, retriever="bm25")
-    rows = [Row("oppu", memory_config(n_layers, "all", 1, 8), True),
+    # the rows that decide the comparisons with retrieval and the cohort adapter first
+    rows = [Row("peft+rag", peft_rag, True, rag_training),
+            Row("peft+rag@cohort", {**peft_rag, "lora.base": "cohort"}, True, rag_training),
             Row("milp-default", memory_config(n_layers, **memory), True),
-            Row("peft+rag", peft_rag, True, rag_training),
-            Row("peft+rag@cohort", {**peft_rag, "lora.base": "cohort"}, True, rag_training)]
+            Row("oppu", memory_config(n_layers, "all", 1, 8), True)]
     return rows
 
 
