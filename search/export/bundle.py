@@ -126,12 +126,13 @@ def export_bundle(study: Study, pick: Pick | str, out: str | Path, *, force: boo
     tracker = connect_tracker(study, tracking_uri) if register else None
     session = session_for(trial_setup(study.space, pool_dir))
     given = _check_base_model(session, base_model) if base_model else None
-    config = TrialConfig.from_flat(trial.config, session.layout.n_layers)
-    if config.base != "none":
-        raise ExportError(f"export: trial {trial.number} runs on the {config.base} adapter ({FLAT_KEYS['base']}="
-                          f"{config.base}); a bundle serves the base model with each user's own adapter and does not "
-                          f"carry the cohort adapter yet; pick a trial with {FLAT_KEYS['base']}=none")
+    on = trial.config.get(FLAT_KEYS["base"], "none")
+    if on != "none":
+        raise ExportError(f"export: trial {trial.number} runs on the {on} adapter ({FLAT_KEYS['base']}={on}); a bundle "
+                          f"serves the base model with each user's own adapter and does not carry the cohort adapter "
+                          f"yet; pick a trial with {FLAT_KEYS['base']}=none")
     out = prepare_out(out, force)
+    config = TrialConfig.from_flat(trial.config, session.layout.n_layers)
     adapters = _write_adapters(trial, config, session, out)
     base = given or _copy_base_model(session, out)
     _point_adapters_at(out, base)
