@@ -5,16 +5,23 @@ when present, the MedicalDialogue sample), it evaluates these rows on the valida
 
 - ``non-personalized`` (base model, query only) and ``rag-<retriever>`` for bm25, dense,
   recency and random (``k`` items in the prompt): no training, run once per dataset;
+- ``cohort`` (one LoRA trained on every cohort user's history, the per-user budget summed:
+  :mod:`runners.cohort`; domain adaptation, not personalization) and ``cohort+rag-bm25`` (it
+  with bm25 retrieval): trained once per dataset and cached under the tool's home;
 - per training budget (optimiser steps per user): ``oppu`` (one rank-8 LoRA on every layer,
   no retrieval), ``milp-default`` (the recommended default memory, no retrieval),
-  ``peft+rag`` (that memory plus bm25 retrieval, trained on retrieval-shaped prompts) and,
-  when a Per-Pcs pool exists or ``--pool-sharers`` builds one, ``per-pcs`` and
-  ``peft-retrieval``.
+  ``peft+rag`` (that memory plus bm25 retrieval, trained on retrieval-shaped prompts),
+  ``peft+rag@cohort`` (the same memory trained on top of the cohort adapter) and, when a Per-Pcs
+  pool exists or ``--pool-sharers`` builds one, ``per-pcs`` and ``peft-retrieval``.
 
 Each metric is printed with its 95% interval from a bootstrap over users, then queries within
 users (:func:`runners.metrics.uncertainty.bootstrap_interval`), with the numbers of users and
 queries; storage is bytes per user, seconds are wall seconds per user (CPU seconds beside).
-Progress is printed line by line. Examples::
+Then every row is compared, paired (same users and queries), with the non-personalized model,
+with bm25 RAG and with the cohort adapter on ROUGE-L, Persona-F1, copy rate and validation loss.
+Progress is printed line by line. With ``--json FILE`` every row is appended to FILE as it
+finishes, and a later run with the same FILE reuses the rows already there (same dataset, budget,
+row and users): a long run resumes where it stopped. Examples::
 
     python bench/quality.py --quick
     python bench/quality.py --users 4 --budgets 8,24,64 --datasets demo,meddialogue --med-users 12
@@ -62,9 +69,17 @@ RECIPE: dict[str, Any] = {
     "autocast": "bfloat16",
     "cache_frozen": True,
     "pack": False,
+    # spaces/milp.yaml since issue 35: 4 passes over the history, no floor, a gentler lr below 16 items
+    "epochs": 4,
+    "min_steps": 0,
+    "lr_full_items": 16,
+    "train_rag_k": 2,
 }
-TRAINING_ROWS = ("oppu", "milp-default", "peft+rag", "per-pcs", "peft-retrieval")
+TRAINING_ROWS = ("oppu", "milp-default", "peft+rag", "peft+rag@cohort", "per-pcs", "peft-retrieval")
+COHORT_ROWS = ("cohort", "cohort+rag-bm25")
 FIXED_ROWS = ("non-personalized",) + tuple(f"rag-{r}" for r in RETRIEVERS)
+# The references every other row is compared with, paired.
+PAIRED_REFERENCES = ("non-personalized", "rag-bm25", "cohort")
 
 
 # --------------------------------------------------------------------------- configurations
@@ -81,7 +96,7 @@ def layers_value(spec: str | Sequence[int], n_layers: int) -> Any:
 def off_config(n_layers: int) -> dict[str, Any]:
     """No memory, no retrieval, no shared pieces: the non-personalized base model."""
     return {"lora.layers": [0] * n_layers, "lora.count": 0, "lora.rank": 8, "rag.k": 0,
-            "rag.retriever": "bm25", "perpcs.top_k": 0}
+            "rag.retriever": "bm25", "perpcs.top_k": 0, "lora.base": "none"}
 
 
 def rag_config(n_layers: int, retriever: str, k: int = RAG_K) -> dict[str, Any]:
@@ -94,6 +109,11 @@ def memory_config(n_layers: int, layers: str | Sequence[int] = "all", count: int
     """The user's own LoRA memory (MiLP), optionally with retrieval (PEFT+RAG)."""
     return {**off_config(n_layers), "lora.layers": layers_value(layers, n_layers), "lora.count": count,
             "lora.rank": rank, "rag.k": k, "rag.retriever": retriever}
+
+
+def cohort_config(n_layers: int, k: int = 0, retriever: str = "bm25") -> dict[str, Any]:
+    """The cohort adapter alone (with ``k`` retrieved items when ``k > 0``)."""
+    return {**off_config(n_layers), "lora.base": "cohort", "rag.k": k, "rag.retriever": retriever}
 
 
 def perpcs_config(n_layers: int, top_k: int = 2) -> dict[str, Any]:
@@ -109,10 +129,10 @@ def peft_retrieval_config(n_layers: int, m: int = 2) -> dict[str, Any]:
 def training_for_budget(budget: int, recipe: dict[str, Any]) -> dict[str, Any]:
     """Training settings for a budget of ``budget`` optimiser steps per MiLP step and user.
 
-    ``max_steps = budget``, ``epochs = ceil(budget / 4)`` (a demo user has 4-7 batches, so
-    reaches the cap) and ``min_steps = min(8, budget)``: a 2-item history (one batch) takes
-    ``max(epochs, min_steps)`` steps, i.e. 8 at budget 16. Budget 16 is the recommended
-    setting (epochs 4, min_steps 8, max_steps 16). Keys the recipe sets win.
+    ``max_steps = budget``; without the recipe's keys, ``epochs = ceil(budget / 4)`` (a demo
+    user has 4-7 batches, so reaches the cap) and ``min_steps = min(8, budget)`` (the recipe
+    before issue 35). Keys the recipe sets win: :data:`RECIPE` sets ``epochs`` 4 and
+    ``min_steps`` 0 (a 2-item history takes 4 steps at every budget, at ``lr * 2 / 16``).
     """
     return {"epochs": max(1, math.ceil(budget / 4)), "max_steps": budget, "min_steps": min(8, budget), **recipe}
 
@@ -134,12 +154,21 @@ def fixed_rows(n_layers: int, k: int = RAG_K) -> list[Row]:
     return rows
 
 
+def cohort_rows(n_layers: int, k: int = RAG_K) -> list[Row]:
+    """Rows on the cohort adapter without per-user training (the adapter trains once per dataset)."""
+    return [Row("cohort", cohort_config(n_layers), True),
+            Row("cohort+rag-bm25", cohort_config(n_layers, k, "bm25"), True)]
+
+
 def training_rows(n_layers: int, memory: dict[str, Any], k: int = RAG_K, train_rag: bool = True) -> list[Row]:
     """Rows that train a per-user PEFT (at each budget)."""
-    rows = [Row("oppu", memory_config(n_layers, "all", 1, 8), True),
+    rag_training = {} if train_rag else {"train_rag": False}
+    peft_rag = memory_config(n_layers, **memory, k=k, retriever="bm25")
+    # the rows that decide the comparisons with retrieval and the cohort adapter first
+    rows = [Row("peft+rag", peft_rag, True, rag_training),
+            Row("peft+rag@cohort", {**peft_rag, "lora.base": "cohort"}, True, rag_training),
             Row("milp-default", memory_config(n_layers, **memory), True),
-            Row("peft+rag", memory_config(n_layers, **memory, k=k, retriever="bm25"), True,
-                {} if train_rag else {"train_rag": False})]
+            Row("oppu", memory_config(n_layers, "all", 1, 8), True)]
     return rows
 
 
@@ -212,6 +241,8 @@ class RowResult:
     budget: int | None
     rouge: list[list[float]]
     persona: list[list[float]]
+    copy: list[list[float]]
+    loss: list[list[float]]
     storage: float
     wall_per_user: float
     cpu_per_user: float
@@ -221,22 +252,17 @@ class RowResult:
     predictions: dict[str, list[str]]
 
 
-def per_query_scores(session, result) -> tuple[list[list[float]], list[list[float]]]:
-    """Per user, the ROUGE-L and Persona-F1 of each validation query (as the trial scores them)."""
-    from runners.metrics.persona import persona_f1
-    from runners.metrics.rouge import rouge_per_item
+def per_query_scores(result, key: str) -> list[list[float]]:
+    """Per user, the trial's per-query values of ``key`` (``rougeL``, ``persona_f1``, ``copy_rate``)."""
+    return [list(user.query_scores[key]) for user in result.users]
 
-    splits = {s.user.user_id: s for s in session.splits}
-    rouge, persona = [], []
-    for user in result.users:
-        split = splits[user.user_id]
-        queries = split.val if result.split == "val" else split.test
-        refs = [q.output for q in queries]
-        preds = list(user.predictions)
-        rouge.append(rouge_per_item(preds, refs)["rougeL"])
-        content = session.persona_content(split.user)
-        persona.append([persona_f1(p, content) for p in preds])
-    return rouge, persona
+
+def reference_copy_rates(session) -> list[list[float]]:
+    """Per user, the copy rate of the reference answers of the validation queries: how much of what
+    the user's next message really said repeats their history word for word (the natural level)."""
+    from runners.metrics import copy_rate
+
+    return [[copy_rate(q.output, session.user_content(s.user).ngrams) for q in s.val] for s in session.splits]
 
 
 def run_row(setup, row: Row, budget: int | None, autocast_all: bool = False) -> RowResult:
@@ -253,10 +279,12 @@ def run_row(setup, row: Row, budget: int | None, autocast_all: bool = False) -> 
     with context:
         result = run_trial(TrialConfig.from_flat(row.config, session.layout.n_layers), setup)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-    rouge, persona = per_query_scores(session, result)
     m = dict(result.metrics)
     n = max(len(result.users), 1)
-    return RowResult(row.name, budget, rouge, persona, float(m.get("storage_bytes", 0.0)), wall / n, cpu / n,
+    rouge, persona, copy = (per_query_scores(result, key) for key in ("rougeL", "persona_f1", "copy_rate"))
+    loss = [[float(u.metrics["loss"])] for u in result.users]
+    return RowResult(row.name, budget, rouge, persona, copy, loss, float(m.get("storage_bytes", 0.0)), wall / n,
+                     cpu / n,
                      float(m.get("train_seconds", 0.0)) / n, float(m.get("train_steps", 0.0)) / n, m,
                      {u.user_id: list(u.predictions) for u in result.users})
 
@@ -287,22 +315,24 @@ def ensure_pool(setup, sharers: int, log) -> bool:
 # --------------------------------------------------------------------------- report
 
 
-def interval_cells(result: RowResult, n_boot: int) -> tuple[str, str, str]:
+def interval_cells(result: RowResult, n_boot: int) -> tuple[str, str, str, str]:
     from runners.metrics.uncertainty import bootstrap_interval
 
     r = bootstrap_interval(result.rouge, n_boot=n_boot)
     p = bootstrap_interval(result.persona, n_boot=n_boot)
-    return r.format(3), p.format(2), f"{r.n_users}/{r.n_queries}"
+    c = bootstrap_interval(result.copy, n_boot=n_boot)
+    return r.format(3), p.format(2), c.format(3), f"{r.n_users}/{r.n_queries}"
 
 
 HEADER = (f"{'dataset':<12} {'budget':>6} {'row':<22} {'ROUGE-L [95%]':<22} {'Persona-F1 [95%]':<22} "
-          f"{'users/q':>7} {'storage B':>10} {'s/user':>7} {'cpu/user':>8} {'train s':>7} {'steps':>5} {'val loss':>8}")
+          f"{'copy rate [95%]':<22} {'users/q':>7} {'storage B':>10} {'s/user':>7} {'cpu/user':>8} {'train s':>7} "
+          f"{'steps':>5} {'val loss':>8}")
 
 
 def format_row(dataset: str, result: RowResult, n_boot: int) -> str:
-    rouge, persona, n = interval_cells(result, n_boot)
+    rouge, persona, copy, n = interval_cells(result, n_boot)
     budget = "-" if result.budget is None else str(result.budget)
-    return (f"{dataset:<12} {budget:>6} {result.name:<22} {rouge:<22} {persona:<22} {n:>7} "
+    return (f"{dataset:<12} {budget:>6} {result.name:<22} {rouge:<22} {persona:<22} {copy:<22} {n:>7} "
             f"{result.storage:>10,.0f} {result.wall_per_user:>7.1f} {result.cpu_per_user:>8.1f} "
             f"{result.train_seconds:>7.1f} {result.train_steps:>5.0f} {result.metrics.get('loss', float('nan')):>8.3f}")
 
@@ -327,7 +357,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--datasets", default="demo,meddialogue", help="demo and/or meddialogue (default both)")
     p.add_argument("--meddialogue", default=MEDDIALOGUE, help="path of the MedicalDialogue JSONL sample")
     p.add_argument("--rows", help="comma-separated rows to run (default: all); names: "
-                   + ", ".join(FIXED_ROWS + TRAINING_ROWS))
+                   + ", ".join(FIXED_ROWS + COHORT_ROWS + TRAINING_ROWS))
     p.add_argument("--extra", action="append", default=[],
                    help="an extra training row 'name|lora.layers=top:8|lora.rank=8|rag.k=4|training.lr=0.003'")
     p.add_argument("--set", action="append", default=[], metavar="training.KEY=VALUE",
@@ -342,7 +372,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--autocast-all", action="store_true", help="bf16 autocast over the whole trial (generation too)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default 0: torch's choice)")
     p.add_argument("--boot", type=int, default=2000, help="bootstrap draws (default 2000)")
-    p.add_argument("--json", help="append one JSON line per row to this file")
+    p.add_argument("--json", help="append one JSON line per row to this file; rows already in it are reused "
+                   "(resume)")
     p.add_argument("--quick", action="store_true",
                    help="2 demo users, 3 MedicalDialogue users, budget 8, rows non-personalized, rag-bm25, milp-default")
     return p.parse_args(argv)
@@ -394,10 +425,13 @@ def main(argv=None) -> int:
     recipe, memory = _recipe(args), _memory(args)
     max_val = args.max_val_queries or None
     log = lambda msg: print(msg, flush=True)  # noqa: E731
+    done = load_done(args.json)
     log(f"date {time.strftime('%Y-%m-%d %H:%M:%S')}, load {os.getloadavg()[0]:.2f}, torch threads "
-        f"{torch.get_num_threads()}, recipe {json.dumps(recipe)}, memory {memory}, budgets {budgets}")
+        f"{torch.get_num_threads()}, recipe {json.dumps(recipe)}, memory {memory}, budgets {budgets}"
+        + (f", {len(done)} rows already in {args.json}" if done else ""))
     all_lines = []
     for ds in _datasets(args):
+        started = time.perf_counter()
         results: list[RowResult] = []
         base = make_setup(ds.source, ds.users, training_for_budget(RECOMMENDED_BUDGET, recipe), args.val_fraction,
                           max_val, ds.fmt)
@@ -406,17 +440,26 @@ def main(argv=None) -> int:
         n_queries = sum(len(s.val) for s in session.splits)
         log(f"== {ds.name}: {len(session.splits)} users, {n_queries} validation queries, "
             f"val_fraction {args.val_fraction}, max_val_queries {max_val}")
+        log(f"references' own copy rate (what the users' next messages repeat of their history): "
+            f"{_interval(reference_copy_rates(session), args.boot, 3)}")
         log(HEADER)
         lines = []
 
         def run(setup, row, budget):
-            result = run_row(setup, row, budget, args.autocast_all)
+            key = (ds.name, budget, row.name, len(session.splits))
+            result = done.get(key) or run_row(setup, row, budget, args.autocast_all)
             results.append(result)
-            lines.append(_report(ds.name, result, args, log))
+            lines.append(_report(ds.name, result, args, log, record=key not in done))
 
         for row in fixed_rows(n_layers, args.k):
             if wanted is None or row.name in wanted:
                 run(base, row, None)
+        # the cohort adapter trains with the first budget's settings, as the rows trained on top of it do
+        cohort_setup = make_setup(ds.source, ds.users, training_for_budget(budgets[0], recipe), args.val_fraction,
+                                  max_val, ds.fmt)
+        for row in cohort_rows(n_layers, args.k):
+            if wanted is None or row.name in wanted:
+                run(cohort_setup, row, None)
         if wanted is None or wanted & {"per-pcs", "peft-retrieval"}:
             if ensure_pool(base, args.pool_sharers, log):
                 for row in pool_rows(n_layers):
@@ -437,6 +480,7 @@ def main(argv=None) -> int:
         log("")
         for line in paired_summary(results, args.boot):
             log(f"{ds.name:<12} {line}")
+        log(f"{ds.name}: wall time {time.perf_counter() - started:.0f} s for the rows run now")
         all_lines += lines
         log("")
     log(HEADER)
@@ -445,34 +489,58 @@ def main(argv=None) -> int:
     return 0
 
 
+def _interval(values: list[list[float]], n_boot: int, digits: int) -> str:
+    from runners.metrics.uncertainty import bootstrap_interval
+
+    return bootstrap_interval(values, n_boot=n_boot).format(digits)
+
+
+PAIRED_METRICS = (("ROUGE-L", "rouge", 3), ("Persona-F1", "persona", 2), ("copy rate", "copy", 3),
+                  ("val loss", "loss", 3))
+
+
 def paired_summary(results: list["RowResult"], n_boot: int) -> list[str]:
-    """Each row that trains or assembles against non-personalized and against the retrieval-only
-    row with the highest Persona-F1: paired differences (same users and queries) with intervals."""
+    """Every row against each of :data:`PAIRED_REFERENCES` that ran: paired differences (same users and
+    queries) of ROUGE-L, Persona-F1, copy rate and validation loss, with 95% intervals; ``*`` marks an
+    interval that excludes 0."""
     from runners.metrics.uncertainty import paired_difference_interval
 
-    base = next((r for r in results if r.name == "non-personalized"), None)
-    rags = [r for r in results if r.name.startswith("rag-")]
-    best_rag = max(rags, key=lambda r: sum(map(sum, r.persona)) / max(1, sum(map(len, r.persona))), default=None)
+    by_name = {r.name: r for r in results if r.budget is None}
     lines = []
     for result in results:
-        if result.name in FIXED_ROWS:
-            continue
-        for ref in (base, best_rag):
-            if ref is None:
+        for ref_name in PAIRED_REFERENCES:
+            ref = by_name.get(ref_name)
+            if ref is None or ref is result:
                 continue
-            dr = paired_difference_interval(result.rouge, ref.rouge, n_boot=n_boot)
-            dp = paired_difference_interval(result.persona, ref.persona, n_boot=n_boot)
-            verdict = "beyond" if dp.low > 0 else "within"
+            cells = []
+            for label, attr, digits in PAIRED_METRICS:
+                d = paired_difference_interval(getattr(result, attr), getattr(ref, attr), n_boot=n_boot)
+                mark = "*" if d.low > 0 or d.high < 0 else " "
+                cells.append(f"{label} {d.format(digits)}{mark}")
             budget = "-" if result.budget is None else str(result.budget)
-            lines.append(f"{budget:>6} {result.name:<22} minus {ref.name:<17} ROUGE-L {dr.format(3):<24} "
-                         f"Persona-F1 {dp.format(2):<22} (Persona-F1 gain {verdict} the 95% interval)")
+            lines.append(f"{budget:>6} {result.name:<22} minus {ref.name:<17} " + "  ".join(cells))
     return lines
 
 
-def _report(dataset: str, result: RowResult, args, log) -> str:
+def load_done(path: str | None) -> dict[tuple, RowResult]:
+    """The rows already recorded in a ``--json`` file, by (dataset, budget, row, users)."""
+    if not path or not Path(path).exists():
+        return {}
+    fields = {f.name for f in dataclasses.fields(RowResult)}
+    done = {}
+    for line in Path(path).read_text().splitlines():
+        record = json.loads(line)
+        if not fields <= set(record):
+            continue  # a record of an older version of this bench (no copy rate): run the row again
+        result = RowResult(**{k: record[k] for k in fields})
+        done[(record["dataset"], result.budget, result.name, len(result.rouge))] = result
+    return done
+
+
+def _report(dataset: str, result: RowResult, args, log, record: bool = True) -> str:
     line = format_row(dataset, result, args.boot)
     log(line)
-    if args.json:
+    if args.json and record:
         with open(args.json, "a") as fh:
             fh.write(json.dumps({"dataset": dataset, **dataclasses.asdict(result), "date": time.strftime("%F %T"),
                                  "load": os.getloadavg()[0]}) + "\n")

@@ -26,11 +26,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Generic, Hashable, TypeVar
 
+from runners.cohort import ensure_cohort_adapter, merged_cohort_model
 from runners.data.load import load_dataset
 from runners.data.pairs import memory_texts
 from runners.data.splits import split_dataset
 from runners.memory import layout_of
-from runners.metrics.persona import content_counter
+from runners.metrics import UserContent, user_content_of
 from runners.models import load_model
 from runners.perpcs.pool import require_pool
 from runners.retrieval.cache import IndexCache, default_cache_dir
@@ -121,7 +122,7 @@ _MODELS: SharedCache["LoadedModel"] = SharedCache(KEEP_MODELS)
 _LAYOUTS: SharedCache["Layout"] = SharedCache(KEEP_MODELS)
 _DATASETS: SharedCache["Dataset"] = SharedCache(KEEP_DATASETS)
 _INDEXES: SharedCache[IndexCache] = SharedCache(KEEP_DATASETS)
-_CONTENTS: SharedCache[Counter] = SharedCache(KEEP_CONTENTS)
+_CONTENTS: SharedCache["UserContent"] = SharedCache(KEEP_CONTENTS)
 _POOLS: SharedCache["Pool"] = SharedCache(KEEP_POOLS)
 _SESSIONS: SharedCache["Session"] = SharedCache(KEEP_SESSIONS)
 CACHES: dict[str, SharedCache] = {"sessions": _SESSIONS, "models": _MODELS, "layouts": _LAYOUTS,
@@ -159,6 +160,16 @@ class Session:
             return load_model(self.setup.model)
 
         return _MODELS.get(self.setup.model, load)
+
+    @cached_property
+    def cohort_model(self):
+        """The base model with the cohort adapter merged in (trained on first use, then read from
+        the tool's home: :mod:`runners.cohort`)."""
+        return merged_cohort_model(self, ensure_cohort_adapter(self))
+
+    def base_model(self, base: str):
+        """The model a trial's memory sits on: the base model (``none``) or :attr:`cohort_model`."""
+        return self.cohort_model if base == "cohort" else self.loaded.model
 
     @cached_property
     def layout(self) -> "Layout":
@@ -203,12 +214,17 @@ class Session:
         """The data's task (``demo``, ``LaMP_4``, ``meddialogue`` ...)."""
         return self.dataset.task
 
-    def persona_content(self, user: "User") -> Counter:
-        """The token counts Persona-F1 scores against: the user's profile and full history (cached)."""
-        def build() -> Counter:
-            return content_counter("\n".join([user.profile, *memory_texts(self.task, user.history)]))
+    def user_content(self, user: "User") -> UserContent:
+        """What Persona-F1 and the copy rate score an answer against: the user's profile and full
+        history, prepared once per user and data (shared by the process's sessions)."""
+        def build() -> UserContent:
+            return user_content_of("\n".join([user.profile, *memory_texts(self.task, user.history)]))
 
         return _CONTENTS.get((self._data_key, user.user_id), build)
+
+    def persona_content(self, user: "User") -> Counter:
+        """The token counts Persona-F1 scores against (those of :meth:`user_content`)."""
+        return self.user_content(user).tokens
 
 
 def bound_kernel_caches() -> None:

@@ -27,6 +27,7 @@ from runners.errors import ConfigError
 DEFAULT_TARGETS = ("gate_proj", "up_proj", "down_proj")
 SE_SUFFIX = "_se"  # ``rougeL_se``: the standard error of ``rougeL`` (bootstrap over users and queries)
 DataFormat = Literal["jsonl", "lamp", "meddialogue"]
+BASES = ("none", "cohort")  # what a trial's memory sits on: the base model, or it with the cohort adapter merged
 # Unknown keys in a section are errors (pydantic reads this when it validates a space file).
 _CLOSED = {"extra": "forbid"}
 
@@ -100,6 +101,12 @@ class TrainSpec:
     its retriever), as LaMP trains PEFT for retrieval-augmented serving; ``train_rag_k`` caps
     the items of those training prompts (None: the trial's ``rag.k``), since a prompt's items are
     most of its tokens and tokens are a trial's training cost.
+
+    ``lr_full_items`` adapts the learning rate to the size of a user's history: a history of
+    ``n`` training examples fewer than ``lr_full_items`` trains at ``lr * n / lr_full_items``
+    (None: always ``lr``). With ``min_steps: 0`` the steps already scale with the history
+    (``epochs`` passes); together they keep a 2-turn history from being learnt by heart
+    (docs/notes/quality.md, section 5).
     """
 
     __pydantic_config__ = _CLOSED
@@ -125,6 +132,7 @@ class TrainSpec:
     pack: bool = False
     train_rag: bool = True
     train_rag_k: Annotated[int, Ge(1)] | None = None
+    lr_full_items: Annotated[int, Ge(1)] | None = None
 
 
 SETTINGS_SECTIONS: dict[str, type] = {"model": ModelSpec, "data": DataSpec, "training": TrainSpec}
@@ -189,6 +197,7 @@ def _validated(kind: type, section: str, values: Mapping[str, Any] | None):
 FLAT_KEYS: dict[str, str] = {
     "layers": "lora.layers", "count": "lora.count", "rank": "lora.rank", "rag_k": "rag.k",
     "retriever": "rag.retriever", "perpcs_top_k": "perpcs.top_k", "perpcs_retrieve": "perpcs.retrieve",
+    "base": "lora.base", "lr_scale": "lora.lr_scale",
 }
 
 
@@ -204,6 +213,11 @@ class TrialConfig:
         retriever: the registered retriever that picks them (``bm25``, ``dense``, ...).
         perpcs_top_k: Per-Pcs pieces kept per layer-projection from the shared pool (0: off).
         perpcs_retrieve: whole sharer PEFTs retrieved and averaged instead (0: off).
+        base: ``none`` (the base model) or ``cohort``: the cohort adapter (one LoRA trained on
+            every cohort user's history, :mod:`runners.cohort`) merged into the base model, alone
+            (a fixed baseline) or under the user's own memory.
+        lr_scale: multiplies ``training.lr`` for this trial's memory (> 0): how hard the memory
+            learns the user's history is worth searching when histories are short.
     """
 
     layers: tuple[int, ...] = ()
@@ -213,6 +227,8 @@ class TrialConfig:
     retriever: str = "bm25"
     perpcs_top_k: int = 0
     perpcs_retrieve: int = 0
+    base: str = "none"
+    lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(sorted({int(i) for i in self.layers})))
@@ -226,6 +242,13 @@ class TrialConfig:
         if self.perpcs_top_k > 0 and self.perpcs_retrieve > 0:
             raise ConfigError(f"{FLAT_KEYS['perpcs_top_k']} and {FLAT_KEYS['perpcs_retrieve']} are two ways to "
                               "use the pool; set one of them to 0")
+        if not (isinstance(self.lr_scale, (int, float)) and math.isfinite(self.lr_scale) and self.lr_scale > 0):
+            raise ConfigError(f"{FLAT_KEYS['lr_scale']}={self.lr_scale!r}: must be a number > 0 (1: training.lr as is)")
+        if self.base not in BASES:
+            raise ConfigError(f"{FLAT_KEYS['base']}={self.base!r}: unknown base; use one of {list(BASES)}")
+        if self.base != "none" and self.uses_pool:
+            raise ConfigError(f"{FLAT_KEYS['base']}={self.base!r} with the Per-Pcs pool: pool pieces were trained on "
+                              f"the base model; set {FLAT_KEYS['base']}=none or the pool parameters to 0")
 
     @property
     def has_memory(self) -> bool:
@@ -276,8 +299,10 @@ class TrialConfig:
             name = by_key[key]
             if name == "layers":
                 values[name] = layers_from_mask(value, n_layers)
-            elif name == "retriever":
+            elif name in ("retriever", "base"):
                 values[name] = str(value)
+            elif name == "lr_scale":
+                values[name] = _number(key, value)
             else:
                 values[name] = _whole(key, value)
         config = cls(**values)
@@ -297,13 +322,16 @@ class TrialConfig:
         """A short human description (``2 x rank 4 on layers 0-3; bm25 k=4``)."""
         parts = []
         if self.has_memory:
-            parts.append(f"{self.count} x rank {self.rank} on layers {_ranges(self.layers)}")
+            scale = f" at {self.lr_scale:g} x lr" if self.lr_scale != 1.0 else ""
+            parts.append(f"{self.count} x rank {self.rank} on layers {_ranges(self.layers)}{scale}")
         if self.rag_k > 0:
             parts.append(f"{self.retriever} k={self.rag_k}")
         if self.perpcs_top_k > 0:
             parts.append(f"Per-Pcs top-{self.perpcs_top_k}")
         if self.perpcs_retrieve > 0:
             parts.append(f"{self.perpcs_retrieve} retrieved PEFTs")
+        if self.base != "none":
+            parts.append(f"on the {self.base} adapter")
         return "; ".join(parts) or "base model"
 
 
@@ -387,6 +415,13 @@ def _whole(key: str, value: Any) -> int:
             or int(value) != value:
         raise ConfigError(f"{key}: {value!r} is not a whole number")
     return int(value)
+
+
+def _number(key: str, value: Any) -> float:
+    """A finite real value (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{key}: {value!r} is not a finite number")
+    return float(value)
 
 
 def _ranges(indices: Sequence[int]) -> str:

@@ -6,7 +6,9 @@ gives a step a learning rate of 0: warm-up step ``s`` runs at ``(s + 1) / (warmu
 peak, and the decay ends one step before 0. Deterministic under the seed.
 
 A user with a short history still gets ``min_steps`` optimiser steps per training step: the
-loop makes extra passes (epochs) over the few examples. ``max_steps`` caps everything.
+loop makes extra passes (epochs) over the few examples. ``max_steps`` caps everything. With
+``lr_full_items`` a history shorter than that trains at a proportionally lower learning rate
+(:func:`scaled_lr`): a few examples seen several times at the full rate are learnt by heart.
 
 Two exact speed-ups, both on by default:
 
@@ -65,6 +67,14 @@ def planned_steps(n_examples: int, spec: TrainSpec) -> int:
     return min(steps, spec.max_steps) if spec.max_steps is not None else steps
 
 
+def scaled_lr(n_examples: int, spec: TrainSpec) -> float:
+    """The peak learning rate for ``n_examples``: ``lr * min(1, n_examples / lr_full_items)``
+    (``lr`` when ``lr_full_items`` is None)."""
+    if spec.lr_full_items is None or n_examples >= spec.lr_full_items:
+        return spec.lr
+    return spec.lr * max(n_examples, 1) / spec.lr_full_items
+
+
 def warmup_steps(total: int, warmup_ratio: float) -> int:
     """``floor(warmup_ratio * total)``: 4 steps at ratio 0.1 warm up for none."""
     return min(int(math.floor(warmup_ratio * total + 1e-9)), max(total - 1, 0))
@@ -94,13 +104,14 @@ def train_phase(model, examples: Sequence[Example], spec: TrainSpec, pad_id: int
     """
     import torch
 
+    lr = scaled_lr(len(examples), spec)
     if spec.pack and examples:
         examples = pack_examples(examples, spec.max_seq_len, torch.Generator().manual_seed(seed))
     total = planned_steps(len(examples), spec)
     if total == 0:
         return PhaseStats(name, 0, 0, 0, 0.0, float("nan"))
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=spec.weight_decay)
     warmup = warmup_steps(total, spec.warmup_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total))
     generator = torch.Generator().manual_seed(seed)

@@ -8,6 +8,7 @@ a frozen :class:`TrialConfig` in, a frozen :class:`TrialResult` out.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 import zlib
@@ -171,7 +172,7 @@ def _run_user(session: Session, user_split, config: TrialConfig, split: str, ada
         evaluated, tested, extra, adapter = _personalized(session, user_split, memory, config, prompted, tests, seed,
                                                           adapter_dir, watch)
     else:
-        model = session.loaded.model
+        model = session.base_model(config.base)
         evaluated, adapter = _evaluate(session, model, user_split, prompted), None
         tested = _evaluate(session, model, user_split, tests, heldout=False) if tests else None
         extra = {"train_seconds": 0.0, "storage_bytes": 0, "trainable_params": 0, "train_tokens": 0}
@@ -229,7 +230,8 @@ def _personalized(session: Session, user_split, memory: MemoryConfig, config: Tr
     examples = history_examples(loaded.tokenizer, session.task, user_split.train, spec, seed,
                                 _training_retrieval(session, user_split, config) if memory.enabled else None)
     assembly = _assemble(session, user_split, examples, config)
-    model = attach_memory(loaded.model, session.layout, memory, seed) if memory.enabled else loaded.model
+    base = session.base_model(config.base)
+    model = attach_memory(base, session.layout, memory, seed) if memory.enabled else base
     # the scratch directory is made last, just before the block that removes it: a trial that failed
     # in the assembly or in attaching its memory left an empty directory behind in the system's temp
     scratch = contextlib.ExitStack()
@@ -239,12 +241,12 @@ def _personalized(session: Session, user_split, memory: MemoryConfig, config: Tr
         if assembly is not None:
             model = apply_assembly(model, session.pool, assembly)
         on_step = _monitor(session, model, user_split, prompted, watch) if watch and memory.enabled else None
-        trained = _train_memory(session, model, examples, seed, on_step) if memory.enabled else {}
+        trained = _train_memory(session, model, examples, seed, config.lr_scale, on_step) if memory.enabled else {}
         evaluated = _evaluate(session, model, user_split, prompted)
         tested = _evaluate(session, model, user_split, tests, heldout=False) if tests else None
         storage = _save_user_state(session, model, memory, assembly, out)
     finally:
-        if model is not loaded.model:
+        if model is not base:
             detach_memory(model)
         scratch.close()
     extra = {**trained, "storage_bytes": storage, "trainable_params": parameter_count(session.layout, memory)}
@@ -287,8 +289,10 @@ def _assemble(session: Session, user_split, examples, config: TrialConfig):
     return None
 
 
-def _train_memory(session: Session, model, examples, seed: int, on_step=None) -> dict:
+def _train_memory(session: Session, model, examples, seed: int, lr_scale: float = 1.0, on_step=None) -> dict:
     loaded, spec = session.loaded, session.setup.training
+    if lr_scale != 1.0:
+        spec = dataclasses.replace(spec, lr=spec.lr * lr_scale)
     started = time.perf_counter()
     phases = train_on_history(model, examples, spec, loaded.tokenizer.pad_token_id, loaded.device, seed, on_step)
     return {"train_seconds": time.perf_counter() - started, "train_tokens": sum(p.tokens for p in phases),
@@ -322,7 +326,7 @@ def _evaluate(session: Session, model, user_split, prompted: Prompted, heldout: 
     started = time.perf_counter()
     preds = generate(model, tok, prompted.prompts, device, spec.max_new_tokens, spec.gen_batch_size)
     gen_seconds = time.perf_counter() - started
-    content = session.persona_content(user_split.user)
+    content = session.user_content(user_split.user)
     metrics = dict(score(task, preds, list(prompted.references), user_content=content))
     per_query = {k: tuple(v) for k, v in score_queries(task, preds, list(prompted.references), content).items()}
     metrics.update({f"{k}{SE_SUFFIX}": standard_error([v]) for k, v in per_query.items()})

@@ -2,13 +2,16 @@
 
 The rows of LaMP's comparison and of MiLP's and Per-Pcs' baselines that a single trial can
 express: no personalization, random history in the prompt, RAG with each retriever, a per-user
-LoRA on all layers (OPPU), and PEFT + RAG.
+LoRA on all layers (OPPU), PEFT + RAG, and the cohort adapter (one LoRA trained on every cohort
+user's history: what the users share, the domain, with nothing of any one user; a per-user row
+must beat it to show that it personalizes).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from runners.cohort import COHORT_RANK
 from runners.retrieval import known_retrievers
 from runners.spec import FLAT_KEYS, TrialConfig
 from search.space import ChoiceParam, FixedParam, IntParam, LayerMaskParam, Space
@@ -84,6 +87,8 @@ def baseline_configs(space: Space, with_pool: bool = False) -> list[Baseline]:
     best = "bm25" if "bm25" in retrievers else retrievers[0]
     rows.append(Baseline(f"peft+rag-{best}", f"the per-user LoRA plus top-{k} by {best}",
                          replace(oppu, rag_k=k, retriever=best)))
+    rows.append(Baseline("cohort-adapter", f"one rank-{COHORT_RANK} LoRA on all layers trained on every cohort user's "
+                         "history (the per-user budget summed)", replace(off, base="cohort")))
     if with_pool:
         pk = perpcs_k(space)
         rows.append(Baseline("per-pcs", f"top-{pk} pieces per layer-projection assembled from the pool",

@@ -2,7 +2,8 @@
 
 A space file has the sections ``name``, ``model``, ``data``, ``training`` (plain settings handed
 to the trial runner), ``objectives`` (metric -> ``max``/``min``), ``constraints`` (strings such
-as ``"storage_bytes <= 5e6"``), ``parameters`` (name -> a typed parameter) and ``optimizer``.
+as ``"storage_bytes <= 5e6"``), ``report`` (metrics shown beside the objectives, not optimised),
+``parameters`` (name -> a typed parameter) and ``optimizer``.
 Unknown keys are rejected; every error names the file, the key path and the fix.
 """
 
@@ -47,7 +48,7 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
     "==": operator.eq, "!=": operator.ne,
 }
-_SECTIONS = ("name", "model", "data", "training", "objectives", "constraints", "optimizer", "scope",
+_SECTIONS = ("name", "model", "data", "training", "objectives", "constraints", "report", "optimizer", "scope",
              "early_stopping", "warm_start")
 
 
@@ -335,6 +336,7 @@ class Space(_Strict):
         default_factory=lambda: {"rougeL": "max", "persona_f1": "max", "storage_bytes": "min"}, min_length=1
     )
     constraints: list[str] = Field(default_factory=list)
+    report: list[str] = Field(default_factory=list)
     parameters: dict[str, Parameter] = Field(min_length=1)
     optimizer: OptimizerSettings = Field(default_factory=OptimizerSettings)
     scope: Literal["cohort", "per_user"] = "cohort"
@@ -405,6 +407,12 @@ class Space(_Strict):
         """Objectives first, then metrics that appear only in constraints."""
         extra = [c.metric for c in self.parsed_constraints if c.metric not in self.objectives]
         return list(self.objectives) + list(dict.fromkeys(extra))
+
+    @property
+    def shown_metrics(self) -> list[str]:
+        """The metrics a front shows beside the objectives: constrained ones, then ``report``'s."""
+        extra = [c.metric for c in self.parsed_constraints] + list(self.report)
+        return [m for m in dict.fromkeys(extra) if m not in self.objectives]
 
     @property
     def is_bound(self) -> bool:
@@ -532,6 +540,12 @@ class Space(_Strict):
                     f"space {self._source}: constraints: {constraint!r} names a metric the trial runner does not "
                     f"report; use one of: {', '.join(sorted(reported))}"
                 )
+        unknown = [m for m in self.report if m not in reported]
+        if unknown:
+            raise SpaceError(
+                f"space {self._source}: report: {', '.join(unknown)} not reported by the trial runner; "
+                f"choose from: {', '.join(sorted(reported))}"
+            )
 
     def search_signature(self) -> dict[str, Any]:
         """What must match for a stored study to be resumed with this space."""

@@ -362,8 +362,8 @@ def set_front_view(client, experiment_id: str, space) -> str:
         The view's key.
     """
     key = front_view_key(space.objectives)
-    metrics = [c.metric for c in space.parsed_constraints]
-    state = json.dumps(front_view(space.objectives, list(space.parameters), metrics), separators=(",", ":"))
+    state = json.dumps(front_view(space.objectives, list(space.parameters), space.shown_metrics),
+                       separators=(",", ":"))
     experiment = client.get_experiment(experiment_id)
     if experiment.tags.get(SHARED_VIEW_TAG + key) != state:
         client.set_experiment_tag(experiment_id, SHARED_VIEW_TAG + key, state)

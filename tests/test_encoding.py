@@ -62,6 +62,6 @@ def test_inactive_parameters_encode_identically(encoder):
 
 def test_milp_space_has_one_binary_per_layer():
     encoder = Encoder(load_space("milp").bind(30))
-    assert encoder.d == 30 + 4  # 30 flags, count, rank, k, retriever (perpcs.top_k is fixed)
-    pinned = Encoder(load_space("milp").bind(30).with_overrides(["lora.layers=all", "lora.rank=8"]))
+    assert encoder.d == 30 + 5  # 30 flags, count, rank, k, retriever, base (perpcs.top_k and lora.lr_scale fixed)
+    pinned = Encoder(load_space("milp").bind(30).with_overrides(["lora.layers=all", "lora.rank=8", "lora.base=none"]))
     assert pinned.d == 3 and pinned.decode([1.0, 0.0, 0.0])["lora.layers"] == [1] * 30  # count, k, retriever

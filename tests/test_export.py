@@ -112,6 +112,16 @@ def test_out_dir_with_files_no_export_wrote_is_refused_even_with_force(toy, tmp_
     assert (out / "keep.txt").read_text() == "x"
 
 
+def test_a_trial_on_the_cohort_adapter_is_refused_before_anything_is_written(tmp_path):
+    study = Study.create("on-cohort", tmp_path, parse_space(TOY))
+    t = study.add_trial({"x": 0.1, "lora.base": "cohort"})
+    study.complete_trial(t.number, {"quality": 1.0, "cost": 1.0})
+    with pytest.raises(ExportError, match=r"trial 0 runs on the cohort adapter \(lora.base=cohort\).*"
+                                          r"pick a trial with lora.base=none"):
+        export_bundle(study, "knee", tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()
+
+
 def test_unfinished_bundle_is_named_and_force_clears_its_leftovers(toy, tmp_path):
     """A stopped export: its file list names a staging directory (and, from the move on, the bundle's
     paths); --force removes exactly those, and refuses when anything else is there."""

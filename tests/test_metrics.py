@@ -224,7 +224,7 @@ def test_registry_miss_lists_names():
     with pytest.raises(ConfigError) as info:
         get_metric("bleu")
     message = str(info.value)
-    assert "unknown metric 'bleu'; known metrics: lamp_classification, lamp_rating, persona_f1, rouge" in message
+    assert "unknown metric 'bleu'; known metrics: copy_rate, lamp_classification, lamp_rating, persona_f1, rouge" in message
     assert "@runners.metrics.register_metric('bleu')" in message
 
 

@@ -127,3 +127,15 @@ def test_describe_writes_masks_as_bits_and_leaves_out_inactive_parameters():
     space = parse_space(TOY, "toy.yaml")
     assert space.describe({"layers": [1, 0, 1], "count": 2, "rank": 8, "k": 0}) == "layers=101 count=2 rank=8 k=0"
     assert space.describe({"layers": [1, 0, 1], "count": 0, "rank": 4, "k": 0}) == "layers=101 count=0 k=0"
+
+
+def test_reported_metrics_are_shown_beside_the_objectives_and_checked():
+    space = parse_space(TOY + "constraints: ['loss <= 3']\nreport: [copy_rate, loss]\n", "toy.yaml")
+    assert space.shown_metrics == ["loss", "copy_rate"]  # constrained first, each once, objectives left out
+    assert space.metrics == ["quality", "cost", "loss"]  # what the optimiser models: not the reported ones
+    space.check_objectives({"quality", "cost", "loss", "copy_rate"})
+    with pytest.raises(SpaceError) as info:
+        space.check_objectives({"quality", "cost", "loss"})
+    assert str(info.value) == ("space toy.yaml: report: copy_rate not reported by the trial runner; "
+                               "choose from: cost, loss, quality")
+    assert load_space("milp.yaml").shown_metrics == ["copy_rate"]

@@ -236,6 +236,8 @@ def test_cli_run_logs_a_real_tiny_study(tmp_path, store, client):
         trial = study.trials[int(run.data.tags["pers_search.trial"])]
         assert run.data.metrics["rougeL"] == pytest.approx(trial.values["rougeL"])
         assert run.data.metrics["storage_bytes"] == trial.values["storage_bytes"]
+        for key in ("copy_rate", "copy_rate_se"):  # every metric the trial reports is logged
+            assert run.data.metrics[key] == pytest.approx(trial.values[key])
         assert len(run.data.params["lora.layers"]) == 4 and set(run.data.params["lora.layers"]) <= {"0", "1"}
         assert run.data.tags["pareto"] == ("true" if trial.number in front else "false")
         if trial.number in front:  # the front was evaluated on the test queries

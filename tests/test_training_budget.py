@@ -13,7 +13,7 @@ import torch
 from runners.batching import collate, pack_examples
 from runners.errors import ConfigError
 from runners.spec import TrainSpec, TrialSetup
-from runners.training import _Forward, lr_factor, planned_steps, warmup_steps
+from runners.training import _Forward, lr_factor, planned_steps, scaled_lr, train_phase, warmup_steps
 
 
 def test_warmup_is_floor_of_ratio():
@@ -115,6 +115,40 @@ def test_trial_on_two_item_users_trains_and_changes_the_adapter(tmp_path):
         assert user.metrics["train_steps"] == 8  # 4 per MiLP step, although each has one batch
         tensors = load_file(str(tmp_path / "ad" / user.user_id / "adapter_model.safetensors"))
         assert any(float(t.abs().max()) > 0 for name, t in tensors.items() if "lora_B" in name)
+
+
+def test_the_learning_rate_scales_with_a_short_history():
+    spec = TrainSpec(lr=1e-2, lr_full_items=16)
+    assert scaled_lr(2, spec) == pytest.approx(1.25e-3)
+    assert scaled_lr(16, spec) == scaled_lr(400, spec) == 1e-2
+    assert scaled_lr(2, TrainSpec(lr=1e-2)) == 1e-2  # lr_full_items None: the lr as set
+
+
+def test_a_two_item_history_trains_gently_and_a_long_one_at_full_rate(tiny, demo_examples):
+    from runners.memory import MemoryConfig, attach_memory, detach_memory, layout_of
+
+    spec = TrainSpec(epochs=4, batch_size=8, max_steps=8, min_steps=0, lr=1e-2, lr_full_items=16, warmup_ratio=0.0,
+                     max_seq_len=96)
+    layout = layout_of(tiny.model, ("gate_proj", "up_proj", "down_proj"))
+    model = attach_memory(tiny.model, layout, MemoryConfig(tuple(range(layout.n_layers)), 1, 4), seed=0)
+    try:
+        short = train_phase(model, demo_examples.pairs[:2], spec, tiny.tokenizer.pad_token_id, tiny.device, "s", 0)
+        long = train_phase(model, demo_examples.pairs, spec, tiny.tokenizer.pad_token_id, tiny.device, "l", 0)
+    finally:
+        detach_memory(model)
+    assert short.steps == 4 and short.lrs[0] == pytest.approx(1.25e-3)  # 4 passes over 2 items, lr * 2 / 16
+    assert len(demo_examples.pairs) >= 16 and long.steps == 8 and long.lrs[0] == pytest.approx(1e-2)
+
+
+def test_a_trials_lr_scale_multiplies_the_training_lr(tiny_setup):
+    from runners.spec import TrialConfig
+    from runners.trial import run_trial
+
+    memory = TrialConfig(layers=(0, 1, 2, 3), count=1, rank=2)
+    base = run_trial(TrialConfig(), tiny_setup).metrics["loss"]
+    full = run_trial(memory, tiny_setup).metrics["loss"]
+    barely = run_trial(TrialConfig(layers=(0, 1, 2, 3), count=1, rank=2, lr_scale=1e-6), tiny_setup).metrics["loss"]
+    assert barely == pytest.approx(base, abs=1e-4) and full != pytest.approx(base, abs=1e-4)
 
 
 def _upper_memory(tiny, first: int):
@@ -250,3 +284,21 @@ def test_bf16_autocast_trains_like_fp32(tiny, demo_examples, outer):
     assert losses["none"][-1] < losses["none"][0] - 0.05
     assert losses["bfloat16"][-1] < losses["bfloat16"][0] - 0.05
     assert losses["bfloat16"][-1] == pytest.approx(losses["none"][-1], rel=0.02)
+
+
+def test_the_recipe_for_little_history_leaves_every_demo_user_as_it_was():
+    """milp.yaml's min_steps 0 and lr_full_items 16 change nothing for the demo users (18+ training
+    items): the same steps and lr as the recipe before issue 35 (min_steps 8), so its demo figures stand."""
+    import dataclasses
+
+    from runners.data.demo import demo_dataset
+    from runners.data.splits import split_dataset
+    from search.space import load_space
+
+    now = load_space("milp.yaml").training
+    before = dataclasses.replace(now, min_steps=8, lr_full_items=None)
+    splits = split_dataset(demo_dataset(24), seed=0, heldout_fraction=0.1)
+    for n in (len(s.train) for s in splits):
+        assert (planned_steps(n, now), scaled_lr(n, now)) == (planned_steps(n, before), scaled_lr(n, before)) == (8, 1e-2)
+    two = planned_steps(2, now), scaled_lr(2, now)
+    assert two == (4, pytest.approx(1.25e-3)) and planned_steps(2, before) == 8

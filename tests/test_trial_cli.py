@@ -92,8 +92,13 @@ def test_baselines_table_on_tiny(capsys):
     code, out, _ = run_cli(capsys, "baselines", "--space", "tiny.yaml", "--json")
     assert code == 0
     rows = {r["name"]: r for r in json.loads(out)}
-    assert set(rows) == {"non-personalized", "random-history", "rag-bm25", "rag-recency", "peft-oppu", "peft+rag-bm25"}
+    assert set(rows) == {"non-personalized", "random-history", "rag-bm25", "rag-recency", "peft-oppu", "peft+rag-bm25",
+                         "cohort-adapter"}
     assert rows["non-personalized"]["metrics"]["storage_bytes"] == 0
+    assert all(0.0 <= row["metrics"]["copy_rate"] <= 1.0 and "copy_rate_se" in row["metrics"] for row in rows.values())
+    cohort = rows["cohort-adapter"]
+    assert cohort["config"]["base"] == "cohort" and cohort["metrics"]["storage_bytes"] == 0  # shared, not per user
+    assert cohort["metrics"]["loss"] != rows["non-personalized"]["metrics"]["loss"]  # the adapter changed the model
     assert rows["rag-bm25"]["metrics"]["retrieval_index_bytes"] > 0
     assert rows["peft-oppu"]["config"]["layers"] == [0, 1, 2, 3]
     assert rows["peft-oppu"]["metrics"]["storage_bytes"] > 0

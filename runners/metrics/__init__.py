@@ -1,4 +1,4 @@
-"""Metrics of one trial: ROUGE, Persona-F1, LaMP classification and rating, storage.
+"""Metrics of one trial: ROUGE, Persona-F1, copy rate, LaMP classification and rating, storage.
 
 :func:`score` returns the values appropriate to a task. New metrics plug in with
 ``@register_metric("name")`` on a :class:`Metric` subclass and are looked up with
@@ -13,6 +13,8 @@ from typing import Sequence
 from runners.errors import ConfigError
 from runners.spec import SE_SUFFIX
 from runners.metrics.base import Metric, get_metric, register_metric, registered_metrics
+from runners.metrics.content import UserContent
+from runners.metrics.copying import content_ngrams, copy_rate
 from runners.metrics.lamp import LAMP_LABELS, classification_scores, rating_scores
 from runners.metrics.persona import (
     content_counter,
@@ -38,7 +40,25 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "LaMP_6": _GENERATION,
     "LaMP_7": _GENERATION,
 }
-"""Registered metric names computed for each task (Persona-F1 is added when content is given)."""
+"""Registered metric names computed for each task (Persona-F1 and the copy rate are added when the
+user's content is given: :data:`CONTENT_METRICS`)."""
+
+CONTENT_METRICS = ("persona_f1", "copy_rate")
+"""Metrics of an answer against the user's own text: overlap of words (Persona-F1) and verbatim
+reuse of phrases (copy rate). Reported together, since a high Persona-F1 with a high copy rate
+is the user's data played back, not personalization."""
+
+
+def user_content_of(text: str) -> UserContent:
+    """A user's profile and history text prepared for :data:`CONTENT_METRICS` (once per user)."""
+    return UserContent(content_counter(text), content_ngrams(text))
+
+
+def _content_names(user_content: str | Counter | UserContent | None) -> tuple[str, ...]:
+    """The content metrics that ``user_content`` can feed (a bare Counter has no word order: no copy rate)."""
+    if user_content is None:
+        return ()
+    return ("persona_f1",) if isinstance(user_content, Counter) else CONTENT_METRICS
 
 METRIC_BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "rouge1": (0.0, 1.0), "rougeL": (0.0, 1.0), "persona_f1": (0.0, 100.0), "copy_rate": (0.0, 1.0),
@@ -59,7 +79,7 @@ def score_names(task: str, with_persona: bool = True) -> list[str]:
     names = TASK_METRICS.get(task)
     if names is None:
         raise ConfigError(f"unknown task {task!r} for scoring; use one of {', '.join(TASK_METRICS)}")
-    names = (*names, "persona_f1") if with_persona else names
+    names = (*names, *CONTENT_METRICS) if with_persona else names
     metrics = [type(get_metric(name)) for name in names]
     return [key for m in metrics for key in m.outputs] + [f"{key}{SE_SUFFIX}" for m in metrics
                                                           for key in m.per_query_outputs]
@@ -69,19 +89,20 @@ def score(
     task: str,
     preds: Sequence[str],
     refs: Sequence[str],
-    user_content: str | Counter | None = None,
+    user_content: str | Counter | UserContent | None = None,
 ) -> dict[str, float]:
     """Compute the metrics appropriate to a task.
 
-    Always ``rouge1`` and ``rougeL`` (in [0, 1]); ``persona_f1`` (percent) when ``user_content``
-    is given; ``accuracy`` and ``f1`` (macro) for LaMP_1, LaMP_2 and LaMP_2N; ``mae`` and
+    Always ``rouge1`` and ``rougeL`` (in [0, 1]); ``persona_f1`` (percent) and ``copy_rate``
+    (a fraction) when ``user_content`` is given (a bare Counter gives Persona-F1 only); ``accuracy`` and ``f1`` (macro) for LaMP_1, LaMP_2 and LaMP_2N; ``mae`` and
     ``rmse`` for LaMP_3.
 
     Args:
         task: One of the keys of :data:`TASK_METRICS`.
         preds: Generated texts.
         refs: Reference texts, aligned with ``preds``.
-        user_content: The user's profile and history text, or its :func:`content_counter`.
+        user_content: The user's profile and history text, its :func:`user_content`, or its
+            :func:`content_counter` (Persona-F1 only).
 
     Returns:
         Metric values by name.
@@ -94,8 +115,7 @@ def score(
         names = TASK_METRICS[task]
     except KeyError as err:
         raise ConfigError(f"unknown task {task!r} for scoring; use one of {', '.join(TASK_METRICS)}") from err
-    if user_content is not None:
-        names = (*names, "persona_f1")
+    names = (*names, *_content_names(user_content))
     values: dict[str, float] = {}
     for name in names:
         values.update(get_metric(name).compute(preds, refs, task=task, user_content=user_content))
@@ -106,13 +126,14 @@ def score_queries(
     task: str,
     preds: Sequence[str],
     refs: Sequence[str],
-    user_content: str | Counter | None = None,
+    user_content: str | Counter | UserContent | None = None,
 ) -> dict[str, list[float]]:
-    """Per-query values of the metrics of :func:`score` that are means over queries (ROUGE, Persona-F1).
+    """Per-query values of the metrics of :func:`score` that are means over queries (ROUGE, Persona-F1,
+    copy rate).
 
     A trial's standard errors are bootstrapped from these (``runners.metrics.uncertainty``).
     """
-    names = (*TASK_METRICS.get(task, _GENERATION), *(("persona_f1",) if user_content is not None else ()))
+    names = (*TASK_METRICS.get(task, _GENERATION), *_content_names(user_content))
     out: dict[str, list[float]] = {}
     for name in names:
         out.update(get_metric(name).per_query(preds, refs, task=task, user_content=user_content))
@@ -120,11 +141,15 @@ def score_queries(
 
 
 __all__ = [
+    "CONTENT_METRICS",
     "LAMP_LABELS",
     "TASK_METRICS",
     "Metric",
+    "UserContent",
     "classification_scores",
     "content_counter",
+    "content_ngrams",
+    "copy_rate",
     "file_bytes",
     "get_metric",
     "persona_f1",
@@ -139,4 +164,5 @@ __all__ = [
     "score",
     "score_names",
     "tokenize",
+    "user_content_of",
 ]

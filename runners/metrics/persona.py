@@ -23,8 +23,9 @@ from typing import Mapping, Sequence, Union
 
 from runners.errors import ConfigError, DataError
 from runners.metrics.base import Metric, register_metric
+from runners.metrics.content import UserContent
 
-Content = Union[str, Counter]
+Content = Union[str, Counter, UserContent]
 
 _ASCII_PUNCTUATION = frozenset(string.punctuation)
 
@@ -137,9 +138,11 @@ class PersonaF1Metric(Metric):
 
 def _content(context: Mapping[str, object]) -> str | Counter:
     content = context.get("user_content")
+    if isinstance(content, UserContent):
+        return content.tokens
     if not isinstance(content, (str, Counter)):
         raise ConfigError(
-            f"persona_f1 needs user_content= (the user's profile and history as str or Counter), "
+            f"persona_f1 needs user_content= (the user's profile and history as str, Counter or UserContent), "
             f"got {type(content).__name__}; pass it to compute() or score()"
         )
     return content

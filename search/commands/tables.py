@@ -15,7 +15,7 @@ from search.per_user import CohortStudy
 from search.report import beyond_retrieval, hv_text
 from search.study import Study, TrialRecord, TrialState
 
-BASELINE_COLUMNS = ("rougeL", "rouge1", "persona_f1", "loss", "storage_bytes",
+BASELINE_COLUMNS = ("rougeL", "rouge1", "persona_f1", "copy_rate", "loss", "storage_bytes",
                     "retrieval_index_bytes", "seconds_per_user", "generate_seconds")
 
 
@@ -47,6 +47,7 @@ def front_table(study: Study) -> Table:
     whether a PEFT trial is beyond every trial without PEFT (:func:`search.report.beyond_retrieval`),
     configuration."""
     objectives = list(study.space.objectives)
+    shown = study.space.shown_metrics  # constrained and reported metrics, beside the objectives
     beyond = beyond_retrieval(study)
     table = Table(title=f"Pareto front of {study.name} ({len(study.completed())} completed trials)",
                   caption=_beyond_caption(beyond) if beyond else None)
@@ -55,13 +56,16 @@ def front_table(study: Study) -> Table:
         table.add_column(f"{metric} (val)", justify="right")
     for metric in objectives:
         table.add_column(f"{metric} (test)", justify="right")
+    for metric in shown:
+        table.add_column(f"{metric} (val / test)", justify="right")
     if beyond:
         table.add_column("PEFT beyond retrieval")
     table.add_column("configuration")
     for trial in sorted(study.pareto_trials(), key=lambda t: t.number):
         mark = [_beyond_cell(beyond, trial.number)] if beyond else []
         table.add_row(str(trial.number), *(fmt_metric(trial.values, m) for m in objectives),
-                      *(fmt_metric(trial.test_values, m) for m in objectives), *mark,
+                      *(fmt_metric(trial.test_values, m) for m in objectives),
+                      *(f"{fmt_metric(trial.values, m)} / {fmt_metric(trial.test_values, m)}" for m in shown), *mark,
                       study.space.describe(trial.config))
     return table
 

@@ -23,7 +23,7 @@ from search.console import fmt_metric, status_console, table_console
 from search.setup import bind_to_model, check_reported
 
 
-ROW_METRICS = ("rougeL", "persona_f1", "storage_bytes")
+ROW_METRICS = ("rougeL", "persona_f1", "copy_rate", "storage_bytes")
 
 
 def add_parsers(sub) -> None:

@@ -36,7 +36,7 @@ from runners.metrics.storage import file_bytes
 from runners.perpcs.assembly import ASSEMBLY_FILE
 from runners.perpcs.serving import write_serving_adapter
 from runners.session import Session, session_for
-from runners.spec import TrialConfig, TrialSetup
+from runners.spec import FLAT_KEYS, TrialConfig, TrialSetup
 from runners.trial import run_trial
 from search.errors import ExportError
 from search.export.bundle_files import (
@@ -201,16 +201,30 @@ def export_bundle(study: Study, pick: Pick | str, out: str | Path, *, force: boo
 
     Raises:
         ExportError: bad pick; ``out`` inside a study directory, holding files no export wrote, or
-            an earlier bundle without ``force``; a ``base_model`` that is not the study's model; or
-            an adapter that does not reproduce the trial.
+            an earlier bundle without ``force``; a ``base_model`` that is not the study's model; a
+            trial on the cohort adapter (not bundled yet); or an adapter that does not reproduce the trial.
         TrackingError: ``register`` and the tracking store is unreachable.
     """
     trial = pick_trial(study, pick)
+    refuse_cohort_base(trial)
     text = pick if isinstance(pick, str) else pick.text
     setup, owner = trial_setup(study.space, pool_dir), cohort_user(study)
     picked = PickedTrial(study, trial, user_setup(setup, owner) if owner is not None else setup)
     scope = StudyScope(study.name, study.directory.parent, text, (picked,))
     return write_bundle(scope, out, force=force, register=register, tracking_uri=tracking_uri, base_model=base_model)
+
+
+def refuse_cohort_base(trial: TrialRecord) -> None:
+    """A bundle serves the base model with each user's own adapter; it does not carry the cohort adapter yet.
+
+    Raises:
+        ExportError: the trial's memory sits on the cohort adapter (``lora.base=cohort``).
+    """
+    on = trial.config.get(FLAT_KEYS["base"], "none")
+    if on != "none":
+        raise ExportError(f"export: trial {trial.number} runs on the {on} adapter ({FLAT_KEYS['base']}={on}); a bundle "
+                          f"serves the base model with each user's own adapter and does not carry the cohort adapter "
+                          f"yet; pick a trial with {FLAT_KEYS['base']}=none")
 
 
 def cohort_user(study: Study) -> str | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from search.errors import ExportError
-from search.export.bundle import Bundle, BundleScope, PickedTrial, write_bundle
+from search.export.bundle import Bundle, BundleScope, PickedTrial, refuse_cohort_base, write_bundle
 from search.export.pick import Pick, parse_pick, pick_trial
 from search.export.registry import Registration, cohort_run, reserve_version
 from search.per_user import CohortStudy
@@ -70,7 +70,9 @@ def picked_trials(cohort: CohortStudy, pick: Pick, pool_dir: str | None = None) 
 
 def _pick(study: Study, pick: Pick, user: str) -> TrialRecord:
     try:
-        return pick_trial(study, pick)
+        trial = pick_trial(study, pick)
+        refuse_cohort_base(trial)
+        return trial
     except ExportError as err:
         raise ExportError(f"user {user!r}: {err}") from err
 
