@@ -17,6 +17,7 @@ ends, failed or not.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import weakref
@@ -24,9 +25,9 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Generic, Hashable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, Hashable, TypeVar
 
-from runners.cohort import ensure_cohort_adapter, merged_cohort_model
+from runners.cohort import cohort_key, ensure_cohort_adapter, merged_cohort_model
 from runners.data.load import load_dataset
 from runners.data.pairs import memory_texts
 from runners.data.splits import split_dataset
@@ -125,8 +126,10 @@ _INDEXES: SharedCache[IndexCache] = SharedCache(KEEP_DATASETS)
 _CONTENTS: SharedCache["UserContent"] = SharedCache(KEEP_CONTENTS)
 _POOLS: SharedCache["Pool"] = SharedCache(KEEP_POOLS)
 _SESSIONS: SharedCache["Session"] = SharedCache(KEEP_SESSIONS)
+_COHORT_MODELS: SharedCache[Any] = SharedCache(KEEP_MODELS)  # base models with the cohort adapter merged in
 CACHES: dict[str, SharedCache] = {"sessions": _SESSIONS, "models": _MODELS, "layouts": _LAYOUTS,
-                                  "datasets": _DATASETS, "indexes": _INDEXES, "contents": _CONTENTS, "pools": _POOLS}
+                                  "datasets": _DATASETS, "indexes": _INDEXES, "contents": _CONTENTS, "pools": _POOLS,
+                                  "cohort_models": _COHORT_MODELS}
 
 
 def _file_stamp(path: str | None) -> tuple:
@@ -163,9 +166,13 @@ class Session:
 
     @cached_property
     def cohort_model(self):
-        """The base model with the cohort adapter merged in (trained on first use, then read from
-        the tool's home: :mod:`runners.cohort`)."""
-        return merged_cohort_model(self, ensure_cohort_adapter(self))
+        """The base model with the cohort adapter merged in (trained on first use on the whole
+        cohort, ``setup.cohort`` when this session is one user's, then read from the tool's home:
+        :mod:`runners.cohort`); one merged copy per process for all the cohort's users."""
+        cohort = self if self.setup.cohort is None else session_for(
+            dataclasses.replace(self.setup, data=self.setup.cohort, cohort=None))
+        return _COHORT_MODELS.get(cohort_key(cohort.setup),
+                                  lambda: merged_cohort_model(cohort, ensure_cohort_adapter(cohort)))
 
     def base_model(self, base: str):
         """The model a trial's memory sits on: the base model (``none``) or :attr:`cohort_model`."""

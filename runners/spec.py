@@ -148,13 +148,16 @@ class TrialSetup:
     """Everything fixed across the trials of a study.
 
     ``pool_dir`` is where the Per-Pcs pool lives (None: found under the tool's home by model
-    and data); only trials that use shared pieces read it.
+    and data); only trials that use shared pieces read it. ``cohort`` is the whole cohort's data
+    when ``data`` is narrowed to one user (a per-user search): what the cohort adapter
+    (``lora.base=cohort``) is trained on; None means ``data`` is the cohort.
     """
 
     model: ModelSpec = field(default_factory=ModelSpec)
     data: DataSpec = field(default_factory=DataSpec)
     training: TrainSpec = field(default_factory=TrainSpec)
     pool_dir: str | None = None
+    cohort: DataSpec | None = None
 
     @classmethod
     def from_dicts(

@@ -20,8 +20,10 @@ def trial_setup(space: Space, pool_dir: str | None = None) -> TrialSetup:
 
 
 def user_setup(setup: TrialSetup, user: str) -> TrialSetup:
-    """The setup of one user's study (a per-user search): the same settings, the cohort narrowed to that user."""
-    return dataclasses.replace(setup, data=dataclasses.replace(setup.data, user_ids=(user,), users=None))
+    """The setup of one user's study (a per-user search): the same settings, the data narrowed to that
+    user; the whole cohort's data stays in ``cohort`` (the cohort adapter is trained on it)."""
+    return dataclasses.replace(setup, data=dataclasses.replace(setup.data, user_ids=(user,), users=None),
+                               cohort=setup.cohort or setup.data)
 
 
 def bind_to_model(space: Space, pool_dir: str | None = None) -> tuple[Space, TrialSetup]:

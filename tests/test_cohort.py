@@ -70,3 +70,19 @@ def test_the_base_is_a_flat_key_and_checked():
         TrialConfig(base="teacher")
     with pytest.raises(ConfigError, match="pool pieces were trained on the base model"):
         TrialConfig(base="cohort", perpcs_top_k=2)
+
+
+def test_the_users_of_a_per_user_search_share_one_cohort_adapter_of_the_whole_cohort(tiny_setup):
+    """A per-user study narrows each user's data to that user; its cohort adapter is still the cohort's."""
+    import json
+
+    from search.setup import user_setup
+
+    whole = session_for(tiny_setup)
+    users = [s.user.user_id for s in whole.splits][:2]
+    first, second = (session_for(user_setup(tiny_setup, u)) for u in users)
+    assert len(first.splits) == len(second.splits) == 1 and first is not second
+    assert first.cohort_model is second.cohort_model is whole.cohort_model  # one merged copy in the process
+    info = json.loads((cohort_dir(tiny_setup) / "cohort.json").read_text())
+    assert info["users"] == len(whole.splits) > 1  # trained on every user, not on the first one alone
+    assert user_setup(user_setup(tiny_setup, users[0]), users[1]).cohort == tiny_setup.data
