@@ -4,8 +4,8 @@ Each cohort size runs ``pers-search run --space SPACE --per-user --users N --tri
 --no-test`` in a subprocess of its own: one trial per user, by default of one configuration for
 every user (its own memory, ``lora.count=2`` of rank 8 on the upper 8 layers, trained one step:
 ``training.max_steps=1``, ``training.min_steps=0``; ``rag.k=2`` items by the ``dense``
-retriever; memory on the base model, ``lora.base=none``). The configuration is pinned because each user's optimiser starts from a quasi-random
-point of its own (its seed is the user's place in the cohort), and most of milp.yaml's first
+retriever; memory on the base model, ``lora.base=none``). The configuration is pinned because
+each user's optimiser starts from a quasi-random point of its own (its seed is the user's place in the cohort), and most of milp.yaml's first
 points train no memory at all: the sizes would compare the configurations drawn, not what the
 cohort adds. ``--set`` replaces the defaults (``--set training.max_steps=1`` alone runs the
 optimisers' own points).
