@@ -43,30 +43,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
+from bench.cohort_scale import write_cohort  # noqa: E402  (the demo users in turn, repeats under new ids)
+
 STUDY = "thousand"
 DONE_LINE = re.compile(r" done \[(\d+)/(\d+) users\]")
 SAMPLE_SECONDS = 1.0
-
-
-# --------------------------------------------------------------------------- data
-def write_cohort(path: Path, users: int) -> Path:
-    """Write ``users`` users as generic JSONL: the demo users in turn, repeats under new ids (``<id>-r<k>``)."""
-    from runners.data.load import load_dataset
-
-    demo = load_dataset("demo").users
-    with path.open("w", encoding="utf-8") as handle:
-        for index in range(users):
-            user, repeat = demo[index % len(demo)], index // len(demo)
-            handle.write(json.dumps(user_record(user, f"{user.user_id}-r{repeat}" if repeat else user.user_id)) + "\n")
-    return path
-
-
-def user_record(user, user_id: str) -> dict:
-    """One user as a generic JSONL record under ``user_id`` (query ids made unique by the user id)."""
-    history = [{k: v for k, v in (("text", h.text), ("input", h.input), ("output", h.output), ("time", h.time))
-                if v is not None} for h in user.history]
-    queries = [{"id": f"{user_id}-{i}", "input": q.input, "output": q.output} for i, q in enumerate(user.queries)]
-    return {"user_id": user_id, "profile": user.profile, "history": history, "queries": queries}
 
 
 # --------------------------------------------------------------------------- memory
