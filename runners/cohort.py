@@ -28,7 +28,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from runners.history import HistoryExamples, history_examples, train_on_history
 from runners.home import tool_home
@@ -37,7 +37,19 @@ from runners.spec import TrialSetup
 from runners.training import planned_steps
 
 if TYPE_CHECKING:  # pragma: no cover
-    from runners.session import Session
+    from runners.data.types import UserSplit
+    from runners.memory import Layout
+
+
+class Session(Protocol):
+    """What the cohort adapter needs of a :class:`runners.session.Session` (a protocol: the session
+    module imports this one, so this one must not import it)."""
+
+    setup: TrialSetup
+    loaded: Any  # runners.models.LoadedModel
+    layout: "Layout"
+    splits: Sequence["UserSplit"]
+    task: str
 
 COHORT_RANK = 8
 COHORT_SEED_OFFSET = 7919  # the cohort adapter's seed: the training seed plus this (apart from any user's)
