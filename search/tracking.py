@@ -682,18 +682,22 @@ class Tracker:
         tags.update(mlflow_tags(trial.suggest_notes))
         run = self.client.create_run(self.experiment_id, start_time=_ms(trial.started_at), tags=tags)
         run_id = run.info.run_id
-        stamp = _ms(trial.finished_at) or _ms(time.time())
-        metrics = [Metric(k, v, stamp, 0) for k, v in trial_metrics(trial).items()]
-        params = [Param(k, v[:6000]) for k, v in flat_params(trial.config).items()]
-        config_tag = [RunTag("config", study.space.describe(trial.config)[:_MAX_TAG])]
-        for start in range(0, max(len(params), len(metrics), 1), 100):  # MLflow's batch limits
-            self.client.log_batch(run_id, metrics=metrics[start:start + 100], params=params[start:start + 100],
-                                  tags=config_tag if start == 0 else [])
-        self.client.log_text(run_id, json.dumps(trial.to_json(), indent=1, default=str), "trial.json")
-        adapter_dir = trial.user_attrs.get("adapter_dir")
-        if self.log_adapters and adapter_dir and Path(adapter_dir).is_dir():
-            self.client.log_artifacts(run_id, adapter_dir, "adapters")
-        _terminate(self.client, run_id, _STATUS[trial.state], _ms(trial.finished_at))
+        try:
+            stamp = _ms(trial.finished_at) or _ms(time.time())
+            metrics = [Metric(k, v, stamp, 0) for k, v in trial_metrics(trial).items()]
+            params = [Param(k, v[:6000]) for k, v in flat_params(trial.config).items()]
+            config_tag = [RunTag("config", study.space.describe(trial.config)[:_MAX_TAG])]
+            for start in range(0, max(len(params), len(metrics), 1), 100):  # MLflow's batch limits
+                self.client.log_batch(run_id, metrics=metrics[start:start + 100], params=params[start:start + 100],
+                                      tags=config_tag if start == 0 else [])
+            self.client.log_text(run_id, json.dumps(trial.to_json(), indent=1, default=str), "trial.json")
+            adapter_dir = trial.user_attrs.get("adapter_dir")
+            if self.log_adapters and adapter_dir and Path(adapter_dir).is_dir():
+                self.client.log_artifacts(run_id, adapter_dir, "adapters")
+            _terminate(self.client, run_id, _STATUS[trial.state], _ms(trial.finished_at))
+        except BaseException:  # stopped half-way (a signal, Ctrl-C, a store error): no half-logged run is left
+            self._close_orphan(run)  # RUNNING; the trial is logged whole by the next sync (stop() runs one)
+            raise
         self._runs[trial.number] = run_id
         if trial.test_values:
             self._tested.add(trial.number)

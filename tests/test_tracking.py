@@ -334,3 +334,27 @@ def test_cli_per_user_study_logs_a_parent_run_per_user_and_the_cohort(tmp_path, 
     assert sorted(len(v) for v in by_parent.values()) == [2] * len(cohort.users), "each user's trials nest under it"
     assert main(args) == 0, "running it again resumes: nothing new"
     assert len(client.search_runs([experiment.experiment_id])) == len(runs)
+
+
+def test_a_stop_while_a_trial_run_is_logged_leaves_no_running_run_and_one_run_per_trial(tmp_path, store, client):
+    """A signal (Ctrl-C, SIGTERM) inside the logging of a trial run: the half-logged run is closed and
+    deleted, and ``stop`` logs the trial whole (seen under load in tests/test_concurrency.py)."""
+    study = optimize(parse_space(SPACE), toy_objective, study_name="toy-stop", study_dir=tmp_path, trials=3)
+    tracker = Tracker(store).connect("toy-stop", tmp_path)
+    real, calls = tracker.client.log_text, []
+
+    def interrupted(run_id, text, path):
+        calls.append(run_id)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # what search.stop_signals raises for SIGTERM
+        return real(run_id, text, path)
+
+    tracker.client.log_text = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        tracker.sync(study)
+    tracker.client.log_text = real
+    tracker.stop()
+    runs = client.search_runs([tracker.experiment_id])
+    assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
+    trials = [int(r.data.tags["pers_search.trial"]) for r in runs if r.data.tags.get("pers_search.role") == "trial"]
+    assert sorted(trials) == [0, 1, 2]  # the deleted half-logged run is not listed
