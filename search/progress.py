@@ -4,7 +4,8 @@ On a terminal the panel shows trials finished of N, every trial in flight (slot,
 time, configuration), the hypervolume, the best value per objective and the last trial. When the
 output goes to a file (nohup, CI, a scheduler) there is no panel: each finished trial prints one
 line with its number, i/N, state, seconds, objectives (``value ± se``), the hypervolume and the
-configuration, so a log shows progress as it happens. A per-user study (:class:`CohortProgress`)
+configuration, so a log shows progress as it happens; so does a terminal rich treats as dumb
+(``TERM=dumb``), which cannot redraw a panel. A per-user study (:class:`CohortProgress`)
 has one panel for the cohort, naming the user of each trial in flight, and its lines start with
 the user (``u17 [3/6] trial 3 completed ...``).
 """
@@ -38,7 +39,7 @@ class StudyProgress:
         self.console = console
         self.total = total
         self.label = label
-        self.lines = not console.is_terminal  # one line per finished trial (a log file), else the panel
+        self.lines = not live_panel(console)  # one line per finished trial (a log, a dumb terminal), else the panel
         self.study: Study | None = None
         self.last: TrialRecord | None = None
         self.running: dict[int, tuple[int, float, dict]] = {}  # trial -> (slot, started, config)
@@ -46,7 +47,7 @@ class StudyProgress:
         self.notes: list[str] = []  # the latest suggestion notes printed (search.suggest_notes)
         self.started = time.perf_counter()
         self.live = Live(self._panel(), console=console, refresh_per_second=1, transient=False,
-                         get_renderable=self._panel) if console.is_terminal and panel else None
+                         get_renderable=self._panel) if live_panel(console) and panel else None
 
     def __enter__(self) -> "StudyProgress":
         if self.live is not None:
@@ -150,7 +151,7 @@ class CohortProgress:
         self.last: tuple[str, TrialRecord] | None = None
         self.started = time.perf_counter()
         self.live = Live(self._panel(), console=console, refresh_per_second=1, transient=False,
-                         get_renderable=self._panel) if console.is_terminal else None
+                         get_renderable=self._panel) if live_panel(console) else None
 
     def __enter__(self) -> "CohortProgress":
         if self.live is not None:
@@ -222,6 +223,13 @@ def user_line(user: str, study: Study, where: str = "") -> str:
         return f"{head}; no feasible trial"
     shown = "  ".join(f"{m}={fmt_metric(knee.values, m)}" for m in study.space.objectives)
     return f"{head}; knee trial {knee.number}: {shown}"
+
+
+def live_panel(console) -> bool:
+    """True when ``console`` can redraw a live panel in place: a terminal that rich does not treat as
+    dumb (``TERM=dumb`` or ``unknown``). A dumb terminal would show the panel only once, at the end,
+    so it gets the lines a log file gets, as each trial finishes."""
+    return console.is_terminal and console.is_interactive
 
 
 def _best(study: Study, metric: str, direction: str) -> TrialRecord | None:
