@@ -128,3 +128,55 @@ def test_per_user_export_takes_each_users_own_pick(tmp_path, capsys):
     assert main(["export", "pu", "--study-dir", str(tmp_path), "--pick", "trial:0", "--out",
                  str(tmp_path / "b2")]) != 0
     assert "one front per user" in capsys.readouterr().err
+
+
+def test_warm_start_points_are_marked_in_lines_status_study_json_and_mlflow(tmp_path, capsys):
+    """The second user's trials that came from the first user's front carry ``origin: warm_start`` in
+    study.json (which still loads), say ``(warm start)`` in their progress line, have a ``marked``
+    cell in ``status --user`` and the tag ``origin=warm_start`` on their MLflow run; the optimiser's
+    own trials carry none of it."""
+    import io
+
+    from mlflow.tracking import MlflowClient
+    from rich.console import Console
+
+    from search.per_user import TaskHooks
+    from search.progress import StudyProgress
+    from search.study import Study
+    from search.tracking import Tracker
+
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    cohort_tracker = Tracker(store, artifact_budget=0.0).connect("w", tmp_path)
+    log, trackers = io.StringIO(), {}
+
+    class Hooks(TaskHooks):
+        def start(self, task, index):
+            trackers[task] = cohort_tracker.share()
+            return [StudyProgress(Console(file=log, width=200), SPACE.optimizer.trials, label=task), trackers[task]]
+
+    objectives = {"a": user_objective(0.0), "b": user_objective(0.2)}
+    cohort = optimize_tasks(SPACE, objectives, study_name="w", study_dir=tmp_path, warm_start=True, hooks=Hooks())
+    seeds = warm_start_points([cohort.studies["a"]], SPACE.warm_start.max_points)
+    stored = json.loads((tmp_path / "w" / "users" / "b" / "study.json").read_text())["trials"]
+    origins = [t["user_attrs"].get("origin") for t in stored]
+    assert origins == ["warm_start"] * len(seeds) + [None] * (len(stored) - len(seeds))
+    assert not any("origin" in t.user_attrs for t in cohort.studies["a"].trials), "the first user has no earlier user"
+    loaded = Study.load("w/users/b", tmp_path)
+    assert [t.marks for t in loaded.trials] == [("warm start",)] * len(seeds) + [()] * (len(stored) - len(seeds))
+
+    lines = [line for line in log.getvalue().splitlines() if line.startswith("b [")]
+    assert [("(warm start):" in line) for line in lines] == [True] * len(seeds) + [False] * (len(lines) - len(seeds))
+    assert lines[0].startswith("b [1/6] trial 0 completed in ") and " s (warm start): quality=" in lines[0]
+
+    capsys.readouterr()
+    assert main(["status", "w", "--study-dir", str(tmp_path), "--user", "b"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    header = [c.strip() for c in next(line for line in out if line.startswith("┃")).split("┃")]
+    body = [line.split("│") for line in out if line.startswith("│")][:6]  # the trials table comes first
+    assert [row[header.index("marked")].strip() for row in body] == ["warm start"] * len(seeds) + [""] * (6 - len(seeds))
+
+    client = MlflowClient(tracking_uri=store)
+    runs = client.search_runs([cohort_tracker.experiment_id],
+                              filter_string=f"tags.`mlflow.parentRunId` = '{trackers['b'].parent_run_id}'")
+    tagged = {int(r.data.tags["pers_search.trial"]): r.data.tags.get("origin") for r in runs}
+    assert tagged == {n: ("warm_start" if n < len(seeds) else None) for n in range(6)}

@@ -85,18 +85,21 @@ def _beyond_caption(beyond: Mapping[int, list[str]]) -> str:
 
 
 def trials_table(study: Study) -> Table:
-    """Every trial of a study: state, front membership, objectives, seconds, configuration or error."""
+    """Every trial of a study: state, front membership, objectives, seconds, configuration or error; and
+    when any trial has one, a ``marked`` column (``warm start``, ``stopped early``: :attr:`TrialRecord.marks`)."""
     front = {t.number for t in study.pareto_trials()}
     objectives = list(study.space.objectives)
     live = study.in_flight() if any(t.state is TrialState.RUNNING for t in study.trials) else False
+    marked = any(t.marks for t in study.trials)
     table = Table(title=f"study {study.name}: {len(study.trials)} trials, {hv_text(study)}",
                   caption=_running_caption(study, live))
-    for column in ("trial", "state", "front", *objectives, "seconds", "configuration / error"):
+    for column in ("trial", "state", *(("marked",) if marked else ()), "front", *objectives, "seconds",
+                   "configuration / error"):
         table.add_column(column)
     for t in study.trials:
-        table.add_row(str(t.number), _state(t, live), "*" if t.number in front else "",
-                      *(fmt_metric(t.values, m) for m in objectives), fmt_value(t.seconds),
-                      t.error or _pruned(t) or study.space.describe(t.config))
+        table.add_row(str(t.number), _state(t, live), *((", ".join(t.marks),) if marked else ()),
+                      "*" if t.number in front else "", *(fmt_metric(t.values, m) for m in objectives),
+                      fmt_value(t.seconds), t.error or _pruned(t) or study.space.describe(t.config))
     return table
 
 
