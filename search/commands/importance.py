@@ -138,7 +138,7 @@ def _per_user(cohort, users: list[str], seed: int) -> tuple[dict[str, Importance
     for user in users:
         try:
             results[user] = compute(cohort.studies[user], seed=seed, front=False)
-        except Exception as err:  # noqa: BLE001 - a user with too few trials (or odd values) is named, the others shown
+        except Exception as err:  # noqa: BLE001 - a user with too few trials is named, the others shown
             skipped[user] = str(err)
     return results, skipped
 
