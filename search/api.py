@@ -83,7 +83,8 @@ def optimize(
         early_stopping: stop trials whose intermediate point is dominated (``search.stopping``);
             default the space's ``early_stopping.enabled``. The objective is then called as
             ``objective(config, report=callback)`` and calls ``callback(checkpoint)`` as it trains.
-        initial: configurations to evaluate first (a warm start), those not yet in the study.
+        initial: configurations to evaluate first (a warm start), those not yet in the study; their trials
+            carry the user attr ``origin: warm_start``.
         prior: earlier users' observations, one sequence per user, for the BO optimisers to learn
             from (a per-user search's warm start; ignored by a built ``optimizer``).
 

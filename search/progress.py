@@ -4,7 +4,8 @@ On a terminal the panel shows trials finished of N, every trial in flight (slot,
 time, configuration), the hypervolume, the best value per objective and the last trial. When the
 output goes to a file (nohup, CI, a scheduler) there is no panel: each finished trial prints one
 line with its number, i/N, state, seconds, objectives (``value ± se``), the hypervolume and the
-configuration, so a log shows progress as it happens. A per-user study (:class:`CohortProgress`)
+configuration, so a log shows progress as it happens; so does a terminal rich treats as dumb
+(``TERM=dumb``), which cannot redraw a panel. A per-user study (:class:`CohortProgress`)
 has one panel for the cohort, naming the user of each trial in flight, and its lines start with
 the user (``u17 [3/6] trial 3 completed ...``).
 """
@@ -38,15 +39,16 @@ class StudyProgress:
         self.console = console
         self.total = total
         self.label = label
-        self.lines = not console.is_terminal  # one line per finished trial (a log file), else the panel
+        self.lines = not live_panel(console)  # one line per finished trial (a log, a dumb terminal), else the panel
         self.study: Study | None = None
         self.last: TrialRecord | None = None
         self.running: dict[int, tuple[int, float, dict]] = {}  # trial -> (slot, started, config)
+        self.marked: dict[int, tuple[str, ...]] = {}  # trial in flight -> its marks (a warm-start point)
         self.hypervolume = math.nan  # the HV fraction, computed once per finished trial (the panel redraws every second)
         self.notes: list[str] = []  # the latest suggestion notes printed (search.suggest_notes)
         self.started = time.perf_counter()
         self.live = Live(self._panel(), console=console, refresh_per_second=1, transient=False,
-                         get_renderable=self._panel) if console.is_terminal and panel else None
+                         get_renderable=self._panel) if live_panel(console) and panel else None
 
     def __enter__(self) -> "StudyProgress":
         if self.live is not None:
@@ -63,6 +65,8 @@ class StudyProgress:
         """A trial was submitted to a worker; what the model found when it suggested it is printed when new."""
         self.study = study
         self.running[trial.number] = (slot, time.perf_counter(), trial.config)
+        if trial.marks:
+            self.marked[trial.number] = trial.marks
         notes = describe_notes(trial.suggest_notes, study.space)
         if notes and notes != self.notes:
             self.notes = notes
@@ -73,6 +77,7 @@ class StudyProgress:
         """A trial finished: record it, print its line (no terminal) or its failure."""
         self.study, self.last = study, trial
         self.running.pop(trial.number, None)
+        self.marked.pop(trial.number, None)
         self.hypervolume = _safe_hv(study)
         who = f"{self.label} " if self.label else ""
         if self.lines:
@@ -80,7 +85,8 @@ class StudyProgress:
         elif trial.state is TrialState.FAILED:
             self.console.print(f"[red]{who}trial {trial.number} failed:[/] {trial.error}", highlight=False)
         elif trial.state is TrialState.PRUNED:
-            self.console.print(f"[yellow]{who}trial {trial.number} stopped early:[/] "
+            marks = _marks(trial, "stopped early")
+            self.console.print(f"[yellow]{who}trial {trial.number}{marks} stopped early:[/] "
                                f"{trial.user_attrs['pruned']['reason']}", highlight=False)
 
     # ----------------------------------------------------------------- what is shown
@@ -88,7 +94,7 @@ class StudyProgress:
         """One log line for a finished trial."""
         done = len(study.finished())
         head = (f"{self.label + ' ' if self.label else ''}[{done}/{self.total}] trial {trial.number} "
-                f"{trial.state.value} in {_num(trial.seconds)} s")
+                f"{trial.state.value} in {_num(trial.seconds)} s{_marks(trial)}")
         if trial.state is TrialState.FAILED:
             return f"{head}: {trial.error}"
         if trial.state is TrialState.PRUNED:
@@ -110,7 +116,8 @@ class StudyProgress:
                          if study.space.early_stopping.enabled else ""))
         now = time.perf_counter()
         for number, (slot, started, config) in sorted(self.running.items(), key=lambda kv: kv[1][0]):
-            table.add_row(f"  worker {slot + 1}", f"trial {number}, {now - started:.0f} s: {study.space.describe(config)}")
+            table.add_row(f"  worker {slot + 1}", f"trial {number}{_marked(self.marked.get(number))}, "
+                          f"{now - started:.0f} s: {study.space.describe(config)}")
         table.add_row("HV", f"{_fraction(self.hypervolume)} of the box from the reference point to the ideal point")
         for metric, direction in study.space.objectives.items():
             best = _best(study, metric, direction)
@@ -150,7 +157,7 @@ class CohortProgress:
         self.last: tuple[str, TrialRecord] | None = None
         self.started = time.perf_counter()
         self.live = Live(self._panel(), console=console, refresh_per_second=1, transient=False,
-                         get_renderable=self._panel) if console.is_terminal else None
+                         get_renderable=self._panel) if live_panel(console) else None
 
     def __enter__(self) -> "CohortProgress":
         if self.live is not None:
@@ -182,11 +189,11 @@ class CohortProgress:
         in_flight = sum(len(p.running) for p in self.active.values())
         table.add_row("trials", f"{self.trials_done} finished in this run ({self.total} per user), {in_flight} running")
         now = time.perf_counter()
-        flights = sorted(((slot, user, number, started, config, progress.study)
+        flights = sorted(((slot, user, number, started, config, progress.study, progress.marked.get(number))
                           for user, progress in self.active.items()
                           for number, (slot, started, config) in progress.running.items()), key=lambda f: f[0])
-        for slot, user, number, started, config, study in flights:
-            table.add_row(f"  worker {slot + 1}", f"{user} trial {number}, {now - started:.0f} s: "
+        for slot, user, number, started, config, study, marks in flights:
+            table.add_row(f"  worker {slot + 1}", f"{user} trial {number}{_marked(marks)}, {now - started:.0f} s: "
                           f"{study.space.describe(config) if study else ''}")
         if self.last is not None:
             user, trial = self.last
@@ -209,12 +216,13 @@ class _UserProgress(StudyProgress):
 
 
 def user_line(user: str, study: Study, where: str = "") -> str:
-    """``u17 done [12/1000 users]: 6 trials, hypervolume 0.41; knee trial 2: rougeL=0.31 ...``."""
+    """``u17 done [12/1000 users]: 6 trials (2 warm start, 1 stopped early), hypervolume 0.41; knee trial 2: ...``."""
     finished = study.finished()
     pruned = sum(t.state is TrialState.PRUNED for t in finished)
     failed = sum(t.state is TrialState.FAILED for t in finished)
-    extra = ", ".join(x for x in (f"{pruned} stopped early" if pruned else "", f"{failed} failed" if failed else "")
-                      if x)
+    warm = sum("warm start" in t.marks for t in finished)
+    extra = ", ".join(x for x in (f"{warm} warm start" if warm else "", f"{pruned} stopped early" if pruned else "",
+                                  f"{failed} failed" if failed else "") if x)
     knee = study.knee_trial()
     head = (f"{user} done{f' [{where}]' if where else ''}: {len(finished)} trials" + (f" ({extra})" if extra else "")
             + f", hypervolume {_num(_safe_hv(study))}")
@@ -222,6 +230,13 @@ def user_line(user: str, study: Study, where: str = "") -> str:
         return f"{head}; no feasible trial"
     shown = "  ".join(f"{m}={fmt_metric(knee.values, m)}" for m in study.space.objectives)
     return f"{head}; knee trial {knee.number}: {shown}"
+
+
+def live_panel(console) -> bool:
+    """True when ``console`` can redraw a live panel in place: a terminal that rich does not treat as
+    dumb (``TERM=dumb`` or ``unknown``). A dumb terminal would show the panel only once, at the end,
+    so it gets the lines a log file gets, as each trial finishes."""
+    return console.is_terminal and console.is_interactive
 
 
 def _best(study: Study, metric: str, direction: str) -> TrialRecord | None:
@@ -238,6 +253,16 @@ def _safe_hv(study: Study) -> float:
         return normalized_hypervolume(study)
     except Exception:  # noqa: BLE001  (a display must not stop a study)
         return math.nan
+
+
+def _marks(trial: TrialRecord, said: str = "") -> str:
+    """`` (warm start, stopped early)``: a finished trial's marks for its line ('' for none; ``said``, already
+    in the line, left out)."""
+    return _marked(tuple(m for m in trial.marks if m != said))
+
+
+def _marked(marks: tuple[str, ...] | None) -> str:
+    return f" ({', '.join(marks)})" if marks else ""
 
 
 def _fraction(value: float) -> str:

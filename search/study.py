@@ -37,6 +37,10 @@ from search.study_record import check_trials, read_json, validate_study_file
 
 FORMAT_VERSION = 1
 STUDY_FILE = "study.json"
+# user attr of a trial the optimiser did not suggest: ``warm_start`` for a point of the earlier users'
+# front (search.per_user.warm_start_points); absent on the optimiser's own trials (and in older studies)
+ORIGIN_ATTR = "origin"
+WARM_START = "warm_start"
 SPACE_FILE = "space.yaml"
 
 
@@ -79,6 +83,13 @@ class TrialRecord:
     suggest_seconds: float | None = None
     suggest_notes: dict[str, Any] = field(default_factory=dict)
     user_attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def marks(self) -> tuple[str, ...]:
+        """What the trial was beyond its state, as words for tables and lines: ``warm start`` (a point of
+        the earlier users' front, user attr ``origin``), ``stopped early`` (PRUNED by the stopping rule)."""
+        return tuple(word for word, on in (("warm start", self.user_attrs.get(ORIGIN_ATTR) == WARM_START),
+                                           ("stopped early", self.state is TrialState.PRUNED)) if on)
 
     @property
     def seconds(self) -> float | None:
@@ -328,11 +339,12 @@ class Study:
         return list(out.values())
 
     def add_trial(self, config: dict[str, Any], suggest_seconds: float | None = None,
-                  suggest_notes: dict[str, Any] | None = None) -> TrialRecord:
-        """Record a new RUNNING trial and save."""
+                  suggest_notes: dict[str, Any] | None = None,
+                  user_attrs: dict[str, Any] | None = None) -> TrialRecord:
+        """Record a new RUNNING trial (``user_attrs`` such as its ``origin``, kept when it finishes) and save."""
         record = TrialRecord(
             len(self._trials), dict(config), started_at=time.time(), suggest_seconds=suggest_seconds,
-            suggest_notes=dict(suggest_notes or {}),
+            suggest_notes=dict(suggest_notes or {}), user_attrs=dict(user_attrs or {}),
         )
         self._trials.append(record)
         self.save()

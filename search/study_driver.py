@@ -24,7 +24,7 @@ from search.executors import Objective, Outcome
 from search.optimizers.base import KnownObjective, Observation, Optimizer
 from search.space import finite
 from search.stopping import StoppableObjective, stop_check
-from search.study import Study, TrialRecord
+from search.study import ORIGIN_ATTR, WARM_START, Study, TrialRecord
 
 Callback = Callable[[Study, TrialRecord], None]
 PriorSource = Callable[[], Sequence[Sequence[Observation]]]
@@ -49,7 +49,8 @@ class StudyDriver:
             does not report).
         callbacks: called as ``callback(study, trial)`` after every finished trial; a callback
             with a ``trial_started(study, trial, slot)`` method also hears of every submitted one.
-        initial: configurations to evaluate first (a warm start), those not yet in the study.
+        initial: configurations to evaluate first (a warm start), those not yet in the study; their
+            trials carry the user attr ``origin: warm_start``.
         prior: called before every suggestion of an optimiser that learns from earlier users
             (``learns_from_prior``): their observations as they are now, one sequence per user.
     """
@@ -97,8 +98,10 @@ class StudyDriver:
             return []
         started = time.perf_counter()
         configs = self.study.stopped_configs()[:n]
+        origins = [self._origin(c) for c in configs]
         while self._first and len(configs) < n:
             configs.append(canonical(self.study.space, self._first.pop(0)))
+            origins.append({ORIGIN_ATTR: WARM_START})
         given = len(configs)  # stopped trials run again and the warm start's points: not the optimiser's
         if len(configs) < n:
             configs += self._suggest(n - len(configs), configs)
@@ -109,7 +112,8 @@ class StudyDriver:
         out = []
         for i, config in enumerate(configs):
             record = self.study.add_trial(config, suggest_seconds=seconds,
-                                          suggest_notes=self.optimizer.notes if i >= given else None)
+                                          suggest_notes=self.optimizer.notes if i >= given else None,
+                                          user_attrs=origins[i] if i < given else None)
             self._in_flight.append(record.number)
             self.started_here += 1
             out.append(Started(record, self._with_stopping(config)))
@@ -143,6 +147,13 @@ class StudyDriver:
         observations = self.study.observations(known=self.optimizer.known_objectives)
         pending = [self.study.trials[number].config for number in self._in_flight]
         return self.optimizer.suggest(observations, n, pending=pending + chosen)
+
+    def _origin(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The ``origin`` attr of the stopped trial a configuration reruns (a warm-start point stays one)."""
+        key = config_key(self.study.space, config)
+        origins = [t.user_attrs[ORIGIN_ATTR] for t in self.study.trials
+                   if ORIGIN_ATTR in t.user_attrs and config_key(self.study.space, t.config) == key]
+        return {ORIGIN_ATTR: origins[-1]} if origins else {}
 
     def _with_stopping(self, config: dict[str, Any]) -> Objective:
         """The objective with the study's stopping rule for this trial, when early stopping is on."""

@@ -13,7 +13,9 @@ Layout in MLflow (see docs/notes/mlflow.md):
 - nested run ``trial-NNN`` per finished trial: params (the flattened configuration, the layer
   mask also as a ``0110...`` string), metrics (validation; ``test_<metric>`` for front trials
   evaluated on the test queries; timings), tags ``optimizer``, ``state``, ``pareto``
-  (``true``/``false``, updated as the front moves) and the artifact ``trial.json``.
+  (``true``/``false``, updated as the front moves), ``origin=warm_start`` on a per-user study's
+  warm-start points, ``stopped_early=true`` (and ``stopped_at``, the checkpoint) on a trial the
+  stopping rule stopped, and the artifact ``trial.json``.
 
 Resume reuses the runs: ``<study dir>/mlflow.json`` records the tracking URI, the experiment and
 the parent run, each trial keeps its run id in the user attribute ``mlflow_run_id``, and trial
@@ -51,7 +53,8 @@ from search.report import (
     study_summary,
 )
 from search.space import finite, mask_string
-from search.study import Study, TrialRecord, TrialState, dump_yaml
+from search.stopping import PRUNED_ATTR
+from search.study import ORIGIN_ATTR, Study, TrialRecord, TrialState, dump_yaml
 from search.suggest_notes import latest_notes, mlflow_tags
 from search.usage_reporting import usage_reporting_off
 
@@ -395,6 +398,18 @@ def trial_metrics(trial: TrialRecord) -> dict[str, float]:
     return out
 
 
+def marks_tags(trial: TrialRecord) -> dict[str, str]:
+    """A trial run's tags for what the trial was beyond its state: ``origin`` (``warm_start``: a point of
+    the earlier users' front) and ``stopped_early`` (``true``, with ``stopped_at``, the checkpoint)."""
+    tags = {}
+    if ORIGIN_ATTR in trial.user_attrs:
+        tags["origin"] = str(trial.user_attrs[ORIGIN_ATTR])
+    if trial.state is TrialState.PRUNED:
+        tags["stopped_early"] = "true"
+        tags["stopped_at"] = str((trial.user_attrs.get(PRUNED_ATTR) or {}).get("checkpoint", "-"))
+    return tags
+
+
 def _ms(seconds: float | None) -> int | None:
     return None if seconds is None else int(seconds * 1000)
 
@@ -679,6 +694,7 @@ class Tracker:
                 "state": trial.state.value}
         if trial.error:
             tags["error"] = trial.error[:_MAX_TAG]
+        tags.update(marks_tags(trial))
         tags.update(mlflow_tags(trial.suggest_notes))
         run = self.client.create_run(self.experiment_id, start_time=_ms(trial.started_at), tags=tags)
         run_id = run.info.run_id

@@ -138,3 +138,43 @@ def test_pruned_trials_enter_the_surrogate_with_imputed_values_and_wider_noise(t
         assert variances["quality"] > lc.NOISE ** 2 and variances["cost"] == 0.0
     completed = [obs[t.config["x"]] for t in study.completed()]
     assert all(o.variances == {"quality": pytest.approx(lc.NOISE ** 2)} for o in completed)
+
+
+def test_stopped_trials_are_marked_in_their_line_status_and_mlflow(tmp_path, capsys):
+    """A trial the rule stopped says so in its progress line (``(stopped early)``... its state is
+    ``pruned``), in the ``marked`` column of ``status`` and in the tags ``stopped_early=true`` and
+    ``stopped_at`` (its checkpoint) of its MLflow run; a finished trial has none of them."""
+    import io
+
+    from mlflow.tracking import MlflowClient
+    from rich.console import Console
+
+    from search.cli import main
+    from search.progress import StudyProgress
+    from search.tracking import Tracker
+
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = Tracker(store, artifact_budget=0.0).connect("marks", tmp_path)
+    log = io.StringIO()
+    space = parse_space(lc.SPACE, "curves.yaml").with_optimizer(trials=14)
+    study = optimize(space, lc.objective, study_name="marks", study_dir=tmp_path, known_objectives={"cost": lc.cost},
+                     callbacks=[StudyProgress(Console(file=log, width=200), 14), tracker])
+    pruned = {t.number: t.user_attrs["pruned"]["checkpoint"] for t in study.trials if t.state is TrialState.PRUNED}
+    assert pruned, "the problem stops some trials"
+    lines = {int(line.split(" trial ")[1].split()[0]): line for line in log.getvalue().splitlines() if "] trial " in line}
+    assert {n for n, line in lines.items() if " s (stopped early): dominated at checkpoint " in line} == set(pruned)
+    assert all(" pruned in " in lines[n] for n in pruned)
+
+    capsys.readouterr()
+    assert main(["status", "marks", "--study-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.split("└")[0].splitlines()  # the trials table, before the front's
+    header = [c.strip() for c in next(line for line in out if line.startswith("┃")).split("┃")]
+    cells = {int(row[1]): row[header.index("marked")].strip()
+             for row in (line.split("│") for line in out if line.startswith("│")) if row[1].strip().isdigit()}
+    assert cells == {n: ("stopped early" if n in pruned else "") for n in range(14)}
+
+    runs = MlflowClient(tracking_uri=store).search_runs(
+        [tracker.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{tracker.parent_run_id}'")
+    tags = {int(r.data.tags["pers_search.trial"]): (r.data.tags.get("stopped_early"), r.data.tags.get("stopped_at"))
+            for r in runs}
+    assert tags == {n: (("true", pruned[n]) if n in pruned else (None, None)) for n in range(14)}

@@ -92,6 +92,21 @@ def test_a_cohort_shows_each_users_top_rows(tmp_path, capsys):
     assert max(users["u1"]["importance"]["q"]["rows"], key=users["u1"]["importance"]["q"]["rows"].get) == "a"
     assert max(users["u2"]["importance"]["q"]["rows"], key=users["u2"]["importance"]["q"]["rows"].get) == "b"
 
+    # read as status and pareto read a per-user study: a page of users, one user's whole table, --plot with --user
+    assert main(["importance", "c", "--study-dir", str(tmp_path), "--rows", "1", "--page", "2"]) == 0
+    said = capsys.readouterr()
+    assert "users 2-2 of 2 searched" in said.out and "│ u2 " in said.out and "│ u1 " not in said.out
+    assert f"one user's whole table (and --plot): `pers-search importance c --study-dir {tmp_path} --user USER`" \
+        in said.err
+    assert main(["importance", "c", "--study-dir", str(tmp_path), "--user", "u2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["study"] == "c/users/u2"
+    assert main(["importance", "c", "--study-dir", str(tmp_path), "--user", "u1"]) == 0
+    assert "parameter importance in c/users/u1 (12" in capsys.readouterr().out
+    assert main(["importance", "c", "--study-dir", str(tmp_path), "--plot", str(tmp_path / "c.png")]) == 2
+    assert "is a per-user study, with one set of importances per user; add --user USER" in capsys.readouterr().err
+    assert main(["importance", "c", "--study-dir", str(tmp_path), "--user", "u2", "--plot", str(tmp_path / "u2.png")]) == 0
+    assert (tmp_path / "u2.png").stat().st_size > 1000
+
 
 def _ab(config):
     return {"q": config["a"] + 0.01 * config["b"], "cost": config["b"]}

@@ -128,3 +128,104 @@ def test_per_user_export_takes_each_users_own_pick(tmp_path, capsys):
     assert main(["export", "pu", "--study-dir", str(tmp_path), "--pick", "trial:0", "--out",
                  str(tmp_path / "b2")]) != 0
     assert "one front per user" in capsys.readouterr().err
+
+
+def test_warm_start_points_are_marked_in_lines_status_study_json_and_mlflow(tmp_path, capsys):
+    """The second user's trials that came from the first user's front carry ``origin: warm_start`` in
+    study.json (which still loads), say ``(warm start)`` in their progress line, have a ``marked``
+    cell in ``status --user`` and the tag ``origin=warm_start`` on their MLflow run; the optimiser's
+    own trials carry none of it."""
+    import io
+
+    from mlflow.tracking import MlflowClient
+    from rich.console import Console
+
+    from search.per_user import TaskHooks
+    from search.progress import StudyProgress
+    from search.study import Study
+    from search.tracking import Tracker
+
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    cohort_tracker = Tracker(store, artifact_budget=0.0).connect("w", tmp_path)
+    log, trackers = io.StringIO(), {}
+
+    class Hooks(TaskHooks):
+        def start(self, task, index):
+            trackers[task] = cohort_tracker.share()
+            return [StudyProgress(Console(file=log, width=200), SPACE.optimizer.trials, label=task), trackers[task]]
+
+    objectives = {"a": user_objective(0.0), "b": user_objective(0.2)}
+    cohort = optimize_tasks(SPACE, objectives, study_name="w", study_dir=tmp_path, warm_start=True, hooks=Hooks())
+    seeds = warm_start_points([cohort.studies["a"]], SPACE.warm_start.max_points)
+    stored = json.loads((tmp_path / "w" / "users" / "b" / "study.json").read_text())["trials"]
+    origins = [t["user_attrs"].get("origin") for t in stored]
+    assert origins == ["warm_start"] * len(seeds) + [None] * (len(stored) - len(seeds))
+    assert not any("origin" in t.user_attrs for t in cohort.studies["a"].trials), "the first user has no earlier user"
+    loaded = Study.load("w/users/b", tmp_path)
+    assert [t.marks for t in loaded.trials] == [("warm start",)] * len(seeds) + [()] * (len(stored) - len(seeds))
+
+    lines = [line for line in log.getvalue().splitlines() if line.startswith("b [")]
+    assert [("(warm start):" in line) for line in lines] == [True] * len(seeds) + [False] * (len(lines) - len(seeds))
+    assert lines[0].startswith("b [1/6] trial 0 completed in ") and " s (warm start): quality=" in lines[0]
+
+    capsys.readouterr()
+    assert main(["status", "w", "--study-dir", str(tmp_path), "--user", "b"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    header = [c.strip() for c in next(line for line in out if line.startswith("┃")).split("┃")]
+    body = [line.split("│") for line in out if line.startswith("│")][:6]  # the trials table comes first
+    assert [row[header.index("marked")].strip() for row in body] == ["warm start"] * len(seeds) + [""] * (6 - len(seeds))
+
+    client = MlflowClient(tracking_uri=store)
+    runs = client.search_runs([cohort_tracker.experiment_id],
+                              filter_string=f"tags.`mlflow.parentRunId` = '{trackers['b'].parent_run_id}'")
+    tagged = {int(r.data.tags["pers_search.trial"]): r.data.tags.get("origin") for r in runs}
+    assert tagged == {n: ("warm_start" if n < len(seeds) else None) for n in range(6)}
+
+
+def test_pareto_of_a_per_user_study_pages_users_fronts_and_the_cohort_table(tmp_path, capsys):
+    """``pareto COHORT``: the fronts of a page of users in one table, then the cohort's summary and
+    table; ``--user U`` that user's own front; ``--all`` every user; ``--json`` every user's front;
+    ``--csv`` one CSV with the user first; the options on a study that is not per-user are refused."""
+    import csv
+    import io
+
+    objectives = {f"u{i}": user_objective(0.3 * i) for i in range(5)}
+    cohort = optimize_tasks(SPACE, objectives, study_name="c", study_dir=tmp_path)
+    fronts = {u: sorted(t.number for t in s.pareto_trials()) for u, s in cohort.studies.items()}
+    studies = str(tmp_path)
+    capsys.readouterr()
+
+    assert main(["pareto", "c", "--study-dir", studies, "--rows", "2", "--page", "2"]) == 0
+    out = capsys.readouterr().out
+    head, table = out.split("per-user study c: 5 users: 5 done", 1)
+    assert "Pareto front of each user of c, users 3-4 of 5" in head
+    firsts = [line.split("│")[1].strip() for line in head.splitlines() if line.startswith("│")]
+    assert [u for u in firsts if u] == ["u2", "u3"] and len(firsts) == len(fronts["u2"]) + len(fronts["u3"])
+    assert "users 3-4 of 5" in table and "│ u4 " not in out
+    assert f"next page: `pers-search pareto c --study-dir {studies} --page 3`" in table
+    assert f"every user's front: `pers-search pareto c --study-dir {studies} --all`" in table
+
+    assert main(["pareto", "c", "--study-dir", studies, "--all"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"│ {u} " in out.split("per-user study c")[0] for u in objectives) and "next page" not in out
+
+    assert main(["pareto", "c", "--study-dir", studies, "--user", "u1"]) == 0
+    out = capsys.readouterr().out
+    assert f"Pareto front of c/users/u1 ({len(cohort.studies['u1'].completed())} completed trials)" in out
+
+    assert main(["pareto", "c", "--study-dir", studies, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [r["user"] for r in data["users"]] == list(objectives)
+    assert {u: [r["trial"] for r in d["front"]] for u, d in data["per_user"].items()} == fronts
+    assert main(["pareto", "c", "--study-dir", studies, "--json", "--user", "u3"]) == 0
+    assert json.loads(capsys.readouterr().out)["study"] == "c/users/u3"
+
+    assert main(["pareto", "c", "--study-dir", studies, "--csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert list(rows[0])[:2] == ["user", "trial"]
+    assert {u: [int(r["trial"]) for r in rows if r["user"] == u] for u in objectives} == fronts
+
+    assert main(["pareto", "c", "--study-dir", studies, "--user", "u9"]) == 2
+    assert "pareto c --user u9: no such user in the per-user study" in capsys.readouterr().err
+    assert main(["pareto", "u1", "--study-dir", str(tmp_path / "c" / "users"), "--user", "x"]) == 2  # a user's own
+    assert "is one study for the whole cohort, not a per-user study; leave --user out" in capsys.readouterr().err

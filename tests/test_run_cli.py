@@ -127,3 +127,56 @@ def test_status_and_pareto_read_a_study_without_loading_torch(tmp_path):
                               capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
         assert done.returncode == 0, done.stderr
         assert "HEAVY []" in done.stderr, done.stderr
+
+
+def _lines_as_they_come(proc: subprocess.Popen, fd: int, timeout: float) -> list[tuple[str, bool]]:
+    """Read ``fd`` until it closes: each line, and whether the process was still running when it arrived."""
+    import select
+
+    seen, pending, deadline = [], b"", time.time() + timeout
+    while time.time() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # a pty whose other end closed
+            chunk = b""
+        if not chunk:
+            break
+        running = proc.poll() is None
+        *complete, pending = (pending + chunk).split(b"\n")
+        seen += [(line.decode(errors="replace").rstrip("\r"), running) for line in complete]
+    return seen
+
+
+@pytest.mark.parametrize("where", ["dumb terminal", "pipe"])
+def test_a_dumb_terminal_or_a_pipe_gets_a_line_per_trial_as_it_ends(tmp_path, where):
+    """``TERM=dumb`` (rich cannot redraw a panel there) and a pipe both get each trial's line when
+    the trial ends, not everything at the end; stdout (the tables) is a pipe either way."""
+    import pty
+
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_INTERACTIVE", "TTY_COMPATIBLE")}
+    env.update(PYTHONPATH=str(ROOT), TERM="dumb")
+    args = [sys.executable, "-m", "search.cli", "run", "--space", "tiny.yaml", "--optimizer", "sobol",
+            "--trials", "3", "d", "--study-dir", str(tmp_path), "--no-test", "--no-mlflow"]
+    if where == "dumb terminal":
+        reader, writer = pty.openpty()
+        proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=writer)
+        os.close(writer)
+    else:
+        proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        reader = proc.stdout.fileno()
+    try:
+        lines = _lines_as_they_come(proc, reader, timeout=300)
+    finally:
+        proc.wait(timeout=60)
+        if where == "dumb terminal":
+            os.close(reader)
+            proc.stdout.close()
+    assert proc.returncode == 0, lines
+    trial_lines = [(line, running) for line, running in lines if " trial " in line and "] trial" in line]
+    assert [line.split(" completed")[0] for line, _ in trial_lines] == [f"[{i}/3] trial {i - 1}" for i in (1, 2, 3)]
+    assert trial_lines[0][1], "the first trial's line arrives while the study still runs"
+    assert all("HV " in line and "lora." in line for line, _ in trial_lines)
+    assert not any("trials " in line and "of 3 finished" in line for line, _ in lines), "no panel on a dumb terminal"

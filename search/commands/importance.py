@@ -1,5 +1,11 @@
-"""``importance``: which searched parameters drive each objective of a study (or of every user of a
-per-user study), as a table, JSON or a plot (:mod:`search.importance`)."""
+"""``importance``: which searched parameters drive each objective of a study, as a table, JSON or a
+plot (:mod:`search.importance`).
+
+A per-user study is read as ``status`` and ``pareto`` read it (:mod:`search.commands.cohort_view`):
+a page of users, each user's top rows per objective (computed for the users shown only: a forest
+per user and objective); ``--user U`` that user's whole table (and ``--plot``); ``--all`` every
+user; ``--json`` every user's importances.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,11 @@ from pathlib import Path
 
 from rich.table import Table
 
+from search.commands.cohort_view import add_cohort_args, refuse_user_option, user_study
 from search.commands.common import add_study_dir, study_name
+from search.commands.tables import page_hints, page_of, status_command
 from search.console import status_console, table_console
+from search.errors import UsageError
 from search.importance import FRONT, READABLE_TRIALS, Importance, compute
 from search.per_user import is_cohort, load_cohort
 from search.study import Study
@@ -19,18 +28,25 @@ def add_parsers(sub) -> None:
     """Register ``importance`` on the CLI's subparsers."""
     p = sub.add_parser("importance", help="which searched parameters drive each objective (fANOVA per objective, "
                                           "PED-ANOVA for the front), from the study's completed trials")
-    p.add_argument("study", type=study_name, help="study name (a per-user study: every user, and the cohort)")
+    p.add_argument("study", type=study_name, help="study name (a per-user study: each user's importances)")
     add_study_dir(p)
     p.add_argument("--json", action="store_true", help="print the importances as JSON")
-    p.add_argument("--plot", metavar="PNG", help="also draw them into this PNG file (a new file)")
+    p.add_argument("--plot", metavar="PNG", help="also draw them into this PNG file (a new file; a per-user study: "
+                                                   "with --user)")
     p.add_argument("--seed", type=int, default=0, help="the forests' seed (default 0)")
+    add_cohort_args(p, "importances")
     p.set_defaults(handler=cmd_importance)
 
 
 def cmd_importance(args) -> int:
     if is_cohort(args.study, args.study_dir):
         return _cohort(args)
-    study = Study.load(args.study, args.study_dir)
+    refuse_user_option(args, "importance")
+    return _study(Study.load(args.study, args.study_dir), args)
+
+
+def _study(study: Study, args) -> int:
+    """One study's importances (a per-user study's ``--user U``: that user's)."""
     found = compute(study, seed=args.seed)
     if args.json:
         print(json.dumps(found.to_json(), indent=1))
@@ -84,20 +100,52 @@ def _plot(found: Importance, path: str) -> None:
 
 
 def _cohort(args) -> int:
-    """Every searched user's importances, side by side as each user's top rows, and the JSON of all."""
+    """A per-user study: a page of users (or ``--all``), each user's top rows side by side; ``--user U``:
+    that user's whole table; ``--json``: every user's importances."""
     cohort = load_cohort(args.study, args.study_dir)
-    results, skipped = {}, {}
-    for user, study in cohort.studies.items():
-        try:
-            results[user] = compute(study, seed=args.seed, front=False)
-        except Exception as err:  # noqa: BLE001 - a user with too few trials is named, the others shown
-            skipped[user] = str(err)
+    if args.user is not None:
+        return _study(user_study(cohort, args.user, args.study_dir, "importance"), args)
+    if args.plot:
+        raise UsageError(f"importance {args.study} --plot {args.plot}: {args.study!r} is a per-user study, with one "
+                         "set of importances per user; add --user USER to plot that user's")
+    searched = [u for u in cohort.users if u in cohort.studies]
+    users, first, page, pages = (searched, 0, 1, 1) if args.all or args.json else page_of(searched,
+                                                                                           args.rows, args.page)
+    results, skipped = _per_user(cohort, users, args.seed)
     if args.json:
         print(json.dumps({"study": cohort.name, "users": {u: r.to_json() for u, r in results.items()},
                           "skipped": skipped}, indent=1))
         return 0
+    table = _cohort_table(cohort, results, f"parameter importance per user of {cohort.name}: the top 3 rows of "
+                                           "each objective")
+    table.caption = f"users {first + 1}-{first + len(users)} of {len(searched):,} searched" if pages > 1 else None
+    table_console().print(table)
+    console = status_console()
+    if skipped:
+        console.print(f"{len(skipped)} users left out: " + "; ".join(
+            f"{u}: {why.split(';')[0]}" for u, why in list(skipped.items())[:5]), highlight=False, soft_wrap=True)
+    if len(searched) < len(cohort.users):
+        console.print(f"{len(cohort.users) - len(searched)} users not searched yet", highlight=False)
+    for hint in page_hints(status_command(args.study, args.study_dir, "importance"), page, pages,
+                           "whole table (and --plot)", "top rows"):
+        console.print(hint, highlight=False, soft_wrap=True)
+    return 0
+
+
+def _per_user(cohort, users: list[str], seed: int) -> tuple[dict[str, Importance], dict[str, str]]:
+    """The importances of these users, and why the others could not have any (too few trials)."""
+    results, skipped = {}, {}
+    for user in users:
+        try:
+            results[user] = compute(cohort.studies[user], seed=seed, front=False)
+        except Exception as err:  # noqa: BLE001 - a user with too few trials is named, the others shown
+            skipped[user] = str(err)
+    return results, skipped
+
+
+def _cohort_table(cohort, results: dict[str, Importance], title: str) -> Table:
     objectives = next((list(s.space.objectives) for s in cohort.studies.values()), [])
-    table = Table(title=f"parameter importance per user of {cohort.name}: the top 3 rows of each objective")
+    table = Table(title=title)
     table.add_column("user")
     table.add_column("trials", justify="right")
     for metric in objectives:
@@ -105,8 +153,4 @@ def _cohort(args) -> int:
     for user, found in results.items():
         table.add_row(user, str(found.trials),
                       *(", ".join(f"{row} {v:.2f}" for row, v in found.top(m)) for m in objectives))
-    table_console().print(table)
-    if skipped:
-        status_console().print(f"{len(skipped)} users left out: " + "; ".join(
-            f"{u}: {why.split(';')[0]}" for u, why in list(skipped.items())[:5]))
-    return 0
+    return table

@@ -18,11 +18,11 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from search.commands.common import POOL_HELP, add_study_dir, at_least, study_name
-from search.commands.tables import front_table
-from search.console import status_console, table_console
+from search.commands.cohort_view import add_cohort_args, pareto_cohort, pareto_json, print_pareto, refuse_user_option
+from search.console import status_console
 from search.export import export_bundle, export_cohort, summary_lines
 from search.per_user import is_cohort, load_cohort
-from search.report import box_text, front_rows, hv_text, normalized_hypervolume, rows_to_csv
+from search.report import front_rows, rows_to_csv
 from search.study import Study
 from search.tracking import (
     RECORD_FILE,
@@ -39,7 +39,6 @@ from search.tracking import (
     runs_link,
     set_front_view,
     sqlite_path,
-    study_link,
 )
 from search.usage_reporting import usage_reporting_off
 
@@ -60,12 +59,15 @@ def add_parsers(sub) -> None:
     p.add_argument("--port", type=at_least(1), default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.set_defaults(handler=cmd_ui)
 
-    p = sub.add_parser("pareto", help="print a study's Pareto front (table, JSON or CSV)")
+    p = sub.add_parser("pareto", help="print a study's Pareto front (table, JSON or CSV); a per-user study: "
+                                      "each user's front and the cohort's table")
     p.add_argument("study", type=study_name, help="study name")
     add_study_dir(p)
     fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="print the front as JSON")
-    fmt.add_argument("--csv", action="store_true", help="print the front as CSV")
+    fmt.add_argument("--json", action="store_true", help="print the front as JSON (a per-user study: every user's)")
+    fmt.add_argument("--csv", action="store_true",
+                     help="print the front as CSV (a per-user study: every user's front in one CSV, the user first)")
+    add_cohort_args(p, "front")
     p.set_defaults(handler=cmd_pareto)
 
     p = sub.add_parser("export", help="write a serving bundle (PEFT adapters, serving.yaml, vLLM command) "
@@ -318,23 +320,17 @@ def cmd_ui(args) -> int:
 
 
 def cmd_pareto(args) -> int:
+    """``pareto``: a study's front; a per-user study's fronts, one per user (:func:`pareto_cohort`)."""
+    if is_cohort(args.study, args.study_dir):
+        return pareto_cohort(load_cohort(args.study, args.study_dir), args)
+    refuse_user_option(args, "pareto")
     study = Study.load(args.study, args.study_dir)
-    link = study_link(study)
     if args.json:
-        print(json.dumps({"study": study.name, "objectives": dict(study.space.objectives),
-                          "hypervolume": study.hypervolume(), "hypervolume_fraction": normalized_hypervolume(study),
-                          "mlflow_link": link, "front": front_rows(study)}, indent=1, default=str))
+        print(json.dumps(pareto_json(study), indent=1, default=str))
     elif args.csv:
         sys.stdout.write(rows_to_csv(front_rows(study)))
     else:
-        table_console().print(front_table(study))
-        console = status_console()
-        console.print(f"{hv_text(study)}: the share of the box from the reference point to the ideal point "
-                      f"that the front covers ({box_text(study)})")
-        if link:
-            served = read_record(study.directory).get("tracking_uri", "").startswith(("http://", "https://"))
-            console.print("in MLflow" + ("" if served else f" (start the UI first: pers-search ui {study.name})") + ":")
-            print(link)
+        print_pareto(study)
     return 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 from pathlib import Path
 
@@ -19,9 +18,9 @@ from search.commands.common import (
     space_from_args,
     tracker_from_args,
 )
+from search.commands.cohort_view import add_cohort_args, refuse_user_option, user_study
 from search.commands.searching import ADAPTERS, StudyRun, run_cohort, run_per_user
 from search.commands.tables import (
-    COHORT_ROWS,
     cohort_table,
     front_table,
     print_cohort,
@@ -82,11 +81,7 @@ def add_parsers(sub) -> None:
     p.add_argument("study", type=study_name, help="study name")
     _add_study_args(p, with_name=False)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--user", metavar="USER", help="a per-user study: that user's trials and front")
-    p.add_argument("--all", action="store_true", help="a per-user study: every user's trials, and every user's row")
-    p.add_argument("--rows", type=at_least(1), default=COHORT_ROWS,
-                   help=f"a per-user study: users per page of the cohort table (default {COHORT_ROWS})")
-    p.add_argument("--page", type=at_least(1), default=1, help="a per-user study: which page of the cohort table")
+    add_cohort_args(p, "trials and front")
     p.set_defaults(handler=cmd_status)
 
 
@@ -245,9 +240,7 @@ def _run(run: StudyRun) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     if is_cohort(args.study, args.study_dir):
         return _cohort_status(load_cohort(args.study, args.study_dir), args)
-    if args.user is not None:
-        raise UsageError(f"status {args.study} --user {args.user}: {args.study!r} is one study for the whole cohort, "
-                         "not a per-user study; leave --user out")
+    refuse_user_option(args, "status")
     study = Study.load(args.study, args.study_dir)
     if args.json:
         print(json.dumps(_status_json(study), indent=1, default=str))
@@ -296,7 +289,7 @@ def _cohort_status(cohort, args: argparse.Namespace) -> int:
     """A per-user study: its summary and a page of its users (``--user U``: one user's study; ``--all``:
     every user's trials and the whole table; ``--json``: everything, as data)."""
     if args.user is not None:
-        study = _user_study(cohort, args.user, args.study_dir)
+        study = user_study(cohort, args.user, args.study_dir)
         if args.json:
             print(json.dumps(_status_json(study), indent=1, default=str))
         else:
@@ -315,20 +308,3 @@ def _cohort_status(cohort, args: argparse.Namespace) -> int:
         return 0
     print_cohort(cohort, rows=args.rows, page=args.page, command=status_command(args.study, args.study_dir))
     return 0
-
-
-def _user_study(cohort, user: str, study_dir: str) -> Study:
-    """One user's study of a per-user study.
-
-    Raises:
-        UsageError: no such user, or one not searched yet.
-    """
-    if user not in cohort.users:
-        near = difflib.get_close_matches(user, cohort.users, n=3)
-        shown = f"did you mean {', '.join(near)}?" if near else f"its users are {', '.join(cohort.users[:3])}, ..."
-        raise UsageError(f"status {cohort.name} --user {user}: no such user in the per-user study; {shown} "
-                         f"(`pers-search status {cohort.name} --all` lists them)")
-    if user not in cohort.studies:
-        raise UsageError(f"status {cohort.name} --user {user}: that user's search has not started yet; "
-                         f"`pers-search resume {cohort.name} --study-dir {study_dir}` runs it")
-    return cohort.studies[user]

@@ -85,18 +85,21 @@ def _beyond_caption(beyond: Mapping[int, list[str]]) -> str:
 
 
 def trials_table(study: Study) -> Table:
-    """Every trial of a study: state, front membership, objectives, seconds, configuration or error."""
+    """Every trial of a study: state, front membership, objectives, seconds, configuration or error; and
+    when any trial has one, a ``marked`` column (``warm start``, ``stopped early``: :attr:`TrialRecord.marks`)."""
     front = {t.number for t in study.pareto_trials()}
     objectives = list(study.space.objectives)
     live = study.in_flight() if any(t.state is TrialState.RUNNING for t in study.trials) else False
+    marked = any(t.marks for t in study.trials)
     table = Table(title=f"study {study.name}: {len(study.trials)} trials, {hv_text(study)}",
                   caption=_running_caption(study, live))
-    for column in ("trial", "state", "front", *objectives, "seconds", "configuration / error"):
+    for column in ("trial", "state", *(("marked",) if marked else ()), "front", *objectives, "seconds",
+                   "configuration / error"):
         table.add_column(column)
     for t in study.trials:
-        table.add_row(str(t.number), _state(t, live), "*" if t.number in front else "",
-                      *(fmt_metric(t.values, m) for m in objectives), fmt_value(t.seconds),
-                      t.error or _pruned(t) or study.space.describe(t.config))
+        table.add_row(str(t.number), _state(t, live), *((", ".join(t.marks),) if marked else ()),
+                      "*" if t.number in front else "", *(fmt_metric(t.values, m) for m in objectives),
+                      fmt_value(t.seconds), t.error or _pruned(t) or study.space.describe(t.config))
     return table
 
 
@@ -158,36 +161,74 @@ def cohort_table(cohort: CohortStudy, rows: Sequence[Mapping[str, Any]] | None =
     return table
 
 
-def print_cohort(cohort: CohortStudy, rows: int = COHORT_ROWS, page: int = 1, command: str = "") -> None:
-    """The cohort's summary lines, then one page of its table, with a line saying how to see more.
+def print_cohort(cohort: CohortStudy, rows: int = COHORT_ROWS, page: int = 1, command: str = "",
+                 one_user: str = "trials and front", every_user: str = "trials") -> None:
+    """The cohort's summary lines, then one page of its table, with lines saying how to see more.
 
     Args:
         cohort: the per-user study.
         rows: users per page.
         page: 1-based.
-        command: the ``status`` command the hint lines build on (``pers-search status NAME``).
+        command: the command the hint lines build on (``pers-search status NAME``).
+        one_user: what ``command --user USER`` shows, for the hint line.
+        every_user: what ``command --all`` shows, for the hint line.
     """
     console = table_console()
     every = cohort.user_rows()
     for line in cohort_summary(cohort.overview(every)):
         console.print(line, highlight=False, soft_wrap=True)
-    pages = max(1, -(-len(every) // rows))
-    page = min(max(1, page), pages)
-    first = (page - 1) * rows
-    shown = every[first:first + rows]
+    shown, first, page, pages = page_of(every, rows, page)
     title = f"users {first + 1}-{first + len(shown)} of {len(every):,}" if pages > 1 else None
     console.print(cohort_table(cohort, shown, first, title=title))
-    hints = []
-    if page < pages:
-        hints.append(f"next page: `{command} --page {page + 1}` (page {page} of {pages}; --rows N for N a page)")
-    hints.append(f"one user's trials and front: `{command} --user USER`; every user's trials: `{command} --all`")
-    for hint in hints:
+    for hint in page_hints(command, page, pages, one_user, every_user):
         console.print(hint, highlight=False, soft_wrap=True)
 
 
-def status_command(name: str, study_dir: str) -> str:
-    """``pers-search status NAME`` (with ``--study-dir`` when it is not the default), for hint lines."""
-    return f"pers-search status {name}" + ("" if study_dir == DEFAULT_STUDY_DIR else f" --study-dir {study_dir}")
+def page_of(items: Sequence[Any], rows: int, page: int) -> tuple[Sequence[Any], int, int, int]:
+    """One page of ``rows`` items: ``(the page's items, 0-based place of its first, the page, pages)``;
+    a page past the last is the last."""
+    pages = max(1, -(-len(items) // rows))
+    page = min(max(1, page), pages)
+    first = (page - 1) * rows
+    return items[first:first + rows], first, page, pages
+
+
+def page_hints(command: str, page: int, pages: int, one_user: str, every_user: str) -> list[str]:
+    """The lines under a page of users: the next page, one user, every user."""
+    hints = []
+    if page < pages:
+        hints.append(f"next page: `{command} --page {page + 1}` (page {page} of {pages}; --rows N for N a page)")
+    hints.append(f"one user's {one_user}: `{command} --user USER`; every user's {every_user}: `{command} --all`")
+    return hints
+
+
+def cohort_front_table(cohort: CohortStudy, users: Sequence[str], title: str | None = None) -> Table:
+    """The fronts of some users of a per-user study, one under the other in one table: per front trial
+    its user, number, whether it is the user's knee, its validation objectives and configuration."""
+    objectives = next((list(s.space.objectives) for s in cohort.studies.values()), [])
+    table = Table(title=title or f"Pareto front of each user of {cohort.name} (validation queries)")
+    for column in ("user", "trial", "knee", *objectives, "configuration"):
+        table.add_column(column, justify="right" if column in ("trial", *objectives) else "left")
+    for user in users:
+        study = cohort.studies.get(user)
+        front = sorted(study.pareto_trials(), key=lambda t: t.number) if study is not None else []
+        if not front:
+            table.add_row(user, "-", "", *("-" for _ in objectives),
+                          "not searched yet" if study is None else "no completed feasible trial", end_section=True)
+            continue
+        knee = study.knee_trial()
+        for place, trial in enumerate(front):
+            table.add_row(user if place == 0 else "", str(trial.number),
+                          "yes" if knee is not None and knee.number == trial.number else "",
+                          *(fmt_metric(trial.values, m) for m in objectives), study.space.describe(trial.config),
+                          end_section=place == len(front) - 1)
+    return table
+
+
+def status_command(name: str, study_dir: str, verb: str = "status") -> str:
+    """``pers-search status NAME`` (another ``verb``: ``pareto``, ``importance``; with ``--study-dir``
+    when it is not the default), for hint lines."""
+    return f"pers-search {verb} {name}" + ("" if study_dir == DEFAULT_STUDY_DIR else f" --study-dir {study_dir}")
 
 
 def _bytes(value: float) -> str:
