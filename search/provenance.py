@@ -18,18 +18,30 @@ from search.space import Space
 
 _IGNORED = {("model", "device")}
 _FILES = ("source", "outputs")
+_HASHES: dict[tuple, str] = {}  # (resolved path, mtime_ns, size) -> sha256
 
 
 def file_sha256(path: str | Path) -> str | None:
-    """The sha256 of a file's bytes, or None when it is not a readable file."""
-    digest = hashlib.sha256()
+    """The sha256 of a file's bytes, or None when it is not a readable file.
+
+    Hashed once per process and file version (path, modification time, size): a per-user study
+    checks the provenance of every user's study, and a cohort's data file may be large.
+    """
     try:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    except OSError:
+        stat = Path(path).stat()
+    except (OSError, ValueError):
         return None
-    return digest.hexdigest()
+    key = (str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _HASHES:
+        digest = hashlib.sha256()
+        try:
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError:
+            return None
+        _HASHES[key] = digest.hexdigest()
+    return _HASHES[key]
 
 
 def provenance(space: Space) -> dict[str, Any]:
