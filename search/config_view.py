@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from runners.spec import index_ranges, inert_keys
-from search.space import Space
+from search.space import LayerMaskParam, Space
 
 NOTHING = "-"  # a table cell, or the ranges of a mask with no layer on
 
@@ -64,6 +64,15 @@ def count_key(name: str) -> str:
 def yes_no(flag: Any) -> str:
     """A boolean for a table cell: ``yes``/``no`` (``-`` for None)."""
     return NOTHING if flag is None else ("yes" if flag else "no")
+
+
+def param_names(space: Space) -> list[str]:
+    """The params a trial run can carry, in the space's order: each layer mask followed by its count
+    of layers on (``lora.layers``, ``lora.n_layers``), for the MLflow views' columns."""
+    names: list[str] = []
+    for name, param in space.parameters.items():
+        names += [name, count_key(name)] if isinstance(param, LayerMaskParam) else [name]
+    return names
 
 
 def describe(space: Space, config: Mapping[str, Any]) -> str:

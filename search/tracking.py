@@ -50,7 +50,7 @@ from search.report import (
     rows_to_csv,
     study_summary,
 )
-from search.config_view import config_params, describe
+from search.config_view import config_params, describe, param_names
 from search.space import finite
 from search.study import Study, TrialRecord, TrialState, dump_yaml
 from search.suggest_notes import latest_notes, mlflow_tags
@@ -363,7 +363,7 @@ def set_front_view(client, experiment_id: str, space) -> str:
         The view's key.
     """
     key = front_view_key(space.objectives)
-    state = json.dumps(front_view(space.objectives, list(space.parameters), space.shown_metrics),
+    state = json.dumps(front_view(space.objectives, param_names(space), space.shown_metrics),
                        separators=(",", ":"))
     experiment = client.get_experiment(experiment_id)
     if experiment.tags.get(SHARED_VIEW_TAG + key) != state:

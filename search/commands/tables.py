@@ -63,7 +63,7 @@ def front_table(study: Study) -> Table:
         table.add_column(f"{metric} (val / test)", justify="right")
     if beyond:
         table.add_column("PEFT beyond retrieval")
-    table.add_column("configuration")
+    table.add_column("configuration", overflow="fold")  # fold, never cut, a long mask such as lora.layers=0,2-3
     for trial in sorted(study.pareto_trials(), key=lambda t: t.number):
         mark = [_beyond_cell(beyond, trial.number)] if beyond else []
         table.add_row(str(trial.number), yes_no(knee is not None and knee.number == trial.number),
@@ -97,7 +97,7 @@ def trials_table(study: Study) -> Table:
     table = Table(title=f"study {study.name}: {len(study.trials)} trials, {hv_text(study)}",
                   caption=_running_caption(study, live))
     for column in ("trial", "state", "front", *objectives, "seconds", "configuration / error"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold" if column.startswith("configuration") else "ellipsis")
     for t in study.trials:
         table.add_row(str(t.number), _state(t, live), yes_no(t.number in front),
                       *(fmt_metric(t.values, m) for m in objectives), fmt_value(t.seconds),
