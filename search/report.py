@@ -12,8 +12,8 @@ from typing import Any, Collection, Mapping, Sequence
 from runners.errors import ConfigError
 from runners.spec import TrialConfig
 from runners.metrics import metric_bounds
-from search.pareto import box_volume, clipped_hypervolume, hypervolume, is_feasible
 from search.config_view import config_record
+from search.pareto import box_volume, clipped_hypervolume, hypervolume, is_feasible
 from search.study import Study, TrialState
 
 
@@ -46,6 +46,7 @@ def rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every key of the rows, each new one after the key it follows in its row."""
     columns: list[str] = []
     for row in rows:
         previous = None

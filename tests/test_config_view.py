@@ -63,7 +63,8 @@ def test_the_rule_drops_what_did_nothing(space):
     assert describe(space, NO_LAYER) == "lora.layers=- rag.k=1 rag.retriever=bm25 perpcs.top_k=0"
     assert describe(space, ON) == "lora.layers=0,2-3 lora.count=2 lora.rank=4 rag.k=2 rag.retriever=bm25 perpcs.top_k=0"
     assert config_record(space, ON)["lora.layers"] == [0, 2, 3] and config_record(space, ON)["lora.n_layers"] == 3
-    assert config_params(space, NO_LAYER)["lora.layers"] == "-" and config_params(space, NO_LAYER)["lora.n_layers"] == "0"
+    params = config_params(space, NO_LAYER)
+    assert params["lora.layers"] == "-" and params["lora.n_layers"] == "0" and "lora.rank" not in params
 
 
 def test_a_when_condition_of_the_space_is_honoured_too():
