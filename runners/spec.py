@@ -326,7 +326,7 @@ class TrialConfig:
         parts = []
         if self.has_memory:
             scale = f" at {self.lr_scale:g} x lr" if self.lr_scale != 1.0 else ""
-            parts.append(f"{self.count} x rank {self.rank} on layers {_ranges(self.layers)}{scale}")
+            parts.append(f"{self.count} x rank {self.rank} on layers {index_ranges(self.layers)}{scale}")
         if self.rag_k > 0:
             parts.append(f"{self.retriever} k={self.rag_k}")
         if self.perpcs_top_k > 0:
@@ -336,6 +336,37 @@ class TrialConfig:
         if self.base != "none":
             parts.append(f"on the {self.base} adapter")
         return "; ".join(parts) or "base model"
+
+
+def inert_keys(flat: Mapping[str, Any]) -> set[str]:
+    """The keys of a flat configuration whose values changed nothing in the trial it configured.
+
+    - Without memory of the user's own (``lora.count`` 0, or no layer on): the memory's rank and
+      learning-rate scale, and of the count and the layers the one that did not switch the
+      memory off (``lora.count=0`` stays and the layers go; with the count above 0 and no layer
+      on, the layers stay, as none, and the count goes).
+    - Without retrieval (``rag.k`` 0): the retriever.
+
+    ``lora.base`` always counts (the cohort adapter alone is a baseline of its own), and so do the
+    pool's settings: ``perpcs.top_k`` 0 is the Per-Pcs switch itself, and ``perpcs.retrieve`` a way
+    of its own to use the pool. Keys that are not a trial's (a black-box study's) never are inert.
+
+    Args:
+        flat: parameter name -> value, the form a search space produces (``lora.layers`` a 0/1 mask).
+    """
+    count, mask, rag_k = flat.get(FLAT_KEYS["count"]), flat.get(FLAT_KEYS["layers"]), flat.get(FLAT_KEYS["rag_k"])
+    no_count = _is_number(count) and count <= 0
+    no_layers = isinstance(mask, (list, tuple)) and not any(mask)
+    inert = set()
+    if no_count or no_layers:
+        inert |= {FLAT_KEYS["rank"], FLAT_KEYS["lr_scale"], FLAT_KEYS["layers" if no_count else "count"]}
+    if _is_number(rag_k) and rag_k <= 0:
+        inert.add(FLAT_KEYS["retriever"])
+    return inert & set(flat)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def layers_from_mask(value: Any, n_layers: int | None = None) -> tuple[int, ...]:
@@ -427,8 +458,8 @@ def _number(key: str, value: Any) -> float:
     return float(value)
 
 
-def _ranges(indices: Sequence[int]) -> str:
-    """``0,1,2,5`` -> ``0-2,5``."""
+def index_ranges(indices: Sequence[int]) -> str:
+    """Sorted distinct indices as ranges: ``0,1,2,5`` -> ``0-2,5`` (none: the empty string)."""
     out, start = [], None
     for i, value in enumerate(indices):
         if start is None:

@@ -18,6 +18,7 @@ import time
 from rich.live import Live
 from rich.table import Table
 
+from search.config_view import describe
 from search.console import fmt_metric
 from search.report import normalized_hypervolume
 from search.study import Study, TrialRecord, TrialState
@@ -101,7 +102,7 @@ class StudyProgress:
             return f"{head}: {trial.user_attrs.get('pruned', {}).get('reason', 'stopped early')}"
         objectives = "  ".join(f"{m}={fmt_metric(trial.values, m)}" for m in study.space.objectives)
         return (f"{head}: {objectives}  | HV {_fraction(self.hypervolume)}  | "
-                f"{study.space.describe(trial.config)}")
+                f"{describe(study.space, trial.config)}")
 
     def _panel(self) -> Table:
         table = Table(show_header=False, box=None, padding=(0, 1))
@@ -117,7 +118,7 @@ class StudyProgress:
         now = time.perf_counter()
         for number, (slot, started, config) in sorted(self.running.items(), key=lambda kv: kv[1][0]):
             table.add_row(f"  worker {slot + 1}", f"trial {number}{_marked(self.marked.get(number))}, "
-                          f"{now - started:.0f} s: {study.space.describe(config)}")
+                          f"{now - started:.0f} s: {describe(study.space, config)}")
         table.add_row("HV", f"{_fraction(self.hypervolume)} of the box from the reference point to the ideal point")
         for metric, direction in study.space.objectives.items():
             best = _best(study, metric, direction)
@@ -194,7 +195,7 @@ class CohortProgress:
                           for number, (slot, started, config) in progress.running.items()), key=lambda f: f[0])
         for slot, user, number, started, config, study, marks in flights:
             table.add_row(f"  worker {slot + 1}", f"{user} trial {number}{_marked(marks)}, {now - started:.0f} s: "
-                          f"{study.space.describe(config) if study else ''}")
+                          f"{describe(study.space, config) if study else ''}")
         if self.last is not None:
             user, trial = self.last
             table.add_row("last trial", f"{user} trial {trial.number}: {trial.state.value} in {_num(trial.seconds)} s")

@@ -6,39 +6,63 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from typing import Any, Collection, Mapping, Sequence
 
 from runners.errors import ConfigError
 from runners.spec import TrialConfig
 from runners.metrics import metric_bounds
+from search.config_view import config_record
 from search.pareto import box_volume, clipped_hypervolume, hypervolume, is_feasible
-from search.space import mask_string
 from search.study import Study, TrialState
 
 
 def front_rows(study: Study) -> list[dict[str, Any]]:
     """The front's trials as flat rows: number, knee flag, validation and test objectives,
-    the configuration (layer masks as ``0110...``) and the MLflow run id."""
+    the active configuration (:func:`search.config_view.config_record`: a layer mask as its index
+    list and ``lora.n_layers``; parameters that did nothing left out) and the MLflow run id."""
     knee = study.knee_trial()
     rows = []
     for t in sorted(study.pareto_trials(), key=lambda t: t.number):
         row: dict[str, Any] = {"trial": t.number, "knee": knee is not None and knee.number == t.number}
         row.update({m: t.values.get(m) for m in study.space.objectives})
         row.update({f"test_{m}": t.test_values.get(m) for m in study.space.objectives})
-        row.update({k: _flat(v) for k, v in t.config.items()})
+        row.update(config_record(study.space, t.config))
         row["mlflow_run_id"] = t.user_attrs.get("mlflow_run_id")
         rows.append(row)
     return rows
 
 
 def rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Rows as CSV text (columns in first-seen order; missing values empty)."""
-    columns = list(dict.fromkeys(k for row in rows for k in row))
+    """Rows as CSV text: a column missing from a row is empty, booleans are ``true``/``false``, lists
+    are JSON (``[2, 12, 22]``). A column first seen in a later row goes after the column it follows
+    there, so a parameter some rows leave out stays beside its neighbours."""
+    columns = _columns(rows)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    writer.writerows([{k: ("" if v is None else v) for k, v in row.items()} for row in rows])
+    writer.writerows([{k: _csv_cell(v) for k, v in row.items()} for row in rows])
     return buffer.getvalue()
+
+
+def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every key of the rows, each new one after the key it follows in its row."""
+    columns: list[str] = []
+    for row in rows:
+        previous = None
+        for key in row:
+            if key not in columns:
+                columns.insert(columns.index(previous) + 1 if previous is not None else 0, key)
+            previous = key
+    return columns
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value) if isinstance(value, (list, tuple, dict)) else value
 
 
 def front_text(study: Study) -> str:
@@ -96,10 +120,6 @@ def _above(a, b, metric: str) -> bool:
         return False
     se = (a.values.get(f"{metric}_se") or 0.0) ** 2 + (b.values.get(f"{metric}_se") or 0.0) ** 2
     return va - vb > se ** 0.5
-
-
-def _flat(value: Any) -> Any:
-    return mask_string(value) if isinstance(value, (list, tuple)) else value
 
 
 def hypervolume_curve(study: Study, numbers: Collection[int] | None = None) -> dict[int, float]:

@@ -424,16 +424,6 @@ class Space(_Strict):
         cond = self.parameters[name].condition
         return cond is None or cond.holds(config.get(cond.param))
 
-    def describe(self, config: dict[str, Any]) -> str:
-        """A one-line configuration for tables and tags: layer masks as ``0110...`` strings,
-        parameters whose ``when`` does not hold left out (they only carry their default)."""
-        parts = []
-        for key, value in config.items():
-            if key in self.parameters and not self.is_active(key, config):
-                continue
-            parts.append(f"{key}={mask_string(value) if isinstance(value, (list, tuple)) else value}")
-        return " ".join(parts)
-
     def default_of(self, name: str) -> Any:
         """The default value of one parameter (layer masks expanded to 0/1 flags)."""
         param = self.parameters[name]
@@ -720,7 +710,3 @@ def finite(value: Any) -> bool:
     """True for a real number that is neither NaN nor infinite."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
-
-def mask_string(value: Any) -> str:
-    """A layer mask as a compact ``0110...`` string."""
-    return "".join(str(int(v)) for v in value)

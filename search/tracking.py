@@ -52,7 +52,8 @@ from search.report import (
     rows_to_csv,
     study_summary,
 )
-from search.space import finite, mask_string
+from search.config_view import config_params, describe, param_names
+from search.space import finite
 from search.stopping import PRUNED_ATTR
 from search.study import ORIGIN_ATTR, Study, TrialRecord, TrialState, dump_yaml
 from search.suggest_notes import latest_notes, mlflow_tags
@@ -365,7 +366,7 @@ def set_front_view(client, experiment_id: str, space) -> str:
         The view's key.
     """
     key = front_view_key(space.objectives)
-    state = json.dumps(front_view(space.objectives, list(space.parameters), space.shown_metrics),
+    state = json.dumps(front_view(space.objectives, param_names(space), space.shown_metrics),
                        separators=(",", ":"))
     experiment = client.get_experiment(experiment_id)
     if experiment.tags.get(SHARED_VIEW_TAG + key) != state:
@@ -374,19 +375,6 @@ def set_front_view(client, experiment_id: str, space) -> str:
 
 
 # --------------------------------------------------------------------------- params and metrics
-def flat_params(config: Mapping[str, Any]) -> dict[str, str]:
-    """MLflow params of a configuration: scalars as text; a list (layer mask) both as a
-    ``0110...`` string under its own name and one ``<name>.<i>`` param per element."""
-    params: dict[str, str] = {}
-    for key, value in config.items():
-        if isinstance(value, (list, tuple)):
-            params[key] = mask_string(value)
-            params.update({f"{key}.{i}": str(v) for i, v in enumerate(value)})
-        else:
-            params[key] = str(value)
-    return params
-
-
 def trial_metrics(trial: TrialRecord) -> dict[str, float]:
     """Numeric validation values, ``test_``-prefixed test values and timings of a trial."""
     out = {k: float(v) for k, v in trial.values.items() if finite(v)}
@@ -701,8 +689,8 @@ class Tracker:
         try:
             stamp = _ms(trial.finished_at) or _ms(time.time())
             metrics = [Metric(k, v, stamp, 0) for k, v in trial_metrics(trial).items()]
-            params = [Param(k, v[:6000]) for k, v in flat_params(trial.config).items()]
-            config_tag = [RunTag("config", study.space.describe(trial.config)[:_MAX_TAG])]
+            params = [Param(k, v[:6000]) for k, v in config_params(study.space, trial.config).items()]
+            config_tag = [RunTag("config", describe(study.space, trial.config)[:_MAX_TAG])]
             for start in range(0, max(len(params), len(metrics), 1), 100):  # MLflow's batch limits
                 self.client.log_batch(run_id, metrics=metrics[start:start + 100], params=params[start:start + 100],
                                       tags=config_tag if start == 0 else [])

@@ -87,7 +87,7 @@ def test_front_rows_and_csv(toy):
         (0, False, 1.0, 1.0, None), (1, True, 2.0, 3.0, 1.8), (2, False, 3.0, 6.0, None)]
     lines = rows_to_csv(rows).splitlines()
     assert lines[0] == "trial,knee,quality,cost,test_quality,test_cost,x,mlflow_run_id"
-    assert lines[2] == "1,True,2.0,3.0,1.8,3.0,0.2,"
+    assert lines[2] == "1,true,2.0,3.0,1.8,3.0,0.2,"  # booleans as true/false, not Python's True
 
 
 def test_vllm_ranks_and_command():
@@ -205,8 +205,11 @@ def test_export_round_trip_reproduces_the_trial(tiny_study, tmp_path, number):
     merged = trial.config["lora.count"] * trial.config["lora.rank"]
     assert manifest["memory"] == {"layers": [0, 2, 3], "count": trial.config["lora.count"],
                                   "rank": 2, "merged_rank": merged, "targets": ["gate_proj", "up_proj", "down_proj"]}
-    assert manifest["retrieval"]["k"] == trial.config["rag.k"]
-    assert manifest["retrieval"]["retriever"] == ("bm25" if trial.config["rag.k"] else None)
+    assert manifest["config"]["lora.layers"] == [0, 2, 3] and manifest["config"]["lora.n_layers"] == 3
+    if trial.config["rag.k"]:
+        assert (manifest["retrieval"]["k"], manifest["retrieval"]["retriever"]) == (trial.config["rag.k"], "bm25")
+    else:  # no retrieval: no entry, and the idle retriever is not in the configuration either
+        assert "retrieval" not in manifest and "rag.retriever" not in manifest["config"]
     assert manifest["metrics"]["validation"] == trial.values
     assert manifest["base_model"] == {"name": "tiny", "path": "./base", "in_bundle": True, "dtype": "float32",
                                       "served_model_name": "tiny"}

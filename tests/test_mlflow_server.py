@@ -10,6 +10,7 @@ import pytest
 
 from search.api import optimize
 from search.commands.mlflow_commands import running_server
+from search.config_view import layer_ranges
 from search.space import parse_space
 from search.study import Study
 from search.tracking import Tracker
@@ -63,7 +64,8 @@ def test_study_logged_to_a_real_server_reads_back_over_rest(tmp_path):
             record = study.trials[number]
             assert metrics["quality"] == pytest.approx(record.values["quality"])
             assert metrics["cost"] == record.values["cost"]
-            assert params["mask"] == "".join(map(str, record.config["mask"]))
+            assert params["mask"] == layer_ranges(record.config["mask"])  # index ranges, as every output shows a mask
+            assert params["n_mask"] == str(sum(record.config["mask"]))
             assert run["info"]["status"] == "FINISHED"
 
         front = search_runs(url, experiment["experiment_id"], 'tags.pareto = "true"')

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from search.config_view import describe
 from search.errors import SearchError, SpaceError
 from search.optimizers import check_optimizer
 from search.space import load_space, parse_space
@@ -123,10 +124,12 @@ def test_errors_are_value_errors_and_search_errors(tmp_path):
         load_space("milp").bind(30).bind(4)
 
 
-def test_describe_writes_masks_as_bits_and_leaves_out_inactive_parameters():
+def test_describe_writes_masks_as_ranges_and_leaves_out_inactive_parameters():
     space = parse_space(TOY, "toy.yaml")
-    assert space.describe({"layers": [1, 0, 1], "count": 2, "rank": 8, "k": 0}) == "layers=101 count=2 rank=8 k=0"
-    assert space.describe({"layers": [1, 0, 1], "count": 0, "rank": 4, "k": 0}) == "layers=101 count=0 k=0"
+    assert describe(space, {"layers": [1, 1, 1, 0, 1], "count": 2, "rank": 8, "k": 0}) == \
+        "layers=0-2,4 count=2 rank=8 k=0"
+    assert describe(space, {"layers": [1, 0, 1], "count": 0, "rank": 4, "k": 0}) == "layers=0,2 count=0 k=0"
+    assert describe(space, {"layers": [0, 0, 0], "count": 1, "rank": 4, "k": 0}) == "layers=- count=1 rank=4 k=0"
 
 
 def test_reported_metrics_are_shown_beside_the_objectives_and_checked():

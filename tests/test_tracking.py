@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from runners.spec import index_ranges
 from search.api import optimize
 from search.report import hypervolume_curve, hypervolume_fraction_curve, normalized_hypervolume
 from search.space import parse_space
@@ -18,7 +19,6 @@ from search.tracking import (
     SHARED_VIEW_TAG,
     Tracker,
     TrackingError,
-    flat_params,
     front_view_key,
     read_record,
     resolve_tracking_uri,
@@ -80,12 +80,6 @@ def _children(client, tracker):
     return {int(r.data.tags["pers_search.trial"]): r for r in runs}
 
 
-def test_flat_params_compacts_the_layer_mask():
-    assert flat_params({"lora.layers": [0, 1, 1, 0], "lora.rank": 4, "rag.retriever": "bm25"}) == {
-        "lora.layers": "0110", "lora.layers.0": "0", "lora.layers.1": "1", "lora.layers.2": "1",
-        "lora.layers.3": "0", "lora.rank": "4", "rag.retriever": "bm25"}
-
-
 def test_default_uri_is_sqlite_under_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -116,8 +110,9 @@ def test_study_is_logged_with_front_tags_metrics_and_artifacts(tmp_path, store, 
         assert run.info.run_name == f"trial-{trial.number:03d}" and run.info.status == "FINISHED"
         assert run.data.metrics["quality"] == pytest.approx(trial.values["quality"])
         assert run.data.metrics["cost"] == trial.values["cost"]
-        assert run.data.params["mask"] == "".join(map(str, trial.config["mask"]))
-        assert run.data.params["mask.1"] == str(trial.config["mask"][1])
+        on = [i for i, flag in enumerate(trial.config["mask"]) if flag]
+        assert run.data.params["mask"] == (index_ranges(on) or "-")  # index ranges: 0-2, 0,2, ... or -
+        assert run.data.params["n_mask"] == str(len(on)) and "mask.1" not in run.data.params
         assert run.data.params["k"] == str(trial.config["k"])
         assert run.data.tags["state"] == "completed" and run.data.tags["optimizer"] == "random"
         assert run.data.tags["pareto"] == ("true" if trial.number in front else "false")
@@ -238,7 +233,13 @@ def test_cli_run_logs_a_real_tiny_study(tmp_path, store, client):
         assert run.data.metrics["storage_bytes"] == trial.values["storage_bytes"]
         for key in ("copy_rate", "copy_rate_se"):  # every metric the trial reports is logged
             assert run.data.metrics[key] == pytest.approx(trial.values[key])
-        assert len(run.data.params["lora.layers"]) == 4 and set(run.data.params["lora.layers"]) <= {"0", "1"}
+        on = [i for i, flag in enumerate(trial.config["lora.layers"]) if flag]
+        if trial.config["lora.count"] > 0:  # layers as index ranges beside their count
+            assert run.data.params["lora.layers"] == (index_ranges(on) or "-")
+            assert run.data.params["lora.n_layers"] == str(len(on)) and "lora.layers.0" not in run.data.params
+        else:  # no memory: the mask, rank and learning-rate scale did nothing, and are not logged
+            assert not {"lora.layers", "lora.n_layers", "lora.rank"} & set(run.data.params)
+            assert run.data.params["lora.count"] == "0"
         assert run.data.tags["pareto"] == ("true" if trial.number in front else "false")
         if trial.number in front:  # the front was evaluated on the test queries
             assert run.data.metrics["test_rougeL"] == pytest.approx(trial.test_values["rougeL"])
@@ -301,7 +302,8 @@ def test_experiment_opens_on_the_fronts_runs_table(tmp_path, store, client):
     assert view["searchFilter"] == 'tags.pareto = "true"'
     assert (view["orderByKey"], view["orderByAsc"]) == ("metrics.`quality`", False)
     assert view["selectedColumns"] == ["metrics.`quality`", "metrics.`cost`", "metrics.`test_quality`",
-                                       "metrics.`test_cost`", "params.`mask`", "params.`x`", "params.`k`"]
+                                       "metrics.`test_cost`", "params.`mask`", "params.`n_mask`", "params.`x`",
+                                       "params.`k`"]
     assert view["columnOrder"] == view["selectedColumns"]
     assert tracker.link("http://127.0.0.1:5000") == runs_link("http://127.0.0.1:5000", tracker.experiment_id,
                                                               study.space.objectives)

@@ -19,7 +19,9 @@ from typing import Iterator
 
 from search.commands.common import POOL_HELP, add_study_dir, at_least, study_name
 from search.commands.cohort_view import add_cohort_args, pareto_cohort, pareto_json, print_pareto, refuse_user_option
-from search.console import status_console
+from search.commands.tables import front_table
+from search.config_view import describe
+from search.console import status_console, table_console
 from search.export import export_bundle, export_cohort, summary_lines
 from search.per_user import is_cohort, load_cohort
 from search.report import front_rows, rows_to_csv
@@ -368,7 +370,7 @@ def _export_cohort(args) -> int:
     for user, trial in list(bundle.trials.items())[:SHOWN_USERS]:
         adapter = bundle.manifest["adapters"].get(user)
         rank = f"rank {adapter['rank']}" if adapter else "no adapter"
-        console.print(f"  {user}: trial {trial.number}, {rank}, {cohort.studies[user].space.describe(trial.config)}")
+        console.print(f"  {user}: trial {trial.number}, {rank}, {describe(cohort.studies[user].space, trial.config)}")
     if len(bundle.trials) > SHOWN_USERS:
         console.print(f"  ... and {len(bundle.trials) - SHOWN_USERS} more users (serving.yaml per_user)")
     _print_bundle(console, bundle)

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from runners.spec import TrialResult
 from search.commands.common import DEFAULT_STUDY_DIR
+from search.config_view import describe, yes_no
 from search.console import fmt_metric, fmt_value, table_console
 from search.per_user import CohortStudy
 from search.report import beyond_retrieval, hv_text
@@ -43,15 +44,17 @@ def baselines_table(rows: Sequence[Mapping[str, Any]], split: str) -> Table:
 
 
 def front_table(study: Study) -> Table:
-    """The Pareto-optimal trials: validation objectives (± standard error), test objectives,
-    whether a PEFT trial is beyond every trial without PEFT (:func:`search.report.beyond_retrieval`),
-    configuration."""
+    """The Pareto-optimal trials: whether it is the knee (yes/no), validation objectives
+    (± standard error), test objectives, whether a PEFT trial is beyond every trial without PEFT
+    (:func:`search.report.beyond_retrieval`), the configuration (:func:`search.config_view.describe`)."""
     objectives = list(study.space.objectives)
     shown = study.space.shown_metrics  # constrained and reported metrics, beside the objectives
     beyond = beyond_retrieval(study)
+    knee = study.knee_trial()
     table = Table(title=f"Pareto front of {study.name} ({len(study.completed())} completed trials)",
                   caption=_beyond_caption(beyond) if beyond else None)
     table.add_column("trial", justify="right")
+    table.add_column("knee")
     for metric in objectives:
         table.add_column(f"{metric} (val)", justify="right")
     for metric in objectives:
@@ -60,13 +63,14 @@ def front_table(study: Study) -> Table:
         table.add_column(f"{metric} (val / test)", justify="right")
     if beyond:
         table.add_column("PEFT beyond retrieval")
-    table.add_column("configuration")
+    table.add_column("configuration", overflow="fold")  # fold, never cut, a long mask such as lora.layers=0,2-3
     for trial in sorted(study.pareto_trials(), key=lambda t: t.number):
         mark = [_beyond_cell(beyond, trial.number)] if beyond else []
-        table.add_row(str(trial.number), *(fmt_metric(trial.values, m) for m in objectives),
+        table.add_row(str(trial.number), yes_no(knee is not None and knee.number == trial.number),
+                      *(fmt_metric(trial.values, m) for m in objectives),
                       *(fmt_metric(trial.test_values, m) for m in objectives),
                       *(f"{fmt_metric(trial.values, m)} / {fmt_metric(trial.test_values, m)}" for m in shown), *mark,
-                      study.space.describe(trial.config))
+                      describe(study.space, trial.config))
     return table
 
 
@@ -85,8 +89,9 @@ def _beyond_caption(beyond: Mapping[int, list[str]]) -> str:
 
 
 def trials_table(study: Study) -> Table:
-    """Every trial of a study: state, front membership, objectives, seconds, configuration or error; and
-    when any trial has one, a ``marked`` column (``warm start``, ``stopped early``: :attr:`TrialRecord.marks`)."""
+    """Every trial of a study: state, on the front (yes/no), objectives, seconds, configuration
+    (:func:`search.config_view.describe`) or error; and when any trial has one, a ``marked`` column
+    (``warm start``, ``stopped early``: :attr:`TrialRecord.marks`)."""
     front = {t.number for t in study.pareto_trials()}
     objectives = list(study.space.objectives)
     live = study.in_flight() if any(t.state is TrialState.RUNNING for t in study.trials) else False
@@ -95,11 +100,11 @@ def trials_table(study: Study) -> Table:
                   caption=_running_caption(study, live))
     for column in ("trial", "state", *(("marked",) if marked else ()), "front", *objectives, "seconds",
                    "configuration / error"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold" if column.startswith("configuration") else "ellipsis")
     for t in study.trials:
         table.add_row(str(t.number), _state(t, live), *((", ".join(t.marks),) if marked else ()),
-                      "*" if t.number in front else "", *(fmt_metric(t.values, m) for m in objectives),
-                      fmt_value(t.seconds), t.error or _pruned(t) or study.space.describe(t.config))
+                      yes_no(t.number in front), *(fmt_metric(t.values, m) for m in objectives),
+                      fmt_value(t.seconds), t.error or _pruned(t) or describe(study.space, t.config))
     return table
 
 
@@ -220,7 +225,7 @@ def cohort_front_table(cohort: CohortStudy, users: Sequence[str], title: str | N
         for place, trial in enumerate(front):
             table.add_row(user if place == 0 else "", str(trial.number),
                           "yes" if knee is not None and knee.number == trial.number else "",
-                          *(fmt_metric(trial.values, m) for m in objectives), study.space.describe(trial.config),
+                          *(fmt_metric(trial.values, m) for m in objectives), describe(study.space, trial.config),
                           end_section=place == len(front) - 1)
     return table
 

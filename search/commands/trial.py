@@ -19,6 +19,7 @@ from search.baselines import baseline_configs
 from search.commands.common import add_space_args, space_from_args
 from search.commands.searching import no_test_line
 from search.commands.tables import baselines_table, metrics_table
+from search.config_view import describe
 from search.console import fmt_metric, status_console, table_console
 from search.setup import bind_to_model, check_reported
 
@@ -51,7 +52,7 @@ def cmd_trial(args: argparse.Namespace) -> int:
     check_reported(space, setup)
     flat = space.defaults()
     config = TrialConfig.from_flat(flat)
-    console.print(f"[bold]trial[/] on {setup.model.name}: {space.describe(flat)}")
+    console.print(f"[bold]trial[/] on {setup.model.name}: {describe(space, flat)}")
     if not _split_has_queries(console, setup, args.split):
         if args.json:
             print(json.dumps(None))

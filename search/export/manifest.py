@@ -21,7 +21,7 @@ from runners.retrieval.base import get_retriever, resolve_options
 from runners.spec import TrialConfig
 from search.export.prompt import PROFILE_FILE
 from search.export.vllm import vllm_rank
-from search.space import mask_string
+from search.config_view import config_record
 from search.study import Study, TrialRecord, atomic_write
 
 SERVING_FORMAT = "pers-search-serving/3"
@@ -66,7 +66,9 @@ def serving_manifest(study: Study, trial: TrialRecord, config: TrialConfig, pick
                      adapters: Sequence[ServedAdapter], base: str, in_bundle: bool,
                      profiles: Mapping[str, str], example: Mapping[str, str] | None = None) -> dict:
     """The contents of ``serving.yaml`` for one picked trial: base model, adapters, memory, retrieval,
-    prompt, metrics (the writer adds ``vllm``).
+    prompt, metrics (the writer adds ``vllm``). ``memory``, ``shared_pieces`` and ``retrieval`` are
+    there only when the trial used them, and ``config`` holds only what did something
+    (:func:`search.config_view.config_record`).
 
     ``users`` are the users the trial ran for; a ``users`` split's held-out test users are listed
     apart (``held_out_users``), not served.
@@ -94,10 +96,9 @@ def serving_manifest(study: Study, trial: TrialRecord, config: TrialConfig, pick
         "base_model": {"name": name, "path": base, "in_bundle": in_bundle, "dtype": session.setup.model.dtype,
                        "served_model_name": name},
         "adapters": {a.user: a.entry() for a in adapters},
-        "memory": {"layers": list(config.layers), "count": config.count, "rank": config.rank,
-                   "merged_rank": rank, "targets": list(session.setup.model.targets)},
+        **_memory(config, rank, session),
         **_shared_pieces(config, session),
-        "retrieval": _retrieval(config, task, profiles),
+        **_retrieval(config, task, profiles),
         "prompt": {"task": task, "template": _template(task),
                    "chat_format": render_prompt(session.loaded.tokenizer, "{prompt}"),
                    "chat_template": bool(getattr(session.loaded.tokenizer, "chat_template", None)),
@@ -112,7 +113,7 @@ def serving_manifest(study: Study, trial: TrialRecord, config: TrialConfig, pick
             "model": "the user's adapters.<user>.lora_name (the user id itself for plain ids), or "
                      "base_model.served_model_name for a user without an adapter",
             **example},
-        "config": {k: mask_string(v) if isinstance(v, list) else v for k, v in trial.config.items()},
+        "config": config_record(study.space, trial.config),
         "metrics": {"validation": dict(trial.values), "test": dict(trial.test_values)},
         "mlflow": {"run_id": trial.user_attrs.get("mlflow_run_id")},
     }
@@ -124,19 +125,30 @@ def _template(task: str) -> dict[str, str]:
     return {k: v for k, v in text.items() if k not in ("retrieval_query", "document")}
 
 
+def _memory(config: TrialConfig, rank: int, session) -> dict:
+    """The ``memory`` entry of a trial with LoRA memory of the user's own (else nothing): its layers,
+    modules per layer, their rank, the served adapter's rank and the target projections."""
+    if not config.has_memory:
+        return {}
+    return {"memory": {"layers": list(config.layers), "count": config.count, "rank": config.rank,
+                       "merged_rank": rank, "targets": list(session.setup.model.targets)}}
+
+
 def _retrieval(config: TrialConfig, task: str, profiles: Mapping[str, str]) -> dict[str, Any]:
-    """The ``retrieval`` entry: k, the retriever and its options, what it compares, the profiles."""
+    """The ``retrieval`` entry of a trial with retrieval (else nothing): k, the retriever and its
+    options, what it compares, the profiles."""
     if config.rag_k <= 0:
-        return {"k": 0, "retriever": None}
+        return {}
     text = template_text(task)
     retriever = get_retriever(config.retriever)
     summary = (type(retriever).__doc__ or config.retriever).strip().splitlines()[0]
-    return {"k": config.rag_k, "retriever": config.retriever, "method": summary,
-            "options": resolve_options(config.retriever, {}),
-            "query": text["retrieval_query"], "document": text["document"],
-            "profiles": dict(profiles),
-            "profile_format": f"{PROFILE_FILE}: JSON lines, one history item each (text, or input and output; "
-                              "time, id, fields when known), in the order retrieval indexes them"}
+    entry = {"k": config.rag_k, "retriever": config.retriever, "method": summary,
+             "options": resolve_options(config.retriever, {}),
+             "query": text["retrieval_query"], "document": text["document"],
+             "profiles": dict(profiles),
+             "profile_format": f"{PROFILE_FILE}: JSON lines, one history item each (text, or input and output; "
+                               "time, id, fields when known), in the order retrieval indexes them"}
+    return {"retrieval": entry}
 
 
 def _shared_pieces(config: TrialConfig, session) -> dict:

@@ -131,7 +131,7 @@ def manifest_prompt(bundle: str | Path, manifest: Mapping[str, Any], user: str, 
     if tokenizer is None:
         tokenizer = _tokenizer(str(base_model_dir(bundle, manifest)))
     own = (manifest.get("per_user") or {}).get(user) or {}  # a per-user study's bundle: each user's own
-    retrieval, prompt = own.get("retrieval") or manifest["retrieval"], manifest["prompt"]
+    retrieval, prompt = own.get("retrieval") or manifest.get("retrieval") or {}, manifest["prompt"]
     items: Sequence[HistoryItem] = []
     k = int(retrieval.get("k") or 0)
     if k > 0:
