@@ -174,6 +174,8 @@ def release(path: Path) -> None:
     if empty:
         path.unlink(missing_ok=True)
     if held.fd >= 0:
+        if not empty:
+            os.ftruncate(held.fd, 0)  # a clean end leaves no holder's name: the next writer has nothing to take over
         os.close(held.fd)
     if empty:
         try:

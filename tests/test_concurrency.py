@@ -334,3 +334,16 @@ def test_a_disk_filling_during_export_is_one_line(stored_study, tmp_path):
     assert done.returncode == 1, done.stderr[-2000:]
     assert err[-1].startswith("pers-search: error: File too large") and "unexpected" not in err[-1], err[-3:]
     assert "the disk is full" in err[-1]
+
+
+def test_a_writer_that_ended_cleanly_leaves_nothing_to_take_over(tmp_path):
+    """Only a writer that died leaves its name in the lock file; one that ended (or was refused) does not."""
+    from search.study_lock import acquire, release
+
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "study.json").write_text("{}")
+    lines: list[str] = []
+    release(acquire(tmp_path / "s", "study 's'", "resume", lines.append))
+    assert (tmp_path / "s" / LOCK_FILE).read_text() == "" and holder(tmp_path / "s") is None
+    release(acquire(tmp_path / "s", "study 's'", "resume", lines.append))
+    assert lines == []
