@@ -83,7 +83,7 @@ def _children(client, tracker):
 def test_flat_params_compacts_the_layer_mask():
     assert flat_params({"lora.layers": [0, 1, 1, 0], "lora.rank": 4, "rag.retriever": "bm25"}) == {
         "lora.layers": "0110", "lora.layers.0": "0", "lora.layers.1": "1", "lora.layers.2": "1",
-        "lora.layers.3": "0", "lora.rank": "4", "rag.retriever": "bm25"}
+        "lora.layers.3": "0", "lora.n_layers": "2", "lora.rank": "4", "rag.retriever": "bm25"}
 
 
 def test_default_uri_is_sqlite_under_cwd(tmp_path, monkeypatch):
