@@ -10,11 +10,12 @@ in the link opens the chart view rather than the table. See docs/notes/mlflow.md
 
 Left to itself the chart view draws one bar chart per metric, alphabetically (~39 for a study). The
 state built here puts first a scatter plot of each quality objective against each cost objective
-(``ROUGE-L vs storage``, ``Persona-F1 vs storage``), a parallel-coordinates chart of the objectives and
-the readable parameters (a layer mask as its count of layers on, ``<prefix>.n_<name>``: MLflow reads a
-``0110...`` mask as a number near 1e29), the objectives' own charts, then the hypervolume curve the
-tracker logs on the study's run; MLflow files every other metric into a collapsed "Model metrics"
-section (a metric that has a card keeps it, a new one joins the section named after its prefix).
+(``ROUGE-L vs storage``, ``Persona-F1 vs storage``), then the hypervolume curve the tracker logs on
+the study's run, a parallel-coordinates chart of the readable parameters and the objectives (a layer
+mask as its count of layers on, ``<prefix>.n_<name>``: MLflow reads a ``0110...`` mask as a number
+near 1e29), and the objectives' own bar charts; MLflow files every other metric into a collapsed
+"Model metrics" section (a metric that has a card keeps it, a new one joins the section named after
+its prefix). The front's table gets a ``knee`` column (:data:`KNEE_COLUMN`).
 
 This module builds the states only; :func:`search.tracking.set_front_view` writes them on the
 experiment.
@@ -41,11 +42,12 @@ CHARTS_VIEW_PREFIX = "pers-search-charts-"
 VIEW_MODE_PARAM = "compareRunsMode"  # MLflow's query parameter: TABLE (the runs table) or CHART
 CHART_MODE = "CHART"
 HYPERVOLUME_METRIC = "hypervolume_fraction"  # the curve search.tracking logs on the study's run, stepped by trial
-KNEE_TAG = "knee"
+KNEE_TAG = "knee"  # true on the knee trial's run, false on the others (rewritten when the knee moves)
+KNEE_COLUMN = f"tags.`{KNEE_TAG}`"
 # MLflow files a metric without a ``/`` prefix into the section of this name ("Model metrics"); the
 # charts view keeps it collapsed, so the ~30 other metrics are there but out of the way.
 OTHER_METRICS_SECTION = "Model metrics"
-SECTIONS = ("Pareto front", "Parameters", "Objectives", "Search progress", OTHER_METRICS_SECTION)
+SECTIONS = ("Pareto front", "Search progress", "Parameters", "Objectives", OTHER_METRICS_SECTION)
 # (cards per row, card height in px) of a section; MLflow's default is (3, 360)
 _LAYOUT = {"Pareto front": (2, 420), "Parameters": (1, 440), "Search progress": (2, 360)}
 MAX_RUNS = 1000  # cards show up to this many runs (MLflow's defaults: 10 for most cards, 100 for scatter)
@@ -108,31 +110,31 @@ def scatter_card(y: str, x: str) -> dict:
 
 def parallel_card(metrics: list[str], params: list[str]) -> dict:
     """A parallel-coordinates card: one axis per parameter, then one per metric."""
-    return _card("PARALLEL", SECTIONS[1], "objectives", "Parameters and objectives", selectedParams=params,
+    return _card("PARALLEL", SECTIONS[2], "objectives", "Parameters and objectives", selectedParams=params,
                  selectedMetrics=metrics, showAllRuns=True)
 
 
 def bar_card(metric: str) -> dict:
     """A bar card of one metric's value per run."""
-    return _card("BAR", SECTIONS[2], metric, metric_label(metric), metricKey=metric)
+    return _card("BAR", SECTIONS[3], metric, metric_label(metric), metricKey=metric)
 
 
 def line_card(metric: str, title: str) -> dict:
     """A line card of one metric's history against its step (the trial number)."""
-    return _card("LINE", SECTIONS[3], metric, title, metricKey=metric, selectedMetricKeys=[metric],
+    return _card("LINE", SECTIONS[1], metric, title, metricKey=metric, selectedMetricKeys=[metric],
                  xAxisKey="step", selectedXAxisMetricKey="", useGlobalXaxisKey=False, useGlobalLineSmoothing=False,
                  lineSmoothness=0, scaleType="linear", xAxisScaleType="linear", displayPoints=True,
                  yAxisKey="metric", yAxisExpressions=[], ignoreOutliers=False, range={})
 
 
 def chart_cards(space: Space) -> list[dict]:
-    """The chart view's cards, in order: the objectives' scatter plots, the parallel coordinates,
-    each objective's bar chart, the hypervolume curve."""
+    """The chart view's cards, in order: the objectives' scatter plots, the hypervolume curve, the
+    parallel coordinates, each objective's bar chart."""
     objectives = space.objectives
     cards = [scatter_card(y, x) for y, x in scatter_pairs(objectives)]
+    cards.append(line_card(HYPERVOLUME_METRIC, "Hypervolume (fraction of the reference box)"))
     cards.append(parallel_card(list(objectives), readable_params(space)))
     cards += [bar_card(m) for m in objectives]
-    cards.append(line_card(HYPERVOLUME_METRIC, "Hypervolume (fraction of the reference box)"))
     return cards
 
 

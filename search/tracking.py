@@ -45,6 +45,7 @@ from search.errors import SearchError
 from search.importance import MIN_TRIALS, compute, usable
 from search.mlflow_views import (
     DESCRIPTION_TAG,
+    KNEE_COLUMN,
     KNEE_TAG,
     SHARED_VIEW_PARAM,
     WORKFLOW_PARAM,
@@ -372,6 +373,7 @@ def set_front_view(client, experiment_id: str, space) -> str:
     """
     key = front_view_key(space.objectives)
     front = front_view(space.objectives, list(space.parameters), space.shown_metrics)
+    front["selectedColumns"] = front["columnOrder"] = [*front["selectedColumns"], KNEE_COLUMN]
     views = {key: {**front, **chart_state(space)},
              charts_view_key(space.objectives): charts_view(space, front["orderByKey"], front["orderByAsc"],
                                                             front["selectedColumns"])}
