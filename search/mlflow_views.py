@@ -82,6 +82,14 @@ def readable_params(space: Space) -> list[str]:
     return names
 
 
+def table_params(space: Space) -> list[str]:
+    """The front table's parameter columns: the space's parameters, each layer mask followed by its count."""
+    names = []
+    for name, param in space.parameters.items():
+        names += [name, count_param(name)] if isinstance(param, LayerMaskParam) else [name]
+    return names
+
+
 def scatter_pairs(objectives: Mapping[str, str]) -> list[tuple[str, str]]:
     """``(y, x)`` pairs to plot: each maximised objective against each minimised one (quality against
     cost); with one direction only, each objective against the next."""

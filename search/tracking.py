@@ -57,6 +57,7 @@ from search.mlflow_views import (
     experiment_description,
     owned_description,
     study_run_description,
+    table_params,
 )
 from search.report import (
     front_rows,
@@ -372,7 +373,7 @@ def set_front_view(client, experiment_id: str, space) -> str:
         The front view's key.
     """
     key = front_view_key(space.objectives)
-    front = front_view(space.objectives, list(space.parameters), space.shown_metrics)
+    front = front_view(space.objectives, table_params(space), space.shown_metrics)
     front["selectedColumns"] = front["columnOrder"] = [*front["selectedColumns"], KNEE_COLUMN]
     views = {key: {**front, **chart_state(space)},
              charts_view_key(space.objectives): charts_view(space, front["orderByKey"], front["orderByAsc"],
