@@ -15,7 +15,9 @@ the study's run, a parallel-coordinates chart of the readable parameters and the
 mask as its count of layers on, ``<prefix>.n_<name>``: MLflow reads a ``0110...`` mask as a number
 near 1e29), and the objectives' own bar charts; MLflow files every other metric into a collapsed
 "Model metrics" section (a metric that has a card keeps it, a new one joins the section named after
-its prefix). The front's table gets a ``knee`` column (:data:`KNEE_COLUMN`).
+its prefix). The front's table gets a ``knee`` column (:data:`KNEE_COLUMN`). Each trial's run is
+coloured (:func:`front_marks`): the front red, the knee blue, the others grey, so the scatter plots
+show the front.
 
 This module builds the states only; :func:`search.tracking.set_front_view` writes them on the
 experiment.
@@ -44,6 +46,10 @@ CHART_MODE = "CHART"
 HYPERVOLUME_METRIC = "hypervolume_fraction"  # the curve search.tracking logs on the study's run, stepped by trial
 KNEE_TAG = "knee"  # true on the knee trial's run, false on the others (rewritten when the knee moves)
 KNEE_COLUMN = f"tags.`{KNEE_TAG}`"
+# MLflow keeps a run's colour in charts and tables in this tag (the UI's colour picker writes it).
+RUN_COLOR_TAG = "mlflow.runColor"
+# From MLflow's own palette: the front red and the other trials grey, as in plots/pareto_*.png; the knee blue.
+FRONT_COLOR, DOMINATED_COLOR, KNEE_COLOR = "#c83243", "#8396a5", "#2272b4"
 # MLflow files a metric without a ``/`` prefix into the section of this name ("Model metrics"); the
 # charts view keeps it collapsed, so the ~30 other metrics are there but out of the way.
 OTHER_METRICS_SECTION = "Model metrics"
@@ -53,6 +59,12 @@ _LAYOUT = {"Pareto front": (2, 420), "Parameters": (1, 440), "Search progress": 
 MAX_RUNS = 1000  # cards show up to this many runs (MLflow's defaults: 10 for most cards, 100 for scatter)
 # How a metric is named in a chart's title; a metric not here keeps its own name.
 METRIC_LABELS = {"rougeL": "ROUGE-L", "rouge1": "ROUGE-1", "persona_f1": "Persona-F1", "storage_bytes": "storage"}
+
+
+def front_marks(on_front: bool, is_knee: bool) -> dict[str, str]:
+    """The tags that mark a trial's run: ``knee`` and its colour in MLflow's charts (front, knee, other)."""
+    color = KNEE_COLOR if is_knee else FRONT_COLOR if on_front else DOMINATED_COLOR
+    return {KNEE_TAG: "true" if is_knee else "false", RUN_COLOR_TAG: color}
 
 
 def charts_view_key(objectives: Iterable[str]) -> str:

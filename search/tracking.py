@@ -46,7 +46,6 @@ from search.importance import MIN_TRIALS, compute, usable
 from search.mlflow_views import (
     DESCRIPTION_TAG,
     KNEE_COLUMN,
-    KNEE_TAG,
     SHARED_VIEW_PARAM,
     WORKFLOW_PARAM,
     WORKFLOW_TRAINING,
@@ -55,6 +54,7 @@ from search.mlflow_views import (
     charts_view_key,
     count_param,
     experiment_description,
+    front_marks,
     owned_description,
     study_run_description,
     table_params,
@@ -470,7 +470,7 @@ class Tracker:
         self._runs: dict[int, str] = {}
         self._tested: set[int] = set()
         self._pareto: dict[int, str] = {}
-        self._knee: dict[int, str] = {}  # the knee tag of each trial run, as set
+        self._marks: dict[int, dict[str, str]] = {}  # the front_marks tags of each trial run, as set
         self._noted: dict[str, str] = {}  # the latest suggestion-notes tags set on the parent run
         self._hv_steps: set[int] = set()
         self._fraction_steps: set[int] = set()
@@ -610,7 +610,7 @@ class Tracker:
             [self.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{self.parent_run_id}'",
             max_results=50000,
         )
-        self._runs, self._tested, self._pareto, self._noted, self._knee = {}, set(), {}, {}, {}
+        self._runs, self._tested, self._pareto, self._noted, self._marks = {}, set(), {}, {}, {}
         for run in runs:
             number = run.data.tags.get(TRIAL_TAG)
             if number is None or not number.isdigit():
@@ -620,7 +620,7 @@ class Tracker:
                 continue
             self._runs[int(number)] = run.info.run_id
             self._pareto[int(number)] = run.data.tags.get("pareto", "")
-            self._knee[int(number)] = run.data.tags.get(KNEE_TAG, "")
+            self._marks[int(number)] = {k: run.data.tags.get(k, "") for k in front_marks(False, False)}
             if any(k.startswith("test_") for k in run.data.metrics):
                 self._tested.add(int(number))
         self._hv_steps = {m.step for m in self.client.get_metric_history(self.parent_run_id, "hypervolume")}
@@ -752,10 +752,10 @@ class Tracker:
                 self._pareto[number] = want
         knee = study.knee_trial()
         for number, run_id in self._runs.items():
-            want = "true" if knee is not None and number == knee.number else "false"
-            if self._knee.get(number) != want:
-                self.client.set_tag(run_id, KNEE_TAG, want)
-                self._knee[number] = want
+            marks = front_marks(number in front, knee is not None and number == knee.number)
+            if self._marks.get(number) != marks:  # the knee tag and the run's colour in MLflow's charts
+                self.client.log_batch(run_id, tags=[_tag(k, v) for k, v in marks.items()])
+                self._marks[number] = marks
         self.client.set_tag(self.parent_run_id, "front", ",".join(map(str, sorted(front))) or "none")
         self.client.set_tag(self.parent_run_id, "knee_trial", "none" if knee is None else str(knee.number))
 

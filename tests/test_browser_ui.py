@@ -140,6 +140,10 @@ def test_the_charts_link_shows_the_objectives_the_hypervolume_and_readable_paral
     assert "trial_seconds" not in page, "the other metrics wait, folded, in Model metrics (not 39 bar charts)"
     assert f"{study.name} (hypervolume_fraction)" in page, "the curve is drawn from the study's run"
     assert dom.count('class="point"') >= 2 * len(study.completed()), "both scatter plots have every trial"
+    colors = dict((name, color) for color, name in re.findall(r"(#[0-9a-f]{6}) (trial-\d{3})", page))
+    front, knee = {t.number for t in study.pareto_trials()}, study.knee_trial().number
+    assert colors == {f"trial-{t.number:03d}": "#2272b4" if t.number == knee else "#c83243" if t.number in front
+                      else "#8396a5" for t in study.completed()}, "the front red, the knee blue, the rest grey"
 
     axes = re.search(r"Parallel Coordinates Showing all runs (.*?) Objectives \(3\)", page).group(1)
     names = [word for word in axes.split() if re.search(r"[A-Za-z]", word)]

@@ -93,6 +93,10 @@ def test_the_knee_is_tagged_on_one_run_and_moves_with_the_front(logged):
     assert knees == [study.knee_trial().number]
     assert all(r.data.tags.get("knee") == "false" for n, r in trials.items() if n not in knees)
     assert client.get_run(tracker.parent_run_id).data.tags["knee_trial"] == str(knees[0])
+    front = {t.number for t in study.pareto_trials()}
+    colors = {n: r.data.tags["mlflow.runColor"] for n, r in trials.items()}
+    assert colors == {n: "#2272b4" if n in knees else "#c83243" if n in front else "#8396a5" for n in trials}, \
+        "MLflow's charts draw the front red, the knee blue, the other trials grey"
 
     best = study.add_trial({"mask": [0, 0, 0], "x": 1.0, "k": 0})  # given values that dominate every trial
     study.complete_trial(best.number, {"quality": 10.0, "cost": 0.0})
@@ -100,6 +104,9 @@ def test_the_knee_is_tagged_on_one_run_and_moves_with_the_front(logged):
     trials = _trial_runs(client, tracker)
     assert [n for n, r in trials.items() if r.data.tags.get("knee") == "true"] == [best.number]
     assert trials[knees[0]].data.tags["knee"] == "false"
+    assert trials[best.number].data.tags["mlflow.runColor"] == "#2272b4"
+    assert {r.data.tags["mlflow.runColor"] for n, r in trials.items() if n != best.number} == {"#8396a5"}, \
+        "a trial that dominates every other leaves it alone on the front"
 
 
 def test_descriptions_open_the_model_training_pages_and_spare_a_users_text(logged, tmp_path):
