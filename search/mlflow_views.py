@@ -50,6 +50,7 @@ KNEE_COLUMN = f"tags.`{KNEE_TAG}`"
 RUN_COLOR_TAG = "mlflow.runColor"
 # From MLflow's own palette: the front red and the other trials grey, as in plots/pareto_*.png; the knee blue.
 FRONT_COLOR, DOMINATED_COLOR, KNEE_COLOR = "#c83243", "#8396a5", "#2272b4"
+MARK_TAGS = (KNEE_TAG, RUN_COLOR_TAG)  # the tags :func:`front_marks` writes
 # MLflow files a metric without a ``/`` prefix into the section of this name ("Model metrics"); the
 # charts view keeps it collapsed, so the ~30 other metrics are there but out of the way.
 OTHER_METRICS_SECTION = "Model metrics"

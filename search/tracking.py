@@ -46,6 +46,7 @@ from search.importance import MIN_TRIALS, compute, usable
 from search.mlflow_views import (
     DESCRIPTION_TAG,
     KNEE_COLUMN,
+    MARK_TAGS,
     SHARED_VIEW_PARAM,
     WORKFLOW_PARAM,
     WORKFLOW_TRAINING,
@@ -620,7 +621,7 @@ class Tracker:
                 continue
             self._runs[int(number)] = run.info.run_id
             self._pareto[int(number)] = run.data.tags.get("pareto", "")
-            self._marks[int(number)] = {k: run.data.tags.get(k, "") for k in front_marks(False, False)}
+            self._marks[int(number)] = {k: run.data.tags.get(k, "") for k in MARK_TAGS}
             if any(k.startswith("test_") for k in run.data.metrics):
                 self._tested.add(int(number))
         self._hv_steps = {m.step for m in self.client.get_metric_history(self.parent_run_id, "hypervolume")}
