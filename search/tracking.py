@@ -45,6 +45,21 @@ from runners.files import safe_name
 from runners.scratch import scratch_dir
 from search.errors import SearchError
 from search.importance import MIN_TRIALS, compute, usable
+from search.mlflow_views import (
+    DESCRIPTION_TAG,
+    KNEE_COLUMN,
+    MARK_TAGS,
+    SHARED_VIEW_PARAM,
+    WORKFLOW_PARAM,
+    WORKFLOW_TRAINING,
+    chart_state,
+    charts_view,
+    charts_view_key,
+    experiment_description,
+    front_marks,
+    owned_description,
+    study_run_description,
+)
 from search.report import (
     front_rows,
     hypervolume_curves,
@@ -72,14 +87,8 @@ _STATUS = {TrialState.COMPLETED: "FINISHED", TrialState.FAILED: "FAILED", TrialS
 # :func:`runs_link`), but it still tells other MLflow clients what the experiment holds.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
-# MLflow 3.17's UI follows a global "GenAI | Model training" switch: the query parameter
-# ``workflowType`` when present, else the browser's last choice, else GenAI.
-WORKFLOW_PARAM = "workflowType"
-WORKFLOW_TRAINING = "machine_learning"
-# A "shared view" of the runs table (filter, sort, columns) is an experiment tag
-# ``mlflow.sharedViewState.<key>`` holding its JSON state, opened by ``?viewStateShareKey=<key>``.
+# The workflow switch and the shared views' query parameter: see search.mlflow_views.
 SHARED_VIEW_TAG = "mlflow.sharedViewState."
-SHARED_VIEW_PARAM = "viewStateShareKey"
 FRONT_FILTER = 'tags.pareto = "true"'
 DEFAULT_UI_URL = "http://127.0.0.1:5000"
 _QUIET = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
@@ -360,18 +369,37 @@ def study_link(study, base_url: str | None = None) -> str | None:
 
 
 def set_front_view(client, experiment_id: str, space) -> str:
-    """Write the front view of a study's space on its experiment (no write when unchanged).
+    """Write the front view and the chart view (:mod:`search.mlflow_views`) of a study's space on its
+    experiment (no write when unchanged).
 
     Returns:
-        The view's key.
+        The front view's key.
     """
     key = front_view_key(space.objectives)
-    state = json.dumps(front_view(space.objectives, param_names(space), space.shown_metrics),
-                       separators=(",", ":"))
-    experiment = client.get_experiment(experiment_id)
-    if experiment.tags.get(SHARED_VIEW_TAG + key) != state:
-        client.set_experiment_tag(experiment_id, SHARED_VIEW_TAG + key, state)
+    front = front_view(space.objectives, param_names(space), space.shown_metrics)
+    front["selectedColumns"] = front["columnOrder"] = [*front["selectedColumns"], KNEE_COLUMN]
+    views = {key: {**front, **chart_state(space)},
+             charts_view_key(space.objectives): charts_view(space, front["orderByKey"], front["orderByAsc"],
+                                                            front["selectedColumns"])}
+    tags = client.get_experiment(experiment_id).tags
+    for name, view in views.items():
+        state = json.dumps(view, separators=(",", ":"))
+        if tags.get(SHARED_VIEW_TAG + name) != state:
+            client.set_experiment_tag(experiment_id, SHARED_VIEW_TAG + name, state)
+    text = experiment_description(experiment_id, key, charts_view_key(space.objectives))
+    if owned_description(tags.get(DESCRIPTION_TAG)) and tags.get(DESCRIPTION_TAG) != text:
+        client.set_experiment_tag(experiment_id, DESCRIPTION_TAG, text)
     return key
+
+
+def describe_study_run(client, experiment_id: str, run_id: str, study_name: str, objectives) -> None:
+    """Write the study run's description (links that open it and the views in the Model-training
+    pages), unless someone else wrote one."""
+    current = client.get_run(run_id).data.tags.get(DESCRIPTION_TAG)
+    text = study_run_description(study_name, experiment_id, run_id, front_view_key(objectives),
+                                 charts_view_key(objectives))
+    if owned_description(current) and current != text:
+        client.set_tag(run_id, DESCRIPTION_TAG, text)
 
 
 # --------------------------------------------------------------------------- params and metrics
@@ -443,6 +471,7 @@ class Tracker:
         self._runs: dict[int, str] = {}
         self._tested: set[int] = set()
         self._pareto: dict[int, str] = {}
+        self._marks: dict[int, dict[str, str]] = {}  # the front_marks tags of each trial run, as set
         self._noted: dict[str, str] = {}  # the latest suggestion-notes tags set on the parent run
         self._hv_steps: set[int] = set()
         self._fraction_steps: set[int] = set()
@@ -532,6 +561,7 @@ class Tracker:
             self._close_orphans()
         self._index_children()
         self.front_view_key = set_front_view(self.client, self.experiment_id, study.space)
+        describe_study_run(self.client, self.experiment_id, parent, study.name, study.space.objectives)
 
     def link(self, base_url: str | None = None) -> str:
         """The study's front link (:func:`runs_link`) on ``base_url`` (default :func:`ui_url`)."""
@@ -581,7 +611,7 @@ class Tracker:
             [self.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{self.parent_run_id}'",
             max_results=50000,
         )
-        self._runs, self._tested, self._pareto, self._noted = {}, set(), {}, {}
+        self._runs, self._tested, self._pareto, self._noted, self._marks = {}, set(), {}, {}, {}
         for run in runs:
             number = run.data.tags.get(TRIAL_TAG)
             if number is None or not number.isdigit():
@@ -591,6 +621,7 @@ class Tracker:
                 continue
             self._runs[int(number)] = run.info.run_id
             self._pareto[int(number)] = run.data.tags.get("pareto", "")
+            self._marks[int(number)] = {k: run.data.tags.get(k, "") for k in MARK_TAGS}
             if any(k.startswith("test_") for k in run.data.metrics):
                 self._tested.add(int(number))
         self._hv_steps = {m.step for m in self.client.get_metric_history(self.parent_run_id, "hypervolume")}
@@ -726,6 +757,11 @@ class Tracker:
                 self.client.set_tag(run_id, "pareto", want)
                 self._pareto[number] = want
         knee = study.knee_trial()
+        for number, run_id in self._runs.items():
+            marks = front_marks(number in front, knee is not None and number == knee.number)
+            if self._marks.get(number) != marks:  # the knee tag and the run's colour in MLflow's charts
+                self.client.log_batch(run_id, tags=[_tag(k, v) for k, v in marks.items()])
+                self._marks[number] = marks
         self.client.set_tag(self.parent_run_id, "front", ",".join(map(str, sorted(front))) or "none")
         self.client.set_tag(self.parent_run_id, "knee_trial", "none" if knee is None else str(knee.number))
 

@@ -303,7 +303,7 @@ def test_experiment_opens_on_the_fronts_runs_table(tmp_path, store, client):
     assert (view["orderByKey"], view["orderByAsc"]) == ("metrics.`quality`", False)
     assert view["selectedColumns"] == ["metrics.`quality`", "metrics.`cost`", "metrics.`test_quality`",
                                        "metrics.`test_cost`", "params.`mask`", "params.`n_mask`", "params.`x`",
-                                       "params.`k`"]
+                                       "params.`k`", "tags.`knee`"]
     assert view["columnOrder"] == view["selectedColumns"]
     assert tracker.link("http://127.0.0.1:5000") == runs_link("http://127.0.0.1:5000", tracker.experiment_id,
                                                               study.space.objectives)

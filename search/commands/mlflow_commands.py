@@ -23,6 +23,7 @@ from search.commands.tables import front_table
 from search.config_view import describe
 from search.console import status_console, table_console
 from search.export import export_bundle, export_cohort, summary_lines
+from search.mlflow_views import charts_view_key, run_page, runs_page
 from search.per_user import is_cohort, load_cohort
 from search.report import front_rows, rows_to_csv
 from search.study import Study
@@ -311,6 +312,8 @@ def cmd_ui(args) -> int:
             what = f"the front of {study.name}" if study else "the experiments"
             console.print(f"[bold]MLflow UI[/] on {uri}: {url}  (Ctrl-C stops it); {what}:")
             print(link(url), flush=True)
+            if study is not None:
+                _print_study_pages(console, url, study, record)
             while proc.poll() is None and not stop.is_set():
                 stop.wait(0.5)
             if stop.is_set():
@@ -319,6 +322,14 @@ def cmd_ui(args) -> int:
             return proc.returncode or 1
         finally:
             stop_server(proc)
+
+
+def _print_study_pages(console, url: str, study: Study, record: dict) -> None:
+    """The study's charts and its run, on the status console (stdout carries the front link only)."""
+    experiment = record["experiment_id"]
+    console.print(f"charts: {url}/{runs_page(experiment, charts_view_key(study.space.objectives), charts=True)}")
+    if record.get("parent_run_id"):
+        console.print(f"the study's run: {url}/{run_page(experiment, record['parent_run_id'])}")
 
 
 def cmd_pareto(args) -> int:
