@@ -85,9 +85,9 @@ class StudyRun:
 
     def print_next_steps(self, completed: int, per_user: bool = False) -> None:
         """The commands to go on with, then the link to the study's front in MLflow (when it was logged)."""
-        for line in next_steps(self.name, self.study_dir, completed, per_user):
-            self.console.print(line, highlight=False, soft_wrap=True)
         link = self.mlflow_link()
+        for line in next_steps(self.name, self.study_dir, completed, per_user, logged=link is not None):
+            self.console.print(line, highlight=False, soft_wrap=True)
         if link is None:
             return
         uri = (self.tracker.uri or "").rstrip("/")
@@ -113,7 +113,7 @@ def ui_command(name: str, study_dir: str, per_user: bool = False) -> str:
     return "pers-search ui" if per_user else f"pers-search ui {name}{study_dir_option(study_dir)}"
 
 
-def next_steps(name: str, study_dir: str, completed: int, per_user: bool = False) -> list[str]:
+def next_steps(name: str, study_dir: str, completed: int, per_user: bool = False, logged: bool = True) -> list[str]:
     """The lines a finished ``run`` ends with: the commands that read, show and serve what it found.
 
     Args:
@@ -122,6 +122,7 @@ def next_steps(name: str, study_dir: str, completed: int, per_user: bool = False
         completed: its completed trials (the fewest of any user in a per-user study). ``importance``
             needs :data:`search.importance.MIN_TRIALS`; below that the line says how to get there.
         per_user: a per-user study (one front per user, which ``status`` shows).
+        logged: the study was logged to MLflow (its link follows these lines).
     """
     where = study_dir_option(study_dir)
     if completed >= MIN_TRIALS:
@@ -133,7 +134,7 @@ def next_steps(name: str, study_dir: str, completed: int, per_user: bool = False
         (f"pers-search status {name}{where}", "each user's trials and chosen point") if per_user else
         (f"pers-search pareto {name}{where}", "the front again (--json, --csv)"),
         importance,
-        (ui_command(name, study_dir, per_user), "the MLflow UI, for the link below"),
+        (ui_command(name, study_dir, per_user), "the MLflow UI" + (", for the link below" if logged else "")),
         (f"pers-search export {name} --out bundles/{name}{where}",
          "a serving bundle of " + ("each user's knee" if per_user else "the front's knee")),
     ]
