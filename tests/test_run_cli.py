@@ -169,3 +169,9 @@ def test_a_per_user_run_ends_with_its_next_commands_and_no_link_without_mlflow(t
     assert f"pers-search export p --out bundles/p --study-dir {tmp_path}" in said
     assert "in MLflow" not in said
     assert main(["status", "p", "--study-dir", str(tmp_path)]) == 0  # works as printed
+    # One user's trial, as the README says: that user's study, found through --study-dir <study>/users.
+    user = sorted(path.name for path in (tmp_path / "p" / "users").iterdir())[0]
+    assert main(["export", user, "--study-dir", str(tmp_path / "p" / "users"), "--pick", "trial:0",
+                 "--out", str(tmp_path / "one")]) == 0
+    served = yaml.safe_load((tmp_path / "one" / "serving.yaml").read_text())
+    assert list(served["adapters"]) == [user]  # demo ids are plain: the directory name is the user id
