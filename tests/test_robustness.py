@@ -178,7 +178,7 @@ CASES: list[Case] = [
          ("s.yaml", "not UTF-8")),
     Case("space-missing", SPACE, "a space path that does not exist",
          lambda c: ["trial", "--space", str(c.tmp / "nope.yaml")], 2,
-         ("nope.yaml: no such file and no bundled space", "milp, milp-paper, tiny")),
+         ("nope.yaml: no such file and no bundled space", "milp, milp-paper, quick, tiny")),
     Case("space-when-cycle", SPACE, "a `when:` cycle (lora.count when rag.k > 0, rag.k when lora.count > 0)",
          lambda c: ["trial", "--space", c.space("s.yaml", _cycle)], 2,
          ("must be an unconditional numeric parameter",)),

@@ -180,3 +180,51 @@ def test_a_dumb_terminal_or_a_pipe_gets_a_line_per_trial_as_it_ends(tmp_path, wh
     assert trial_lines[0][1], "the first trial's line arrives while the study still runs"
     assert all("HV " in line and "lora." in line for line, _ in trial_lines)
     assert not any("trials " in line and "of 3 finished" in line for line, _ in lines), "no panel on a dumb terminal"
+
+
+def test_run_ends_with_the_next_commands_and_the_mlflow_link(tmp_path, capsys):
+    """After the front, ``run`` prints the commands to go on with (naming a --study-dir that is not the
+    default) and the link to the study's front in MLflow, the one ``pareto`` and ``ui`` print."""
+    from search.study import Study
+    from search.tracking import study_link
+
+    studies = tmp_path / "runs"
+    assert main(["run", "n", "--space", "tiny.yaml", "--trials", "3", "--study-dir", str(studies), "--no-test",
+                 "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]) == 0
+    said = capsys.readouterr().err
+    where = f"--study-dir {studies}"
+    steps = said[said.index("next:"):].splitlines()
+    assert [line.split("#")[0].strip() for line in steps[1:5]] == [
+        f"pers-search pareto n {where}", f"pers-search resume n --trials 10 {where}",
+        f"pers-search ui n {where}", f"pers-search export n --out bundles/n {where}"]
+    link = study_link(Study.load("n", studies))
+    assert link.startswith("http://127.0.0.1:5000/#/experiments/") and link in said
+    assert steps[5] == f"the front in MLflow (start the UI first: pers-search ui n {where}):" and steps[6] == link
+    assert main(["pareto", "n", "--study-dir", str(studies)]) == 0  # the first next step works as printed
+    assert link in capsys.readouterr().out
+
+
+def test_next_steps_name_importance_once_it_has_enough_trials():
+    from search.commands.searching import next_steps
+    from search.importance import MIN_TRIALS
+
+    assert any(line.split("#")[0].strip() == "pers-search importance s" for line in next_steps("s", "studies", MIN_TRIALS))
+    per_user = [line.split("#")[0].strip() for line in next_steps("c", "studies", 2, per_user=True)[1:]]
+    assert per_user == ["pers-search status c", f"pers-search resume c --trials {MIN_TRIALS}", "pers-search ui",
+                        "pers-search export c --out bundles/c"]
+
+
+def test_a_per_user_run_ends_with_its_next_commands_and_no_link_without_mlflow(tmp_path, capsys):
+    assert main(["run", "p", "--space", "tiny.yaml", "--per-user", "--trials", "2", "--study-dir", str(tmp_path),
+                 "--no-test", "--no-mlflow"]) == 0
+    said = capsys.readouterr().err
+    assert f"pers-search status p --study-dir {tmp_path}" in said
+    assert f"pers-search export p --out bundles/p --study-dir {tmp_path}" in said
+    assert "in MLflow" not in said
+    assert main(["status", "p", "--study-dir", str(tmp_path)]) == 0  # works as printed
+    # One user's trial, as the README says: that user's study, found through --study-dir <study>/users.
+    user = sorted(path.name for path in (tmp_path / "p" / "users").iterdir())[0]
+    assert main(["export", user, "--study-dir", str(tmp_path / "p" / "users"), "--pick", "trial:0",
+                 "--out", str(tmp_path / "one")]) == 0
+    served = yaml.safe_load((tmp_path / "one" / "serving.yaml").read_text())
+    assert list(served["adapters"]) == [user]  # demo ids are plain: the directory name is the user id

@@ -114,7 +114,7 @@ def test_unknown_objective_lists_what_the_runner_reports():
 def test_errors_are_value_errors_and_search_errors(tmp_path):
     with pytest.raises(ValueError):
         load_space("no-such-space")
-    with pytest.raises(SearchError, match="give a YAML path or one of: milp, milp-paper, tiny"):
+    with pytest.raises(SearchError, match="give a YAML path or one of: milp, milp-paper, quick, tiny"):
         load_space("no-such-space")
     with pytest.raises(SpaceError, match="unknown key 'lora'"):
         load_space("milp").with_overrides(["lora=1"])

@@ -23,7 +23,7 @@ POOL_HELP = "Per-Pcs pool directory (default: found under $PERS_SEARCH_HOME/pool
 def add_space_args(p: argparse.ArgumentParser, with_pool: bool = True, space_required: bool = False) -> None:
     """The options every command that reads a space shares (``run`` must name its space)."""
     p.add_argument("--space", required=space_required, default=None if space_required else "milp.yaml",
-                   help="space YAML: a path, or a bundled name (milp.yaml, tiny.yaml, milp-paper.yaml)"
+                   help="space YAML: a path, or a bundled name (quick.yaml, milp.yaml, milp-paper.yaml, tiny.yaml)"
                         + ("" if space_required else "; default milp.yaml"))
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a parameter (lora.rank=8) or a setting (training.epochs=2); repeatable")

@@ -19,7 +19,7 @@ from runners.session import session_for
 from runners.spec import TrialSetup
 from search.api import optimize
 from search.cohort_tracking import log_cohort
-from search.commands.common import executor_from_args
+from search.commands.common import DEFAULT_STUDY_DIR, executor_from_args
 from search.commands.tables import COHORT_ROWS, front_table, print_cohort, status_command
 from search.console import table_console
 from search.optimizers import get_optimizer
@@ -28,7 +28,8 @@ from search.progress import CohortProgress, StudyProgress
 from search.setup import check_reported, user_setup
 from search.space import Space
 from search.study import Study
-from search.tracking import Tracker
+from search.importance import MIN_TRIALS
+from search.tracking import Tracker, runs_link, ui_url
 from search.trial_objective import TrialObjective
 
 ADAPTERS = "adapters"
@@ -82,6 +83,64 @@ class StudyRun:
                 self.tracker.finish(study)
         table_console().print(front_table(study))
 
+    def print_next_steps(self, completed: int, per_user: bool = False) -> None:
+        """The commands to go on with, then the link to the study's front in MLflow (when it was logged)."""
+        link = self.mlflow_link()
+        for line in next_steps(self.name, self.study_dir, completed, per_user, logged=link is not None):
+            self.console.print(line, highlight=False, soft_wrap=True)
+        if link is None:
+            return
+        uri = (self.tracker.uri or "").rstrip("/")
+        served = ui_url(uri) == uri  # an MLflow server: the link opens as it is
+        where = "" if served else f" (start the UI first: {ui_command(self.name, self.study_dir, per_user)})"
+        self.console.print(f"the front in MLflow{where}:", highlight=False, soft_wrap=True)
+        self.console.print(link, highlight=False, soft_wrap=True)
+
+    def mlflow_link(self) -> str | None:
+        """The link to the study's front in the MLflow UI (the one ``ui`` prints), or None without MLflow."""
+        if self.tracker is None or not self.tracker.experiment_id:
+            return None
+        return runs_link(ui_url(self.tracker.uri or ""), self.tracker.experiment_id, self.space.objectives)
+
+
+def study_dir_option(study_dir: str) -> str:
+    """`` --study-dir DIR`` for a command line, or '' for the default directory."""
+    return "" if Path(study_dir) == Path(DEFAULT_STUDY_DIR) else f" --study-dir {study_dir}"
+
+
+def ui_command(name: str, study_dir: str, per_user: bool = False) -> str:
+    """The ``ui`` command that serves a study's store (a per-user study: the whole default store)."""
+    return "pers-search ui" if per_user else f"pers-search ui {name}{study_dir_option(study_dir)}"
+
+
+def next_steps(name: str, study_dir: str, completed: int, per_user: bool = False, logged: bool = True) -> list[str]:
+    """The lines a finished ``run`` ends with: the commands that read, show and serve what it found.
+
+    Args:
+        name: the study's name.
+        study_dir: its ``--study-dir`` (named in the commands unless it is the default).
+        completed: its completed trials (the fewest of any user in a per-user study). ``importance``
+            needs :data:`search.importance.MIN_TRIALS`; below that the line says how to get there.
+        per_user: a per-user study (one front per user, which ``status`` shows).
+        logged: the study was logged to MLflow (its link follows these lines).
+    """
+    where = study_dir_option(study_dir)
+    if completed >= MIN_TRIALS:
+        importance = (f"pers-search importance {name}{where}", "which parameters drive each objective")
+    else:
+        importance = (f"pers-search resume {name} --trials {MIN_TRIALS}{where}",
+                      f"{MIN_TRIALS} trials; then `pers-search importance {name}` ranks the parameters")
+    steps = [
+        (f"pers-search status {name}{where}", "each user's trials and chosen point") if per_user else
+        (f"pers-search pareto {name}{where}", "the front again (--json, --csv)"),
+        importance,
+        (ui_command(name, study_dir, per_user), "the MLflow UI" + (", for the link below" if logged else "")),
+        (f"pers-search export {name} --out bundles/{name}{where}",
+         "a serving bundle of " + ("each user's knee" if per_user else "the front's knee")),
+    ]
+    width = max(len(command) for command, _ in steps)
+    return ["next:"] + [f"  {command:<{width}}  # {what}" for command, what in steps]
+
 
 def run_cohort(run: StudyRun) -> int:
     """One study whose every trial serves the whole cohort."""
@@ -99,6 +158,7 @@ def run_cohort(run: StudyRun) -> int:
                          executor=executor_from_args(run.args, run.space))
     run.finish(study, objective)
     run.console.print(f"study stored in {study.directory}")
+    run.print_next_steps(len(study.completed()))
     return 0
 
 
@@ -161,6 +221,7 @@ def run_per_user(run: StudyRun) -> int:
         log_cohort(run.tracker, cohort)
     print_cohort(cohort, rows=COHORT_ROWS, command=status_command(run.name, run.study_dir))
     run.console.print(f"per-user study stored in {cohort.directory}")
+    run.print_next_steps(min((len(s.completed()) for s in cohort.studies.values()), default=0), per_user=True)
     return 0
 
 
