@@ -216,8 +216,16 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         model = LlamaForCausalLM(tiny_config())
         tokenizer = tiny_tokenizer()
     else:
-        model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        from transformers.utils import logging as hf_logging
+
+        shown = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # a "Loading weights" bar of a fraction of a second in every log
+        try:
+            model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype)
+            tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        finally:
+            if shown:
+                hf_logging.enable_progress_bar()
     model.to(device=device, dtype=dtype)
     model.eval()
     for p in model.parameters():

@@ -36,4 +36,7 @@ def fmt_metric(values: Mapping[str, float], metric: str) -> str:
     value, se = values.get(metric), values.get(f"{metric}{SE_SUFFIX}")
     if value is None:
         return "-"
-    return fmt_value(value) if se is None else f"{fmt_value(value)} ± {se:.2g}"
+    if se is None:
+        return fmt_value(value)
+    # equal per-query values leave a rounding error of the mean as their spread (4.4e-16): shown as 0
+    return f"{fmt_value(value)} ± {0 if abs(se) <= 1e-9 * max(1.0, abs(value)) else se:.2g}"

@@ -210,7 +210,7 @@ def test_next_steps_name_importance_once_it_has_enough_trials():
 
     assert any(line.split("#")[0].strip() == "pers-search importance s" for line in next_steps("s", "studies", MIN_TRIALS))
     per_user = [line.split("#")[0].strip() for line in next_steps("c", "studies", 2, per_user=True)[1:]]
-    assert per_user == ["pers-search status c", f"pers-search resume c --trials {MIN_TRIALS}", "pers-search ui",
+    assert per_user == ["pers-search pareto c", f"pers-search resume c --trials {MIN_TRIALS}", "pers-search ui",
                         "pers-search export c --out bundles/c"]
 
 
@@ -218,10 +218,10 @@ def test_a_per_user_run_ends_with_its_next_commands_and_no_link_without_mlflow(t
     assert main(["run", "p", "--space", "tiny.yaml", "--per-user", "--trials", "2", "--study-dir", str(tmp_path),
                  "--no-test", "--no-mlflow"]) == 0
     said = capsys.readouterr().err
-    assert f"pers-search status p --study-dir {tmp_path}" in said
+    assert f"pers-search pareto p --study-dir {tmp_path}" in said
     assert f"pers-search export p --out bundles/p --study-dir {tmp_path}" in said
     assert "in MLflow" not in said
-    assert main(["status", "p", "--study-dir", str(tmp_path)]) == 0  # works as printed
+    assert main(["pareto", "p", "--study-dir", str(tmp_path)]) == 0  # works as printed
     # One user's trial, as the README says: that user's study, found through --study-dir <study>/users.
     user = sorted(path.name for path in (tmp_path / "p" / "users").iterdir())[0]
     assert main(["export", user, "--study-dir", str(tmp_path / "p" / "users"), "--pick", "trial:0",

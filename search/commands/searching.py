@@ -121,7 +121,7 @@ def next_steps(name: str, study_dir: str, completed: int, per_user: bool = False
         study_dir: its ``--study-dir`` (named in the commands unless it is the default).
         completed: its completed trials (the fewest of any user in a per-user study). ``importance``
             needs :data:`search.importance.MIN_TRIALS`; below that the line says how to get there.
-        per_user: a per-user study (one front per user, which ``status`` shows).
+        per_user: a per-user study (one front per user, which ``pareto`` pages through).
         logged: the study was logged to MLflow (its link follows these lines).
     """
     where = study_dir_option(study_dir)
@@ -131,7 +131,7 @@ def next_steps(name: str, study_dir: str, completed: int, per_user: bool = False
         importance = (f"pers-search resume {name} --trials {MIN_TRIALS}{where}",
                       f"{MIN_TRIALS} trials; then `pers-search importance {name}` ranks the parameters")
     steps = [
-        (f"pers-search status {name}{where}", "each user's trials and chosen point") if per_user else
+        (f"pers-search pareto {name}{where}", "each user's front, a page at a time (--user U, --all)") if per_user else
         (f"pers-search pareto {name}{where}", "the front again (--json, --csv)"),
         importance,
         (ui_command(name, study_dir, per_user), "the MLflow UI" + (", for the link below" if logged else "")),
