@@ -154,7 +154,8 @@ def compute(study: Study, seed: int = 0, top_layers: int = 3, front: bool = True
     if len(trials) < MIN_TRIALS:
         raise ImportanceError(f"study {study.name!r} has {len(trials)} completed trials; importances need "
                               f"{MIN_TRIALS} at least ({READABLE_TRIALS} to be worth reading); run more trials "
-                              f"(`pers-search resume {study.name} --trials {max(READABLE_TRIALS, len(trials) + 10)}`)")
+                              f"(`pers-search resume {_resumed_as(study)} --trials "
+                              f"{max(READABLE_TRIALS, len(trials) + 10)}`)")
     return _compute(study.name, study.space, trials, seed, top_layers, front)
 
 
@@ -216,3 +217,13 @@ def top_flags(space: Space, importance: Mapping[str, float], n: int) -> list[tup
     prefix = f"{masks[0]}["
     flags = [(int(k[len(prefix):-1]), v) for k, v in importance.items() if k.startswith(prefix) and v > 0]
     return sorted(flags, key=lambda item: -item[1])[:n]
+
+
+def _resumed_as(study) -> str:
+    """The name ``resume`` takes for a study: one user's study of a per-user study is resumed with its cohort."""
+    from search.per_user import COHORT_FILE, USERS_DIR
+
+    users = study.directory.parent
+    if users.name == USERS_DIR and (users.parent / COHORT_FILE).is_file():
+        return users.parent.name
+    return study.name

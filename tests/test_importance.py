@@ -119,3 +119,15 @@ def _ba(config):
 def test_bench_pair_accuracy():
     assert accuracy.pair_accuracy({"a": 2, "b": 1, "c": 0}, {"a"}, {"b", "c"}) == 1.0
     assert accuracy.pair_accuracy({"a": 0, "b": 1}, {"a"}, {"b"}) == 0.0
+
+
+def test_a_users_study_with_too_few_trials_names_the_cohorts_resume(tmp_path, capsys):
+    from search.per_user import optimize_tasks
+
+    space = parse_space("name: c\nobjectives: {q: max, cost: min}\nparameters:\n"
+                        "  a: {type: float, low: 0, high: 1}\n  b: {type: float, low: 0, high: 1}\n"
+                        "optimizer: {name: random, init_trials: 3, trials: 3, seed: 0}\n", "c.yaml")
+    optimize_tasks(space, {"u1": _ab, "u2": _ba}, study_name="few", study_dir=tmp_path)
+    assert main(["importance", "few", "--study-dir", str(tmp_path), "--user", "u1"]) == 2
+    err = capsys.readouterr().err
+    assert "`pers-search resume few --trials 30`" in err, err  # resume takes the cohort, not few/users/u1
