@@ -12,7 +12,9 @@ import os
 import re
 import sys
 import traceback
+import warnings
 from importlib import metadata
+from pathlib import Path
 from typing import Sequence
 
 from runners.errors import RunnerError
@@ -31,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     usage_reporting_off()  # no usage data from MLflow, Ray or the HF hub, in this process or those it starts
+    warnings.formatwarning = _one_line_warning
     try:
         return int(args.handler(args) or 0)
     except (SearchError, RunnerError) as err:
@@ -50,6 +53,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _unexpected(err)
 
 
+_PACKAGES = tuple(str(Path(__file__).resolve().parents[1] / package) for package in ("runners", "search"))
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """The project's own warnings as one line, ``pers-search: warning: ...`` (not the source line under it);
+    other libraries' warnings as Python prints them."""
+    if str(Path(filename).resolve()).startswith(_PACKAGES):
+        return f"pers-search: warning: {message}\n"
+    return _PYTHON_FORMAT(message, category, filename, lineno, line)
+
+
+_PYTHON_FORMAT = warnings.formatwarning
 _OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 

@@ -244,3 +244,10 @@ def test_default_cache_dir_is_read_at_call_time(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.delenv("PERS_SEARCH_HOME")
     assert default_cache_dir() == Path("~/.cache/pers-search/retrieval").expanduser()
     assert IndexCache(persist=False).directory is None
+
+
+def test_bm25_over_a_history_of_stop_words_ranks_in_stored_order():
+    """bm25s cannot index an empty vocabulary (a history of "a", "ok"); such a user still gets items."""
+    index = build("bm25", texts("a", "the", "is"))
+    assert index.top_k("what is it", 2) == [0, 1] and index.nbytes == 0
+    assert build("bm25", texts("a", "cats purr")).top_k("cats", 1) == [1]  # one item with a word: scored as ever

@@ -176,3 +176,22 @@ def test_retrieved_pefts_are_averaged_equally(tiny_pool):
         chosen = assembly.chosen(module)
         assert sorted(i for i, _ in chosen) == sorted(int(i) for i in assembly.indices[0])
         assert [w for _, w in chosen] == [0.5, 0.5]
+
+
+def test_the_projects_warnings_are_one_line(tmp_path):
+    """A warning of ours (retrieval asked for more items than a user has) prints as one line, no source line."""
+    import json
+    import subprocess
+    import sys
+
+    data = tmp_path / "short.jsonl"
+    data.write_text(json.dumps({"user_id": "u", "profile": "p", "history": [{"input": "a", "output": "b"}],
+                                "queries": [{"id": "q", "input": "x", "output": "y"}]}) + "\n")
+    done = subprocess.run([sys.executable, "-m", "search.cli", "trial", "--space", "tiny.yaml", "--data", str(data),
+                           "--users", "1", "--set", "rag.k=3", "--set", "lora.count=0"], capture_output=True, text=True,
+                          cwd=tmp_path, env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "rag.k=3 exceeds" in line]
+    assert lines and all(line.startswith("pers-search: warning: retriever") for line in lines), done.stderr
+    assert "retrieved = [" not in done.stderr  # Python's format printed the source line under it

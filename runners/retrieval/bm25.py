@@ -72,6 +72,18 @@ class BM25Index(RetrievalIndex):
         return int(sum(array.nbytes for array in arrays) + vocab)
 
 
+class UnscoredIndex(RetrievalIndex):
+    """The index of a history with no word BM25 can score: every item ties, so the first ``k`` items in
+    their stored order (how :class:`BM25Index` ranks equal scores)."""
+
+    def _rank(self, query: str, k: int) -> list[int]:
+        return list(range(min(k, self.size)))
+
+    @property
+    def nbytes(self) -> int:
+        return 0
+
+
 def _tokenize(texts: list[str], stemmer: Any) -> list[list[str]]:
     import bm25s
 
@@ -121,6 +133,9 @@ class BM25Retriever(Retriever):
         # bm25s sets its own logger to DEBUG at import, which floods any configured root handler.
         logging.getLogger("bm25s").setLevel(logging.WARNING)
         stemmer = _stemmer(self.stemmer)
+        tokens = _tokenize(corpus, stemmer)
+        if not any(tokens):  # every word is a stop word ("a", "ok"): bm25s cannot index an empty vocabulary
+            return UnscoredIndex(**common)
         model = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
-        model.index(_tokenize(corpus, stemmer), show_progress=False)
+        model.index(tokens, show_progress=False)
         return BM25Index(model, stemmer, **common)
