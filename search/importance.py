@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from search.errors import SearchError
+from search.per_user import COHORT_FILE, USERS_DIR
 from search.space import ChoiceParam, FixedParam, FloatParam, IntParam, LayerMaskParam, Space, finite
 from search.study import Study, TrialRecord
 
@@ -221,8 +222,6 @@ def top_flags(space: Space, importance: Mapping[str, float], n: int) -> list[tup
 
 def _resumed_as(study) -> str:
     """The name ``resume`` takes for a study: one user's study of a per-user study is resumed with its cohort."""
-    from search.per_user import COHORT_FILE, USERS_DIR
-
     users = study.directory.parent
     if users.name == USERS_DIR and (users.parent / COHORT_FILE).is_file():
         return users.parent.name

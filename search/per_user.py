@@ -38,6 +38,7 @@ from search.optimizers.base import AcquisitionOptions, KnownObjective, Observati
 from search.optimizers.user_transfer import cohort_summary, pooled_front
 from search.space import Space, finite
 from search.provenance import differences, provenance
+from search.report import normalized_hypervolume
 from search.study import Study, TrialState, atomic_write, check_study_name
 from search.study_driver import Callback, StudyDriver
 from search.study_lock import StudyLock, holder, lock_info
@@ -72,35 +73,38 @@ class CohortStudy:
 
     def user_rows(self) -> list[dict[str, Any]]:
         """Per user, in cohort order: its state (``done``, ``running``, ``stopped`` part-way or ``pending``),
-        trials finished and running, budget, hypervolume and knee trial (``status``'s cohort table)."""
+        trials finished and running, budget, hypervolume (raw, and the fraction of the user's own box:
+        :func:`search.report.normalized_hypervolume`) and knee trial (``status``'s cohort table)."""
         live = holder(self.directory) is not None
         rows = []
         for user in self.users:
             study = self.studies.get(user)
             if study is None:
                 rows.append({"user": user, "state": "pending", "finished": 0, "running": 0, "budget": None,
-                             "hypervolume": None, "knee": None})
+                             "hypervolume": None, "hypervolume_fraction": None, "knee": None})
                 continue
             finished = len(study.finished())
             running = sum(t.state is TrialState.RUNNING for t in study.trials)
             budget = study.space.optimizer.trials
             state = "done" if finished >= budget else "running" if running and live else "stopped"
             rows.append({"user": user, "state": state, "finished": finished, "running": running if live else 0,
-                         "budget": budget, "hypervolume": study.hypervolume(), "knee": study.knee_trial()})
+                         "budget": budget, "hypervolume": study.hypervolume(),
+                         "hypervolume_fraction": normalized_hypervolume(study), "knee": study.knee_trial()})
         return rows
 
     def overview(self, rows: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
         """The cohort at a glance: users per state, trials, storage at the knees, the spread of the users'
-        hypervolumes (each against its own reference point), the process writing it (None when none is)."""
+        HV fractions (each of its own box), the process writing it (None when none is)."""
         rows = self.user_rows() if rows is None else rows
         states = {state: sum(r["state"] == state for r in rows) for state in USER_STATES}
         storage = [float(r["knee"].values.get("storage_bytes", 0.0) or 0.0) for r in rows if r["knee"] is not None]
-        volumes = sorted(r["hypervolume"] for r in rows if r["hypervolume"] is not None and r["finished"])
+        volumes = sorted(r["hypervolume_fraction"] for r in rows if r["hypervolume_fraction"] is not None
+                         and r["finished"])
         return {"study": self.name, "users": len(rows), **states,
                 "trials_finished": sum(r["finished"] for r in rows), "trials_running": sum(r["running"] for r in rows),
                 "trials_budget": sum(r["budget"] or self.trials for r in rows),
                 "total_storage_bytes": sum(storage), "storage_per_user": _spread(storage),
-                "hypervolume": _spread(volumes), "writer": lock_info(self.directory)}
+                "hypervolume_fraction": _spread(volumes), "writer": lock_info(self.directory)}
 
 
 USER_STATES = ("done", "running", "stopped", "pending")

@@ -299,7 +299,7 @@ def test_status_of_a_cohort_is_a_summary_and_a_paged_table(tmp_path, capsys):
     lines = out.splitlines()
     assert lines[0] == "per-user study big: 25 users: 22 done, 0 running, 1 stopped part-way, 2 pending"
     assert lines[1] == "trials: 45 finished of 50, 0 running"
-    assert "hypervolume per user (each against its own reference point): median " in out
+    assert "HV per user (the share of each user's box from its reference point to the ideal point): median " in out
     assert "no process is writing it; `pers-search resume` continues it" in out
     assert "users 1-20 of 25" in out and "user19" in out and "user20" not in out
     assert f"next page: `pers-search status big --study-dir {studies} --page 2` (page 1 of 2" in out

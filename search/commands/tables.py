@@ -122,11 +122,11 @@ def cohort_summary(overview: Mapping[str, Any]) -> list[str]:
     if storage is not None:
         lines.append(f"storage at the knees: {_bytes(o['total_storage_bytes'])} in all; per user median "
                      f"{_bytes(storage['median'])} (min {_bytes(storage['min'])}, max {_bytes(storage['max'])})")
-    volume = o["hypervolume"]
+    volume = o["hypervolume_fraction"]
     if volume is not None:
-        lines.append(f"hypervolume per user (each against its own reference point): median {volume['median']:.4g}, "
-                     f"quartiles {volume['q1']:.4g}-{volume['q3']:.4g}, min {volume['min']:.4g}, "
-                     f"max {volume['max']:.4g}")
+        lines.append(f"HV per user (the share of each user's box from its reference point to the ideal point): "
+                     f"median {volume['median']:.3f}, quartiles {volume['q1']:.3f}-{volume['q3']:.3f}, "
+                     f"min {volume['min']:.3f}, max {volume['max']:.3f}")
     writer = o["writer"]
     if writer is None:
         lines.append("no process is writing it" + ("; `pers-search resume` continues it" if o["stopped"] or o["pending"]
@@ -154,13 +154,14 @@ def cohort_table(cohort: CohortStudy, rows: Sequence[Mapping[str, Any]] | None =
         title = (f"per-user study {cohort.name}: {len(cohort.users)} users, total storage "
                  f"{fmt_value(summary['total_storage_bytes'])} bytes at the knees")
     table = Table(title=title)
-    for column in ("#", "user", "state", "trials", "hypervolume", "knee trial", *objectives):
+    for column in ("#", "user", "state", "trials", "HV", "knee trial", *objectives):
         table.add_column(column, justify="right" if column == "#" else "left")
     for place, row in enumerate(rows, first + 1):
         knee = row["knee"]
         trials = "-" if row["budget"] is None else f"{row['finished']}/{row['budget']}" + (
             f" (+{row['running']} running)" if row["running"] else "")
-        table.add_row(str(place), row["user"], row["state"], trials, fmt_value(row["hypervolume"]),
+        table.add_row(str(place), row["user"], row["state"], trials,
+                      "-" if row["hypervolume_fraction"] is None else f"{row['hypervolume_fraction']:.3f}",
                       "-" if knee is None else str(knee.number),
                       *(fmt_metric(knee.values, m) if knee else "-" for m in objectives))
     return table
