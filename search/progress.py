@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 from rich.live import Live
 from rich.table import Table
@@ -25,7 +26,25 @@ from search.study import Study, TrialRecord, TrialState
 from search.suggest_notes import describe_notes, suggested_line
 
 
-class StudyProgress:
+class _LivePanel:
+    """A progress display that may hold a rich ``Live`` panel (``self.live``, None without one): entering
+    starts it, leaving stops it and ends its last line."""
+
+    console: Any
+    live: Live | None
+
+    def __enter__(self):
+        if self.live is not None:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+            self.console.print()  # the panel's last line must not run into what follows
+
+
+class StudyProgress(_LivePanel):
     """A study callback (see :func:`search.api.optimize`) that shows progress.
 
     Args:
@@ -50,16 +69,6 @@ class StudyProgress:
         self.started = time.perf_counter()
         self.live = Live(self._panel(), console=console, refresh_per_second=1, transient=False,
                          get_renderable=self._panel) if live_panel(console) and panel else None
-
-    def __enter__(self) -> "StudyProgress":
-        if self.live is not None:
-            self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.live is not None:
-            self.live.__exit__(*exc)
-            self.console.print()  # the panel's last line must not run into what follows
 
     # ----------------------------------------------------------------- callbacks
     def trial_started(self, study: Study, trial: TrialRecord, slot: int) -> None:
@@ -133,7 +142,7 @@ class StudyProgress:
         return table
 
 
-class CohortProgress:
+class CohortProgress(_LivePanel):
     """A per-user study's display: one live panel for the cohort on a terminal, lines elsewhere.
 
     The panel shows the users done, running and to go, the trials finished, every trial in flight
@@ -159,16 +168,6 @@ class CohortProgress:
         self.started = time.perf_counter()
         self.live = Live(self._panel(), console=console, refresh_per_second=1, transient=False,
                          get_renderable=self._panel) if live_panel(console) else None
-
-    def __enter__(self) -> "CohortProgress":
-        if self.live is not None:
-            self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.live is not None:
-            self.live.__exit__(*exc)
-            self.console.print()
 
     def user(self, task: str) -> StudyProgress:
         """The study callback of a user that starts (its lines and failures start with the user's id)."""
