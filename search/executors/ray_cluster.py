@@ -133,13 +133,26 @@ class RayExecutor(Executor):
         return out
 
     def cancel(self) -> None:
-        """Cancel every task in flight (force: their workers are killed)."""
-        for ref in list(self._refs):
-            self.ray.cancel(ref, force=True)
+        """Cancel every task still running (force: their workers are killed); finished ones are dropped.
+
+        Cancelling a task that finishes at that moment can crash Ray's core worker (a failed check,
+        "Tried to complete task that was not pending", seen under load), so the finished ones are
+        left out first.
+        """
+        refs = list(self._refs)
         self._refs.clear()
+        if not refs:
+            return
+        _, running = self.ray.wait(refs, num_returns=len(refs), timeout=0)
+        for ref in running:
+            self.ray.cancel(ref, force=True)
 
     def close(self) -> None:
-        """Cancel what is in flight; shut Ray down if this executor started it."""
-        self.cancel()
+        """Stop what is in flight and shut Ray down if this executor started it (the shutdown ends its
+        workers, tasks included, with no cancel racing a task that finishes); on a cluster it did not
+        start, cancel the tasks still running."""
         if self._owns_ray and self.ray.is_initialized():
+            self._refs.clear()
             self.ray.shutdown()
+        else:
+            self.cancel()
