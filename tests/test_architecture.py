@@ -56,7 +56,7 @@ def _source_imports(module: str, source: str, known: set[str]):
                     yield alias.name, child.lineno, in_function
             elif isinstance(child, ast.ImportFrom):
                 target = _resolve(module, child)
-                for alias in child.names:  # ``from search import plots`` imports the module search.plots
+                for alias in child.names:  # ``from search.tracking import plots`` imports the module search.tracking.plots
                     full = f"{target}.{alias.name}"
                     yield (full if full in known else target), child.lineno, in_function
             yield from visit(child, inner)

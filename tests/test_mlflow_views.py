@@ -13,19 +13,20 @@ import pytest
 
 from search.api import optimize
 from search.config_view import count_key
-from search.mlflow_views import (
+from search.space import load_space, parse_space
+from search.tracking.links import DESCRIPTION_TAG, SHARED_VIEW_TAG
+from search.tracking.tracker import Tracker
+from search.tracking.views import (
     CHARTS_VIEW_PREFIX,
-    DESCRIPTION_TAG,
     HYPERVOLUME_METRIC,
     KNEE_COLUMN,
     SECTIONS,
     charts_view_key,
     chart_state,
+    front_view_key,
     readable_params,
     scatter_pairs,
 )
-from search.space import load_space, parse_space
-from search.tracking import SHARED_VIEW_TAG, Tracker, front_view_key
 from toy_study import objective, toy_space_text
 
 MLFLOW_EXPERIMENT_TAG_LIMIT = 20000  # mlflow.utils.validation.MAX_EXPERIMENT_TAG_VAL_LENGTH in MLflow 3.17

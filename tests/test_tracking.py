@@ -14,16 +14,10 @@ from search.api import optimize
 from search.report import hypervolume_curve, hypervolume_fraction_curve, normalized_hypervolume
 from search.space import parse_space
 from search.study import Study
-from search.tracking import (
-    RECORD_FILE,
-    SHARED_VIEW_TAG,
-    Tracker,
-    TrackingError,
-    front_view_key,
-    read_record,
-    resolve_tracking_uri,
-    runs_link,
-)
+from search.tracking.links import SHARED_VIEW_TAG, runs_link
+from search.tracking.store import RECORD_FILE, TrackingError, read_record, resolve_tracking_uri
+from search.tracking.tracker import Tracker
+from search.tracking.views import front_view_key
 
 SPACE = """
 name: toy
