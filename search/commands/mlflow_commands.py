@@ -135,8 +135,9 @@ def cmd_ui(args) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning[/]: --host {args.host} exposes the MLflow UI, with no login, to every "
                       "machine that can reach this one; leave --host out to keep it on 127.0.0.1")
+    # the server's output goes to stderr: stdout carries the link only
     with _stop_on_signals() as stop, ui_server(uri, args.host, args.port, stdout=_stderr_fd()) as proc:
-        with console.status(f"starting the MLflow UI on {uri}"):  # stdout carries the link only
+        with console.status(f"starting the MLflow UI on {uri}"):
             wait_until_up(url, proc, stop=stop)
         if stop.is_set():
             return 0
