@@ -104,7 +104,7 @@ def preload(work: Path) -> None:
     torch.set_num_threads(1)  # no OpenMP thread team in the parent: forking stays safe
     import matplotlib  # noqa: F401 - warm imports for the children
     import mlflow.tracking  # noqa: F401
-    import search.plots  # noqa: F401
+    import search.tracking.plots  # noqa: F401
     from search.cli import build_parser
     from search.commands.common import space_from_args
     from search.setup import bind_to_model

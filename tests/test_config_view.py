@@ -145,7 +145,7 @@ def test_tables_show_ranges_yes_no_and_no_idle_settings(study):
 def test_mlflow_params_carry_only_what_ran(study, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from search.tracking import Tracker
+    from search.tracking.tracker import Tracker
 
     store = f"sqlite:///{tmp_path}/mlflow.db"
     tracker = Tracker(store).connect(study.name, study.directory.parent)

@@ -151,7 +151,7 @@ def test_stopped_trials_are_marked_in_their_line_status_and_mlflow(tmp_path, cap
 
     from search.cli import main
     from search.progress import StudyProgress
-    from search.tracking import Tracker
+    from search.tracking.tracker import Tracker
 
     store = f"sqlite:///{tmp_path}/mlflow.db"
     tracker = Tracker(store, artifact_budget=0.0).connect("marks", tmp_path)

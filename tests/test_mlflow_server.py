@@ -9,11 +9,11 @@ import urllib.request
 import pytest
 
 from search.api import optimize
-from search.commands.mlflow_commands import running_server
 from search.config_view import layer_ranges
 from search.space import parse_space
 from search.study import Study
-from search.tracking import Tracker
+from search.tracking.tracker import Tracker
+from live_server import running_server
 from toy_study import free_port, objective, toy_space_text
 
 SPACE = toy_space_text("served", trials=4, seed=5)

@@ -24,8 +24,9 @@ import pytest
 
 from search.api import optimize
 from search.space import parse_space
-from search.tracking import Tracker, TrackingUsageError, check_reachable
-from search.usage_reporting import SWITCHES, usage_reporting_off
+from search.tracking.store import TrackingUsageError, check_reachable
+from search.tracking.tracker import Tracker
+from search.tracking.usage_reporting import SWITCHES, usage_reporting_off
 from toy_study import free_port, objective, toy_space_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +97,7 @@ socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
 # in a thread), and the client's state on a second line for the failure message.
 TELEMETRY_PROBE = """
 import json, os, sys, time
-from search.tracking import Tracker
+from search.tracking.tracker import Tracker
 Tracker(sys.argv[1]).connect("probe", sys.argv[2])
 from mlflow.telemetry import get_telemetry_client
 from mlflow.telemetry.utils import is_telemetry_disabled
@@ -242,7 +243,7 @@ def test_the_ui_server_runs_with_telemetry_off_and_tries_no_network(tmp_path):
 
 
 # --------------------------------------------------------------------------- store creation
-CONNECT = "import sys; from search.tracking import Tracker; Tracker(sys.argv[1]).connect(sys.argv[2], sys.argv[3])"
+CONNECT = "import sys; from search.tracking.tracker import Tracker; Tracker(sys.argv[1]).connect(sys.argv[2], sys.argv[3])"
 
 
 def _together(commands: list[list[str]], cwd: Path, env: dict[str, str] | None = None) -> list[tuple[int, str]]:

@@ -13,19 +13,20 @@ import pytest
 
 from search.api import optimize
 from search.config_view import count_key
-from search.mlflow_views import (
+from search.space import load_space, parse_space
+from search.tracking.links import DESCRIPTION_TAG, SHARED_VIEW_TAG, run_page, save_view, training_page
+from search.tracking.tracker import Tracker
+from search.tracking.views import (
     CHARTS_VIEW_PREFIX,
-    DESCRIPTION_TAG,
     HYPERVOLUME_METRIC,
     KNEE_COLUMN,
     SECTIONS,
     charts_view_key,
     chart_state,
+    front_view_key,
     readable_params,
     scatter_pairs,
 )
-from search.space import load_space, parse_space
-from search.tracking import SHARED_VIEW_TAG, Tracker, front_view_key
 from toy_study import objective, toy_space_text
 
 MLFLOW_EXPERIMENT_TAG_LIMIT = 20000  # mlflow.utils.validation.MAX_EXPERIMENT_TAG_VAL_LENGTH in MLflow 3.17
@@ -153,3 +154,27 @@ def _layers_on(ranges: str) -> int:
         return 0
     spans = [part.split("-") for part in ranges.split(",")]
     return sum(int(span[-1]) - int(span[0]) + 1 for span in spans)
+
+
+def test_save_view_writes_the_shared_view_tag_once_as_compact_json(logged):
+    """The one write through MLflow UI internals: ``mlflow.sharedViewState.<key>`` holds the state as
+    compact JSON, and an unchanged state is not written again."""
+    _, tracker, client = logged
+    state = {"searchFilter": 'tags.pareto = "true"', "selectedColumns": ["metrics.`quality`"]}
+    tags = client.get_experiment(tracker.experiment_id).tags
+    assert save_view(client, tracker.experiment_id, "probe", state, tags) is True
+    tags = client.get_experiment(tracker.experiment_id).tags
+    assert tags["mlflow.sharedViewState.probe"] == '{"searchFilter":"tags.pareto = \\"true\\"",' \
+                                                    '"selectedColumns":["metrics.`quality`"]}'
+    assert json.loads(tags["mlflow.sharedViewState.probe"]) == state
+    assert save_view(client, tracker.experiment_id, "probe", state, tags) is False, "unchanged: no write"
+    assert save_view(client, tracker.experiment_id, "probe", {**state, "orderByAsc": True}, tags) is True
+    assert json.loads(client.get_experiment(tracker.experiment_id).tags["mlflow.sharedViewState.probe"])[
+        "orderByAsc"] is True
+
+
+def test_every_link_opens_the_model_training_pages():
+    assert training_page("#/experiments") == "#/experiments?workflowType=machine_learning"
+    assert training_page("#/experiments/3/runs", {"viewStateShareKey": "k", "compareRunsMode": "CHART"}) == \
+        "#/experiments/3/runs?viewStateShareKey=k&compareRunsMode=CHART&workflowType=machine_learning"
+    assert run_page("3", "abc") == "#/experiments/3/runs/abc?workflowType=machine_learning"

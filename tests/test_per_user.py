@@ -143,7 +143,7 @@ def test_warm_start_points_are_marked_in_lines_status_study_json_and_mlflow(tmp_
     from search.per_user import TaskHooks
     from search.progress import StudyProgress
     from search.study import Study
-    from search.tracking import Tracker
+    from search.tracking.tracker import Tracker
 
     store = f"sqlite:///{tmp_path}/mlflow.db"
     cohort_tracker = Tracker(store, artifact_budget=0.0).connect("w", tmp_path)

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from search.plots import (
+from search.tracking.plots import (
     Point,
     axis_label,
     hypervolume_png,

@@ -186,7 +186,7 @@ def test_run_ends_with_the_next_commands_and_the_mlflow_link(tmp_path, capsys):
     """After the front, ``run`` prints the commands to go on with (naming a --study-dir that is not the
     default) and the link to the study's front in MLflow, the one ``pareto`` and ``ui`` print."""
     from search.study import Study
-    from search.tracking import study_link
+    from search.tracking.links import study_link
 
     studies = tmp_path / "runs"
     assert main(["run", "n", "--space", "tiny.yaml", "--trials", "3", "--study-dir", str(studies), "--no-test",

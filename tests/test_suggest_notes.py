@@ -16,7 +16,7 @@ from search.progress import StudyProgress
 from search.space import parse_space
 from search.study import Study
 from search.suggest_notes import describe_notes, mlflow_tags
-from search.tracking import Tracker
+from search.tracking.tracker import Tracker
 
 SPACE = """
 name: noted

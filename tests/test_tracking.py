@@ -14,16 +14,10 @@ from search.api import optimize
 from search.report import hypervolume_curve, hypervolume_fraction_curve, normalized_hypervolume
 from search.space import parse_space
 from search.study import Study
-from search.tracking import (
-    RECORD_FILE,
-    SHARED_VIEW_TAG,
-    Tracker,
-    TrackingError,
-    front_view_key,
-    read_record,
-    resolve_tracking_uri,
-    runs_link,
-)
+from search.tracking.links import SHARED_VIEW_TAG, runs_link
+from search.tracking.store import RECORD_FILE, TrackingError, read_record, resolve_tracking_uri
+from search.tracking.tracker import Tracker
+from search.tracking.views import front_view_key
 
 SPACE = """
 name: toy
@@ -360,3 +354,31 @@ def test_a_stop_while_a_trial_run_is_logged_leaves_no_running_run_and_one_run_pe
     assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
     trials = [int(r.data.tags["pers_search.trial"]) for r in runs if r.data.tags.get("pers_search.role") == "trial"]
     assert sorted(trials) == [0, 1, 2]  # the deleted half-logged run is not listed
+
+
+def test_runs_beside_the_study_are_made_logged_and_ended_by_the_tracker(tmp_path, store, client, capfd):
+    """The cohort run and the registry's runs go through the tracker: create, log, tag, end (quietly), find."""
+    tracker = Tracker(store).connect("beside", tmp_path)
+    first = tracker.create_run({"mlflow.runName": "beside (cohort)", "pers_search.role": "cohort"},
+                               start_time=int(time.time() * 1000) - 60_000)
+    second = tracker.create_run({"pers_search.role": "cohort"})
+    tracker.log_values(first, metrics={"n_users": 3, "total_storage_bytes": 1.5e6}, tags={"users": "u" * 6000})
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "summary.json").write_text("{}", encoding="utf-8")
+    tracker.log_files(first, tmp_path / "files", "serving")
+    tracker.set_run_tag(first, "registered_model", "m/1")
+    tracker.end_run(first, "FINISHED")
+    run = client.get_run(first)
+    assert run.info.status == "FINISHED" and run.info.end_time is not None
+    assert run.data.metrics == {"n_users": 3.0, "total_storage_bytes": 1.5e6}
+    assert run.data.tags["users"] == "u" * 5000, "a tag is cut to MLflow's length"
+    assert run.data.tags["registered_model"] == "m/1"
+    assert [f.path for f in client.list_artifacts(first, "serving")] == ["serving/summary.json"]
+    assert tracker.artifact_uri(first) == run.info.artifact_uri
+    assert "View run" not in capfd.readouterr().out, "ending a run prints nothing on stdout"
+    assert tracker.find_run("cohort") == first, "the first-started run of the role"
+    assert tracker.find_run("nobody") is None
+    tracker.reopen(first)
+    assert client.get_run(first).info.status == "RUNNING"
+    client.delete_run(second)
+    assert tracker.is_usable(first) and not tracker.is_usable(second) and not tracker.is_usable("0" * 32)

@@ -16,10 +16,11 @@ import pytest
 
 from search.api import optimize
 from search.cli import main
-from search.commands.mlflow_commands import port_in_use
 from search.space import parse_space
 from search.study import Study
-from search.tracking import read_record, runs_link
+from search.tracking.links import runs_link
+from search.tracking.server import port_in_use
+from search.tracking.store import read_record
 from toy_study import free_port, objective, toy_space_text
 
 ROOT = Path(__file__).resolve().parents[1]

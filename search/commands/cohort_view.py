@@ -30,7 +30,8 @@ from search.errors import UsageError
 from search.per_user import CohortStudy
 from search.report import box_text, front_rows, hv_text, normalized_hypervolume, rows_to_csv
 from search.study import Study
-from search.tracking import read_record, study_link
+from search.tracking.links import study_link
+from search.tracking.store import read_record
 
 
 def add_cohort_args(p: argparse.ArgumentParser, what: str) -> None:

@@ -13,7 +13,7 @@ import re
 from runners.files import safe_name
 from search.executors import EXECUTORS, Executor, make_executor
 from search.space import Space, load_space
-from search.tracking import Tracker
+from search.tracking.tracker import Tracker
 
 DEFAULT_STUDY_DIR = "studies"
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

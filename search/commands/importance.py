@@ -90,7 +90,7 @@ def _layers_caption(found: Importance) -> str | None:
 
 
 def _plot(found: Importance, path: str) -> None:
-    from search.plots import importance_png  # matplotlib: only when a plot is asked for
+    from search.tracking.plots import importance_png  # matplotlib: only when a plot is asked for
 
     target = Path(path)
     if target.exists():

@@ -2,51 +2,33 @@
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from contextlib import contextmanager
 from typing import Iterator
 
 from search.commands.common import POOL_HELP, add_study_dir, at_least, study_name
 from search.commands.cohort_view import add_cohort_args, pareto_cohort, pareto_json, print_pareto, refuse_user_option
-from search.commands.tables import front_table
 from search.config_view import describe
-from search.console import status_console, table_console
+from search.console import status_console
 from search.export import export_bundle, export_cohort, summary_lines
-from search.mlflow_views import charts_view_key, run_page, runs_page
 from search.per_user import is_cohort, load_cohort
 from search.report import front_rows, rows_to_csv
 from search.study import Study
-from search.tracking import (
-    RECORD_FILE,
-    WORKFLOW_PARAM,
-    WORKFLOW_TRAINING,
-    Tracker,
-    TrackingError,
-    TrackingUsageError,
-    artifact_root,
-    check_reachable,
-    open_client,
-    read_record,
-    resolve_tracking_uri,
-    runs_link,
-    set_front_view,
-    sqlite_path,
+from search.tracking.links import ensure_front_view, experiments_link, run_page, runs_link, runs_page
+from search.tracking.server import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    ready_store,
+    ui_server,
+    wait_until_up,
+    wait_while_running,
 )
-from search.usage_reporting import usage_reporting_off
-
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 5000
+from search.tracking.store import RECORD_FILE, read_record, resolve_tracking_uri, study_store
+from search.tracking.tracker import log_read_only
+from search.tracking.views import charts_view_key
 
 
 def add_parsers(sub) -> None:
@@ -95,134 +77,6 @@ def add_parsers(sub) -> None:
     p.set_defaults(handler=cmd_export)
 
 
-def server_command(uri: str, host: str, port: int) -> list[str]:
-    """The ``mlflow server`` command line for a store (one worker; local artifacts served)."""
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host,
-           "--port", str(port), "--workers", "1"]
-    root = artifact_root(uri)
-    if root is not None:
-        cmd += ["--artifacts-destination", str(root)]
-    return cmd
-
-
-def port_in_use(host: str, port: int) -> bool:
-    """True when something already listens on ``host:port`` (a bind as the server would do fails)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT is no conflict
-        try:
-            probe.bind((host, port))
-        except OSError as err:
-            if err.errno in (errno.EADDRINUSE, errno.EACCES):
-                return True
-            raise TrackingUsageError(f"--host {host} --port {port}: cannot bind ({err}); pass another --host") from err
-    return False
-
-
-def start_server(uri: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **popen: object) -> subprocess.Popen:
-    """Start ``mlflow server`` on a store in its own process group (stop it with :func:`stop_server`).
-
-    Raises:
-        TrackingError: the port is taken (another server would answer in its place).
-    """
-    if port_in_use(host, port):
-        raise TrackingUsageError(f"port {port} on {host} is in use by another program, so the MLflow UI cannot start "
-                            f"there; pass a free --port (e.g. --port {port + 1}) or stop the program on {port}")
-    given = popen.pop("env", None)
-    env = dict(os.environ if given is None else given)
-    usage_reporting_off(env)  # the server imports MLflow afresh: its telemetry is off unless the user set it
-    return subprocess.Popen(server_command(uri, host, port), start_new_session=True, env=env, **popen)
-
-
-def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 120.0,
-                  stop: threading.Event | None = None) -> None:
-    """Wait until the server at ``url`` answers its health check (or ``stop`` is set: then return).
-
-    Raises:
-        TrackingError: the server exited, or did not answer within ``timeout`` seconds.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if stop is not None and stop.is_set():
-            return
-        if proc.poll() is not None:
-            raise TrackingError(f"mlflow server for {url} exited with code {proc.returncode}; see its output above")
-        try:
-            with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=2) as response:
-                if response.status == 200 and proc.poll() is None:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    raise TrackingError(f"mlflow server for {url} did not answer within {timeout:.0f} s; is the port {url} free?")
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def stop_server(proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    """Stop a server started by :func:`start_server` and every process it started.
-
-    SIGTERM goes to the server's process group (uvicorn, the job runner and its huey consumers);
-    whatever is still there after ``timeout`` seconds gets SIGKILL. Returns once the group is
-    empty, so no worker outlives the call.
-    """
-    pgid = proc.pid  # start_new_session: the server leads its own group
-    if not _group_alive(pgid):
-        proc.poll()
-        return
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        proc.poll()
-        if not _group_alive(pgid):
-            return
-        time.sleep(0.1)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=timeout)
-    while _group_alive(pgid) and time.monotonic() < deadline + timeout:
-        time.sleep(0.1)
-
-
-@contextmanager
-def running_server(uri: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, log: str | None = None,
-                   timeout: float = 120.0) -> Iterator[str]:
-    """Run ``mlflow server`` on a store for the ``with`` block; yields its URL; always stops it.
-
-    Args:
-        uri: the backend store URI.
-        host: interface to bind.
-        port: port to listen on.
-        log: file that receives the server's output (default: inherited).
-        timeout: seconds to wait for the server to answer.
-    """
-    handle = open(log, "w", encoding="utf-8") if log else None
-    try:
-        proc = start_server(uri, host, port, stdout=handle, stderr=subprocess.STDOUT if handle else None)
-        try:
-            url = f"http://{host}:{port}"
-            wait_until_up(url, proc, timeout)
-            yield url
-        finally:
-            stop_server(proc)
-    finally:
-        if handle:
-            handle.close()
-
-
 @contextmanager
 def _stop_on_signals(signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)) -> Iterator[threading.Event]:
     """Within the block, SIGINT (Ctrl-C), SIGTERM and SIGHUP set the yielded event instead of
@@ -240,29 +94,12 @@ def _ui_study(args, console) -> tuple[Study, dict, str]:
     """The study of ``ui STUDY``, its MLflow record (logging it first if it never was) and store URI."""
     study = Study.load(args.study, args.study_dir)
     record = read_record(study.directory)
-    if args.tracking_uri or not record.get("tracking_uri"):
-        uri = resolve_tracking_uri(args.tracking_uri)
-    else:
-        uri = record["tracking_uri"]
+    uri = study_store(record, args.tracking_uri)
     if record.get("tracking_uri") != uri or not record.get("experiment_id"):
         console.print(f"logging study {study.name} to {uri} (no {RECORD_FILE} for this store yet; the study "
                       "directory is left as it is)")
-        tracker = Tracker(uri, artifact_budget=0.0)
-        tracker.connect(study.name, study.directory.parent)
-        tracker.finish(study)
-        record = {"tracking_uri": uri, "experiment_id": tracker.experiment_id, "parent_run_id": tracker.parent_run_id}
+        record = log_read_only(study, uri)
     return study, record, uri
-
-
-def _front_view_on(uri: str, study: Study, experiment_id: str) -> None:
-    """Make sure the study's experiment carries its front view (studies logged before it existed)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        set_front_view(open_client(uri), experiment_id, study.space)
-    except MlflowException as err:
-        raise TrackingError(f"{study.directory / RECORD_FILE}: experiment_id {experiment_id!r} is not in {uri} "
-                            f"({err.message}); delete the file to log the study again, or pass --tracking-uri") from err
 
 
 def _stderr_fd() -> int | None:
@@ -280,48 +117,40 @@ def cmd_ui(args) -> int:
         study, record, uri = _ui_study(args, console)
     else:
         uri = resolve_tracking_uri(args.tracking_uri)
-    check_reachable(uri)
-    if sqlite_path(uri) is not None:
-        open_client(uri)  # a new store is made under its lock here: the server takes none
+    ready_store(uri)
     remote = uri.startswith(("http://", "https://"))
-    if study is not None and remote:
-        _front_view_on(uri, study, record["experiment_id"])
+    if study is not None:
+        ensure_front_view(uri, study, record["experiment_id"])
 
     def link(base: str) -> str:
         if study is None:
-            return f"{base}/#/experiments?{urllib.parse.urlencode({WORKFLOW_PARAM: WORKFLOW_TRAINING})}"
+            return experiments_link(base)
         return runs_link(base, record["experiment_id"], study.space.objectives)
 
     if remote:
         console.print(f"the tracking store is an MLflow server already: open {uri}")
         print(link(uri.rstrip("/")), flush=True)
         return 0
-    if study is not None:
-        _front_view_on(uri, study, record["experiment_id"])
     url = f"http://{args.host}:{args.port}"
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning[/]: --host {args.host} exposes the MLflow UI, with no login, to every "
                       "machine that can reach this one; leave --host out to keep it on 127.0.0.1")
-    with _stop_on_signals() as stop:
-        proc = start_server(uri, args.host, args.port, stdout=_stderr_fd())  # stdout carries the link only
-        try:
-            with console.status(f"starting the MLflow UI on {uri}"):
-                wait_until_up(url, proc, stop=stop)
-            if stop.is_set():
-                return 0
-            what = f"the front of {study.name}" if study else "the experiments"
-            console.print(f"[bold]MLflow UI[/] on {uri}: {url}  (Ctrl-C stops it); {what}:")
-            print(link(url), flush=True)
-            if study is not None:
-                _print_study_pages(console, url, study, record)
-            while proc.poll() is None and not stop.is_set():
-                stop.wait(0.5)
-            if stop.is_set():
-                return 0
-            console.print(f"[red]the MLflow server stopped by itself (exit code {proc.returncode})[/]")
-            return proc.returncode or 1
-        finally:
-            stop_server(proc)
+    # the server's output goes to stderr: stdout carries the link only
+    with _stop_on_signals() as stop, ui_server(uri, args.host, args.port, stdout=_stderr_fd()) as proc:
+        with console.status(f"starting the MLflow UI on {uri}"):
+            wait_until_up(url, proc, stop=stop)
+        if stop.is_set():
+            return 0
+        what = f"the front of {study.name}" if study else "the experiments"
+        console.print(f"[bold]MLflow UI[/] on {uri}: {url}  (Ctrl-C stops it); {what}:")
+        print(link(url), flush=True)
+        if study is not None:
+            _print_study_pages(console, url, study, record)
+        wait_while_running(proc, stop)
+        if stop.is_set():
+            return 0
+        console.print(f"[red]the MLflow server stopped by itself (exit code {proc.returncode})[/]")
+        return proc.returncode or 1
 
 
 def _print_study_pages(console, url: str, study: Study, record: dict) -> None:

@@ -18,7 +18,6 @@ from runners.data.splits import SplitCounts
 from runners.session import session_for
 from runners.spec import TrialSetup
 from search.api import optimize
-from search.cohort_tracking import log_cohort
 from search.commands.common import DEFAULT_STUDY_DIR, executor_from_args
 from search.commands.tables import COHORT_ROWS, front_table, print_cohort, status_command
 from search.console import table_console
@@ -29,7 +28,9 @@ from search.setup import check_reported, user_setup
 from search.space import Space
 from search.study import Study
 from search.importance import MIN_TRIALS
-from search.tracking import Tracker, runs_link, ui_url
+from search.tracking.cohort import log_cohort
+from search.tracking.links import runs_link, ui_url
+from search.tracking.tracker import Tracker
 from search.trial_objective import TrialObjective
 
 ADAPTERS = "adapters"

@@ -4,8 +4,8 @@ Modules: :mod:`.pick` (pick expressions), :mod:`.bundle` (the one bundle writer,
 bundle), :mod:`.cohort` (a per-user study's bundle: each user's pick, the per-user part of the
 manifest), :mod:`.manifest` (``serving.yaml`` and its vocabulary), :mod:`.vllm` (ranks and their
 buckets, zero-padding, how ``vllm.sh`` serves), :mod:`.summary` (``summary.json``), :mod:`.prompt`
-(the trial's prompt, rebuilt from a bundle), :mod:`.registry` (the MLflow model registry),
-:mod:`.bundle_files` (what an export owns in its directory).
+(the trial's prompt, rebuilt from a bundle), :mod:`.bundle_files` (what an export owns in its directory);
+the MLflow model registry is :mod:`search.tracking.registry`.
 
 The serving bundle written by :func:`export_bundle` (or :func:`export_cohort`) into ``DIR``; every
 path it names is relative to ``DIR``, so the bundle works wherever it is copied. ``<name>`` is the

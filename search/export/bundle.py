@@ -11,7 +11,7 @@ of ``--out`` (:mod:`search.export.bundle_files`):
 2. the base model (unless ``--base-model``), and every adapter pointed at it;
 3. when ``vllm.sh`` lists the adapters (a few of them), their zero-padded copies under ``vllm/``;
 4. ``request.json``, ``trial.json``, ``vllm.sh`` (:mod:`search.export.vllm`) and ``summary.json``;
-5. with ``--register``, a reserved model version (:mod:`search.export.registry`);
+5. with ``--register``, a reserved model version (:mod:`search.tracking.registry`);
 6. ``serving.yaml``, once, last, atomically;
 
 then, with ``--register``, logs the bundle to the version's run, and moves it into ``--out``
@@ -45,15 +45,15 @@ from search.export.bundle_files import (
 from search.export.manifest import REQUEST_FILE, ServedAdapter, serving_manifest, write_yaml
 from search.export.pick import Pick, pick_trial
 from search.export.prompt import MANIFEST, completion_request, personalized_prompt, profile_path, write_profile
-from search.export.registry import (
-    Registration, connect_tracker, log_bundle, reserve_version, trial_run, withdraw,
-)
 from search.export.summary import SUMMARY_FILE, bundle_summary
 from search.export.vllm import SCRIPT, ServingPlan, loads_on_demand, pad_adapter, serving_plan, vllm_script
 from search.per_user import COHORT_FILE, USERS_DIR, read_cohort_file
 from search.setup import trial_setup, user_setup
 from search.study import Study, TrialRecord
-from search.tracking import Tracker
+from search.tracking.registry import (
+    Registration, connect_tracker, log_bundle, reserve_version, trial_run, withdraw,
+)
+from search.tracking.tracker import Tracker
 
 TRIAL_FILE = "trial.json"
 BUNDLE_ENTRIES = (MANIFEST, SCRIPT, TRIAL_FILE, REQUEST_FILE, SUMMARY_FILE, "adapters", "vllm", "base", "state",
@@ -98,7 +98,8 @@ class BundleScope(ABC):
 
     @abstractmethod
     def register(self, tracker: Tracker, name: str) -> Registration:
-        """Reserve a version of registered model ``name`` for the bundle (:func:`registry.reserve_version`)."""
+        """Reserve a version of registered model ``name`` for the bundle
+        (:func:`search.tracking.registry.reserve_version`)."""
 
     def trials(self) -> dict[str, TrialRecord]:
         """The picked trials by user (``all`` for a study's one trial)."""

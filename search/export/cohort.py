@@ -23,11 +23,11 @@ from typing import Any, Sequence
 from search.errors import ExportError
 from search.export.bundle import Bundle, BundleScope, PickedTrial, refuse_cohort_base, write_bundle
 from search.export.pick import Pick, parse_pick, pick_trial
-from search.export.registry import Registration, cohort_run, reserve_version
 from search.per_user import CohortStudy
 from search.setup import trial_setup, user_setup
 from search.study import Study, TrialRecord
-from search.tracking import Tracker
+from search.tracking.registry import Registration, cohort_run, reserve_version
+from search.tracking.tracker import Tracker
 
 PER_USER_KEYS = ("trial", "config", "memory", "retrieval", "metrics", "mlflow", "shared_pieces")
 PER_USER_NOTE = "per user: per_user.<user>.{key}"

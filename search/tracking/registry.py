@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from search.cohort_tracking import COHORT_RUN
 from search.study import Study, TrialRecord
-from search.tracking import ROLE_TAG, RUN_NAME_TAG, Tracker, TrackingError, read_record
+from search.tracking.cohort import COHORT_RUN, cohort_run_tags
+from search.tracking.store import TrackingError, read_record
+from search.tracking.tracker import Tracker
 
 SERVING_ARTIFACTS = "serving"  # the run's artifact folder that holds the bundle
 
@@ -55,26 +56,14 @@ def cohort_run(tracker: Tracker, name: str, directory: Path) -> str:
     experiment, else a new one (the study's directory is only read: an export never writes there)."""
     record = read_record(directory)
     recorded = record.get("cohort_run_id") if record.get("tracking_uri") == tracker.uri else None
-    if recorded is not None and _active(tracker, recorded):
+    if recorded is not None and tracker.is_usable(recorded):
         return recorded
-    found = tracker.client.search_runs([tracker.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = '{COHORT_RUN}'",
-                                       max_results=1, order_by=["attributes.start_time ASC"])
-    if found:
-        return found[0].info.run_id
-    run = tracker.client.create_run(tracker.experiment_id, tags={RUN_NAME_TAG: f"{name} ({COHORT_RUN})",
-                                                                 ROLE_TAG: COHORT_RUN})
-    tracker.client.set_terminated(run.info.run_id, "FINISHED")
-    return run.info.run_id
-
-
-def _active(tracker: Tracker, run_id: str) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        run = tracker.client.get_run(run_id)
-    except MlflowException:
-        return False
-    return run.info.lifecycle_stage == "active" and run.info.experiment_id == tracker.experiment_id
+    found = tracker.find_run(COHORT_RUN)
+    if found is not None:
+        return found
+    run_id = tracker.create_run(cohort_run_tags(name))
+    tracker.end_run(run_id, "FINISHED")
+    return run_id
 
 
 def reserve_version(tracker: Tracker, run_id: str, name: str, tags: Mapping[str, str], description: str,
@@ -87,13 +76,13 @@ def reserve_version(tracker: Tracker, run_id: str, name: str, tags: Mapping[str,
     """
     from mlflow.exceptions import MlflowException
 
-    client = tracker.client
+    client = tracker.client  # the model registry: this module's job, on the tracker's connection
     try:
         try:
             client.get_registered_model(name)
         except MlflowException:
             client.create_registered_model(name, description=model_description)
-        source = client.get_run(run_id).info.artifact_uri.rstrip("/") + f"/{SERVING_ARTIFACTS}"
+        source = tracker.artifact_uri(run_id).rstrip("/") + f"/{SERVING_ARTIFACTS}"
         version = client.create_model_version(name, source=source, run_id=run_id, tags=dict(tags),
                                               description=description)
     except MlflowException as err:
@@ -110,10 +99,9 @@ def log_bundle(tracker: Tracker, registration: Registration, bundle: Path) -> No
     """
     from mlflow.exceptions import MlflowException
 
-    client = tracker.client
     try:
-        client.log_artifacts(registration.run_id, str(bundle), SERVING_ARTIFACTS)
-        client.set_tag(registration.run_id, "registered_model", f"{registration.name}/{registration.version}")
+        tracker.log_files(registration.run_id, bundle, SERVING_ARTIFACTS)
+        tracker.set_run_tag(registration.run_id, "registered_model", f"{registration.name}/{registration.version}")
     except (MlflowException, OSError) as err:
         raise TrackingError(f"--register {registration.name}: logging the bundle to run {registration.run_id} failed "
                             f"({err}); the version is withdrawn; export again with --force") from err
@@ -124,6 +112,6 @@ def withdraw(tracker: Tracker, registration: Registration) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
-        tracker.client.delete_model_version(registration.name, registration.version)
+        tracker.client.delete_model_version(registration.name, registration.version)  # the model registry
     except MlflowException:  # the store is gone too: nothing more to undo from here
         pass

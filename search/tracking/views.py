@@ -19,31 +19,19 @@ its prefix). The front's table gets a ``knee`` column (:data:`KNEE_COLUMN`). Eac
 coloured (:func:`front_marks`): the front red, the knee blue, the others grey, so the scatter plots
 show the front.
 
-This module builds the states only; :func:`search.tracking.set_front_view` writes them on the
-experiment.
+This module builds the states only (data, no MLflow); :func:`search.tracking.links.set_front_view`
+writes them on the experiment, through :func:`search.tracking.links.save_view`.
 """
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Iterable, Mapping
 
-from search.config_view import count_key
+from search.config_view import count_key, param_names
 from search.space import FixedParam, LayerMaskParam, Space
 
-# MLflow 3.17's UI follows a global "GenAI | Model training" switch: the query parameter
-# ``workflowType`` when present, else the browser's last choice, else GenAI; no tag of a run or an
-# experiment decides it (see docs/notes/mlflow.md).
-WORKFLOW_PARAM = "workflowType"
-WORKFLOW_TRAINING = "machine_learning"
-# A "shared view" of the experiment page is an experiment tag ``mlflow.sharedViewState.<key>`` holding
-# its JSON state, opened by ``?viewStateShareKey=<key>``.
-SHARED_VIEW_PARAM = "viewStateShareKey"
-DESCRIPTION_TAG = "mlflow.note.content"  # the markdown MLflow shows as a run's or an experiment's description
-DESCRIPTION_MARK = "**pers-search**"  # how a description this project wrote begins; others are left alone
+FRONT_FILTER = 'tags.pareto = "true"'
 CHARTS_VIEW_PREFIX = "pers-search-charts-"
-VIEW_MODE_PARAM = "compareRunsMode"  # MLflow's query parameter: TABLE (the runs table) or CHART
-CHART_MODE = "CHART"
 HYPERVOLUME_METRIC = "hypervolume_fraction"  # the curve search.tracking logs on the study's run, stepped by trial
 KNEE_TAG = "knee"  # true on the knee trial's run, false on the others (rewritten when the knee moves)
 KNEE_COLUMN = f"tags.`{KNEE_TAG}`"
@@ -180,39 +168,48 @@ def charts_view(space: Space, order_key: str, order_asc: bool, columns: list[str
             **chart_state(space)}
 
 
-# --------------------------------------------------------------------------- links and descriptions
-def runs_page(experiment_id: str, view_key: str, charts: bool = False) -> str:
-    """The UI route (``#/experiments/<id>/runs?...``) of a shared view, in the Model-training pages;
-    with ``charts`` it opens on the chart view."""
-    query = {SHARED_VIEW_PARAM: view_key, **({VIEW_MODE_PARAM: CHART_MODE} if charts else {}),
-             WORKFLOW_PARAM: WORKFLOW_TRAINING}
-    return f"#/experiments/{experiment_id}/runs?{urllib.parse.urlencode(query)}"
+# --------------------------------------------------------------------------- the front's table
+def front_view_key(objectives: Iterable[str]) -> str:
+    """The shared-view key of a study's front view: ``pers-search-front-<first objective>``."""
+    first = next(iter(objectives), "front")
+    return f"pers-search-front-{first}"
 
 
-def run_page(experiment_id: str, run_id: str) -> str:
-    """The UI route of one run in the Model-training pages (MLflow's own run links leave the switch as
-    the browser has it, GenAI in a new browser)."""
-    return f"#/experiments/{experiment_id}/runs/{run_id}?{urllib.parse.urlencode({WORKFLOW_PARAM: WORKFLOW_TRAINING})}"
+def _column(kind: str, name: str) -> str:
+    return f"{kind}.`{name}`"
 
 
-def views_markdown(experiment_id: str, front_key: str, charts_key: str) -> str:
-    """Markdown links to the front's table and the charts."""
-    return (f"[Pareto front (table)]({runs_page(experiment_id, front_key)}) · "
-            f"[charts: objectives, parameters, hypervolume]({runs_page(experiment_id, charts_key, charts=True)})")
+def front_view(objectives: Mapping[str, str], params: Iterable[str] = (), metrics: Iterable[str] = ()) -> dict:
+    """The runs-table state of a study's front, as MLflow's shared views store it.
+
+    The front's trials (``tags.pareto = "true"``) sorted by the first objective (best first),
+    with columns: each objective, its test value, the other ``metrics``, then ``params``. A
+    filtered and sorted table lists runs flat (MLflow nests child runs only when neither is set),
+    so the trials show without expanding their parent.
+    """
+    names = list(objectives)
+    first = names[0]
+    columns = [_column("metrics", m) for m in names] + [_column("metrics", f"test_{m}") for m in names]
+    columns += [_column("metrics", m) for m in metrics if m not in names]
+    columns += [_column("params", p) for p in params]
+    columns = list(dict.fromkeys(columns))
+    return {
+        "searchFilter": FRONT_FILTER,
+        "orderByKey": _column("metrics", first),
+        "orderByAsc": objectives[first] == "min",
+        "selectedColumns": columns,
+        "columnOrder": columns,
+        "runsHiddenMode": "SHOW_ALL",
+        "runListHidden": False,
+        "viewMaximized": False,
+    }
 
 
-def experiment_description(experiment_id: str, front_key: str, charts_key: str) -> str:
-    """The experiment's description: what it holds and the links to its views."""
-    return (f"{DESCRIPTION_MARK} studies: one run per study, its trials nested under it. "
-            f"{views_markdown(experiment_id, front_key, charts_key)}")
-
-
-def study_run_description(study: str, experiment_id: str, run_id: str, front_key: str, charts_key: str) -> str:
-    """The study run's description: links to itself and to the views, all in the Model-training pages."""
-    return (f"{DESCRIPTION_MARK} study `{study}`: [this run in the Model-training view]({run_page(experiment_id, run_id)})"
-            f" · {views_markdown(experiment_id, front_key, charts_key)}")
-
-
-def owned_description(text: str | None) -> bool:
-    """True when a description is absent or was written by this project (so it may be rewritten)."""
-    return not text or text.startswith(DESCRIPTION_MARK)
+def study_views(space: Space) -> dict[str, dict]:
+    """A study's two shared views by key: the front's table (:func:`front_view` with the knee column and
+    the charts) and the chart view of every run (:func:`charts_view`)."""
+    front = front_view(space.objectives, param_names(space), space.shown_metrics)
+    front["selectedColumns"] = front["columnOrder"] = [*front["selectedColumns"], KNEE_COLUMN]
+    return {front_view_key(space.objectives): {**front, **chart_state(space)},
+            charts_view_key(space.objectives): charts_view(space, front["orderByKey"], front["orderByAsc"],
+                                                           front["selectedColumns"])}
