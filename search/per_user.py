@@ -36,7 +36,8 @@ from search.errors import SearchError, StudyError
 from search.executors import Executor, LocalExecutor, Objective
 from search.optimizers.base import AcquisitionOptions, KnownObjective, Observation
 from search.optimizers.user_transfer import cohort_summary, pooled_front
-from search.space import Space, finite
+from search.numbers import finite
+from search.space import Space
 from search.provenance import differences, provenance
 from search.report import normalized_hypervolume
 from search.study import Study, TrialState, atomic_write, check_study_name

@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import importlib.resources
 import json
-import math
 import operator
 import re
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from runners.spec import (
     setting_names,
 )
 from search.errors import SpaceError
+from search.numbers import finite  # noqa: F401  (re-exported: search/tracking.py imports it from here)
 
 Direction = Literal["max", "min"]
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
@@ -704,9 +704,4 @@ def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
     elif len(loc) == 3 and loc[0] == "parameters":
         model = PARAM_TYPES.get(loc[2], Space)
     return list(model.model_fields)
-
-
-def finite(value: Any) -> bool:
-    """True for a real number that is neither NaN nor infinite."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

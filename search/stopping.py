@@ -38,7 +38,8 @@ from typing import Any, Callable, Mapping
 from runners.errors import TrialStopped
 from runners.spec import SE_SUFFIX, Checkpoint, checkpoint_position
 from search.executors import Evaluation
-from search.space import EarlyStoppingSettings, finite
+from search.numbers import finite
+from search.space import EarlyStoppingSettings
 
 CURVE_ATTR = "curve"
 PRUNED_ATTR = "pruned"

@@ -27,9 +27,10 @@ import yaml
 from runners.spec import SE_SUFFIX
 from search.encoding import config_key
 from search.errors import SearchError, StudyError, StudyWriteError
+from search.numbers import finite
 from search.optimizers.base import Observation
 from search.pareto import hypervolume, knee_index, pareto_indices, study_reference_point
-from search.space import Space, finite
+from search.space import Space
 from search.provenance import differences, provenance
 from search.stopping import impute
 from search.study_lock import holder

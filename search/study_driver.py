@@ -22,7 +22,7 @@ from search.encoding import canonical, config_key
 from search.errors import SpaceError
 from search.executors import Objective, Outcome
 from search.optimizers.base import KnownObjective, Observation, Optimizer
-from search.space import finite
+from search.numbers import finite
 from search.stopping import StoppableObjective, stop_check
 from search.study import ORIGIN_ATTR, WARM_START, Study, TrialRecord
 

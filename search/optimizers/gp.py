@@ -35,7 +35,7 @@ from search.optimizers.base import Observation, Optimizer, register_optimizer
 from search.optimizers.quasi_random import SobolOptimizer, uniform_stream
 from search.optimizers.user_transfer import current_user_inputs, current_user_transform, on_current_scale
 from search.pareto import knee_index, pareto_indices, study_reference_point
-from search.space import finite
+from search.numbers import finite
 
 if TYPE_CHECKING:
     import torch
