@@ -192,7 +192,7 @@ def test_restart_reports_are_silenced_during_a_suggestion_and_other_warnings_pas
 
     from botorch.exceptions.warnings import OptimizationWarning
 
-    from search.optimizers.gp import _quiet_restarts
+    from search.optimizers.nehvi import _quiet_restarts
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

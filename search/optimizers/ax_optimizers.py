@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from search.encoding import Encoder, canonical
 from search.optimizers.base import Observation, Optimizer, register_optimizer
-from search.optimizers.gp import _torch_threads
+from search.optimizers.torch_threads import torch_threads
 from search.optimizers.quasi_random import uniform_stream
 from search.pareto import study_reference_point
 from search.space import (
@@ -279,7 +279,7 @@ class AxOptimizer(Optimizer):
         if self.encoder.d == 0:
             return self.take_new([self.space.defaults()], taken, n)
         seed = self.call_seed(history, pending=pending)
-        with _quiet_ax(), _torch_threads(self.options.threads), self.fitting():
+        with _quiet_ax(), torch_threads(self.options.threads), self.fitting():
             client = self.build_client(history, seed, pending)
             proposals = self.ask(client, n)
         self.client = client  # kept for inspection, like ``NEHVIOptimizer.model``

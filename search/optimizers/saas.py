@@ -16,7 +16,7 @@ import numpy as np
 
 from search.encoding import config_key
 from search.optimizers.base import Observation, derive_seed, register_optimizer
-from search.optimizers.gp import NEHVIOptimizer
+from search.optimizers.nehvi import NEHVIOptimizer
 from search.optimizers.local_search import Scorer, canonical_row, hill_climb, neighbours, random_rows
 
 if TYPE_CHECKING:
