@@ -69,6 +69,26 @@ class NutsSettings(_Strict):
     thinning: int = Field(4, ge=1)
 
 
+SaasFit = Literal["nuts", "map"]
+SaasDesign = Literal["spread", "sobol"]
+
+
+class SaasChoices(_Strict):
+    """What a user may choose of the SAAS optimisers (``optimizer.saas``); other optimisers ignore it.
+
+    Unset, each takes the optimiser's own default (``saas-nehvi``: ``nuts``, ``spread``, ``true``;
+    ``saas-map``: ``map``, ``sobol``, ``false``); see ``search.optimizers.saas.settings.SaasSettings``.
+    ``fit``: fully Bayesian NUTS samples of the SAAS GP (``optimizer.nuts``) or the MAP ensemble
+    (seconds a fit); ``design``: the quasi-random start spread over storage as well as the space, or
+    plain Sobol; ``flag_screen``: from 20 observations on, the surrogates see only the layer flags a
+    sparse linear model finds an effect of one by one.
+    """
+
+    fit: SaasFit | None = None
+    design: SaasDesign | None = None
+    flag_screen: bool | None = None
+
+
 class EarlyStoppingSettings(_Strict):
     """The ``early_stopping:`` section of a space (off by default; ``--early-stop`` turns it on)."""
 
@@ -122,6 +142,7 @@ class OptimizerSettings(_Strict):
     batch_size: int = Field(1, ge=1)
     seed: int = 0
     nuts: NutsSettings = Field(default_factory=NutsSettings)
+    saas: SaasChoices = Field(default_factory=SaasChoices)
     max_seconds_per_suggestion: float | None = Field(None, gt=0.0)
     trial_timeout_s: float | None = Field(None, gt=0.0)
     ref_point: dict[str, float] | None = None
@@ -699,6 +720,8 @@ def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
                 "warm_start": WarmStartSettings}
     if loc[:2] == ("optimizer", "nuts"):
         model = NutsSettings
+    elif loc[:2] == ("optimizer", "saas"):
+        model = SaasChoices
     elif loc and loc[0] in sections:
         model = sections[loc[0]]
     elif len(loc) == 3 and loc[0] == "parameters":

@@ -428,7 +428,7 @@ class AxSaasBO(AxOptimizer):
         Ax fits one model per metric; ``saas_padded.release_compiled_programs`` counts them, so the
         memory mappings of JAX's compiled programs stay bounded over a long study.
         """
-        from search.optimizers.saas_padded import (  # imports jax and numpyro: deferred to the first fit
+        from search.optimizers.saas.padded_model import (  # imports jax and numpyro: deferred to the first fit
             enable_compilation_cache,
             release_compiled_programs,
         )
