@@ -229,42 +229,42 @@ class LayerMaskParam(_Param):
         return [1 if i in on else 0 for i in range(self.size)]
 
 
-class IntParam(_Param):
-    """An integer in ``[low, high]`` (both included), optionally on a log scale."""
+class RangeParam(_Param):
+    """A number in ``[low, high]`` (both included), optionally on a log scale: what ``int`` and ``float`` share.
 
-    type: Literal["int"]
-    low: int
-    high: int
-    log: bool = False
-    default: int | None = None
+    The two YAML types are the two subclasses below; they differ only in the type of their bounds
+    and default (pydantic checks an ``int``'s are integers).
+    """
 
-    @model_validator(mode="after")
-    def _check_range(self) -> "IntParam":
-        _check_range(self.low, self.high, self.log, self.default)
-        return self
-
-    def default_value(self) -> int:
-        """The default, or ``low`` when none is given."""
-        return self.low if self.default is None else self.default
-
-
-class FloatParam(_Param):
-    """A real number in ``[low, high]``, optionally on a log scale."""
-
-    type: Literal["float"]
+    type: Literal["int", "float"]
     low: float
     high: float
     log: bool = False
     default: float | None = None
 
     @model_validator(mode="after")
-    def _check_range(self) -> "FloatParam":
+    def _check_range(self) -> "RangeParam":
         _check_range(self.low, self.high, self.log, self.default)
         return self
 
     def default_value(self) -> float:
         """The default, or ``low`` when none is given."""
         return self.low if self.default is None else self.default
+
+
+class IntParam(RangeParam):
+    """An integer in ``[low, high]`` (both included), optionally on a log scale (YAML ``type: int``)."""
+
+    type: Literal["int"]
+    low: int
+    high: int
+    default: int | None = None
+
+
+class FloatParam(RangeParam):
+    """A real number in ``[low, high]``, optionally on a log scale (YAML ``type: float``)."""
+
+    type: Literal["float"]
 
 
 class ChoiceParam(_Param):
