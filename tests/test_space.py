@@ -155,8 +155,8 @@ def test_int_and_float_are_one_range_parameter_with_their_own_bound_types():
     assert isinstance(count, IntParam) and isinstance(rate, FloatParam)
     assert isinstance(count, RangeParam) and isinstance(rate, RangeParam)
     assert (count.default_value(), rate.default_value()) == (1, 0.5) and type(count.default_value()) is int
-    for kind in ("int", "float"):
-        with pytest.raises(SpaceError, match=r"^space t.yaml: parameters.x: low=4 > high=3; swap them$"):
+    for kind, shown in (("int", "low=4 > high=3"), ("float", "low=4.0 > high=3.0")):
+        with pytest.raises(SpaceError, match=rf"^space t.yaml: parameters.x: {shown}; swap them$"):
             parse_space(head + f"{{type: {kind}, low: 4, high: 3}}\n", "t.yaml")
     with pytest.raises(SpaceError, match=r"parameters.x.default: input should be a valid integer, got a number with a "
                                          r"fractional part \(got 2.5\)"):
