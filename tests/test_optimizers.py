@@ -263,3 +263,18 @@ def test_saas_nehvi_with_the_map_fit_chosen_in_the_space_fits_the_map_ensemble()
                           settings=dataclasses.replace(NUTS_DEFAULTS, fit="map"))
     same.name = "saas-nehvi"  # the name salts the suggestion seed
     assert same.suggest(hist, 2) == picks
+
+
+def test_the_documented_saas_block_is_saas_nehvi_s_defaults():
+    """docs/architecture.md's ``optimizer.saas`` example parses and spells out saas-nehvi's defaults."""
+    import re
+    from pathlib import Path
+
+    from search.optimizers.saas import NUTS_DEFAULTS
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    block = re.search(r"\(`optimizer.saas` in a space\).*?```yaml\n(.*?)```", text, re.S).group(1)
+    space = parse_space(TOY.replace("optimizer: {name: sobol, init_trials: 4, nuts: {warmup: 16, samples: 8, "
+                                    "thinning: 2}}\n", block), "architecture.md")
+    assert space.optimizer.saas.fit == "nuts" and make_optimizer("saas-nehvi", space).settings == NUTS_DEFAULTS
+    assert make_optimizer("saas-map", space).settings.design == "spread"  # what the block sets holds for both names
