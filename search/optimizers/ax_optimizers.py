@@ -425,7 +425,7 @@ class AxSaasBO(AxOptimizer):
     def fitting(self) -> Iterator[None]:
         """JAX's persistent compilation cache on; compiled NUTS programs released every few fits.
 
-        Ax fits one model per metric; ``saas_padded.release_compiled_programs`` counts them, so the
+        Ax fits one model per metric; ``padded_model.release_compiled_programs`` counts them, so the
         memory mappings of JAX's compiled programs stay bounded over a long study.
         """
         from search.optimizers.saas.padded_model import (  # imports jax and numpyro: deferred to the first fit
