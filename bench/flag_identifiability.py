@@ -11,7 +11,7 @@ it draws ``--designs`` designs of ``n`` configurations, every flag on independen
 probability ``--density`` (the design that decorrelates the flags best; a search's own points are
 more correlated than that), count, rank, k and retriever uniform; it evaluates the true quality,
 fits the sparse Bayesian linear regression ``saas-nehvi``'s flag screen uses
-(:func:`search.optimizers.flag_screen.horseshoe_effects`: a horseshoe prior on every encoded input,
+(:func:`search.optimizers.saas.flag_screen.horseshoe_effects`: a horseshoe prior on every encoded input,
 NumPyro NUTS, as BOCS does for binary inputs) to the standardised quality, and ranks the 30 flags by their
 posterior mean absolute effect. Printed per ``n``: how many of the four quality flags are among the
 top four (mean ± standard error over designs; a random ranking finds 4 x 4 / 30 = 0.53), and in
@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.search_efficiency import MIXED_LARGE, MixedShape, mixed_values  # noqa: E402
 from search.encoding import Encoder  # noqa: E402
-from search.optimizers.flag_screen import horseshoe_effects  # noqa: E402
+from search.optimizers.saas.flag_screen import horseshoe_effects  # noqa: E402
 from search.space import parse_space  # noqa: E402
 
 

@@ -1,8 +1,8 @@
 """``saas-nehvi`` with observed noise: the vectorised NUTS engine against BoTorch's per-metric NUTS, in one run.
 
 Every trial reports a standard error per metric, so the SAAS fits take the squared standard
-errors as fixed noise (``train_Yvar``). This measures, for the two ``fit_engine`` values of
-:class:`search.optimizers.saas.SaasNEHVI` in the same process:
+errors as fixed noise (``train_Yvar``). This measures, for the two ``nuts_engine`` values of
+:class:`search.optimizers.saas.SaasSettings` in the same process:
 
 - seconds per suggestion, and the part of it spent fitting the models, at ``--dims`` continuous
   dimensions, two learned objectives with heteroscedastic observed noise, and ``--sizes``
@@ -36,6 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from search.optimizers import AcquisitionOptions, Observation, make_optimizer  # noqa: E402
+from search.optimizers.saas import SaasSettings  # noqa: E402
 from search.space import Space, parse_space  # noqa: E402
 
 ENGINES = ("vectorised", "botorch")
@@ -84,9 +85,8 @@ def history(space: Space, n: int, seed: int) -> list[Observation]:
 
 
 def timed_optimizer(space: Space, engine: str, seed: int):
-    optimizer = make_optimizer("saas-nehvi", space, seed=seed,
+    optimizer = make_optimizer("saas-nehvi", space, seed=seed, settings=SaasSettings(nuts_engine=engine),
                                options=AcquisitionOptions(num_restarts=2, raw_samples=64, mc_samples=32, maxiter=12))
-    optimizer.fit_engine = engine
     optimizer.fit_seconds = 0.0
     fit = optimizer.fit_learned
 

@@ -61,15 +61,17 @@ OPTIMIZERS = ["ax-saasbo", "ax-default", "saas-nehvi", "saas-map", "gp-nehvi", "
 # Fully Bayesian or SAAS fits: minutes per run, so fewer seeds by default.
 SAAS_OPTIMIZERS = {"ax-saasbo", "saas-nehvi", "saas-map"}
 SEEDS_CHEAP, SEEDS_SAAS = 5, 3
-# Ablations of saas-nehvi (pass them to --optimizers): class attributes of SaasNEHVI, every one given, so a
-# variant stays what it says when the defaults change. "@main" is the optimiser as it was before issue 15's
-# scope 3-4 (BoTorch's NUTS per objective, BoTorch's mixed alternating acquisition search, the Sobol start).
-_BASE = {"fit_engine": "vectorised", "warm_start": True, "acquisition_search": "local", "design": "spread",
-         "start_points": None, "flag_screen": False}
+# Ablations of saas-nehvi (pass them to --optimizers): SaasSettings, every switch given, so a variant stays
+# what it says when the defaults change. "@main" is the optimiser as it was before issue 15's scope 3-4
+# (BoTorch's NUTS per objective, BoTorch's mixed alternating acquisition search, the Sobol start). A variant
+# is saas-nehvi built with its settings (no registered name): its suggestion seeds are saas-nehvi's, so its
+# runs pair seed by seed with the default's.
+_BASE = {"fit": "nuts", "nuts_engine": "vectorised", "warm_chains": True, "acquisition_search": "local",
+         "design": "spread", "start_points": None, "flag_screen": False}
 VARIANTS: dict[str, dict[str, Any]] = {
-    "saas-nehvi@main": {**_BASE, "fit_engine": "botorch", "acquisition_search": "alternating", "design": "sobol"},
+    "saas-nehvi@main": {**_BASE, "nuts_engine": "botorch", "acquisition_search": "alternating", "design": "sobol"},
     "saas-nehvi@nuts": {**_BASE, "acquisition_search": "alternating", "design": "sobol"},
-    "saas-nehvi@cold-nuts": {**_BASE, "warm_start": False, "acquisition_search": "alternating", "design": "sobol"},
+    "saas-nehvi@cold-nuts": {**_BASE, "warm_chains": False, "acquisition_search": "alternating", "design": "sobol"},
     "saas-nehvi@local": {**_BASE, "design": "sobol"},
     "saas-nehvi@spread": dict(_BASE),
     "saas-nehvi@start6": {**_BASE, "start_points": 6},
@@ -78,15 +80,20 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def register_variants() -> None:
-    """Register the ``VARIANTS`` (once per process, by :func:`run_one` and :func:`main`: importing this
-    module registers nothing, so a test that imports it leaves the optimiser registry as it was)."""
-    from search.optimizers import optimizer_names, register_optimizer
-    from search.optimizers.saas import SaasNEHVI
+def build_optimizer(name: str, space: Space, **kwargs: Any) -> Any:
+    """The optimiser of a registered ``name``, or ``saas-nehvi`` built with a variant's settings.
 
-    for name, attrs in VARIANTS.items():
-        if name not in optimizer_names():
-            register_optimizer(name)(type(f"SaasNEHVI_{name.split('@')[1].replace('-', '_')}", (SaasNEHVI,), attrs))
+    Args:
+        name: a registered optimiser name or a key of ``VARIANTS``.
+        space: the bound space the optimiser searches.
+        **kwargs: ``seed``, ``known_objectives``, ``options``.
+    """
+    from search.optimizers import make_optimizer
+    from search.optimizers.saas import SaasSettings
+
+    if name in VARIANTS:
+        return make_optimizer("saas-nehvi", space, settings=SaasSettings(**VARIANTS[name]), **kwargs)
+    return make_optimizer(name, space, **kwargs)
 
 
 def is_saas(name: str) -> bool:
@@ -312,17 +319,18 @@ def run_one(problem: Problem, name: str, seed: int, settings: Settings) -> dict[
 
     The optimiser is given the problem's reference point, the one the hypervolume uses.
     """
-    register_variants()
     warmup, samples, thinning = settings.nuts
     space = problem.space.with_optimizer(init_trials=settings.init, ref_point=problem.ref_point).with_overrides(
         [f"optimizer.nuts.warmup={warmup}", f"optimizer.nuts.samples={samples}", f"optimizer.nuts.thinning={thinning}"]
     )
     options = AcquisitionOptions(**settings.options)
+    optimizer = build_optimizer(name, space.with_optimizer(trials=settings.evals, seed=seed), seed=seed,
+                                known_objectives=problem.known, options=options) if name in VARIANTS else name
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         study = optimize(
-            space, problem.function, optimizer=name, trials=settings.evals, seed=seed, study_dir=tmp,
+            space, problem.function, optimizer=optimizer, trials=settings.evals, seed=seed, study_dir=tmp,
             known_objectives=problem.known, options=options,
         )
     values = [t.values for t in study.trials]
@@ -473,7 +481,6 @@ def suggestion_timing(name: str, dims: int, observations: int, args: argparse.Na
     """
     import random
 
-    from search.optimizers import make_optimizer
     from search.optimizers.base import Observation
 
     flags = dims - 4
@@ -492,7 +499,7 @@ def suggestion_timing(name: str, dims: int, observations: int, args: argparse.Na
         history.append(observe({"layers": [rng.randint(0, 1) for _ in range(flags)], "count": rng.randint(0, 8),
                                 "rank": rng.choice(MIXED.ranks), "k": rng.randint(0, 8),
                                 "retriever": rng.choice([r for r, _ in MIXED.retrievers])}))
-    optimizer = make_optimizer(name, space, seed=0, known_objectives={"storage": storage}, options=args.options)
+    optimizer = build_optimizer(name, space, seed=0, known_objectives={"storage": storage}, options=args.options)
     seconds = []
     for _ in range(args.timing_repeats):
         start = time.perf_counter()
@@ -556,7 +563,6 @@ def main(argv: list[str] | None = None) -> int:
             reached = best_subsets(SHAPES[name], args.best_subsets)
             print(f"| {name} | " + " | ".join(f"{reached[k]:.3f}" for k in args.best_subsets) + " |")
         return 0
-    register_variants()
     settings = Settings(args.evals, args.init, tuple(args.nuts), asdict(args.options))
     out = Path(args.out)
     tasks = plan(args.problems, args.optimizers, args.seeds, settings, done_keys(load_records(out)))

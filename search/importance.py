@@ -21,7 +21,8 @@ from typing import Any, Mapping, Sequence
 
 from search.errors import SearchError
 from search.per_user import COHORT_FILE, USERS_DIR
-from search.space import ChoiceParam, FixedParam, FloatParam, IntParam, LayerMaskParam, Space, finite
+from search.numbers import finite
+from search.space import ChoiceParam, FixedParam, FloatParam, IntParam, LayerMaskParam, Space
 from search.study import Study, TrialRecord
 
 MIN_TRIALS = 10  # below this the estimates are noise (bench/importance_accuracy.py); shown with a warning

@@ -14,15 +14,25 @@ The optimisers still use BoTorch's box decompositions for their acquisition func
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
-from search.space import Constraint, finite
+from search.numbers import finite
 
 Values = Mapping[str, float] | None
 MIN_Y_RANGE = 1e-7  # BoTorch's floor on an objective's range when inferring a reference point
 REF_SCALE = 0.1  # BoTorch's default: the reference point lies 10% of the range below the nadir
+
+
+class Constraint(Protocol):
+    """An outcome constraint as the front sees it (``search.space.Constraint`` is one): the metric it bounds
+    and whether a value satisfies it. A protocol, so that the front maths stays below the space schema."""
+
+    metric: str
+
+    def satisfied(self, value: float) -> bool:
+        """Whether ``value`` of :attr:`metric` satisfies the constraint."""
 
 
 def _sign(direction: str) -> float:

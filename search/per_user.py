@@ -34,9 +34,11 @@ from search.cohort_scheduler import CohortScheduler
 from search.encoding import config_key
 from search.errors import SearchError, StudyError
 from search.executors import Executor, LocalExecutor, Objective
+from search.numbers import finite
 from search.optimizers.base import AcquisitionOptions, KnownObjective, Observation
+from search.optimizers.history import observations
 from search.optimizers.user_transfer import cohort_summary, pooled_front
-from search.space import Space, finite
+from search.space import Space
 from search.provenance import differences, provenance
 from search.report import normalized_hypervolume
 from search.study import Study, TrialState, atomic_write, check_study_name
@@ -182,7 +184,8 @@ def warm_start_observations(previous: Sequence[Study], max_observations: int,
         return []
     space = previous[0].space
     learned = [m for m in space.metrics if m not in known]
-    per_user = [[o for o in study.observations(known) if _has_values(o, space.metrics)] for study in previous]
+    per_user = [[o for o in observations(study.trials, study.space, known) if _has_values(o, space.metrics)]
+                for study in previous]
     rows = cohort_summary(per_user, learned, lambda c: config_key(space, c), space.objectives, max_observations,
                           space.parsed_constraints, space.optimizer.ref_point)
     return [rows] if rows else []

@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import importlib.resources
 import json
-import math
 import operator
 import re
 from dataclasses import dataclass
@@ -69,6 +68,26 @@ class NutsSettings(_Strict):
     thinning: int = Field(4, ge=1)
 
 
+SaasFit = Literal["nuts", "map"]
+SaasDesign = Literal["spread", "sobol"]
+
+
+class SaasChoices(_Strict):
+    """What a user may choose of the SAAS optimisers (``optimizer.saas``); other optimisers ignore it.
+
+    Unset, each takes the optimiser's own default (``saas-nehvi``: ``nuts``, ``spread``, ``true``;
+    ``saas-map``: ``map``, ``sobol``, ``false``); see ``search.optimizers.saas.settings.SaasSettings``.
+    ``fit``: fully Bayesian NUTS samples of the SAAS GP (``optimizer.nuts``) or the MAP ensemble
+    (seconds a fit); ``design``: the quasi-random start spread over storage as well as the space, or
+    plain Sobol; ``flag_screen``: from 20 observations on, the surrogates see only the layer flags a
+    sparse linear model finds an effect of one by one.
+    """
+
+    fit: SaasFit | None = None
+    design: SaasDesign | None = None
+    flag_screen: bool | None = None
+
+
 class EarlyStoppingSettings(_Strict):
     """The ``early_stopping:`` section of a space (off by default; ``--early-stop`` turns it on)."""
 
@@ -122,6 +141,7 @@ class OptimizerSettings(_Strict):
     batch_size: int = Field(1, ge=1)
     seed: int = 0
     nuts: NutsSettings = Field(default_factory=NutsSettings)
+    saas: SaasChoices = Field(default_factory=SaasChoices)
     max_seconds_per_suggestion: float | None = Field(None, gt=0.0)
     trial_timeout_s: float | None = Field(None, gt=0.0)
     ref_point: dict[str, float] | None = None
@@ -208,42 +228,42 @@ class LayerMaskParam(_Param):
         return [1 if i in on else 0 for i in range(self.size)]
 
 
-class IntParam(_Param):
-    """An integer in ``[low, high]`` (both included), optionally on a log scale."""
+class RangeParam(_Param):
+    """A number in ``[low, high]`` (both included), optionally on a log scale: what ``int`` and ``float`` share.
 
-    type: Literal["int"]
-    low: int
-    high: int
-    log: bool = False
-    default: int | None = None
+    The two YAML types are the two subclasses below; they differ only in the type of their bounds
+    and default (pydantic checks an ``int``'s are integers).
+    """
 
-    @model_validator(mode="after")
-    def _check_range(self) -> "IntParam":
-        _check_range(self.low, self.high, self.log, self.default)
-        return self
-
-    def default_value(self) -> int:
-        """The default, or ``low`` when none is given."""
-        return self.low if self.default is None else self.default
-
-
-class FloatParam(_Param):
-    """A real number in ``[low, high]``, optionally on a log scale."""
-
-    type: Literal["float"]
+    type: Literal["int", "float"]
     low: float
     high: float
     log: bool = False
     default: float | None = None
 
     @model_validator(mode="after")
-    def _check_range(self) -> "FloatParam":
+    def _check_range(self) -> "RangeParam":
         _check_range(self.low, self.high, self.log, self.default)
         return self
 
     def default_value(self) -> float:
         """The default, or ``low`` when none is given."""
         return self.low if self.default is None else self.default
+
+
+class IntParam(RangeParam):
+    """An integer in ``[low, high]`` (both included), optionally on a log scale (YAML ``type: int``)."""
+
+    type: Literal["int"]
+    low: int
+    high: int
+    default: int | None = None
+
+
+class FloatParam(RangeParam):
+    """A real number in ``[low, high]``, optionally on a log scale (YAML ``type: float``)."""
+
+    type: Literal["float"]
 
 
 class ChoiceParam(_Param):
@@ -699,14 +719,11 @@ def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
                 "warm_start": WarmStartSettings}
     if loc[:2] == ("optimizer", "nuts"):
         model = NutsSettings
+    elif loc[:2] == ("optimizer", "saas"):
+        model = SaasChoices
     elif loc and loc[0] in sections:
         model = sections[loc[0]]
     elif len(loc) == 3 and loc[0] == "parameters":
         model = PARAM_TYPES.get(loc[2], Space)
     return list(model.model_fields)
-
-
-def finite(value: Any) -> bool:
-    """True for a real number that is neither NaN nor infinite."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

@@ -12,8 +12,8 @@ that probability reaches ``confidence`` the trial stops with the reason. No tria
 checkpoint until ``min_finished`` finished trials have passed it (default 3, :data:`MIN_PAIRS`):
 one early finished trial whose checkpoint looked good by chance would otherwise stop most of the
 trials after it, and a trial stopped before three finished trials passed its checkpoint has no
-estimate of its final values for the surrogate (:func:`impute`). With ``margin`` m > 0 a
-measured objective counts as tied when ``T`` is ahead of ``F`` by less than ``m |F_j|``
+estimate of its final values for the surrogate (:func:`search.optimizers.history.impute`). With
+``margin`` m > 0 a measured objective counts as tied when ``T`` is ahead of ``F`` by less than ``m |F_j|``
 (``Phi((F_j - T_j + m |F_j|) / se)``): differences smaller than that do not matter to the user, so
 a trial that is no better than a finished one beyond the margin, and larger, stops. No trial stops
 at a checkpoint where every finished trial ended its training (the last step of the last user):
@@ -21,24 +21,22 @@ the stop would save no step and lose the trial's final evaluation. The check run
 the trial runs (a worker process or a Ray task), with what was finished when it was submitted.
 
 A stopped trial is recorded as PRUNED with its partial metrics and the checkpoint. For the
-surrogate it is not a finished point: :func:`impute` estimates its final values from the
-finished trials that passed the same checkpoint (a least-squares line from their values there to
-their final values), with the line's residual spread added to its noise; with fewer than
-``MIN_PAIRS`` such trials it is left out of the models (but still counts as observed, so it is
-never suggested again).
+surrogate it is not a finished point: the optimisers' view of the history
+(:mod:`search.optimizers.history`) estimates its final values from the finished trials that passed
+the same checkpoint, or leaves it out of the models with fewer than ``MIN_PAIRS`` of them.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from runners.errors import TrialStopped
 from runners.spec import SE_SUFFIX, Checkpoint, checkpoint_position
 from search.executors import Evaluation
-from search.space import EarlyStoppingSettings, finite
+from search.numbers import finite
+from search.space import EarlyStoppingSettings
 
 CURVE_ATTR = "curve"
 PRUNED_ATTR = "pruned"
@@ -113,7 +111,7 @@ def dominance_probability(better: Mapping[str, float], worse: Mapping[str, float
         sign = 1.0 if direction == "max" else -1.0
         slack = 0.0 if metric in exact else margin * abs(float(better[metric]))
         gap = sign * (float(better[metric]) - float(worse[metric])) + slack
-        se = 0.0 if metric in exact else math.hypot(_se(better, metric), _se(worse, metric))
+        se = 0.0 if metric in exact else math.hypot(standard_error(better, metric), standard_error(worse, metric))
         p *= (1.0 if gap >= 0 else 0.0) if se == 0 else _phi(gap / se)
     return p
 
@@ -161,54 +159,8 @@ class StoppableObjective:
         return Evaluation(dict(result), {CURVE_ATTR: self.curve})
 
 
-def impute(pruned, completed, objectives: Mapping[str, str], known: set[str]) -> tuple[dict, dict] | None:
-    """Estimated final values and their variances for a PRUNED trial (see the module docstring).
-
-    Args:
-        pruned: the pruned trial record.
-        completed: the study's completed trial records.
-        objectives: metric -> direction (the metrics to impute).
-        known: metrics computed from the configuration (kept exact).
-
-    Returns:
-        ``(values, variances)``, or None when fewer than ``MIN_PAIRS`` completed trials passed
-        the checkpoint the trial stopped at.
-    """
-    key = pruned.user_attrs.get(PRUNED_ATTR, {}).get("checkpoint")
-    partial = pruned.user_attrs.get(CURVE_ATTR, {}).get(key)
-    if key is None or partial is None:
-        return None
-    pairs = [(t.user_attrs[CURVE_ATTR][key], t.values) for t in completed
-             if key in t.user_attrs.get(CURVE_ATTR, {})]
-    if len(pairs) < MIN_PAIRS:
-        return None
-    values, variances = {}, {}
-    for metric in objectives:
-        if metric in known:
-            values[metric], variances[metric] = float(pruned.values[metric]), 0.0
-            continue
-        xy = [(at[metric], final[metric]) for at, final in pairs if metric in at and metric in final]
-        if len(xy) < MIN_PAIRS or metric not in partial:
-            return None
-        values[metric], variances[metric] = _predict(xy, partial[metric], _se(partial, metric))
-    return values, variances
-
-
-def _predict(xy: list[tuple[float, float]], x: float, se: float) -> tuple[float, float]:
-    """Least-squares line ``final = a + b * at`` through the finished trials; its prediction at ``x``
-    and the variance: residual variance plus the line's slope times the measurement error."""
-    xs, ys = [p[0] for p in xy], [p[1] for p in xy]
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    sxx = sum((v - mx) ** 2 for v in xs)
-    slope = sum((a - mx) * (b - my) for a, b in xy) / sxx if sxx > 0 else 1.0
-    intercept = my - slope * mx if sxx > 0 else statistics.fmean(b - a for a, b in xy)
-    residuals = [b - (intercept + slope * a) for a, b in xy]
-    dof = max(1, len(xy) - (2 if sxx > 0 else 1))
-    spread = sum(r * r for r in residuals) / dof
-    return intercept + slope * x, spread + (slope * se) ** 2
-
-
-def _se(values: Mapping[str, float], metric: str) -> float:
+def standard_error(values: Mapping[str, float], metric: str) -> float:
+    """The standard error ``values`` carry for ``metric`` (``<metric>_se``), 0 when none is reported."""
     se = values.get(f"{metric}{SE_SUFFIX}")
     return float(se) if finite(se) else 0.0
 

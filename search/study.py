@@ -20,18 +20,15 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any
 
 import yaml
 
-from runners.spec import SE_SUFFIX
 from search.encoding import config_key
 from search.errors import SearchError, StudyError, StudyWriteError
-from search.optimizers.base import Observation
 from search.pareto import hypervolume, knee_index, pareto_indices, study_reference_point
-from search.space import Space, finite
+from search.space import Space
 from search.provenance import differences, provenance
-from search.stopping import impute
 from search.study_lock import holder
 from search.study_record import check_trials, read_json, validate_study_file
 
@@ -305,29 +302,6 @@ class Study:
         """COMPLETED trials."""
         return [t for t in self._trials if t.state is TrialState.COMPLETED]
 
-    def observations(self, known: Collection[str] = ()) -> list[Observation]:
-        """The finished trials as optimiser observations.
-
-        A completed trial carries its values and, where it reported standard errors
-        (``<metric>_se``), their squares as noise variances. A pruned trial carries its final
-        values as :func:`search.stopping.impute` estimates them from the trials that finished (with
-        the extra variance), or no values when too few did. A failed trial has ``values=None``.
-
-        Args:
-            known: metrics computed from the configuration (kept exact when imputing).
-        """
-        done = self.completed()
-        out = []
-        for t in self.finished():
-            if t.state is TrialState.COMPLETED:
-                out.append(Observation(t.config, dict(t.values), noise_variances(t.values, self.space.metrics)))
-            elif t.state is TrialState.PRUNED:
-                guess = impute(t, done, self.space.objectives, set(known))
-                out.append(Observation(t.config, *guess) if guess else Observation(t.config, None))
-            else:
-                out.append(Observation(t.config, None, failure=True))
-        return out
-
     def stopped_configs(self) -> list[dict[str, Any]]:
         """Configurations of STOPPED trials that no later trial has evaluated (to run again)."""
         done = {config_key(self.space, t.config) for t in self._trials if t.state is not TrialState.STOPPED}
@@ -537,12 +511,6 @@ def run_provenance(space: Space) -> dict[str, Any]:
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def noise_variances(values: dict[str, float], metrics: Collection[str]) -> dict[str, float] | None:
-    """``{metric: se**2}`` for the metrics whose standard error the values carry, or None."""
-    out = {m: float(values[f"{m}{SE_SUFFIX}"]) ** 2 for m in metrics if finite(values.get(f"{m}{SE_SUFFIX}"))}
-    return out or None
 
 
 def _names(study_dir: Path) -> str:

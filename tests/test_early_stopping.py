@@ -8,8 +8,9 @@ import learning_curves as lc
 from runners.spec import Checkpoint
 from search.api import optimize
 from search.pareto import pareto_indices
+from search.optimizers.history import impute, observations
 from search.space import EarlyStoppingSettings, parse_space
-from search.stopping import FinishedCurve, StopCheck, dominance_probability, impute
+from search.stopping import FinishedCurve, StopCheck, dominance_probability
 from search.study import TrialState
 
 
@@ -127,7 +128,7 @@ def test_pruned_trials_enter_the_surrogate_with_imputed_values_and_wider_noise(t
     study = _study(tmp_path, "impute", early=True, seed=1)
     pruned = [t for t in study.trials if t.state is TrialState.PRUNED]
     assert pruned
-    obs = {o.config["x"]: o for o in study.observations(known={"cost"})}
+    obs = {o.config["x"]: o for o in observations(study.trials, study.space, known={"cost"})}
     for t in pruned:
         guess = impute(t, study.completed(), lc.OBJECTIVES, {"cost"})
         assert guess is not None, "min_finished 3: three finished trials passed the checkpoint it stopped at"

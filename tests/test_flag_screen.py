@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from search.optimizers import AcquisitionOptions, Observation, make_optimizer
-from search.optimizers.flag_screen import SCREEN_FROM, horseshoe_effects, screen_flags, screened_inputs
+from search.optimizers.saas.flag_screen import SCREEN_FROM, horseshoe_effects, screen_flags, screened_inputs
 from search.space import parse_space
 
 SPACE = parse_space(
@@ -62,7 +62,7 @@ def test_screened_inputs_keep_the_share_on():
 
 def test_saas_nehvi_screens_flags_from_enough_observations():
     optimizer = make_optimizer("saas-nehvi", SPACE, seed=0, known_objectives={"storage": storage}, options=FAST)
-    assert optimizer.flag_screen
+    assert optimizer.settings.flag_screen
     optimizer.suggest(random_history(SCREEN_FROM - 1), 1)
     assert optimizer.screened == [] and optimizer.notes == {}  # too few observations: no screen
     hist = random_history(SCREEN_FROM + 4)
@@ -86,7 +86,7 @@ def test_saas_nehvi_screens_flags_from_enough_observations():
 def test_saas_map_does_not_screen():
     optimizer = make_optimizer("saas-map", SPACE, seed=0, known_objectives={"storage": storage}, options=FAST)
     optimizer.suggest(random_history(SCREEN_FROM + 2), 1)
-    assert not optimizer.flag_screen and optimizer.screened == []
+    assert not optimizer.settings.flag_screen and optimizer.screened == []
 
 
 def test_a_warm_started_search_screens_with_the_earlier_users_trials_too():
@@ -106,7 +106,7 @@ def test_a_warm_started_search_screens_with_the_earlier_users_trials_too():
 
 def test_repeated_screens_release_their_compiled_programs():
     """A long study fits the screen every suggestion: the compiled programs must not pile up in memory."""
-    from search.optimizers.saas_padded import RELEASE_EVERY
+    from search.optimizers.saas.padded_model import RELEASE_EVERY
 
     def mappings() -> int:
         with open("/proc/self/maps") as f:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from search.encoding import Encoder, config_key
 from search.optimizers import AcquisitionOptions, Observation, make_optimizer
-from search.optimizers.local_search import Scorer, grid_moves, hill_climb, neighbours, random_rows
+from search.optimizers.saas.local_search import Scorer, grid_moves, hill_climb, neighbours, random_rows
 from search.space import parse_space
 
 TEXT = """
@@ -110,21 +112,21 @@ def test_local_search_beats_many_more_random_points():
 
 def test_spread_start_covers_storage_and_resumes():
     """The spread start puts its points in distinct storage strata and continues from any history."""
-    from search.optimizers import saas
+    from search.optimizers.saas import MAP_DEFAULTS
+    from search.optimizers.saas.start_design import design_pool, van_der_corput
 
-    optimizer = make_optimizer("saas-map", SPACE, seed=0, known_objectives={"cost": _cost})
-    optimizer.design = "spread"
+    spread = dataclasses.replace(MAP_DEFAULTS, design="spread")
+    optimizer = make_optimizer("saas-map", SPACE, seed=0, known_objectives={"cost": _cost}, settings=spread)
     start = optimizer.suggest([], 6)
     assert len({config_key(SPACE, c) for c in start}) == 6
-    _, strata, configs = optimizer._design_pool()
-    keys = [config_key(SPACE, c) for c in configs]
-    assert sorted(int(strata[keys.index(config_key(SPACE, c))]) for c in start) == list(range(6))
+    pool = design_pool(optimizer, optimizer.start_size())
+    keys = [config_key(SPACE, c) for c in pool.configs]
+    assert sorted(int(pool.strata[keys.index(config_key(SPACE, c))]) for c in start) == list(range(6))
     # One at a time from a growing history: the same start (a function of the history alone).
     hist: list[Observation] = []
-    fresh = make_optimizer("saas-map", SPACE, seed=0, known_objectives={"cost": _cost})
-    fresh.design = "spread"
+    fresh = make_optimizer("saas-map", SPACE, seed=0, known_objectives={"cost": _cost}, settings=spread)
     for _ in range(6):
         (config,) = fresh.suggest(hist, 1)
         hist.append(Observation(config, {"q": 0.0}))
     assert [o.config for o in hist] == start
-    assert saas._van_der_corput(3) == 0.75
+    assert van_der_corput(3) == 0.75

@@ -75,13 +75,14 @@ def test_variances_need_every_observation_and_are_floored():
 
 
 def test_study_observations_carry_the_trials_squared_standard_errors(tmp_path):
+    from search.optimizers.history import observations
     from search.study import Study
 
     space = parse_space(SPACE, "noisy.yaml")
     study = Study.create("noisy", tmp_path, space)
     trial = study.add_trial({"x": 0.25})
     study.complete_trial(trial.number, {"q": 1.0, "q_se": 0.1, "r": 0.5, "r_se": 0.2})
-    (obs,) = study.observations()
+    (obs,) = observations(study.trials, study.space)
     assert obs.variances == pytest.approx({"q": 0.01, "r": 0.04})
 
 

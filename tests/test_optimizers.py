@@ -1,5 +1,7 @@
 """Every optimiser passes the same contract checks; known objectives are computed, not modelled."""
 
+import dataclasses
+
 import pytest
 
 from search.encoding import config_key
@@ -92,8 +94,8 @@ def test_bo_suggestions_model_only_learned_metrics(name):
 
     from botorch.models.fully_bayesian import SaasFullyBayesianSingleTaskGP
 
-    from search.optimizers.saas import SaasNEHVI
-    from search.optimizers.saas_padded import PaddedSaasFullyBayesianSingleTaskGP
+    from search.optimizers.saas import NUTS_DEFAULTS
+    from search.optimizers.saas.padded_model import PaddedSaasFullyBayesianSingleTaskGP
 
     hist = history(6)
     optimizer = build(name)
@@ -101,7 +103,7 @@ def test_bo_suggestions_model_only_learned_metrics(name):
     assert_valid(first, hist, 2)
     learned, known = optimizer.model.models
     expected = {"gp-nehvi": SingleTaskGP, "saas-map": EnsembleMapSaasSingleTaskGP,
-                "saas-nehvi": PaddedSaasFullyBayesianSingleTaskGP if SaasNEHVI.fit_engine == "botorch"
+                "saas-nehvi": PaddedSaasFullyBayesianSingleTaskGP if NUTS_DEFAULTS.nuts_engine == "botorch"
                 else SaasFullyBayesianSingleTaskGP}[name]
     assert type(learned) is expected and isinstance(known, GenericDeterministicModel)
     # The cost "model" is the exact function (negated: cost is minimised) of the rounded point.
@@ -192,7 +194,7 @@ def test_restart_reports_are_silenced_during_a_suggestion_and_other_warnings_pas
 
     from botorch.exceptions.warnings import OptimizationWarning
 
-    from search.optimizers.gp import _quiet_restarts
+    from search.optimizers.nehvi import _quiet_restarts
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -215,3 +217,64 @@ def test_pending_aware_batches_never_repeat_a_pending_or_finished_configuration(
     keys = {config_key(SPACE, c) for c in [*first, *more]}
     assert len(keys) == 6 and not keys & {config_key(SPACE, o.config) for o in hist}
     assert build(name).suggest(hist, 2, pending=first) == more, "reproducible under the seed"
+
+
+def test_saas_settings_come_from_the_space_over_each_name_s_defaults():
+    """``optimizer.saas`` in the space sets the SAAS switches a user would want; unset ones keep the
+    registered name's defaults; settings passed to the constructor win; a bad value names the file,
+    the field and the allowed values."""
+    from search.errors import SpaceError
+    from search.optimizers.saas import MAP_DEFAULTS, NUTS_DEFAULTS, SaasSettings
+
+    assert build("saas-nehvi").settings == NUTS_DEFAULTS and build("saas-map").settings == MAP_DEFAULTS
+    assert (NUTS_DEFAULTS.fit, NUTS_DEFAULTS.design, NUTS_DEFAULTS.flag_screen) == ("nuts", "spread", True)
+    assert (MAP_DEFAULTS.fit, MAP_DEFAULTS.design, MAP_DEFAULTS.flag_screen) == ("map", "sobol", False)
+    chosen = SPACE.with_overrides(["optimizer.saas.fit=map", "optimizer.saas.flag_screen=false"])
+    optimizer = make_optimizer("saas-nehvi", chosen, seed=0)
+    assert (optimizer.settings.fit, optimizer.settings.design, optimizer.settings.flag_screen) == ("map", "spread", False)
+    assert optimizer.use_map and optimizer.settings.warm_chains  # the unset switches keep saas-nehvi's
+    assert make_optimizer("saas-map", SPACE.with_overrides(["optimizer.saas.design=spread"])).settings.design == "spread"
+    given = SaasSettings(design="sobol")
+    assert make_optimizer("saas-nehvi", chosen, settings=given).settings is given
+    with pytest.raises(SpaceError) as info:
+        parse_space(TOY.replace("optimizer: {", "optimizer: {saas: {fit: mcmc}, "), "toy.yaml")
+    assert str(info.value) == "space toy.yaml: optimizer.saas.fit: input should be 'nuts' or 'map' (got 'mcmc')"
+    with pytest.raises(SpaceError, match=r"optimizer\.saas\.screen: unknown key; allowed keys: fit, design, "
+                                         r"flag_screen; did you mean 'flag_screen'\?"):
+        SPACE.with_overrides(["optimizer.saas.screen=true"])
+    with pytest.raises(ValueError, match=r"SaasSettings\.design='grid' is not allowed; use one of: spread, sobol"):
+        SaasSettings(design="grid")
+
+
+def test_saas_nehvi_with_the_map_fit_chosen_in_the_space_fits_the_map_ensemble():
+    """``optimizer.saas.fit: map`` makes saas-nehvi fit saas-map's model: the same suggestions as saas-map
+    given saas-nehvi's other defaults (the spread start, the layer screen)."""
+    from botorch.models.map_saas import EnsembleMapSaasSingleTaskGP
+
+    from search.optimizers.saas import NUTS_DEFAULTS
+
+    hist = history(6)
+    chosen = make_optimizer("saas-nehvi", SPACE.with_overrides(["optimizer.saas.fit=map"]), seed=3,
+                            known_objectives={"cost": cost}, options=FAST)
+    picks = chosen.suggest(hist, 2)
+    assert_valid(picks, hist, 2)
+    assert type(chosen.model.models[0]) is EnsembleMapSaasSingleTaskGP
+    same = make_optimizer("saas-map", SPACE, seed=3, known_objectives={"cost": cost}, options=FAST,
+                          settings=dataclasses.replace(NUTS_DEFAULTS, fit="map"))
+    same.name = "saas-nehvi"  # the name salts the suggestion seed
+    assert same.suggest(hist, 2) == picks
+
+
+def test_the_documented_saas_block_is_saas_nehvi_s_defaults():
+    """docs/architecture.md's ``optimizer.saas`` example parses and spells out saas-nehvi's defaults."""
+    import re
+    from pathlib import Path
+
+    from search.optimizers.saas import NUTS_DEFAULTS
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    block = re.search(r"\(`optimizer.saas` in a space\).*?```yaml\n(.*?)```", text, re.S).group(1)
+    space = parse_space(TOY.replace("optimizer: {name: sobol, init_trials: 4, nuts: {warmup: 16, samples: 8, "
+                                    "thinning: 2}}\n", block), "architecture.md")
+    assert space.optimizer.saas.fit == "nuts" and make_optimizer("saas-nehvi", space).settings == NUTS_DEFAULTS
+    assert make_optimizer("saas-map", space).settings.design == "spread"  # what the block sets holds for both names

@@ -18,8 +18,8 @@ def test_potential_is_the_padded_botorch_models():
     import jax.numpy as jnp
     from numpyro.infer.util import potential_energy
 
-    from search.optimizers import saas_nuts
-    from search.optimizers.saas_padded import PaddedSaasFullyBayesianSingleTaskGP
+    from search.optimizers.saas import nuts as saas_nuts
+    from search.optimizers.saas.padded_model import PaddedSaasFullyBayesianSingleTaskGP
 
     torch.manual_seed(0)
     X = torch.rand(11, 5, dtype=torch.double)
@@ -47,8 +47,8 @@ def test_fixed_noise_potential_is_the_padded_botorch_models_with_train_yvar():
     from botorch.models.transforms.outcome import Standardize
     from numpyro.infer.util import potential_energy
 
-    from search.optimizers import saas_nuts
-    from search.optimizers.saas_padded import PaddedSaasFullyBayesianSingleTaskGP
+    from search.optimizers.saas import nuts as saas_nuts
+    from search.optimizers.saas.padded_model import PaddedSaasFullyBayesianSingleTaskGP
 
     torch.manual_seed(0)
     X = torch.rand(11, 5, dtype=torch.double)
@@ -74,7 +74,7 @@ def test_fixed_noise_potential_is_the_padded_botorch_models_with_train_yvar():
 
 
 def test_vectorised_fit_learns_the_relevant_dimension_and_warm_starts():
-    from search.optimizers import saas_nuts
+    from search.optimizers.saas import nuts as saas_nuts
 
     rng = np.random.default_rng(1)
     X = rng.random((20, 6))
@@ -129,12 +129,12 @@ def test_warm_started_suggestions_survive_a_rebuild(noisy):
     hist = _history(11, noisy)
     running = make_optimizer("saas-nehvi", SPACE, seed=2, known_objectives={"cost": _cost}, options=FAST)
     running.suggest(hist[:8], 1)  # the anchor fit happens here (8 = ANCHOR_EVERY)
-    anchors = dict(running._anchors)
+    anchors = dict(running.chains.anchors)
     first = running.suggest(hist, 2)
-    assert running._anchors.keys() == anchors.keys()  # reused, not refitted
+    assert running.chains.anchors.keys() == anchors.keys()  # reused, not refitted
     rebuilt = make_optimizer("saas-nehvi", SPACE, seed=2, known_objectives={"cost": _cost}, options=FAST)
     assert rebuilt.suggest(hist, 2) == first
-    assert rebuilt._anchors.keys() == anchors.keys()  # refitted from the history alone
+    assert rebuilt.chains.anchors.keys() == anchors.keys()  # refitted from the history alone
     if noisy:
         assert "noise" not in running.last_fit[0].samples and "noise" in running.last_fit[1].samples
 
@@ -142,7 +142,7 @@ def test_warm_started_suggestions_survive_a_rebuild(noisy):
 @pytest.mark.skipif(not __import__("os").path.exists("/proc/self/maps"), reason="needs Linux /proc")
 def test_consecutive_fits_reuse_one_compiled_program():
     """Fits of the same padded size reuse the compiled sampler: no new memory mappings per fit."""
-    from search.optimizers import saas_nuts
+    from search.optimizers.saas import nuts as saas_nuts
 
     def maps() -> int:
         with open("/proc/self/maps") as handle:
@@ -180,7 +180,8 @@ def test_observed_noise_is_fitted_by_the_vectorised_engine_like_botorch(monkeypa
     import botorch.fit
     from gpytorch.likelihoods import FixedNoiseGaussianLikelihood, GaussianLikelihood
 
-    from search.optimizers import saas_nuts
+    from search.optimizers.saas import SaasSettings
+    from search.optimizers.saas import nuts as saas_nuts
 
     rng = np.random.default_rng(3)
     n = 16  # an anchor fit (16 % ANCHOR_EVERY == 0): one cold vectorised run per kind of noise
@@ -208,8 +209,8 @@ def test_observed_noise_is_fitted_by_the_vectorised_engine_like_botorch(monkeypa
     assert type(ours[0].likelihood) is FixedNoiseGaussianLikelihood
     assert torch.allclose(ours[0].likelihood.noise[0], saas_nuts.standardised_variances(ours[0]))
     assert type(ours[1].likelihood) is GaussianLikelihood
-    optimizer.fit_engine = "botorch"
-    reference = optimizer.fit_learned(X, Y, [0], seed=1, yvars=yvars)[0]
+    botorch_nuts = make_optimizer("saas-nehvi", NOISY, seed=0, settings=SaasSettings(nuts_engine="botorch"))
+    reference = botorch_nuts.fit_learned(X, Y, [0], seed=1, yvars=yvars)[0]
     Xq = torch.tensor(rng.random((32, 4)))
     with torch.no_grad():
         means = [m.posterior(Xq).mixture_mean.reshape(-1).numpy() for m in (ours[0], reference)]

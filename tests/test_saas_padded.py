@@ -23,7 +23,7 @@ def test_padding_changes_the_likelihood_by_a_constant_only():
     import jax.numpy as jnp
     from botorch.models.fully_bayesian import SaasFullyBayesianSingleTaskGP
 
-    from search.optimizers.saas_padded import PaddedSaasFullyBayesianSingleTaskGP, padded_size
+    from search.optimizers.saas.padded_model import PaddedSaasFullyBayesianSingleTaskGP, padded_size
 
     torch.manual_seed(0)
     X = torch.rand(11, 5, dtype=torch.double)
@@ -49,7 +49,8 @@ def test_padding_changes_the_likelihood_by_a_constant_only():
 @pytest.mark.skipif(not __import__("os").path.exists("/proc/self/maps"), reason="needs Linux /proc")
 def test_consecutive_nuts_fits_do_not_pile_up_memory_mappings(monkeypatch):
     """Each fit used to keep its compiled program: ~600 mappings a fit, a crash at vm.max_map_count."""
-    from search.optimizers import make_optimizer, saas_padded
+    from search.optimizers import make_optimizer
+    from search.optimizers.saas import padded_model as saas_padded
 
     monkeypatch.setattr(saas_padded, "RELEASE_EVERY", 2)
     monkeypatch.setattr(saas_padded, "_fits_since_release", 0)  # earlier tests fitted too

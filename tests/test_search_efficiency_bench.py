@@ -81,3 +81,23 @@ def test_best_subsets_grow_to_the_maximum_and_are_printed(bench, capsys):
     assert bench.main(["--best-subsets", "1", "3", "--problems", "mixed", "dtlz2"]) == 0
     printed = capsys.readouterr().out
     assert f"| mixed | {reached[1]:.3f} | {reached[3]:.3f} |" in printed and "dtlz2" not in printed
+
+
+def test_variants_are_saas_nehvi_built_with_settings(bench, tmp_path):
+    """Each ablation is ``saas-nehvi`` built with its ``SaasSettings`` (no subclass, nothing registered), and
+    a variant's run goes through :func:`search.api.optimize` like a registered optimiser's."""
+    from search.optimizers import optimizer_names
+    from search.optimizers.saas import SaasNEHVI
+
+    space = bench.PROBLEMS["mixed"]().space
+    for name, switches in bench.VARIANTS.items():
+        optimizer = bench.build_optimizer(name, space, seed=0)
+        assert type(optimizer) is SaasNEHVI and optimizer.name == "saas-nehvi"
+        assert {k: getattr(optimizer.settings, k) for k in switches} == switches
+    assert bench.build_optimizer("saas-nehvi@main", space).settings.nuts_engine == "botorch"
+    assert not [n for n in optimizer_names() if "@" in n]
+    out = tmp_path / "runs.jsonl"
+    assert bench.main(["--problems", "mixed", "--optimizers", "saas-nehvi@sobol6", "--seeds", "1", "--evals", "3",
+                       "--init", "3", "--quick", "--out", str(out)]) == 1
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["optimizer"] == "saas-nehvi@sobol6" and len(record["hv"]) == 3

@@ -92,7 +92,7 @@ def test_unknown_section_key_and_unknown_optimizer(tmp_path):
         parse_space(TOY + "training: {epoch: 2}\n", "bad.yaml")
     with pytest.raises(SpaceError) as info:  # checked before a study loads its model, not by the schema
         check_optimizer(parse_space(TOY.replace("name: sobol", "name: bayes"), "bad.yaml"))
-    assert str(info.value).startswith(  # (bench/search_efficiency.py may have registered saas-nehvi@ variants)
+    assert str(info.value).startswith(
         "space bad.yaml: optimizer.name: unknown optimizer 'bayes'; use one of: ax-default, ax-saasbo, gp-nehvi, optuna-nsga2, "
         "optuna-tpe, random, saas-map, saas-nehvi"
     )
@@ -142,3 +142,25 @@ def test_reported_metrics_are_shown_beside_the_objectives_and_checked():
     assert str(info.value) == ("space toy.yaml: report: copy_rate not reported by the trial runner; "
                                "choose from: cost, loss, quality")
     assert load_space("milp.yaml").shown_metrics == ["copy_rate"]
+
+
+def test_int_and_float_are_one_range_parameter_with_their_own_bound_types():
+    """``int`` and ``float`` share one class (bounds, log scale, default, the range checks); an ``int``'s
+    bounds and default must be integers, a ``float``'s may be any number."""
+    from search.space import FloatParam, IntParam, RangeParam
+
+    head = "name: t\nobjectives: {q: max}\nparameters:\n  x: "
+    count = parse_space(head + "{type: int, low: 1, high: 8, log: true}\n", "t.yaml").parameters["x"]
+    rate = parse_space(head + "{type: float, low: 0.1, high: 1.0, default: 0.5}\n", "t.yaml").parameters["x"]
+    assert isinstance(count, IntParam) and isinstance(rate, FloatParam)
+    assert isinstance(count, RangeParam) and isinstance(rate, RangeParam)
+    assert (count.default_value(), rate.default_value()) == (1, 0.5) and type(count.default_value()) is int
+    for kind, shown in (("int", "low=4 > high=3"), ("float", "low=4.0 > high=3.0")):
+        with pytest.raises(SpaceError, match=rf"^space t.yaml: parameters.x: {shown}; swap them$"):
+            parse_space(head + f"{{type: {kind}, low: 4, high: 3}}\n", "t.yaml")
+    with pytest.raises(SpaceError, match=r"parameters.x.default: input should be a valid integer, got a number with a "
+                                         r"fractional part \(got 2.5\)"):
+        parse_space(head + "{type: int, low: 0, high: 3, default: 2.5}\n", "t.yaml")
+    with pytest.raises(SpaceError, match=r"parameters.x.step: unknown key; allowed keys: when, type, low, high, log, "
+                                         r"default$"):
+        parse_space(head + "{type: float, low: 0, high: 3, step: 1}\n", "t.yaml")

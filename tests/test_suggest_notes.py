@@ -11,7 +11,7 @@ from rich.console import Console
 from search.api import optimize
 from search.cli import main
 from search.optimizers import AcquisitionOptions
-from search.optimizers.flag_screen import SCREEN_FROM
+from search.optimizers.saas.flag_screen import SCREEN_FROM
 from search.progress import StudyProgress
 from search.space import parse_space
 from search.study import Study

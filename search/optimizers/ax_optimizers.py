@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from search.encoding import Encoder, canonical
 from search.optimizers.base import Observation, Optimizer, register_optimizer
-from search.optimizers.gp import _torch_threads
+from search.optimizers.torch_threads import torch_threads
 from search.optimizers.quasi_random import uniform_stream
 from search.pareto import study_reference_point
 from search.space import (
@@ -279,7 +279,7 @@ class AxOptimizer(Optimizer):
         if self.encoder.d == 0:
             return self.take_new([self.space.defaults()], taken, n)
         seed = self.call_seed(history, pending=pending)
-        with _quiet_ax(), _torch_threads(self.options.threads), self.fitting():
+        with _quiet_ax(), torch_threads(self.options.threads), self.fitting():
             client = self.build_client(history, seed, pending)
             proposals = self.ask(client, n)
         self.client = client  # kept for inspection, like ``NEHVIOptimizer.model``
@@ -425,10 +425,10 @@ class AxSaasBO(AxOptimizer):
     def fitting(self) -> Iterator[None]:
         """JAX's persistent compilation cache on; compiled NUTS programs released every few fits.
 
-        Ax fits one model per metric; ``saas_padded.release_compiled_programs`` counts them, so the
+        Ax fits one model per metric; ``padded_model.release_compiled_programs`` counts them, so the
         memory mappings of JAX's compiled programs stay bounded over a long study.
         """
-        from search.optimizers.saas_padded import (  # imports jax and numpyro: deferred to the first fit
+        from search.optimizers.saas.padded_model import (  # imports jax and numpyro: deferred to the first fit
             enable_compilation_cache,
             release_compiled_programs,
         )

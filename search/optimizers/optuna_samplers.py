@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 from search.encoding import canonical
 from search.optimizers.base import Observation, Optimizer, register_optimizer
 from search.optimizers.quasi_random import uniform_stream
-from search.space import ChoiceParam, FloatParam, IntParam, LayerMaskParam, finite
+from search.numbers import finite
+from search.space import ChoiceParam, FloatParam, IntParam, LayerMaskParam
 
 if TYPE_CHECKING:
     import optuna

@@ -44,7 +44,8 @@ from typing import TYPE_CHECKING, Callable, Hashable, Mapping, Sequence
 
 from search.optimizers.base import Observation
 from search.pareto import hypervolume, knee_index, pareto_indices, reference_point
-from search.space import Constraint, finite
+from search.numbers import finite
+from search.space import Constraint
 
 if TYPE_CHECKING:
     import torch

@@ -3,7 +3,7 @@ metrics and the tags that mark what a trial was."""
 
 from __future__ import annotations
 
-from search.space import finite
+from search.numbers import finite
 from search.stopping import PRUNED_ATTR
 from search.study import ORIGIN_ATTR, Study, TrialRecord, TrialState
 

@@ -41,7 +41,7 @@ from runners.files import safe_name
 from runners.scratch import scratch_dir
 from search.config_view import config_params, describe
 from search.report import hypervolume_curves, reference_fixed
-from search.space import finite
+from search.numbers import finite
 from search.study import Study, TrialRecord, TrialState
 from search.suggest_notes import latest_notes, mlflow_tags
 from search.tracking.artifacts import ArtifactClock, write_study_artifacts

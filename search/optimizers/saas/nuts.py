@@ -13,7 +13,7 @@ The model is BoTorch's ``SaasPyroModel`` (the same priors: outputscale Gamma(2, 
 mean Normal(0, 1), noise 1e-4 + Gamma(0.9, 10), global shrinkage HalfCauchy(0.1) times per
 dimension HalfCauchy(1) on the inverse squared lengthscales, Matern-5/2), written as a plain
 log-density over an unconstrained vector (``log`` of every positive variable), with the
-padding of :mod:`search.optimizers.saas_padded`: padded rows contribute a constant only.
+padding of :mod:`search.optimizers.saas.padded_model`: padded rows contribute a constant only.
 
 Observed noise (BoTorch's ``train_Yvar``: the trials' squared standard errors) is the model of
 ``SaasFullyBayesianSingleTaskGP(X, Y, train_Yvar=..., outcome_transform=Standardize(m=1))``:
@@ -47,7 +47,7 @@ import numpy as np
 from jax.scipy.special import gammaln
 from numpyro.infer.hmc import hmc
 
-from search.optimizers.saas_padded import padded_size
+from search.optimizers.saas.padded_model import padded_size
 
 if TYPE_CHECKING:
     import torch

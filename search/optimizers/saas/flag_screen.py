@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from search.optimizers.saas_padded import padded_size, release_compiled_programs
+from search.optimizers.saas.padded_model import padded_size, release_compiled_programs
 
 if TYPE_CHECKING:
     import torch
@@ -130,3 +130,13 @@ def screened_flags_transform(screened: Sequence[int]) -> "torch.nn.Module":
             return screened_inputs(X, self.screened)
 
     return ScreenedFlags()
+
+
+def attach_screen(model: "torch.nn.Module", screened: Sequence[int]) -> None:
+    """Give a fitted surrogate (trained on :func:`screened_inputs`) the screen as its input transform, chained
+    before the one it has (the same-user input of a warm-started per-user search)."""
+    from botorch.models.transforms.input import ChainedInputTransform
+
+    screen = screened_flags_transform(screened)
+    user = getattr(model, "input_transform", None)
+    model.input_transform = screen if user is None else ChainedInputTransform(screen=screen, user=user)

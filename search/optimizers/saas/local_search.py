@@ -19,7 +19,7 @@ Here the search stays on the grid:
   the acquisition value; all neighbours of all climbers are scored in one batched call per step.
 
 The caller takes the best scored point that is not yet observed or pending. Continuous dimensions
-(none in the MiLP spaces) are left where the start has them; :class:`~search.optimizers.gp.NEHVIOptimizer`
+(none in the MiLP spaces) are left where the start has them; :class:`~search.optimizers.nehvi.NEHVIOptimizer`
 polishes them afterwards with L-BFGS.
 """
 
