@@ -54,6 +54,7 @@ from search.encoding import Encoder, canonical
 from search.optimizers.base import Observation, Optimizer, register_optimizer
 from search.optimizers.torch_threads import torch_threads
 from search.optimizers.quasi_random import uniform_stream
+from search.numbers import finite
 from search.pareto import study_reference_point
 from search.space import (
     ChoiceParam,
@@ -61,7 +62,6 @@ from search.space import (
     IntParam,
     LayerMaskParam,
     Space,
-    finite,
 )
 
 if TYPE_CHECKING:
