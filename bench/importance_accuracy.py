@@ -6,7 +6,7 @@ objective: quality is driven by which layers are on (flags 3, 7, 20), count and 
 or the retriever; personalization by k, the retriever, count and flag 12, never by rank; storage
 (count x rank x layers on) by count, rank and how many layers are on, never by k, the retriever
 or which layers. For n trials drawn at random (a study's quasi-random start; BO trials are
-clustered, which only makes the question harder), ``search.importance.compute`` ranks the rows,
+clustered, which only makes the question harder), ``search.results.importance.compute`` ranks the rows,
 and the benchmark scores, per objective, the share of (driving, non-driving) row pairs it orders
 right (1.0 is every driver above every non-driver, 0.5 a coin), and for quality the share of the
 three quality layers among the three top individual layers. Mean ± standard error over seeds.
@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from search.encoding import canonical  # noqa: E402
-from search.importance import HOW_MANY, WHICH, _compute  # noqa: E402
+from search.results.importance import HOW_MANY, WHICH, _compute  # noqa: E402
 from search.space import parse_space  # noqa: E402
-from search.study import TrialRecord, TrialState  # noqa: E402
+from search.study.study import TrialRecord, TrialState  # noqa: E402
 from search_efficiency import MIXED, mixed_values  # noqa: E402
 
 DRIVERS = {
@@ -79,7 +79,7 @@ def _ped_anova(space, trials):
     """The same rows with PED-ANOVA per objective (its top-10% question) instead of fANOVA."""
     from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
 
-    from search.importance import Importance, _distributions, _optuna_study, grouped, top_flags
+    from search.results.importance import Importance, _distributions, _optuna_study, grouped, top_flags
 
     study = _optuna_study(space, trials)
     params = list(_distributions(space))

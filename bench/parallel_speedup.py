@@ -13,7 +13,7 @@ For each problem and seed both worker counts run the same number of trials; the 
 wall-time ratio (1 worker / 2 workers) and each side's hypervolume after all its trials (the same
 trial count), as a fraction of the problem's exact maximum for ``sleep``.
 
-The per-user part (``--problems per-user``) is a per-user search (``search.per_user.optimize_tasks``,
+The per-user part (``--problems per-user``) is a per-user search (``search.execution.per_user.optimize_tasks``,
 the CLI's ``--per-user``) of ``--users`` users (default 8) with ``--user-trials`` trials each (6, the
 first ``--user-init`` quasi-random) on the sleep problem, once on 1 worker and once on 2 (the cohort
 scheduler: two users side by side, one trial each in flight): the wall-time ratio, and each user's
@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from search.api import optimize  # noqa: E402
-from search.executors import LocalExecutor, ProcessExecutor  # noqa: E402
+from search.execution.executors import LocalExecutor, ProcessExecutor  # noqa: E402
 from search.optimizers import AcquisitionOptions  # noqa: E402
 
 GOAL = 1.7
@@ -97,7 +97,7 @@ def run_sleep(workers: int, seed: int, args: argparse.Namespace) -> Run:
 
 def run_per_user(workers: int, seed: int, args: argparse.Namespace) -> Run:
     """A per-user search of the sleep problem: ``--users`` users, ``--user-trials`` trials each."""
-    from search.per_user import optimize_tasks
+    from search.execution.per_user import optimize_tasks
 
     problem = mixed()
     space = problem.space.with_optimizer(name="gp-nehvi", trials=args.user_trials, init_trials=args.user_init,
@@ -119,9 +119,9 @@ def run_tiny(workers: int, seed: int, args: argparse.Namespace) -> Run:
     """One study of real tiny-model trials."""
     import torch
 
-    from search.setup import bind_to_model
+    from search.study.setup import bind_to_model
     from search.space import load_space
-    from search.trial_objective import TrialObjective
+    from search.study.trial_objective import TrialObjective
 
     space, setup = bind_to_model(load_space("tiny.yaml"))
     space = space.with_optimizer(name="sobol", trials=args.tiny_trials, init_trials=args.tiny_trials, seed=seed)

@@ -3,7 +3,7 @@
 Users of ``bench/search_efficiency.py``'s ``mixed-large`` problem (30 layer flags of which 5 matter,
 ``count`` 1..32, five ranks, ``k`` 0..8, three retrievers; storage known) are searched one after
 another with ``saas-nehvi``, as ``pers-search run --per-user`` does
-(:func:`search.per_user.optimize_tasks`), ``--users`` users of ``--per-user`` trials each. The
+(:func:`search.execution.per_user.optimize_tasks`), ``--users`` users of ``--per-user`` trials each. The
 users of a seed are drawn from ``random.Random(seed)``:
 
 - ``alike``: the same layers carry quality (flags 2, 9, 17, 25) and personalization (flag 13) for
@@ -64,7 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.search_efficiency import MIXED_LARGE, MixedShape, enumerate_relevant, exact_front, mixed_values, storage  # noqa: E402
 from search.pareto import hypervolume  # noqa: E402
-from search.per_user import optimize_tasks  # noqa: E402
+from search.execution.per_user import optimize_tasks  # noqa: E402
 from search.space import Space, WarmStartSettings, parse_space  # noqa: E402
 
 VARIANTS = ("alike", "distinct")

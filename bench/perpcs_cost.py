@@ -47,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     from runners.perpcs.pool import PoolSettings, build_pool
     from runners.session import session_for
-    from search.setup import trial_setup
+    from search.study.setup import trial_setup
     from search.space import load_space
 
     args = parse_args(argv)

@@ -56,9 +56,9 @@ from runners.spec import Checkpoint  # noqa: E402
 from search.api import optimize  # noqa: E402
 from search.errors import SpaceError  # noqa: E402
 from search.pareto import hypervolume  # noqa: E402
-from search.per_user import TaskHooks, optimize_tasks  # noqa: E402
+from search.execution.per_user import TaskHooks, optimize_tasks  # noqa: E402
 from search.space import parse_space  # noqa: E402
-from search.study import TrialState  # noqa: E402
+from search.study.study import TrialState  # noqa: E402
 
 STEPS, EVERY, TAU, NOISE = 40, 4, 8.0, 0.01
 DEFAULT_OPTIMA = (0.7, 0.08)
@@ -127,7 +127,7 @@ def fixed_hv(study, max_hv: float = 1.0) -> float:
 
 
 class TrialLines(TaskHooks):
-    """One flushed line per finished trial on stderr (``search.progress.StudyProgress``), naming the arm
+    """One flushed line per finished trial on stderr (``search.commands.progress.StudyProgress``), naming the arm
     and the user: an embedded seed runs for most of an hour, and a piped log should show it moving."""
 
     def __init__(self, arm: str, users: int, trials: int) -> None:
@@ -141,7 +141,7 @@ class TrialLines(TaskHooks):
 
     def callbacks(self, label: str) -> list[Any]:
         """Study callbacks printing each finished trial's line, starting with ``label``."""
-        from search.progress import StudyProgress
+        from search.commands.progress import StudyProgress
 
         return [StudyProgress(self.console, self.trials, label)]
 
@@ -186,9 +186,9 @@ def training_overrides(train_steps: int | None) -> list[str]:
 def embedded_stopping(seed: int, trials: int, train_steps: int | None = None,
                       rule: tuple[str, ...] = ()) -> dict[str, float]:
     from search.commands.searching import user_setup
-    from search.setup import bind_to_model
+    from search.study.setup import bind_to_model
     from search.space import load_space
-    from search.trial_objective import TrialObjective
+    from search.study.trial_objective import TrialObjective
 
     overrides = EMBEDDED_STOPPING + list(rule) + training_overrides(train_steps)
     base, setup = bind_to_model(load_space("milp.yaml").with_overrides(overrides).with_optimizer(
@@ -252,9 +252,9 @@ def embedded_warm(seed: int, per_user: int, train_steps: int | None = None, arms
                   warm_points: int = 2) -> dict[str, Any]:
     from runners.session import session_for
     from search.commands.searching import user_setup
-    from search.setup import bind_to_model
+    from search.study.setup import bind_to_model
     from search.space import load_space
-    from search.trial_objective import TrialObjective
+    from search.study.trial_objective import TrialObjective
 
     overrides = ["data.users=4"] + training_overrides(train_steps)
     space, setup = bind_to_model(load_space("milp.yaml").with_overrides(overrides).with_optimizer(

@@ -1,13 +1,13 @@
 """The Python API: run any optimiser on any black-box function, with persistence and resume.
 
 The loop keeps the executor's workers busy: whenever a slot is free it asks the study's driver
-(:class:`search.study_driver.StudyDriver`) for a trial, whose configuration conditions on the ones
+(:class:`search.execution.driver.StudyDriver`) for a trial, whose configuration conditions on the ones
 in flight (``pending``), and submits it; whenever trials finish the driver records them (this
 process is the only writer of the study) and calls the callbacks. A trial that raises (including ``MemoryError``), returns NaN for
 an objective, times out or loses its worker twice is recorded as FAILED with the reason and the
 study goes on. ``KeyboardInterrupt`` cancels what is in flight and leaves those trials RUNNING on
 disk; the next :func:`optimize` marks them STOPPED and runs their configurations again first.
-:func:`optimize` holds the study's lock while it runs (:mod:`search.study_lock`): a second writer
+:func:`optimize` holds the study's lock while it runs (:mod:`search.study.lock`): a second writer
 of the same study, in this machine's other processes, is refused.
 """
 
@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from search.executors import (
+from search.execution.executors import (
     Evaluation,
     Executor,
     LocalExecutor,
@@ -34,9 +34,9 @@ from search.optimizers.base import (
     make_optimizer,
 )
 from search.space import Space, load_space
-from search.study import Study, check_study_name
-from search.study_driver import Callback, StudyDriver
-from search.study_lock import StudyLock
+from search.study.study import Study, check_study_name
+from search.execution.driver import Callback, StudyDriver
+from search.study.lock import StudyLock
 
 
 def optimize(
@@ -80,7 +80,7 @@ def optimize(
             :class:`LocalExecutor` (one at a time, in this process). A callback with a
             ``trial_started(study, trial, slot)`` method also hears of every submitted trial.
         options: caps on the BO acquisition optimisation.
-        early_stopping: stop trials whose intermediate point is dominated (``search.stopping``);
+        early_stopping: stop trials whose intermediate point is dominated (``search.execution.stopping``);
             default the space's ``early_stopping.enabled``. The objective is then called as
             ``objective(config, report=callback)`` and calls ``callback(checkpoint)`` as it trains.
         initial: configurations to evaluate first (a warm start), those not yet in the study; their trials

@@ -66,7 +66,7 @@ def _half_write(path, text) -> None:
 def arm(kind: str, nth: int) -> None:
     """Install the kill point ``kind`` at its ``nth`` occurrence (in the forked child only)."""
     import runners.trial
-    import search.study
+    import search.study.study
     from mlflow.tracking import MlflowClient
 
     if kind == "train":
@@ -74,7 +74,7 @@ def arm(kind: str, nth: int) -> None:
     elif kind == "generate":
         runners.trial.generate = _counting(runners.trial.generate, nth)
     elif kind == "study_write":
-        original = search.study.atomic_write
+        original = search.study.study.atomic_write
         calls = [0]
 
         def write(path, text):
@@ -83,7 +83,7 @@ def arm(kind: str, nth: int) -> None:
                 if calls[0] == nth:
                     _half_write(path, text)
             return original(path, text)
-        search.study.atomic_write = write
+        search.study.study.atomic_write = write
     elif kind == "mlflow_log":
         MlflowClient.log_batch = _counting(MlflowClient.log_batch, nth)
     elif kind == "export_train":
@@ -107,7 +107,7 @@ def preload(work: Path) -> None:
     import search.tracking.plots  # noqa: F401
     from search.cli import build_parser
     from search.commands.common import space_from_args
-    from search.setup import bind_to_model
+    from search.study.setup import bind_to_model
     from runners.session import session_for
 
     args = build_parser().parse_args(_run_argv(work, 4))

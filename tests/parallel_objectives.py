@@ -55,7 +55,7 @@ class ReportsLoads:
 
     def __call__(self, config, report=None):
         from runners.session import cache_info
-        from search.executors import Evaluation
+        from search.execution.executors import Evaluation
 
         done = self.objective(config, report)
         return Evaluation(done.values, {**done.user_attrs, "model_loads": cache_info()["models"]["builds"]},
@@ -71,7 +71,7 @@ class TimedUser:
         self.seconds = seconds
 
     def __call__(self, config):
-        from search.executors import Evaluation
+        from search.execution.executors import Evaluation
 
         began = time.time()
         time.sleep(self.seconds)

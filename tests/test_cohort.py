@@ -76,7 +76,7 @@ def test_the_users_of_a_per_user_search_share_one_cohort_adapter_of_the_whole_co
     """A per-user study narrows each user's data to that user; its cohort adapter is still the cohort's."""
     import json
 
-    from search.setup import user_setup
+    from search.study.setup import user_setup
 
     whole = session_for(tiny_setup)
     users = [s.user.user_id for s in whole.splits][:2]

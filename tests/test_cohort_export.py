@@ -14,9 +14,9 @@ import yaml
 from search.export import ExportError, buckets, export_bundle, export_cohort, serving_plan
 from search.export.manifest import ServedAdapter
 from search.export.vllm import CPU_LORA_BYTES, LISTED_LORAS, vllm_script
-from search.per_user import load_cohort, open_cohort, user_study_name
+from search.execution.per_user import load_cohort, open_cohort, user_study_name
 from search.space import load_space
-from search.study import Study
+from search.study.study import Study
 
 SETTINGS = ["data.users=10", "data.max_val_queries=1", "training.max_steps=1", "training.max_new_tokens=2"]
 MASK = [1, 0, 1, 1]
@@ -35,8 +35,8 @@ def _config(count: int, rank: int, k: int) -> dict:
 def cohort(tmp_path_factory):
     """A per-user study of 10 demo users, one trained trial each (one step), adapters kept."""
     from runners.session import session_for
-    from search.setup import trial_setup, user_setup
-    from search.trial_objective import TrialObjective
+    from search.study.setup import trial_setup, user_setup
+    from search.study.trial_objective import TrialObjective
 
     root = tmp_path_factory.mktemp("studies")
     space = load_space("tiny.yaml").with_overrides(SETTINGS).bind(4)
@@ -223,7 +223,7 @@ def test_register_a_cohort_bundle(cohort, tmp_path):
 
 def _count_manifest_writes(monkeypatch) -> list[str]:
     """Every write of a file named serving.yaml: atomic replaces onto it and direct writes."""
-    import search.study
+    import search.study.study
 
     writes: list[str] = []
     replace, write_text = os.replace, Path.write_text
@@ -238,7 +238,7 @@ def _count_manifest_writes(monkeypatch) -> list[str]:
             writes.append(str(self))
         return write_text(self, *args, **kwargs)
 
-    monkeypatch.setattr(search.study.os, "replace", counting_replace)
+    monkeypatch.setattr(search.study.study.os, "replace", counting_replace)
     monkeypatch.setattr(Path, "write_text", counting_write_text)
     return writes
 

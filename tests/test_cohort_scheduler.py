@@ -17,11 +17,11 @@ import pytest
 from parallel_objectives import TimedUser
 from search.api import optimize
 from search.cli import main
-from search.executors import LocalExecutor, ProcessExecutor
+from search.execution.executors import LocalExecutor, ProcessExecutor
 from search.optimizers import AcquisitionOptions
-from search.per_user import TaskHooks, load_cohort, optimize_tasks
+from search.execution.per_user import TaskHooks, load_cohort, optimize_tasks
 from search.space import parse_space
-from search.study import TrialState
+from search.study.study import TrialState
 from toy_study import toy_space_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,7 +136,7 @@ def test_with_one_worker_users_run_one_after_another_as_before(tmp_path):
 def test_warm_start_learns_from_users_running_beside_it(tmp_path, monkeypatch):
     """At every suggestion a user's BO optimiser gets every finished trial of the other users, those
     running beside it included; its front points are those of the users finished when it starts."""
-    import search.per_user as per_user
+    import search.execution.per_user as per_user
 
     seen: list[tuple[int, int]] = []
     original = per_user.warm_start_observations
@@ -165,7 +165,7 @@ def test_warm_start_learns_from_users_running_beside_it(tmp_path, monkeypatch):
 def test_a_cohort_on_a_local_ray_completes_with_each_trial_recorded_once(tmp_path, monkeypatch):
     """``--executor ray --address local`` with 2 CPUs: the same scheduler, Ray tasks for workers."""
     pytest.importorskip("ray")
-    from search.executors import RayExecutor
+    from search.execution.executors import RayExecutor
 
     monkeypatch.setenv("PYTHONPATH", f"{ROOT}:{ROOT / 'tests'}")  # Ray's workers import the test objectives
     finished: list[tuple[str, int]] = []

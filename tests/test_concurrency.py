@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from search.cli import main
-from search.study import Study
-from search.study_lock import LOCK_FILE, holder
+from search.study.study import Study
+from search.study.lock import LOCK_FILE, holder
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--space", "tiny.yaml", "--optimizer", "random", "--no-test"]
@@ -338,7 +338,7 @@ def test_a_disk_filling_during_export_is_one_line(stored_study, tmp_path):
 
 def test_a_writer_that_ended_cleanly_leaves_nothing_to_take_over(tmp_path):
     """Only a writer that died leaves its name in the lock file; one that ended (or was refused) does not."""
-    from search.study_lock import acquire, release
+    from search.study.lock import acquire, release
 
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "study.json").write_text("{}")

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from runners.spec import inert_keys
-from search.config_view import active_config, config_params, config_record, count_key, describe, layer_ranges
+from search.results.config_view import active_config, config_params, config_record, count_key, describe, layer_ranges
 from search.space import load_space, parse_space
-from search.study import Study
+from search.study.study import Study
 
 ON = {"lora.layers": [1, 0, 1, 1], "lora.count": 2, "lora.rank": 4, "rag.k": 2, "rag.retriever": "bm25",
       "perpcs.top_k": 0}

@@ -10,8 +10,8 @@ from search.api import optimize
 from search.pareto import pareto_indices
 from search.optimizers.history import impute, observations
 from search.space import EarlyStoppingSettings, parse_space
-from search.stopping import FinishedCurve, StopCheck, dominance_probability
-from search.study import TrialState
+from search.execution.stopping import FinishedCurve, StopCheck, dominance_probability
+from search.study.study import TrialState
 
 
 def checkpoint(step: int, quality: float, se: float = 0.01) -> Checkpoint:
@@ -151,7 +151,7 @@ def test_stopped_trials_are_marked_in_their_line_status_and_mlflow(tmp_path, cap
     from rich.console import Console
 
     from search.cli import main
-    from search.progress import StudyProgress
+    from search.commands.progress import StudyProgress
     from search.tracking.tracker import Tracker
 
     store = f"sqlite:///{tmp_path}/mlflow.db"

@@ -65,7 +65,7 @@ def test_peft_alone_beats_non_personalized_beyond_the_interval():
     intervals (bootstrap over users, then queries) that exclude 0 (issue 12's bar)."""
     from runners.metrics.uncertainty import paired_difference_interval
     from runners.trial import run_trial
-    from search.setup import bind_to_model
+    from search.study.setup import bind_to_model
     from search.space import load_space
 
     space, setup = bind_to_model(load_space("milp.yaml").with_overrides(["data.users=3"]))

@@ -15,9 +15,9 @@ import pytest
 from parallel_objectives import DiesOnce, always_dies, hangs_on_k3, sleepy
 from search.api import optimize
 from search.errors import SearchError
-from search.executors import LocalExecutor, ProcessExecutor, make_executor
+from search.execution.executors import LocalExecutor, ProcessExecutor, make_executor
 from search.space import parse_space
-from search.study import TrialState
+from search.study.study import TrialState
 from toy_study import toy_space_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,10 +99,10 @@ def test_executor_choice_and_errors():
 
 def test_ray_runs_a_tiny_model_study_with_two_workers(tmp_path):
     ray = pytest.importorskip("ray")
-    from search.executors import RayExecutor
-    from search.setup import bind_to_model
+    from search.execution.executors import RayExecutor
+    from search.study.setup import bind_to_model
     from search.space import load_space
-    from search.trial_objective import TrialObjective
+    from search.study.trial_objective import TrialObjective
 
     tiny, setup = bind_to_model(load_space("tiny.yaml").with_overrides(["data.users=1"]))
     finished = []

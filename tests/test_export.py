@@ -19,9 +19,9 @@ from search.export import (
     vllm_command,
     vllm_rank,
 )
-from search.report import front_rows, rows_to_csv
+from search.results.report import front_rows, rows_to_csv
 from search.space import load_space, parse_space
-from search.study import Study
+from search.study.study import Study
 
 TOY = """
 name: toy
@@ -154,8 +154,8 @@ CONFIG = {"lora.layers": [1, 0, 1, 1], "lora.count": 2, "lora.rank": 2, "rag.k":
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory):
     """A two-trial tiny-model study: trial 0 re-run at export, trial 1 with kept adapters."""
-    from search.setup import trial_setup
-    from search.trial_objective import TrialObjective
+    from search.study.setup import trial_setup
+    from search.study.trial_objective import TrialObjective
 
     root = tmp_path_factory.mktemp("studies")
     space = load_space("tiny.yaml").bind(4)
@@ -178,7 +178,7 @@ def _generate_with(adapter_dir, base_dir, study, trial):
     from runners.session import session_for
     from runners.spec import TrialConfig
     from runners.trial import _prompts
-    from search.setup import trial_setup
+    from search.study.setup import trial_setup
 
     session = session_for(trial_setup(study.space))
     spec = session.setup.training
@@ -355,7 +355,7 @@ def test_bundle_copied_elsewhere_loads_with_auto_peft_and_reproduces_the_trial(t
 
 def _val_queries(study, uid):
     from runners.session import session_for
-    from search.setup import trial_setup
+    from search.study.setup import trial_setup
 
     session = session_for(trial_setup(study.space))
     return [q.input for s in session.splits if s.user.user_id == uid for q in s.val]
@@ -366,7 +366,7 @@ def test_bundle_prompt_is_the_trials_prompt_and_serving_yaml_spells_it_out(tiny_
     from runners.spec import TrialConfig
     from runners.trial import _prompts
     from search.cli import main
-    from search.setup import trial_setup
+    from search.study.setup import trial_setup
 
     trial = tiny_study.trials[0]
     out = export_bundle(tiny_study, "trial:0", tmp_path / "b").out

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from search.report import hypervolume_fraction_curve, normalization, normalized_hypervolume
+from search.results.report import hypervolume_fraction_curve, normalization, normalized_hypervolume
 from search.space import parse_space
-from search.study import Study
+from search.study.study import Study
 
 TOY = """
 name: hv

@@ -9,9 +9,9 @@ import pytest
 from bench_scripts import load_bench
 from search.api import optimize
 from search.cli import main
-from search.importance import HOW_MANY, WHICH, ImportanceError, compute, which_layers
+from search.results.importance import HOW_MANY, WHICH, ImportanceError, compute, which_layers
 from search.space import parse_space
-from search.study import Study
+from search.study.study import Study
 
 accuracy = load_bench("importance_accuracy")
 
@@ -77,7 +77,7 @@ def test_the_command_prints_a_table_json_and_a_plot_and_writes_nothing_in_the_st
 
 
 def test_a_cohort_shows_each_users_top_rows(tmp_path, capsys):
-    from search.per_user import optimize_tasks
+    from search.execution.per_user import optimize_tasks
 
     space = parse_space("name: c\nobjectives: {q: max, cost: min}\nparameters:\n"
                         "  a: {type: float, low: 0, high: 1}\n  b: {type: float, low: 0, high: 1}\n"
@@ -122,7 +122,7 @@ def test_bench_pair_accuracy():
 
 
 def test_a_users_study_with_too_few_trials_names_the_cohorts_resume(tmp_path, capsys):
-    from search.per_user import optimize_tasks
+    from search.execution.per_user import optimize_tasks
 
     space = parse_space("name: c\nobjectives: {q: max, cost: min}\nparameters:\n"
                         "  a: {type: float, low: 0, high: 1}\n  b: {type: float, low: 0, high: 1}\n"

@@ -280,7 +280,7 @@ def test_file_bytes(tmp_path):
 def test_session_persona_content_is_profile_and_history_once_per_user():
     from runners.data.pairs import memory_texts
     from runners.session import Session
-    from search.setup import trial_setup
+    from search.study.setup import trial_setup
     from search.space import load_space
 
     session = Session(trial_setup(load_space("tiny.yaml")))

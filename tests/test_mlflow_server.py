@@ -9,9 +9,9 @@ import urllib.request
 import pytest
 
 from search.api import optimize
-from search.config_view import layer_ranges
+from search.results.config_view import layer_ranges
 from search.space import parse_space
-from search.study import Study
+from search.study.study import Study
 from search.tracking.tracker import Tracker
 from live_server import running_server
 from toy_study import free_port, objective, toy_space_text

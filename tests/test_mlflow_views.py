@@ -12,7 +12,7 @@ import json
 import pytest
 
 from search.api import optimize
-from search.config_view import count_key
+from search.results.config_view import count_key
 from search.space import load_space, parse_space
 from search.tracking.links import DESCRIPTION_TAG, SHARED_VIEW_TAG, run_page, save_view, training_page
 from search.tracking.tracker import Tracker

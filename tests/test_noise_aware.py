@@ -76,7 +76,7 @@ def test_variances_need_every_observation_and_are_floored():
 
 def test_study_observations_carry_the_trials_squared_standard_errors(tmp_path):
     from search.optimizers.history import observations
-    from search.study import Study
+    from search.study.study import Study
 
     space = parse_space(SPACE, "noisy.yaml")
     study = Study.create("noisy", tmp_path, space)

@@ -20,7 +20,7 @@ from runners.session import session_for
 from runners.spec import TrialConfig, TrialSetup
 from runners.trial import run_trial
 from search.cli import main
-from search.study import Study
+from search.study.study import Study
 
 TINY = ["--space", "tiny.yaml"]
 FAST = ["--set", "training.max_steps=1", "--set", "training.max_new_tokens=4"]

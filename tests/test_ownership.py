@@ -333,7 +333,7 @@ def test_an_old_study_without_a_users_directory_is_trained_again(colliding_data,
     """A study kept before one-to-one names holds ``alice_bob`` only (the old filter's name of both
     users): export must not serve it to ``alice/bob``; it warns and trains the trial again."""
     from search.export import export_bundle
-    from search.study import Study
+    from search.study.study import Study
 
     studies = tmp_path / "studies"
     assert main(["run", "old", *TINY, "--data", str(colliding_data), "--trials", "1", "--init-trials", "1",

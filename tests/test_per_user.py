@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from search.cli import main
-from search.per_user import load_cohort, optimize_tasks, warm_start_points
+from search.execution.per_user import load_cohort, optimize_tasks, warm_start_points
 from search.space import parse_space
-from search.study import TrialState
+from search.study.study import TrialState
 from toy_study import toy_space_text
 
 
@@ -140,9 +140,9 @@ def test_warm_start_points_are_marked_in_lines_status_study_json_and_mlflow(tmp_
     from mlflow.tracking import MlflowClient
     from rich.console import Console
 
-    from search.per_user import TaskHooks
-    from search.progress import StudyProgress
-    from search.study import Study
+    from search.execution.per_user import TaskHooks
+    from search.commands.progress import StudyProgress
+    from search.study.study import Study
     from search.tracking.tracker import Tracker
 
     store = f"sqlite:///{tmp_path}/mlflow.db"

@@ -302,7 +302,7 @@ def pool_cli(*argv):
 def test_pool_build_and_show_through_the_cli_then_assemble(tmp_path, capsys):
     from runners.history import history_examples
     from runners.session import session_for
-    from search.setup import trial_setup
+    from search.study.setup import trial_setup
     from search.space import load_space
 
     where = tmp_path / "pool"

@@ -20,7 +20,7 @@ import pytest
 
 from search.cli import main
 from search.space import load_space
-from search.study import Study
+from search.study.study import Study
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "robustness.md"
@@ -493,9 +493,9 @@ def test_unwritable_study_dir_is_a_one_line_failure(tmp_path, capsys):
 def test_full_disk_during_a_study_stops_it_cleanly(tmp_path, capsys, monkeypatch):
     """ENOSPC on the third study.json write: exit 1, a message that says the disk is full and what
     to do, and the study file as it was before (the write is atomic)."""
-    import search.study
+    import search.study.study
 
-    real, calls = search.study.atomic_write, []
+    real, calls = search.study.study.atomic_write, []
 
     def full(path, text):
         if Path(path).name == "study.json":
@@ -504,7 +504,7 @@ def test_full_disk_during_a_study_stops_it_cleanly(tmp_path, capsys, monkeypatch
                 raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real(path, text)
 
-    monkeypatch.setattr(search.study, "atomic_write", full)
+    monkeypatch.setattr(search.study.study, "atomic_write", full)
     code, _, err = run_cli([*RUN, "s", "--trials", "2", "--study-dir", str(tmp_path), *FAST[:-1]], capsys)
     assert code == 1, err
     assert "No space left on device" in err and "the disk is full: free space on it" in err

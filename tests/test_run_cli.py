@@ -61,9 +61,9 @@ def test_front_is_shown_on_the_test_queries_its_trials_answered(tmp_path, capsys
     assert all(t["test_values"] == t["user_attrs"]["test_metrics"] for t in front_tested)
     assert "trains again" not in capsys.readouterr().err
     # The figures are those of a separate run on the test split (same seed, same training).
-    from search.setup import trial_setup
-    from search.study import Study
-    from search.trial_objective import TrialObjective
+    from search.study.setup import trial_setup
+    from search.study.study import Study
+    from search.study.trial_objective import TrialObjective
     study = Study.load("t", tmp_path)
     first = front_tested[0]
     again = TrialObjective(trial_setup(study.space)).test_metrics(first["config"])
@@ -185,7 +185,7 @@ def test_a_dumb_terminal_or_a_pipe_gets_a_line_per_trial_as_it_ends(tmp_path, wh
 def test_run_ends_with_the_next_commands_and_the_mlflow_link(tmp_path, capsys):
     """After the front, ``run`` prints the commands to go on with (naming a --study-dir that is not the
     default) and the link to the study's front in MLflow, the one ``pareto`` and ``ui`` print."""
-    from search.study import Study
+    from search.study.study import Study
     from search.tracking.links import study_link
 
     studies = tmp_path / "runs"
@@ -206,7 +206,7 @@ def test_run_ends_with_the_next_commands_and_the_mlflow_link(tmp_path, capsys):
 
 def test_next_steps_name_importance_once_it_has_enough_trials():
     from search.commands.searching import next_steps
-    from search.importance import MIN_TRIALS
+    from search.results.importance import MIN_TRIALS
 
     assert any(line.split("#")[0].strip() == "pers-search importance s" for line in next_steps("s", "studies", MIN_TRIALS))
     per_user = [line.split("#")[0].strip() for line in next_steps("c", "studies", 2, per_user=True)[1:]]

@@ -20,7 +20,7 @@ from runners import session as sessions
 from runners.data.load import load_dataset
 from runners.session import SharedCache, cache_info, clear_caches, session_for
 from runners.spec import TrialConfig, TrialSetup
-from search.setup import user_setup
+from search.study.setup import user_setup
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMINGS = {"train_seconds", "generate_seconds", "train_tokens_per_second", "assembly_seconds"}
@@ -162,7 +162,7 @@ import gc, json, os
 from runners.session import session_for
 from runners.spec import TrialConfig, TrialSetup
 from runners.trial import run_trial
-from search.setup import user_setup
+from search.study.setup import user_setup
 
 setup = TrialSetup.from_dicts({"name": "tiny"}, {"source": "demo", "users": 10, "max_val_queries": 1},
                               {"max_steps": 1, "min_steps": 0, "max_new_tokens": 2, "autocast": "bfloat16"})
@@ -216,7 +216,7 @@ def _counting(monkeypatch, data: Path) -> dict[str, int]:
 
 def test_a_three_user_per_user_run_and_its_export_load_the_model_once_and_read_the_data_once(tmp_path, monkeypatch, capsys):
     from search.cli import main
-    from search.per_user import load_cohort
+    from search.execution.per_user import load_cohort
 
     data = write_users(tmp_path / "users.jsonl", 4)
     clear_caches()
@@ -229,7 +229,7 @@ def test_a_three_user_per_user_run_and_its_export_load_the_model_once_and_read_t
     cohort = load_cohort("three", tmp_path / "studies")
     assert len(cohort.studies) == 3 and all(len(s.completed()) == 1 for s in cohort.studies.values())
     # one read to parse the users, one to hash the file for the studies' provenance (hashed once per
-    # process: search.provenance.file_sha256), whatever the number of users
+    # process: search.study.provenance.file_sha256), whatever the number of users
     assert counts == {"loads": 1, "reads": 2}
     assert main(["export", "three", "--pick", "knee", "--out", str(tmp_path / "bundle"),
                  "--study-dir", str(tmp_path / "studies")]) == 0
@@ -239,11 +239,11 @@ def test_a_three_user_per_user_run_and_its_export_load_the_model_once_and_read_t
 
 @pytest.mark.parametrize("executor", ["process", "ray"])
 def test_a_worker_loads_the_model_once_for_the_trials_of_every_user(tmp_path, executor):
-    from search.executors import ProcessExecutor
-    from search.per_user import optimize_tasks
-    from search.setup import bind_to_model
+    from search.execution.executors import ProcessExecutor
+    from search.execution.per_user import optimize_tasks
+    from search.study.setup import bind_to_model
     from search.space import load_space
-    from search.trial_objective import TrialObjective
+    from search.study.trial_objective import TrialObjective
 
     # three users on two workers: the cohort scheduler runs two users side by side, so the third
     # user's trials go to a worker that already ran another user's
@@ -253,7 +253,7 @@ def test_a_worker_loads_the_model_once_for_the_trials_of_every_user(tmp_path, ex
     objectives = {u: ReportsLoads(TrialObjective(user_setup(setup, u))) for u in users}
     if executor == "ray":
         ray = pytest.importorskip("ray")
-        from search.executors import RayExecutor
+        from search.execution.executors import RayExecutor
 
         ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False,
                  _node_ip_address="127.0.0.1", runtime_env={"env_vars": {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}})

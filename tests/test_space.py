@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from search.config_view import describe
+from search.results.config_view import describe
 from search.errors import SearchError, SpaceError
 from search.optimizers import check_optimizer
 from search.space import load_space, parse_space

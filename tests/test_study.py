@@ -9,7 +9,7 @@ from search.api import Evaluation, optimize
 from search.errors import SpaceError, StudyError
 from search.pareto import hypervolume, knee_index, pareto_indices, reference_point, study_reference_point
 from search.space import parse_space
-from search.study import Study, TrialState
+from search.study.study import Study, TrialState
 
 TOY = """
 name: toy
@@ -128,7 +128,7 @@ def test_peft_beyond_retrieval_counts_the_combined_standard_error(tmp_path):
     from rich.console import Console
 
     from search.commands.tables import front_table
-    from search.report import beyond_retrieval
+    from search.results.report import beyond_retrieval
 
     study = Study.create("m", tmp_path, parse_space(MILP_LIKE, "m.yaml"))
     rag = {"lora.layers": [0, 0], "lora.count": 0, "lora.rank": 4, "rag.k": 4}
@@ -151,7 +151,7 @@ def test_peft_beyond_retrieval_counts_the_combined_standard_error(tmp_path):
 
 
 def test_beyond_retrieval_is_silent_for_black_box_studies(tmp_path):
-    from search.report import beyond_retrieval
+    from search.results.report import beyond_retrieval
 
     study = Study.create("toy", tmp_path, SPACE)
     t = study.add_trial({"layers": [1, 0, 0], "count": 1, "rank": 4})

@@ -12,10 +12,10 @@ from search.api import optimize
 from search.cli import main
 from search.optimizers import AcquisitionOptions
 from search.optimizers.saas.flag_screen import SCREEN_FROM
-from search.progress import StudyProgress
+from search.commands.progress import StudyProgress
 from search.space import parse_space
-from search.study import Study
-from search.suggest_notes import describe_notes, mlflow_tags
+from search.study.study import Study
+from search.results.suggest_notes import describe_notes, mlflow_tags
 from search.tracking.tracker import Tracker
 
 SPACE = """

@@ -11,9 +11,9 @@ import pytest
 
 from runners.spec import index_ranges
 from search.api import optimize
-from search.report import hypervolume_curve, hypervolume_fraction_curve, normalized_hypervolume
+from search.results.report import hypervolume_curve, hypervolume_fraction_curve, normalized_hypervolume
 from search.space import parse_space
-from search.study import Study
+from search.study.study import Study
 from search.tracking.links import SHARED_VIEW_TAG, runs_link
 from search.tracking.store import RECORD_FILE, TrackingError, read_record, resolve_tracking_uri
 from search.tracking.tracker import Tracker
@@ -307,7 +307,7 @@ def test_experiment_opens_on_the_fronts_runs_table(tmp_path, store, client):
 
 def test_cli_per_user_study_logs_a_parent_run_per_user_and_the_cohort(tmp_path, store, client):
     from search.cli import main
-    from search.per_user import load_cohort
+    from search.execution.per_user import load_cohort
 
     args = ["run", "pu", "--space", "tiny.yaml", "--optimizer", "random", "--trials", "2", "--per-user",
             "--study-dir", str(tmp_path), "--tracking-uri", store, "--no-test"]
@@ -342,7 +342,7 @@ def test_a_stop_while_a_trial_run_is_logged_leaves_no_running_run_and_one_run_pe
     def interrupted(run_id, text, path):
         calls.append(run_id)
         if len(calls) == 2:
-            raise KeyboardInterrupt  # what search.stop_signals raises for SIGTERM
+            raise KeyboardInterrupt  # what search.execution.signals raises for SIGTERM
         return real(run_id, text, path)
 
     tracker.client.log_text = interrupted

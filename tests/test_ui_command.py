@@ -17,7 +17,7 @@ import pytest
 from search.api import optimize
 from search.cli import main
 from search.space import parse_space
-from search.study import Study
+from search.study.study import Study
 from search.tracking.links import runs_link
 from search.tracking.server import port_in_use
 from search.tracking.store import read_record

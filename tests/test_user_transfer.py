@@ -10,7 +10,7 @@ import torch
 from search.encoding import config_key
 from search.optimizers.base import Observation, make_optimizer
 from search.optimizers.user_transfer import cohort_summary, on_current_scale, pool_by_config, pooled_front
-from search.per_user import optimize_tasks, warm_start_observations, warm_start_points
+from search.execution.per_user import optimize_tasks, warm_start_observations, warm_start_points
 from search.space import parse_space
 
 SPACE = parse_space("""

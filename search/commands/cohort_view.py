@@ -25,11 +25,11 @@ from search.commands.tables import (
     print_cohort,
     status_command,
 )
-from search.console import status_console, table_console
+from search.commands.console import status_console, table_console
 from search.errors import UsageError
-from search.per_user import CohortStudy
-from search.report import box_text, front_rows, hv_text, normalized_hypervolume, rows_to_csv
-from search.study import Study
+from search.execution.per_user import CohortStudy
+from search.results.report import box_text, front_rows, hv_text, normalized_hypervolume, rows_to_csv
+from search.study.study import Study
 from search.tracking.links import study_link
 from search.tracking.store import read_record
 

@@ -2,7 +2,7 @@
 and their translation into a :class:`Space` and a :class:`Tracker`.
 
 Everything below ``search/commands`` only reads ``argparse`` namespaces here and hands plain
-values to the library modules (``search.setup``, ``search.api``, ``search.tracking``).
+values to the library modules (``search.study.setup``, ``search.api``, ``search.tracking``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 import re
 
 from runners.files import safe_name
-from search.executors import EXECUTORS, Executor, make_executor
+from search.execution.executors import EXECUTORS, Executor, make_executor
 from search.space import Space, load_space
 from search.tracking.tracker import Tracker
 

@@ -1,5 +1,5 @@
 """``importance``: which searched parameters drive each objective of a study, as a table, JSON or a
-plot (:mod:`search.importance`).
+plot (:mod:`search.results.importance`).
 
 A per-user study is read as ``status`` and ``pareto`` read it (:mod:`search.commands.cohort_view`):
 a page of users, each user's top rows per objective (computed for the users shown only: a forest
@@ -17,11 +17,11 @@ from rich.table import Table
 from search.commands.cohort_view import add_cohort_args, refuse_user_option, user_study
 from search.commands.common import add_study_dir, study_name
 from search.commands.tables import page_hints, page_of, status_command
-from search.console import status_console, table_console
+from search.commands.console import status_console, table_console
 from search.errors import UsageError
-from search.importance import FRONT, READABLE_TRIALS, Importance, compute
-from search.per_user import is_cohort, load_cohort
-from search.study import Study
+from search.results.importance import FRONT, READABLE_TRIALS, Importance, compute
+from search.execution.per_user import is_cohort, load_cohort
+from search.study.study import Study
 
 
 def add_parsers(sub) -> None:

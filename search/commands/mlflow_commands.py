@@ -11,12 +11,12 @@ from typing import Iterator
 
 from search.commands.common import POOL_HELP, add_study_dir, at_least, study_name
 from search.commands.cohort_view import add_cohort_args, pareto_cohort, pareto_json, print_pareto, refuse_user_option
-from search.config_view import describe
-from search.console import status_console
+from search.results.config_view import describe
+from search.commands.console import status_console
 from search.export import export_bundle, export_cohort, summary_lines
-from search.per_user import is_cohort, load_cohort
-from search.report import front_rows, rows_to_csv
-from search.study import Study
+from search.execution.per_user import is_cohort, load_cohort
+from search.results.report import front_rows, rows_to_csv
+from search.study.study import Study
 from search.tracking.links import ensure_front_view, experiments_link, run_page, runs_link, runs_page
 from search.tracking.server import (
     DEFAULT_HOST,

@@ -16,10 +16,10 @@ from rich.table import Table
 
 from runners.perpcs.pool import PoolSettings, build_pool, require_pool
 from runners.session import session_for
-from search.baselines import memory_rank
+from search.execution.baselines import memory_rank
 from search.commands.common import add_space_args, space_from_args
-from search.console import status_console, table_console
-from search.setup import trial_setup
+from search.commands.console import status_console, table_console
+from search.study.setup import trial_setup
 
 
 def add_parsers(subparsers) -> argparse.ArgumentParser:

@@ -27,18 +27,18 @@ from search.commands.tables import (
     status_command,
     trials_table,
 )
-from search.console import status_console, table_console
+from search.commands.console import status_console, table_console
 from search.errors import UsageError
-from search.importance import MIN_TRIALS, READABLE_TRIALS, compute, usable
-from search.report import normalized_hypervolume
+from search.results.importance import MIN_TRIALS, READABLE_TRIALS, compute, usable
+from search.results.report import normalized_hypervolume
 from search.optimizers import check_optimizer
-from search.per_user import COHORT_FILE, cohort_space, is_cohort, load_cohort
-from search.setup import bind_to_model, trial_setup
+from search.execution.per_user import COHORT_FILE, cohort_space, is_cohort, load_cohort
+from search.study.setup import bind_to_model, trial_setup
 from search.space import Space, parse_space
-from search.stop_signals import exit_code, stop_on_signals, what_stopped
-from search.study import SPACE_FILE, STUDY_FILE, Study, TrialState, probe_study_dir
-from search.study_lock import StudyLock, lock_info
-from search.suggest_notes import describe_notes, latest_notes, suggested_line
+from search.execution.signals import exit_code, stop_on_signals, what_stopped
+from search.study.study import SPACE_FILE, STUDY_FILE, Study, TrialState, probe_study_dir
+from search.study.lock import StudyLock, lock_info
+from search.results.suggest_notes import describe_notes, latest_notes, suggested_line
 
 
 def add_parsers(sub) -> None:
@@ -268,7 +268,7 @@ def _print_importance(study: Study) -> None:
 
 
 def _print_notes(study: Study, label: str = "") -> None:
-    """What the model found at the study's latest suggestion that has notes (``search.suggest_notes``)."""
+    """What the model found at the study's latest suggestion that has notes (``search.results.suggest_notes``)."""
     noted = latest_notes(study.trials)
     for sentence in describe_notes(noted.suggest_notes, study.space) if noted else []:
         table_console().print(suggested_line(noted.number, sentence, label), highlight=False, soft_wrap=True)

@@ -1,6 +1,6 @@
 """Running a study from the command line: one study for the cohort, or one per user.
 
-Both show progress (:class:`search.progress.StudyProgress`), log to MLflow when asked, evaluate
+Both show progress (:class:`search.commands.progress.StudyProgress`), log to MLflow when asked, evaluate
 the front on the test queries at the end and print it. The banner says where the test queries
 come from (``data.test_split``); a study without any ends with its front's validation values and
 one line that says why.
@@ -20,18 +20,18 @@ from runners.spec import TrialSetup
 from search.api import optimize
 from search.commands.common import DEFAULT_STUDY_DIR, executor_from_args
 from search.commands.tables import COHORT_ROWS, front_table, print_cohort, status_command
-from search.console import table_console
+from search.commands.console import table_console
 from search.optimizers import get_optimizer
-from search.per_user import TaskHooks, optimize_tasks, user_study_name
-from search.progress import CohortProgress, StudyProgress
-from search.setup import check_reported, user_setup
+from search.execution.per_user import TaskHooks, optimize_tasks, user_study_name
+from search.commands.progress import CohortProgress, StudyProgress
+from search.study.setup import check_reported, user_setup
 from search.space import Space
-from search.study import Study
-from search.importance import MIN_TRIALS
+from search.study.study import Study
+from search.results.importance import MIN_TRIALS
 from search.tracking.cohort import log_cohort
 from search.tracking.links import runs_link, ui_url
 from search.tracking.tracker import Tracker
-from search.trial_objective import TrialObjective
+from search.study.trial_objective import TrialObjective
 
 ADAPTERS = "adapters"
 # Per-user studies of up to this many users get every plot in each user's MLflow run; larger cohorts
@@ -121,7 +121,7 @@ def next_steps(name: str, study_dir: str, completed: int, per_user: bool = False
         name: the study's name.
         study_dir: its ``--study-dir`` (named in the commands unless it is the default).
         completed: its completed trials (the fewest of any user in a per-user study). ``importance``
-            needs :data:`search.importance.MIN_TRIALS`; below that the line says how to get there.
+            needs :data:`search.results.importance.MIN_TRIALS`; below that the line says how to get there.
         per_user: a per-user study (one front per user, which ``pareto`` pages through).
         logged: the study was logged to MLflow (its link follows these lines).
     """

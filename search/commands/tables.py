@@ -10,11 +10,11 @@ from rich.table import Table
 
 from runners.spec import TrialResult
 from search.commands.common import DEFAULT_STUDY_DIR
-from search.config_view import describe, yes_no
-from search.console import fmt_metric, fmt_value, table_console
-from search.per_user import CohortStudy
-from search.report import beyond_retrieval, hv_text
-from search.study import Study, TrialRecord, TrialState
+from search.results.config_view import describe, yes_no
+from search.commands.console import fmt_metric, fmt_value, table_console
+from search.execution.per_user import CohortStudy
+from search.results.report import beyond_retrieval, hv_text
+from search.study.study import Study, TrialRecord, TrialState
 
 BASELINE_COLUMNS = ("rougeL", "rouge1", "persona_f1", "copy_rate", "loss", "storage_bytes",
                     "retrieval_index_bytes", "seconds_per_user", "generate_seconds")
@@ -46,7 +46,7 @@ def baselines_table(rows: Sequence[Mapping[str, Any]], split: str) -> Table:
 def front_table(study: Study) -> Table:
     """The Pareto-optimal trials: whether it is the knee (yes/no), validation objectives
     (± standard error), test objectives, whether a PEFT trial is beyond every trial without PEFT
-    (:func:`search.report.beyond_retrieval`), the configuration (:func:`search.config_view.describe`)."""
+    (:func:`search.results.report.beyond_retrieval`), the configuration (:func:`search.results.config_view.describe`)."""
     objectives = list(study.space.objectives)
     shown = study.space.shown_metrics  # constrained and reported metrics, beside the objectives
     beyond = beyond_retrieval(study)
@@ -90,7 +90,7 @@ def _beyond_caption(beyond: Mapping[int, list[str]]) -> str:
 
 def trials_table(study: Study) -> Table:
     """Every trial of a study: state, on the front (yes/no), objectives, seconds, configuration
-    (:func:`search.config_view.describe`) or error; and when any trial has one, a ``marked`` column
+    (:func:`search.results.config_view.describe`) or error; and when any trial has one, a ``marked`` column
     (``warm start``, ``stopped early``: :attr:`TrialRecord.marks`)."""
     front = {t.number for t in study.pareto_trials()}
     objectives = list(study.space.objectives)
@@ -112,7 +112,7 @@ COHORT_ROWS = 20  # users shown by ``status COHORT`` (and at the end of a per-us
 
 
 def cohort_summary(overview: Mapping[str, Any]) -> list[str]:
-    """A per-user study in a few lines (:meth:`search.per_user.CohortStudy.overview`): users per state,
+    """A per-user study in a few lines (:meth:`search.execution.per_user.CohortStudy.overview`): users per state,
     trials, storage at the knees, the spread of the users' hypervolumes, the writer."""
     o = overview
     lines = [f"per-user study {o['study']}: {o['users']:,} users: {o['done']:,} done, {o['running']:,} running, "
@@ -142,7 +142,7 @@ def cohort_table(cohort: CohortStudy, rows: Sequence[Mapping[str, Any]] | None =
 
     Args:
         cohort: the per-user study.
-        rows: the users to show (:meth:`~search.per_user.CohortStudy.user_rows`, a page of them);
+        rows: the users to show (:meth:`~search.execution.per_user.CohortStudy.user_rows`, a page of them);
             default every user.
         first: the 0-based place in the cohort of the first row (the ``#`` column).
         title: default: the users and the total storage at the knees.

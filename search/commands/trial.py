@@ -15,13 +15,13 @@ from runners.perpcs.pool import find_pool
 from runners.session import session_for
 from runners.spec import TrialConfig
 from runners.trial import run_trial
-from search.baselines import baseline_configs
+from search.execution.baselines import baseline_configs
 from search.commands.common import add_space_args, space_from_args
 from search.commands.searching import no_test_line
 from search.commands.tables import baselines_table, metrics_table
-from search.config_view import describe
-from search.console import fmt_metric, status_console, table_console
-from search.setup import bind_to_model, check_reported
+from search.results.config_view import describe
+from search.commands.console import fmt_metric, status_console, table_console
+from search.study.setup import bind_to_model, check_reported
 
 
 ROW_METRICS = ("rougeL", "persona_f1", "copy_rate", "storage_bytes")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from search.errors import ExportError
-from search.study import STUDY_FILE, atomic_write
+from search.study.study import STUDY_FILE, atomic_write
 
 FILE_LIST = ".pers-search-bundle.json"
 LIST_FORMAT = "pers-search-bundle-files/1"

@@ -23,9 +23,9 @@ from typing import Any, Sequence
 from search.errors import ExportError
 from search.export.bundle import Bundle, BundleScope, PickedTrial, refuse_cohort_base, write_bundle
 from search.export.pick import Pick, parse_pick, pick_trial
-from search.per_user import CohortStudy
-from search.setup import trial_setup, user_setup
-from search.study import Study, TrialRecord
+from search.execution.per_user import CohortStudy
+from search.study.setup import trial_setup, user_setup
+from search.study.study import Study, TrialRecord
 from search.tracking.registry import Registration, cohort_run, reserve_version
 from search.tracking.tracker import Tracker
 
@@ -39,7 +39,7 @@ def export_cohort(cohort: CohortStudy, pick: Pick | str, out: str | Path, *, for
     """Write one bundle with each user's own pick from its own study.
 
     Args:
-        cohort: a loaded per-user study (:func:`search.per_user.load_cohort`).
+        cohort: a loaded per-user study (:func:`search.execution.per_user.load_cohort`).
         pick: a pick expression applied to each user's study; ``trial:N`` names a trial of one
             study, so it is refused here.
         out, force, pool_dir, base_model: as for :func:`search.export.export_bundle`.

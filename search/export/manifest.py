@@ -21,8 +21,8 @@ from runners.retrieval.base import get_retriever, resolve_options
 from runners.spec import TrialConfig
 from search.export.prompt import PROFILE_FILE
 from search.export.vllm import vllm_rank
-from search.config_view import config_record
-from search.study import Study, TrialRecord, atomic_write
+from search.results.config_view import config_record
+from search.study.study import Study, TrialRecord, atomic_write
 
 SERVING_FORMAT = "pers-search-serving/3"
 REQUEST_FILE = "request.json"
@@ -68,7 +68,7 @@ def serving_manifest(study: Study, trial: TrialRecord, config: TrialConfig, pick
     """The contents of ``serving.yaml`` for one picked trial: base model, adapters, memory, retrieval,
     prompt, metrics (the writer adds ``vllm``). ``memory``, ``shared_pieces`` and ``retrieval`` are
     there only when the trial used them, and ``config`` holds only what did something
-    (:func:`search.config_view.config_record`).
+    (:func:`search.results.config_view.config_record`).
 
     ``users`` are the users the trial ran for; a ``users`` split's held-out test users are listed
     apart (``held_out_users``), not served.

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 from search.errors import ExportError
 from search.pareto import knee_index
-from search.report import front_text
+from search.results.report import front_text
 from search.space import Condition, parse_condition
-from search.study import Study, TrialRecord, TrialState
+from search.study.study import Study, TrialRecord, TrialState
 
 _HEAD_RE = re.compile(r"^(?:(knee)|(max|min):\s*([A-Za-z_][\w.\-]*)|(trial):\s*(\d+))$")
 

@@ -92,7 +92,7 @@ class Optimizer(ABC):
     learns_from_prior: bool = False
     #: What the model behind the last :meth:`suggest` found, for the user (JSON-ready; empty when it
     #: has nothing to say). The study records it with the suggested trials (``suggest_notes``);
-    #: ``search.suggest_notes`` words it. Set by ``saas-nehvi``'s layer screen: ``{"layers_seen":
+    #: ``search.results.suggest_notes`` words it. Set by ``saas-nehvi``'s layer screen: ``{"layers_seen":
     #: {mask parameter: [layers its surrogates see one by one]}}``.
     notes: dict[str, Any] = {}
 

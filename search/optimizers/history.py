@@ -5,7 +5,7 @@ knows no optimiser type, as Optuna's samplers read the study and not the other w
 
 - a COMPLETED trial: its values and, where it reported standard errors (``<metric>_se``), their
   squares as noise variances;
-- a PRUNED trial (stopped early by ``search.stopping``): its final values as :func:`impute`
+- a PRUNED trial (stopped early by ``search.execution.stopping``): its final values as :func:`impute`
   estimates them from the finished trials that passed the same checkpoint (a least-squares line
   from their values there to their final values), with the line's residual spread added to its
   noise; with fewer than ``MIN_PAIRS`` such trials no values (it still counts as observed, so it
@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Collection, Mapping, Sequence
 from runners.spec import SE_SUFFIX
 from search.numbers import finite
 from search.optimizers.base import Observation
-from search.stopping import CURVE_ATTR, MIN_PAIRS, PRUNED_ATTR, standard_error
-from search.study import TrialRecord, TrialState
+from search.execution.stopping import CURVE_ATTR, MIN_PAIRS, PRUNED_ATTR, standard_error
+from search.study.study import TrialRecord, TrialState
 
 if TYPE_CHECKING:
     from search.space import Space

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from search.importance import MIN_TRIALS, compute, usable
-from search.report import front_rows, hypervolume_curves, rows_to_csv, study_summary
-from search.study import Study, dump_yaml
+from search.results.importance import MIN_TRIALS, compute, usable
+from search.results.report import front_rows, hypervolume_curves, rows_to_csv, study_summary
+from search.study.study import Study, dump_yaml
 
 
 def write_study_artifacts(study: Study, out: Path, record: Mapping[str, Any] | None = None,
@@ -60,7 +60,7 @@ def _write_plots(study: Study, out: Path, interactive: bool,
         if interactive:
             files.append(plots.interactive_html(points, objectives, out / "plots" / "pareto_3d.html",
                                                 title=f"Pareto front of {study.name}"))
-    if interactive:  # the study's end: which parameters drove each objective (search.importance)
+    if interactive:  # the study's end: which parameters drove each objective (search.results.importance)
         files += _importance_artifacts(study, out)
     curves = dict(curves) if curves is not None else hypervolume_curves(study)
     if curves:

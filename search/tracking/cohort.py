@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 
 from runners.scratch import scratch_dir
-from search.per_user import CohortStudy
-from search.report import rows_to_csv
+from search.execution.per_user import CohortStudy
+from search.results.report import rows_to_csv
 from search.tracking.store import read_record, write_record
 from search.tracking.tracker import ROLE_TAG, RUN_NAME_TAG, Tracker
 

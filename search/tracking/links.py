@@ -100,7 +100,7 @@ def study_link(study, base_url: str | None = None) -> str | None:
     """The front link of a study logged to MLflow (from its ``mlflow.json``), or None if it never was.
 
     Args:
-        study: a loaded :class:`search.study.Study`.
+        study: a loaded :class:`search.study.study.Study`.
         base_url: the UI to link to (default: :func:`ui_url` of the recorded store).
     """
     record = read_record(study.directory)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from search.study import Study, TrialRecord
+from search.study.study import Study, TrialRecord
 from search.tracking.cohort import COHORT_RUN, cohort_run_tags
 from search.tracking.store import TrackingError, read_record
 from search.tracking.tracker import Tracker

@@ -4,8 +4,8 @@ metrics and the tags that mark what a trial was."""
 from __future__ import annotations
 
 from search.numbers import finite
-from search.stopping import PRUNED_ATTR
-from search.study import ORIGIN_ATTR, Study, TrialRecord, TrialState
+from search.execution.stopping import PRUNED_ATTR
+from search.study.study import ORIGIN_ATTR, Study, TrialRecord, TrialState
 
 
 def study_tags(study: Study) -> dict[str, str]:

@@ -39,11 +39,11 @@ from typing import Mapping
 
 from runners.files import safe_name
 from runners.scratch import scratch_dir
-from search.config_view import config_params, describe
-from search.report import hypervolume_curves, reference_fixed
+from search.results.config_view import config_params, describe
+from search.results.report import hypervolume_curves, reference_fixed
 from search.numbers import finite
-from search.study import Study, TrialRecord, TrialState
-from search.suggest_notes import latest_notes, mlflow_tags
+from search.study.study import Study, TrialRecord, TrialState
+from search.results.suggest_notes import latest_notes, mlflow_tags
 from search.tracking.artifacts import ArtifactClock, write_study_artifacts
 from search.tracking.links import describe_study_run, runs_link, set_front_view, ui_url
 from search.tracking.run_content import marks_tags, study_tags, trial_metrics

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from search.config_view import count_key, param_names
+from search.results.config_view import count_key, param_names
 from search.space import FixedParam, LayerMaskParam, Space
 
 FRONT_FILTER = 'tags.pareto = "true"'
@@ -69,7 +69,7 @@ def metric_label(metric: str) -> str:
 
 def readable_params(space: Space) -> list[str]:
     """The searched parameters as parallel coordinates can draw them: each searched parameter in the
-    space's order, a layer mask replaced by its count (:func:`search.config_view.count_key`); fixed ones left out."""
+    space's order, a layer mask replaced by its count (:func:`search.results.config_view.count_key`); fixed ones left out."""
     names = []
     for name, param in space.parameters.items():
         if isinstance(param, FixedParam) or (isinstance(param, LayerMaskParam) and param.fixed):

@@ -1,5 +1,5 @@
 """Per-user searches (MiLP's setting): one study per user of a cohort, run side by side on one
-executor (:mod:`search.cohort_scheduler`), optionally warm-started from the other users.
+executor (:mod:`search.execution.scheduler`), optionally warm-started from the other users.
 
 Layout of ``<study_dir>/<name>/``: ``cohort.json`` (the users in order, the space's name, when it
 was made) and ``users/<user>/`` holding each user's own study (``study.json``, ``space.yaml``).
@@ -30,21 +30,21 @@ from typing import Any, Callable, Collection, Mapping, Sequence
 
 from runners.files import user_file_name
 from search.api import study_optimizer, writer_lock
-from search.cohort_scheduler import CohortScheduler
+from search.execution.scheduler import CohortScheduler
 from search.encoding import config_key
 from search.errors import SearchError, StudyError
-from search.executors import Executor, LocalExecutor, Objective
+from search.execution.executors import Executor, LocalExecutor, Objective
 from search.numbers import finite
 from search.optimizers.base import AcquisitionOptions, KnownObjective, Observation
 from search.optimizers.history import observations
 from search.optimizers.user_transfer import cohort_summary, pooled_front
 from search.space import Space
-from search.provenance import differences, provenance
-from search.report import normalized_hypervolume
-from search.study import Study, TrialState, atomic_write, check_study_name
-from search.study_driver import Callback, StudyDriver
-from search.study_lock import StudyLock, holder, lock_info
-from search.study_record import CohortFile, read_json, validate_cohort_file
+from search.study.provenance import differences, provenance
+from search.results.report import normalized_hypervolume
+from search.study.study import Study, TrialState, atomic_write, check_study_name
+from search.execution.driver import Callback, StudyDriver
+from search.study.lock import StudyLock, holder, lock_info
+from search.study.record import CohortFile, read_json, validate_cohort_file
 
 COHORT_FILE = "cohort.json"
 USERS_DIR = "users"
@@ -76,7 +76,7 @@ class CohortStudy:
     def user_rows(self) -> list[dict[str, Any]]:
         """Per user, in cohort order: its state (``done``, ``running``, ``stopped`` part-way or ``pending``),
         trials finished and running, budget, hypervolume (raw, and the fraction of the user's own box:
-        :func:`search.report.normalized_hypervolume`) and knee trial (``status``'s cohort table)."""
+        :func:`search.results.report.normalized_hypervolume`) and knee trial (``status``'s cohort table)."""
         live = holder(self.directory) is not None
         rows = []
         for user in self.users:
@@ -245,7 +245,7 @@ def optimize_tasks(
     """One study per task (user), on one executor: the Python API of per-user search (the CLI's ``--per-user``).
 
     With ``W`` workers, up to ``W`` tasks run at once, each with one trial in flight while at least
-    ``W`` tasks are left (:mod:`search.cohort_scheduler`); with one worker, task after task. Task
+    ``W`` tasks are left (:mod:`search.execution.scheduler`); with one worker, task after task. Task
     ``i`` (0-based, in search order) runs with optimiser seed ``optimizer.seed + i``. With the warm
     start, a task first evaluates front points of the tasks finished when it starts, and its BO
     optimiser learns, at every suggestion, from every trial of the other tasks finished so far.
@@ -285,7 +285,7 @@ def optimize_tasks(
 
 
 class _CohortRun:
-    """The cohort's side of a :class:`~search.cohort_scheduler.CohortScheduler`: opens each user's study
+    """The cohort's side of a :class:`~search.execution.scheduler.CohortScheduler`: opens each user's study
     (its lock, its seed, its warm start) when the user starts, and closes it when the user is done."""
 
     def __init__(self, cohort: CohortStudy, space: Space, objectives: Mapping[str, Objective], *,

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from search.errors import SearchError
-from search.per_user import COHORT_FILE, USERS_DIR
+from search.execution.per_user import COHORT_FILE, USERS_DIR
 from search.numbers import finite
 from search.space import ChoiceParam, FixedParam, FloatParam, IntParam, LayerMaskParam, Space
-from search.study import Study, TrialRecord
+from search.study.study import Study, TrialRecord
 
 MIN_TRIALS = 10  # below this the estimates are noise (bench/importance_accuracy.py); shown with a warning
 READABLE_TRIALS = 30  # from here on the ranking is mostly right (same bench: 0.80-0.88 of driver pairs ordered right)

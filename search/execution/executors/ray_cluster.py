@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from search.errors import SearchError
-from search.executors.base import Executor, Objective, Outcome, evaluate
+from search.execution.executors.base import Executor, Objective, Outcome, evaluate
 from search.tracking.usage_reporting import usage_reporting_off
 
 POLL_SECONDS = 1.0
@@ -73,7 +73,7 @@ class RayExecutor(Executor):
     def _init(self, num_cpus: int | None) -> None:
         usage_reporting_off()  # a Ray started here reports usage stats unless RAY_USAGE_STATS_ENABLED says no
         # ray.init replaces the SIGTERM handler with one that exits on the spot; the run's own handler
-        # (search.stop_signals: stop as Ctrl-C does) is put back once Ray is up
+        # (search.execution.signals: stop as Ctrl-C does) is put back once Ray is up
         previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
         try:
             self._start(num_cpus)

@@ -19,11 +19,11 @@ from typing import Any
 from rich.live import Live
 from rich.table import Table
 
-from search.config_view import describe
-from search.console import fmt_metric
-from search.report import normalized_hypervolume
-from search.study import Study, TrialRecord, TrialState
-from search.suggest_notes import describe_notes, suggested_line
+from search.results.config_view import describe
+from search.commands.console import fmt_metric
+from search.results.report import normalized_hypervolume
+from search.study.study import Study, TrialRecord, TrialState
+from search.results.suggest_notes import describe_notes, suggested_line
 
 
 class _LivePanel:
@@ -65,7 +65,7 @@ class StudyProgress(_LivePanel):
         self.running: dict[int, tuple[int, float, dict]] = {}  # trial -> (slot, started, config)
         self.marked: dict[int, tuple[str, ...]] = {}  # trial in flight -> its marks (a warm-start point)
         self.hypervolume = math.nan  # the HV fraction, computed once per finished trial (the panel redraws every second)
-        self.notes: list[str] = []  # the latest suggestion notes printed (search.suggest_notes)
+        self.notes: list[str] = []  # the latest suggestion notes printed (search.results.suggest_notes)
         self.started = time.perf_counter()
         self.live = Live(self._panel(), console=console, refresh_per_second=1, transient=False,
                          get_renderable=self._panel) if live_panel(console) and panel else None
@@ -248,7 +248,7 @@ def _best(study: Study, metric: str, direction: str) -> TrialRecord | None:
 
 
 def _safe_hv(study: Study) -> float:
-    """The share of the study's normalisation box the front covers (``search.report.normalized_hypervolume``)."""
+    """The share of the study's normalisation box the front covers (``search.results.report.normalized_hypervolume``)."""
     try:
         return normalized_hypervolume(study)
     except Exception:  # noqa: BLE001  (a display must not stop a study)

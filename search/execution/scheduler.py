@@ -1,9 +1,9 @@
 """Many studies on one executor: its W workers kept busy with the trials of several users at once.
 
-A per-user search (:func:`search.per_user.optimize_tasks`) has one study per user, each with its
+A per-user search (:func:`search.execution.per_user.optimize_tasks`) has one study per user, each with its
 own optimiser, seed, front, directory and lock. Run one after another, a user's BO batch is small
 (its next suggestion waits for its last trial), so with ``--workers W`` most workers idle. The
-:class:`CohortScheduler` runs the users' :class:`~search.study_driver.StudyDriver`-s side by side:
+:class:`CohortScheduler` runs the users' :class:`~search.execution.driver.StudyDriver`-s side by side:
 
 - up to W users are active at once, started in cohort order; a user whose study has its trials
   (or whose space is exhausted) ends and the next user starts;
@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from search.executors import Executor
-from search.study_driver import Started, StudyDriver
+from search.execution.executors import Executor
+from search.execution.driver import Started, StudyDriver
 
 OpenTask = Callable[[int], StudyDriver]
 EndTask = Callable[[int, StudyDriver], None]

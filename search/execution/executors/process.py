@@ -23,7 +23,7 @@ from multiprocessing.connection import wait as wait_for
 from typing import Any
 
 from search.errors import SearchError
-from search.executors.base import Executor, Objective, Outcome, evaluate
+from search.execution.executors.base import Executor, Objective, Outcome, evaluate
 
 POLL_SECONDS = 1.0
 RETRIES = 1

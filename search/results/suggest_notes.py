@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from search.study import TrialRecord
+from search.study.study import TrialRecord
 
 
 def layers_text(layers: Sequence[int]) -> str:

@@ -3,7 +3,7 @@
 Layout of ``<study_dir>/<name>/``: ``space.yaml`` (the space file as written) and ``study.json``
 (format version, the space as parsed, the ``--set`` overrides, and every trial). Each change
 writes a temporary file and ``os.replace``-s it, so a killed process loses nothing finished.
-One process writes a study at a time (it holds the study's lock, :mod:`search.study_lock`);
+One process writes a study at a time (it holds the study's lock, :mod:`search.study.lock`);
 opening it for writing marks trials a stopped process left RUNNING as STOPPED, and the run loop
 evaluates their configurations again. Readers load it read-only and change nothing.
 """
@@ -28,14 +28,14 @@ from search.encoding import config_key
 from search.errors import SearchError, StudyError, StudyWriteError
 from search.pareto import hypervolume, knee_index, pareto_indices, study_reference_point
 from search.space import Space
-from search.provenance import differences, provenance
-from search.study_lock import holder
-from search.study_record import check_trials, read_json, validate_study_file
+from search.study.provenance import differences, provenance
+from search.study.lock import holder
+from search.study.record import check_trials, read_json, validate_study_file
 
 FORMAT_VERSION = 1
 STUDY_FILE = "study.json"
 # user attr of a trial the optimiser did not suggest: ``warm_start`` for a point of the earlier users'
-# front (search.per_user.warm_start_points); absent on the optimiser's own trials (and in older studies)
+# front (search.execution.per_user.warm_start_points); absent on the optimiser's own trials (and in older studies)
 ORIGIN_ATTR = "origin"
 WARM_START = "warm_start"
 SPACE_FILE = "space.yaml"
@@ -111,7 +111,7 @@ class Study:
 
     A study from :meth:`load` is read-only (``status``, ``pareto``, ``export``, ``ui``): it shows
     the files as they are, trials in flight included, and refuses to save. :meth:`open` and
-    :meth:`create` are for the one writer, which holds the study's lock (:mod:`search.study_lock`).
+    :meth:`create` are for the one writer, which holds the study's lock (:mod:`search.study.lock`).
 
     Args:
         name: the study name (a directory under ``study_dir``).
@@ -120,7 +120,7 @@ class Study:
         trials: existing records.
         created_at: Unix time of creation.
         read_only: refuse to save (a study opened by a reader).
-        provenance: what its trials ran on (:func:`search.provenance.provenance`); default the space's.
+        provenance: what its trials ran on (:func:`search.study.provenance.provenance`); default the space's.
     """
 
     def __init__(
@@ -193,7 +193,7 @@ class Study:
     def open(cls, name: str, study_dir: str | Path, space: Space, resume: bool = True) -> "Study":
         """Load the study ``name`` for writing if it exists (and ``resume``), else create it.
 
-        The caller holds the study's lock (:func:`search.study_lock.acquire`; :func:`search.api.optimize`
+        The caller holds the study's lock (:func:`search.study.lock.acquire`; :func:`search.api.optimize`
         takes it). The stored space must search the same parameters, objectives and constraints,
         and the trials must run on the same model, data and training settings (its provenance);
         budget and optimiser settings may differ (the given ``space`` is used from then on).
@@ -505,7 +505,7 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def run_provenance(space: Space) -> dict[str, Any]:
-    """The provenance record of a space's trials (:func:`search.provenance.provenance`)."""
+    """The provenance record of a space's trials (:func:`search.study.provenance.provenance`)."""
     return provenance(space)
 
 

@@ -4,7 +4,7 @@ A :class:`StudyDriver` knows nothing of executors or slots: a loop asks it for u
 trials (:meth:`StudyDriver.start`), submits them wherever it likes, tells it where they went
 (:meth:`StudyDriver.submitted`) and hands it their outcomes (:meth:`StudyDriver.finish`). Both
 :func:`search.api.optimize` (one study, its own executor) and the cohort scheduler
-(:mod:`search.cohort_scheduler`: many users' studies on one executor) drive studies this way; the
+(:mod:`search.execution.scheduler`: many users' studies on one executor) drive studies this way; the
 process that runs the loop is the only writer of every study it drives.
 
 A trial that raises (including ``MemoryError``), returns NaN for an objective, times out or loses
@@ -20,12 +20,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 from search.encoding import canonical, config_key
 from search.errors import SpaceError
-from search.executors import Objective, Outcome
+from search.execution.executors import Objective, Outcome
 from search.numbers import finite
 from search.optimizers.base import KnownObjective, Observation, Optimizer
 from search.optimizers.history import observations
-from search.stopping import StoppableObjective, stop_check
-from search.study import ORIGIN_ATTR, WARM_START, Study, TrialRecord
+from search.execution.stopping import StoppableObjective, stop_check
+from search.study.study import ORIGIN_ATTR, WARM_START, Study, TrialRecord
 
 Callback = Callable[[Study, TrialRecord], None]
 PriorSource = Callable[[], Sequence[Sequence[Observation]]]
@@ -45,7 +45,7 @@ class StudyDriver:
     Args:
         study: the study, opened for writing (the caller holds its lock).
         optimizer: suggests the configurations.
-        objective: configuration -> metrics (or an :class:`~search.executors.Evaluation`).
+        objective: configuration -> metrics (or an :class:`~search.execution.executors.Evaluation`).
         known: metric -> exact function of the configuration (fills in a metric the objective
             does not report).
         callbacks: called as ``callback(study, trial)`` after every finished trial; a callback

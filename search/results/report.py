@@ -12,14 +12,14 @@ from typing import Any, Collection, Mapping, Sequence
 from runners.errors import ConfigError
 from runners.spec import TrialConfig
 from runners.metrics import metric_bounds
-from search.config_view import config_record
+from search.results.config_view import config_record
 from search.pareto import box_volume, clipped_hypervolume, hypervolume, is_feasible
-from search.study import Study, TrialState
+from search.study.study import Study, TrialState
 
 
 def front_rows(study: Study) -> list[dict[str, Any]]:
     """The front's trials as flat rows: number, knee flag, validation and test objectives,
-    the active configuration (:func:`search.config_view.config_record`: a layer mask as its index
+    the active configuration (:func:`search.results.config_view.config_record`: a layer mask as its index
     list and ``lora.n_layers``; parameters that did nothing left out) and the MLflow run id."""
     knee = study.knee_trial()
     rows = []

@@ -4,7 +4,7 @@ and ``ray`` (Ray tasks on a cluster). :func:`make_executor` builds one by name."
 from __future__ import annotations
 
 from search.errors import SearchError
-from search.executors.base import (
+from search.execution.executors.base import (
     Evaluation,
     Executor,
     Objective,
@@ -12,9 +12,9 @@ from search.executors.base import (
     evaluate,
     worker_name,
 )
-from search.executors.local import LocalExecutor
-from search.executors.process import ProcessExecutor
-from search.executors.ray_cluster import RayExecutor
+from search.execution.executors.local import LocalExecutor
+from search.execution.executors.process import ProcessExecutor
+from search.execution.executors.ray_cluster import RayExecutor
 
 EXECUTORS = ("local", "process", "ray")
 

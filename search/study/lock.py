@@ -1,7 +1,7 @@
 """One writer per study: a lock file held by the process that runs the study.
 
 ``<study>/.pers-search.lock`` is locked with ``flock`` for as long as a ``run``/``resume`` (or
-:func:`search.api.optimize`, :func:`search.per_user.optimize_tasks`) writes the study, and holds
+:func:`search.api.optimize`, :func:`search.execution.per_user.optimize_tasks`) writes the study, and holds
 the holder's host, PID, start time and command line as JSON. The kernel releases an ``flock`` when
 its process dies, however it dies, so a lock whose holder was killed is free: the next writer takes
 it over and says whose it was. A second writer while the holder lives gets :class:`StudyLocked`

@@ -18,7 +18,7 @@ from runners.spec import MonitorSpec, TrialConfig, TrialSetup
 from runners.trial import run_trial
 from search.api import Evaluation
 from search.optimizers.base import KnownObjective
-from search.study import TrialRecord
+from search.study.study import TrialRecord
 
 # The trial's test-query metrics, measured with the trial's own trained memory and kept out of
 # ``values`` (the optimiser never sees them); shown only once the trial is on the front.
@@ -62,7 +62,7 @@ class TrialObjective:
         return TrialConfig.from_flat(config, session_for(self.setup).layout.n_layers)
 
     def __call__(self, config: dict[str, Any], report: Report | None = None) -> Evaluation:
-        """Run the trial; ``report`` hears its checkpoints (and may stop it, see ``search.stopping``)."""
+        """Run the trial; ``report`` hears its checkpoints (and may stop it, see ``search.execution.stopping``)."""
         adapter_dir = self.adapter_root / artifact_name(config) if self.adapter_root else None
         result = run_trial(self.typed(config), self.setup, split="val", adapter_dir=adapter_dir,
                            monitor=self.monitor if report else None, report=report, test=self.test)

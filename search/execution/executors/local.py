@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from search.executors.base import Executor, Objective, Outcome, evaluate
+from search.execution.executors.base import Executor, Objective, Outcome, evaluate
 
 
 class LocalExecutor(Executor):

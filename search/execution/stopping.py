@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping
 
 from runners.errors import TrialStopped
 from runners.spec import SE_SUFFIX, Checkpoint, checkpoint_position
-from search.executors import Evaluation
+from search.execution.executors import Evaluation
 from search.numbers import finite
 from search.space import EarlyStoppingSettings
 
