@@ -100,7 +100,8 @@ def build_with_api(study_dir: Path, data: Path, users: int, seed: int = 0) -> No
     from runners.memory import MemoryConfig, attach_memory, detach_memory, export_merged_adapter, storage_bytes
     from runners.session import session_for
     from runners.spec import TrialConfig
-    from search.execution.per_user import open_cohort, user_study_name
+    from search.execution.per_user import open_cohort
+    from search.study.cohort_file import user_study_name
     from search.study.setup import trial_setup
     from search.space import load_space
     from search.study.study import Study

@@ -121,7 +121,7 @@ def run_tiny(workers: int, seed: int, args: argparse.Namespace) -> Run:
 
     from search.study.setup import bind_to_model
     from search.space import load_space
-    from search.study.trial_objective import TrialObjective
+    from search.execution.trial_objective import TrialObjective
 
     space, setup = bind_to_model(load_space("tiny.yaml"))
     space = space.with_optimizer(name="sobol", trials=args.tiny_trials, init_trials=args.tiny_trials, seed=seed)

@@ -188,7 +188,7 @@ def embedded_stopping(seed: int, trials: int, train_steps: int | None = None,
     from search.commands.searching import user_setup
     from search.study.setup import bind_to_model
     from search.space import load_space
-    from search.study.trial_objective import TrialObjective
+    from search.execution.trial_objective import TrialObjective
 
     overrides = EMBEDDED_STOPPING + list(rule) + training_overrides(train_steps)
     base, setup = bind_to_model(load_space("milp.yaml").with_overrides(overrides).with_optimizer(
@@ -254,7 +254,7 @@ def embedded_warm(seed: int, per_user: int, train_steps: int | None = None, arms
     from search.commands.searching import user_setup
     from search.study.setup import bind_to_model
     from search.space import load_space
-    from search.study.trial_objective import TrialObjective
+    from search.execution.trial_objective import TrialObjective
 
     overrides = ["data.users=4"] + training_overrides(train_steps)
     space, setup = bind_to_model(load_space("milp.yaml").with_overrides(overrides).with_optimizer(

@@ -13,7 +13,6 @@ of the same study, in this machine's other processes, is refused.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -30,13 +29,12 @@ from search.optimizers.base import (
     KnownObjective,
     Observation,
     Optimizer,
-    check_optimizer,
-    make_optimizer,
+    study_optimizer,
 )
 from search.space import Space, load_space
 from search.study.study import Study, check_study_name
 from search.execution.driver import Callback, StudyDriver
-from search.study.lock import StudyLock
+from search.study.lock import StaleLockWarning, writer_lock  # noqa: F401  (StaleLockWarning: part of the API)
 
 
 def optimize(
@@ -108,36 +106,6 @@ def optimize(
             _loop(StudyDriver(study, optimizer, objective, known=known_objectives, callbacks=callbacks,
                               initial=initial), running)
     return study
-
-
-def study_optimizer(space: Space, optimizer: str | Optimizer | None = None, *,
-                    known_objectives: Mapping[str, KnownObjective] | None = None,
-                    options: AcquisitionOptions | None = None,
-                    prior: Sequence[Sequence[Observation]] = ()) -> tuple[Space, Optimizer]:
-    """The space with its optimiser's name set, and the optimiser (a built one is used as it is).
-
-    Raises:
-        SpaceError: an unknown optimiser name.
-    """
-    if isinstance(optimizer, Optimizer):
-        return space, optimizer
-    space = space.with_optimizer(name=optimizer)
-    check_optimizer(space)
-    return space, make_optimizer(space.optimizer.name, space, seed=space.optimizer.seed,
-                                 known_objectives=known_objectives, options=options, prior=prior)
-
-
-def writer_lock(directory: Path, what: str, fix: str) -> StudyLock:
-    """The study's lock for this process as its one writer (a takeover of a dead holder's lock is warned)."""
-    return StudyLock(directory, what, fix, on_takeover=_warn_takeover)
-
-
-def _warn_takeover(line: str) -> None:
-    warnings.warn(line, StaleLockWarning, stacklevel=4)
-
-
-class StaleLockWarning(UserWarning):
-    """A study's lock was left by a process that died; this process took it over."""
 
 
 def _loop(driver: StudyDriver, executor: Executor) -> None:

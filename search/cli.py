@@ -20,7 +20,7 @@ from typing import Sequence
 from runners.errors import RunnerError
 from search.commands import importance, mlflow_commands, pool, prompt, run, trial
 from search.errors import SearchError
-from search.tracking.usage_reporting import usage_reporting_off
+from search.execution.usage_reporting import usage_reporting_off
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -226,3 +226,42 @@ def test_type_checking_imports_count_for_the_cycle_rule():
 def test_the_cycle_finder_finds_cycles():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+# The floors of search/, top to bottom (docs/architecture.md draws them): a module imports modules of
+# its own part and of the floors below, never of a floor above or of another part of its own floor.
+FLOORS = (
+    ("cli",),
+    ("commands",),
+    ("export",),
+    ("tracking", "api"),
+    ("execution",),
+    ("results", "optimizers"),
+    ("study",),
+    ("encoding",),
+    ("space",),
+    ("pareto",),
+    ("numbers", "errors"),
+)
+
+
+def _part(module: str) -> str | None:
+    """The part of ``search`` a module belongs to (its folder, or its own name at the root)."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "search" and len(parts) > 1 else None
+
+
+def test_search_imports_only_go_down_its_floors():
+    floor = {part: level for level, parts in enumerate(FLOORS) for part in parts}
+    parts = {_part(m) for m, _ in _search_sources()} - {None}
+    assert parts == set(floor), "every folder and root module of search/ has a floor in FLOORS"
+    upward = []
+    for module, path in _search_sources():
+        mine = _part(module)
+        for target, line, *_ in _imports(path):
+            theirs = _part(target)
+            if mine is None or theirs is None or theirs == mine:
+                continue
+            if floor[theirs] <= floor[mine]:
+                upward.append(f"{module}:{line} imports {target} ({theirs} is not below {mine})")
+    assert upward == []

@@ -14,7 +14,8 @@ import yaml
 from search.export import ExportError, buckets, export_bundle, export_cohort, serving_plan
 from search.export.manifest import ServedAdapter
 from search.export.vllm import CPU_LORA_BYTES, LISTED_LORAS, vllm_script
-from search.execution.per_user import load_cohort, open_cohort, user_study_name
+from search.execution.per_user import load_cohort, open_cohort
+from search.study.cohort_file import user_study_name
 from search.space import load_space
 from search.study.study import Study
 
@@ -36,7 +37,7 @@ def cohort(tmp_path_factory):
     """A per-user study of 10 demo users, one trained trial each (one step), adapters kept."""
     from runners.session import session_for
     from search.study.setup import trial_setup, user_setup
-    from search.study.trial_objective import TrialObjective
+    from search.execution.trial_objective import TrialObjective
 
     root = tmp_path_factory.mktemp("studies")
     space = load_space("tiny.yaml").with_overrides(SETTINGS).bind(4)

@@ -102,7 +102,7 @@ def test_ray_runs_a_tiny_model_study_with_two_workers(tmp_path):
     from search.execution.executors import RayExecutor
     from search.study.setup import bind_to_model
     from search.space import load_space
-    from search.study.trial_objective import TrialObjective
+    from search.execution.trial_objective import TrialObjective
 
     tiny, setup = bind_to_model(load_space("tiny.yaml").with_overrides(["data.users=1"]))
     finished = []

@@ -155,7 +155,7 @@ CONFIG = {"lora.layers": [1, 0, 1, 1], "lora.count": 2, "lora.rank": 2, "rag.k":
 def tiny_study(tmp_path_factory):
     """A two-trial tiny-model study: trial 0 re-run at export, trial 1 with kept adapters."""
     from search.study.setup import trial_setup
-    from search.study.trial_objective import TrialObjective
+    from search.execution.trial_objective import TrialObjective
 
     root = tmp_path_factory.mktemp("studies")
     space = load_space("tiny.yaml").bind(4)

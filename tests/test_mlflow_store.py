@@ -26,7 +26,7 @@ from search.api import optimize
 from search.space import parse_space
 from search.tracking.store import TrackingUsageError, check_reachable
 from search.tracking.tracker import Tracker
-from search.tracking.usage_reporting import SWITCHES, usage_reporting_off
+from search.execution.usage_reporting import SWITCHES, usage_reporting_off
 from toy_study import free_port, objective, toy_space_text
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,7 +19,7 @@ CONFIG = {"lora.layers": [1, 0, 1, 1], "lora.rank": 2, "rag.k": 0, "rag.retrieve
 def perpcs_study(tmp_path_factory, tiny_pool):
     """Trial 0: Per-Pcs only; trial 1: Per-Pcs and a LoRA of the user's own (both with kept state)."""
     from search.study.setup import trial_setup
-    from search.study.trial_objective import TrialObjective
+    from search.execution.trial_objective import TrialObjective
 
     root = tmp_path_factory.mktemp("studies")
     space = load_space("tiny.yaml").with_overrides(["perpcs.top_k=1"]).bind(4)

@@ -63,7 +63,7 @@ def test_front_is_shown_on_the_test_queries_its_trials_answered(tmp_path, capsys
     # The figures are those of a separate run on the test split (same seed, same training).
     from search.study.setup import trial_setup
     from search.study.study import Study
-    from search.study.trial_objective import TrialObjective
+    from search.execution.trial_objective import TrialObjective
     study = Study.load("t", tmp_path)
     first = front_tested[0]
     again = TrialObjective(trial_setup(study.space)).test_metrics(first["config"])

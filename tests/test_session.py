@@ -243,7 +243,7 @@ def test_a_worker_loads_the_model_once_for_the_trials_of_every_user(tmp_path, ex
     from search.execution.per_user import optimize_tasks
     from search.study.setup import bind_to_model
     from search.space import load_space
-    from search.study.trial_objective import TrialObjective
+    from search.execution.trial_objective import TrialObjective
 
     # three users on two workers: the cohort scheduler runs two users side by side, so the third
     # user's trials go to a worker that already ran another user's

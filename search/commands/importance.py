@@ -20,7 +20,8 @@ from search.commands.tables import page_hints, page_of, status_command
 from search.commands.console import status_console, table_console
 from search.errors import UsageError
 from search.results.importance import FRONT, READABLE_TRIALS, Importance, compute
-from search.execution.per_user import is_cohort, load_cohort
+from search.execution.per_user import load_cohort
+from search.study.cohort_file import is_cohort
 from search.study.study import Study
 
 

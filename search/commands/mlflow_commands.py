@@ -14,7 +14,8 @@ from search.commands.cohort_view import add_cohort_args, pareto_cohort, pareto_j
 from search.results.config_view import describe
 from search.commands.console import status_console
 from search.export import export_bundle, export_cohort, summary_lines
-from search.execution.per_user import is_cohort, load_cohort
+from search.execution.per_user import load_cohort
+from search.study.cohort_file import is_cohort
 from search.results.report import front_rows, rows_to_csv
 from search.study.study import Study
 from search.tracking.links import ensure_front_view, experiments_link, run_page, runs_link, runs_page

@@ -32,7 +32,8 @@ from search.errors import UsageError
 from search.results.importance import MIN_TRIALS, READABLE_TRIALS, compute, usable
 from search.results.report import normalized_hypervolume
 from search.optimizers import check_optimizer
-from search.execution.per_user import COHORT_FILE, cohort_space, is_cohort, load_cohort
+from search.execution.per_user import cohort_space, load_cohort
+from search.study.cohort_file import COHORT_FILE, is_cohort
 from search.study.setup import bind_to_model, trial_setup
 from search.space import Space, parse_space
 from search.execution.signals import exit_code, stop_on_signals, what_stopped

@@ -22,7 +22,8 @@ from search.commands.common import DEFAULT_STUDY_DIR, executor_from_args
 from search.commands.tables import COHORT_ROWS, front_table, print_cohort, status_command
 from search.commands.console import table_console
 from search.optimizers import get_optimizer
-from search.execution.per_user import TaskHooks, optimize_tasks, user_study_name
+from search.execution.per_user import TaskHooks, optimize_tasks
+from search.study.cohort_file import user_study_name
 from search.commands.progress import CohortProgress, StudyProgress
 from search.study.setup import check_reported, user_setup
 from search.space import Space
@@ -31,7 +32,7 @@ from search.results.importance import MIN_TRIALS
 from search.tracking.cohort import log_cohort
 from search.tracking.links import runs_link, ui_url
 from search.tracking.tracker import Tracker
-from search.study.trial_objective import TrialObjective
+from search.execution.trial_objective import TrialObjective
 
 ADAPTERS = "adapters"
 # Per-user studies of up to this many users get every plot in each user's MLflow run; larger cohorts

@@ -28,14 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Collection, Mapping, Sequence
 
-from runners.files import user_file_name
-from search.api import study_optimizer, writer_lock
 from search.execution.scheduler import CohortScheduler
 from search.encoding import config_key
 from search.errors import SearchError, StudyError
 from search.execution.executors import Executor, LocalExecutor, Objective
 from search.numbers import finite
-from search.optimizers.base import AcquisitionOptions, KnownObjective, Observation
+from search.optimizers.base import AcquisitionOptions, KnownObjective, Observation, study_optimizer
 from search.optimizers.history import observations
 from search.optimizers.user_transfer import cohort_summary, pooled_front
 from search.space import Space
@@ -43,11 +41,9 @@ from search.study.provenance import differences, provenance
 from search.results.report import normalized_hypervolume
 from search.study.study import Study, TrialState, atomic_write, check_study_name
 from search.execution.driver import Callback, StudyDriver
-from search.study.lock import StudyLock, holder, lock_info
-from search.study.record import CohortFile, read_json, validate_cohort_file
+from search.study.lock import StudyLock, holder, lock_info, writer_lock
+from search.study.cohort_file import COHORT_FILE, read_cohort_file, user_study_name
 
-COHORT_FILE = "cohort.json"
-USERS_DIR = "users"
 
 
 @dataclass
@@ -122,16 +118,6 @@ def _spread(values: Sequence[float]) -> dict[str, float] | None:
     return {"min": ordered[0], **quantiles, "max": ordered[-1], "mean": sum(ordered) / len(ordered)}
 
 
-def user_study_name(name: str, user: str) -> str:
-    """The study name (and directory below the study dir) of one user of a per-user study."""
-    return f"{name}/{USERS_DIR}/{user_file_name(user)}"
-
-
-def is_cohort(name: str, study_dir: str | Path) -> bool:
-    """True when ``<study_dir>/<name>`` holds a per-user study."""
-    return (Path(study_dir) / name / COHORT_FILE).exists()
-
-
 def load_cohort(name: str, study_dir: str | Path) -> CohortStudy:
     """A per-user study as stored (the users not searched yet have no study).
 
@@ -145,21 +131,6 @@ def load_cohort(name: str, study_dir: str | Path) -> CohortStudy:
             studies[user] = Study.load(user_study_name(name, user), study_dir)
     trials = int(((stored.space or {}).get("optimizer") or {}).get("trials") or 0)
     return CohortStudy(name, Path(study_dir) / name, list(stored.users), studies, trials)
-
-
-def read_cohort_file(name: str, study_dir: str | Path) -> CohortFile:
-    """``cohort.json``, validated (a damaged or hand-edited file is one line naming the field).
-
-    Raises:
-        StudyError: no such per-user study, or a damaged ``cohort.json``.
-    """
-    path = Path(study_dir) / name / COHORT_FILE
-    what = f"study {name!r}"
-    try:
-        data = read_json(path, what)
-    except FileNotFoundError as err:
-        raise StudyError(f"study {name!r}: no {path}; check the study name and --study-dir") from err
-    return validate_cohort_file(data, path, what)
 
 
 def warm_start_observations(previous: Sequence[Study], max_observations: int,

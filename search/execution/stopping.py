@@ -9,7 +9,7 @@ the trial with every finished trial at the same key: finished trial ``F`` beats 
 probability ``prod_j Phi((F_j - T_j) / sqrt(se_Fj^2 + se_Tj^2))`` over the objectives (signed so
 that larger is better; a known objective counts 1 when ``F`` is at least as good, else 0); when
 that probability reaches ``confidence`` the trial stops with the reason. No trial stops at a
-checkpoint until ``min_finished`` finished trials have passed it (default 3, :data:`MIN_PAIRS`):
+checkpoint until ``min_finished`` finished trials have passed it (default 3, :data:`search.optimizers.history.MIN_PAIRS`):
 one early finished trial whose checkpoint looked good by chance would otherwise stop most of the
 trials after it, and a trial stopped before three finished trials passed its checkpoint has no
 estimate of its final values for the surrogate (:func:`search.optimizers.history.impute`). With
@@ -33,14 +33,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from runners.errors import TrialStopped
-from runners.spec import SE_SUFFIX, Checkpoint, checkpoint_position
+from runners.spec import Checkpoint, checkpoint_position
 from search.execution.executors import Evaluation
 from search.numbers import finite
+from search.optimizers.history import standard_error
 from search.space import EarlyStoppingSettings
+from search.study.study import CURVE_ATTR, PRUNED_ATTR
 
-CURVE_ATTR = "curve"
-PRUNED_ATTR = "pruned"
-MIN_PAIRS = 3
 
 
 @dataclass(frozen=True)
@@ -157,12 +156,6 @@ class StoppableObjective:
         if isinstance(result, Evaluation):
             return Evaluation(result.values, {**result.user_attrs, CURVE_ATTR: self.curve})
         return Evaluation(dict(result), {CURVE_ATTR: self.curve})
-
-
-def standard_error(values: Mapping[str, float], metric: str) -> float:
-    """The standard error ``values`` carry for ``metric`` (``<metric>_se``), 0 when none is reported."""
-    se = values.get(f"{metric}{SE_SUFFIX}")
-    return float(se) if finite(se) else 0.0
 
 
 def _phi(z: float) -> float:

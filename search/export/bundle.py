@@ -47,7 +47,7 @@ from search.export.pick import Pick, pick_trial
 from search.export.prompt import MANIFEST, completion_request, personalized_prompt, profile_path, write_profile
 from search.export.summary import SUMMARY_FILE, bundle_summary
 from search.export.vllm import SCRIPT, ServingPlan, loads_on_demand, pad_adapter, serving_plan, vllm_script
-from search.execution.per_user import COHORT_FILE, USERS_DIR, read_cohort_file
+from search.study.cohort_file import COHORT_FILE, USERS_DIR, read_cohort_file
 from search.study.setup import trial_setup, user_setup
 from search.study.study import Study, TrialRecord
 from search.tracking.registry import (

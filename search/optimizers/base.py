@@ -216,3 +216,20 @@ def make_optimizer(name: str, space: "Space", **kwargs: Any) -> Optimizer:
         RegistryError: unknown name.
     """
     return get_optimizer(name)(space, **kwargs)
+
+
+def study_optimizer(space: Space, optimizer: str | Optimizer | None = None, *,
+                    known_objectives: Mapping[str, KnownObjective] | None = None,
+                    options: AcquisitionOptions | None = None,
+                    prior: Sequence[Sequence[Observation]] = ()) -> tuple[Space, Optimizer]:
+    """The space with its optimiser's name set, and the optimiser (a built one is used as it is).
+
+    Raises:
+        SpaceError: an unknown optimiser name.
+    """
+    if isinstance(optimizer, Optimizer):
+        return space, optimizer
+    space = space.with_optimizer(name=optimizer)
+    check_optimizer(space)
+    return space, make_optimizer(space.optimizer.name, space, seed=space.optimizer.seed,
+                                 known_objectives=known_objectives, options=options, prior=prior)

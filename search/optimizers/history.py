@@ -21,13 +21,20 @@ from typing import TYPE_CHECKING, Collection, Mapping, Sequence
 from runners.spec import SE_SUFFIX
 from search.numbers import finite
 from search.optimizers.base import Observation
-from search.execution.stopping import CURVE_ATTR, MIN_PAIRS, PRUNED_ATTR, standard_error
-from search.study.study import TrialRecord, TrialState
+from search.study.study import CURVE_ATTR, PRUNED_ATTR, TrialRecord, TrialState
 
 if TYPE_CHECKING:
     from search.space import Space
 
 _FINISHED = (TrialState.COMPLETED, TrialState.PRUNED, TrialState.FAILED)
+
+MIN_PAIRS = 3  # completed trials past a checkpoint before a pruned trial there is imputed (and early stopping acts)
+
+
+def standard_error(values: Mapping[str, float], metric: str) -> float:
+    """The standard error ``values`` carry for ``metric`` (``<metric>_se``), 0 when none is reported."""
+    se = values.get(f"{metric}{SE_SUFFIX}")
+    return float(se) if finite(se) else 0.0
 
 
 def observations(trials: Sequence[TrialRecord], space: "Space", known: Collection[str] = ()) -> list[Observation]:

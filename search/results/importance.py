@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from search.errors import SearchError
-from search.execution.per_user import COHORT_FILE, USERS_DIR
+from search.study.cohort_file import COHORT_FILE, USERS_DIR
 from search.numbers import finite
 from search.space import ChoiceParam, FixedParam, FloatParam, IntParam, LayerMaskParam, Space
 from search.study.study import Study, TrialRecord

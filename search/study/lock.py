@@ -27,6 +27,7 @@ import os
 import socket
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -220,3 +221,16 @@ def lock_info(directory: str | Path) -> dict[str, Any] | None:
     """The live holder of a study's lock as JSON-ready data (``status --json``), or None."""
     owner = holder(directory)
     return None if owner is None else dict(owner.__dict__)
+
+
+def writer_lock(directory: Path, what: str, fix: str) -> StudyLock:
+    """The study's lock for this process as its one writer (a takeover of a dead holder's lock is warned)."""
+    return StudyLock(directory, what, fix, on_takeover=_warn_takeover)
+
+
+def _warn_takeover(line: str) -> None:
+    warnings.warn(line, StaleLockWarning, stacklevel=4)
+
+
+class StaleLockWarning(UserWarning):
+    """A study's lock was left by a process that died; this process took it over."""

@@ -37,6 +37,8 @@ STUDY_FILE = "study.json"
 # user attr of a trial the optimiser did not suggest: ``warm_start`` for a point of the earlier users'
 # front (search.execution.per_user.warm_start_points); absent on the optimiser's own trials (and in older studies)
 ORIGIN_ATTR = "origin"
+CURVE_ATTR = "curve"  # user attr: a trial's intermediate values at its training checkpoints (early stopping)
+PRUNED_ATTR = "pruned"  # user attr of a pruned trial: where and why it was stopped
 WARM_START = "warm_start"
 SPACE_FILE = "space.yaml"
 

@@ -4,7 +4,7 @@ metrics and the tags that mark what a trial was."""
 from __future__ import annotations
 
 from search.numbers import finite
-from search.execution.stopping import PRUNED_ATTR
+from search.study.study import PRUNED_ATTR
 from search.study.study import ORIGIN_ATTR, Study, TrialRecord, TrialState
 
 

@@ -24,7 +24,7 @@ from search.tracking.store import (
     open_client,
     sqlite_path,
 )
-from search.tracking.usage_reporting import usage_reporting_off
+from search.execution.usage_reporting import usage_reporting_off
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000

@@ -25,7 +25,7 @@ runs are found again through their ``pers_search.trial`` tag, so nothing is logg
 The store (URI, reachability, the record file, the store lock) is :mod:`search.tracking.store`; the
 links and saved views :mod:`search.tracking.links`; the parent run's files
 :mod:`search.tracking.artifacts`. MLflow's usage telemetry is switched off before MLflow is imported
-(:mod:`search.tracking.usage_reporting`).
+(:mod:`search.execution.usage_reporting`).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from search.tracking.store import (
     resolve_tracking_uri,
     write_record,
 )
-from search.tracking.usage_reporting import usage_reporting_off
+from search.execution.usage_reporting import usage_reporting_off
 from search.tracking.views import MARK_TAGS, front_marks
 
 RUN_ID_ATTR = "mlflow_run_id"

@@ -19,7 +19,7 @@ from typing import Any
 
 from search.errors import SearchError
 from search.execution.executors.base import Executor, Objective, Outcome, evaluate
-from search.tracking.usage_reporting import usage_reporting_off
+from search.execution.usage_reporting import usage_reporting_off
 
 POLL_SECONDS = 1.0
 INSTALL_HINT = "pip install 'pers-search[ray]'"

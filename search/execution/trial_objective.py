@@ -16,7 +16,7 @@ from runners.session import session_for
 from runners.monitor import Report
 from runners.spec import MonitorSpec, TrialConfig, TrialSetup
 from runners.trial import run_trial
-from search.api import Evaluation
+from search.execution.executors.base import Evaluation
 from search.optimizers.base import KnownObjective
 from search.study.study import TrialRecord
 
