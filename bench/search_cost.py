@@ -185,7 +185,7 @@ def training_overrides(train_steps: int | None) -> list[str]:
 
 def embedded_stopping(seed: int, trials: int, train_steps: int | None = None,
                       rule: tuple[str, ...] = ()) -> dict[str, float]:
-    from search.commands.searching import user_setup
+    from search.study.setup import user_setup
     from search.study.setup import bind_to_model
     from search.space import load_space
     from search.execution.trial_objective import TrialObjective
@@ -251,7 +251,7 @@ def synthetic_warm(seed: int, per_user: int, optima: tuple[float, float] = DEFAU
 def embedded_warm(seed: int, per_user: int, train_steps: int | None = None, arms: tuple[str, ...] = ARMS,
                   warm_points: int = 2) -> dict[str, Any]:
     from runners.session import session_for
-    from search.commands.searching import user_setup
+    from search.study.setup import user_setup
     from search.study.setup import bind_to_model
     from search.space import load_space
     from search.execution.trial_objective import TrialObjective

@@ -200,7 +200,7 @@ def test_score_unknown_task():
 
 @pytest.fixture
 def scratch_registry(monkeypatch):
-    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    monkeypatch.setattr(base.METRICS, "_classes", dict(base.METRICS._classes))
 
 
 def test_registry_lookup_and_duplicate(scratch_registry):
@@ -211,7 +211,7 @@ def test_registry_lookup_and_duplicate(scratch_registry):
 
     assert LengthRatio.name == "length_ratio"
     assert get_metric("length_ratio").compute(["ab"], ["abcd"]) == {"length_ratio": 0.5}
-    expected = "metric name 'rouge' is already registered by runners.metrics.rouge.RougeMetric"
+    expected = r"metric 'rouge' is already registered by RougeMetric \(runners.metrics.rouge\)"
     with pytest.raises(ConfigError, match=expected):
 
         @register_metric("rouge")
@@ -224,7 +224,7 @@ def test_registry_miss_lists_names():
     with pytest.raises(ConfigError) as info:
         get_metric("bleu")
     message = str(info.value)
-    assert "unknown metric 'bleu'; known metrics: copy_rate, lamp_classification, lamp_rating, persona_f1, rouge" in message
+    assert "unknown metric 'bleu'; use one of: copy_rate, lamp_classification, lamp_rating, persona_f1, rouge" in message
     assert "@runners.metrics.register_metric('bleu')" in message
 
 

@@ -151,7 +151,7 @@ def test_unknown_retriever_lists_known_names() -> None:
     with pytest.raises(ConfigError) as info:
         get_retriever("contriever")
     assert str(info.value) == (
-        "unknown retriever 'contriever' (rag.retriever); known: bm25, dense, random, recency; "
+        "unknown retriever 'contriever' (rag.retriever); use one of: bm25, dense, random, recency; "
         "add one with @register_retriever('contriever') on a Retriever subclass in runners.retrieval"
     )
 
@@ -162,7 +162,7 @@ def test_unknown_option_is_a_config_error() -> None:
 
 
 def test_register_refuses_duplicates_and_plugs_in(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    monkeypatch.setattr(base.RETRIEVERS, "_classes", dict(base.RETRIEVERS._classes))
     with pytest.raises(ConfigError, match="retriever 'bm25' is already registered by BM25Retriever"):
         register_retriever("bm25")(type("Other", (Retriever,), {}))
 

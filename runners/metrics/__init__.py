@@ -66,7 +66,7 @@ METRIC_BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "storage_bytes": (0.0, None), "loss": (0.0, None), "heldout_loss": (0.0, None),
 }
 """The range each reported metric can take (None: unbounded on that side); the ideal point of a
-study's hypervolume box is the bound its direction points to (search.report)."""
+study's hypervolume box is the bound its direction points to (search.results.report)."""
 
 
 def metric_bounds(name: str) -> tuple[float | None, float | None]:

@@ -11,8 +11,8 @@ import abc
 from typing import Callable, ClassVar, Sequence, TypeVar
 
 from runners.errors import ConfigError, DataError
+from runners.registry import Registry
 
-_REGISTRY: dict[str, type[Metric]] = {}
 
 MetricT = TypeVar("MetricT", bound="Metric")
 
@@ -59,27 +59,12 @@ def register_metric(name: str) -> Callable[[type[MetricT]], type[MetricT]]:
     Raises:
         ConfigError: If ``name`` is already registered or the class is not a ``Metric``.
     """
-    def decorator(cls: type[MetricT]) -> type[MetricT]:
-        if not (isinstance(cls, type) and issubclass(cls, Metric)):
-            raise ConfigError(
-                f"register_metric({name!r}): {cls!r} is not a Metric subclass; subclass runners.metrics.Metric"
-            )
-        if name in _REGISTRY:
-            other = _REGISTRY[name]
-            raise ConfigError(
-                f"metric name {name!r} is already registered by {other.__module__}.{other.__qualname__}; "
-                f"register {cls.__module__}.{cls.__qualname__} under another name"
-            )
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorator
+    return METRICS.register(name)
 
 
 def registered_metrics() -> list[str]:
     """Return the registered metric names, sorted."""
-    return sorted(_REGISTRY)
+    return METRICS.names()
 
 
 def get_metric(name: str) -> Metric:
@@ -94,13 +79,7 @@ def get_metric(name: str) -> Metric:
     Raises:
         ConfigError: If no metric is registered under ``name``; the message lists the known names.
     """
-    try:
-        cls = _REGISTRY[name]
-    except KeyError as err:
-        raise ConfigError(
-            f"unknown metric {name!r}; known metrics: {', '.join(registered_metrics())}; "
-            f"register a new one with @runners.metrics.register_metric({name!r}) on a Metric subclass"
-        ) from err
+    cls = METRICS.get(name)
     return cls()
 
 
@@ -122,3 +101,8 @@ def check_aligned(preds: Sequence[str], refs: Sequence[str], metric: str) -> Non
         )
     if not preds:
         raise DataError(f"{metric}: nothing to score (0 predictions); pass at least one prediction")
+
+
+METRICS: Registry[type[Metric]] = Registry(
+    "metric", Metric, ConfigError,
+    how_to_add="register a new one with @runners.metrics.register_metric({name}) on a Metric subclass")

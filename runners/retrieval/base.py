@@ -17,8 +17,8 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence, TypeVar
 
 from runners.data.types import HistoryItem
 from runners.errors import ConfigError
+from runners.registry import Registry
 
-_REGISTRY: dict[str, type[Retriever]] = {}
 _WARNED: set[tuple[str, str]] = set()
 _WARNED_LOCK = threading.Lock()
 
@@ -200,22 +200,12 @@ def register_retriever(name: str) -> Callable[[type[T]], type[T]]:
     Raises:
         ConfigError: If the name is taken.
     """
-    def decorate(cls: type[T]) -> type[T]:
-        if name in _REGISTRY:
-            raise ConfigError(
-                f"retriever {name!r} is already registered by {_REGISTRY[name].__qualname__}; "
-                f"register {cls.__qualname__} under another name"
-            )
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorate
+    return RETRIEVERS.register(name)
 
 
 def known_retrievers() -> list[str]:
     """Return the registered retriever names, sorted."""
-    return sorted(_REGISTRY)
+    return RETRIEVERS.names()
 
 
 def resolve_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -262,10 +252,9 @@ def get_retriever(name: str, **options: Any) -> Retriever:
 
 
 def _lookup(name: str) -> type[Retriever]:
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError) as err:
-        raise ConfigError(
-            f"unknown retriever {name!r} (rag.retriever); known: {', '.join(known_retrievers())}; "
-            f"add one with @register_retriever({name!r}) on a Retriever subclass in runners.retrieval"
-        ) from err
+    return RETRIEVERS.get(name)
+
+
+RETRIEVERS: Registry[type[Retriever]] = Registry(
+    "retriever", Retriever, ConfigError, where=" (rag.retriever)",
+    how_to_add="add one with @register_retriever({name}) on a Retriever subclass in runners.retrieval")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from search.encoding import Encoder, canonical, config_key
+from runners.registry import Registry
 from search.errors import RegistryError, SpaceError
 
 if TYPE_CHECKING:
@@ -151,7 +152,8 @@ def derive_seed(seed: int, index: int, salt: str = "") -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-_REGISTRY: dict[str, type[Optimizer]] = {}
+OPTIMIZERS: Registry[type[Optimizer]] = Registry(
+    "optimizer", Optimizer, RegistryError, how_to_add="or register one with @register_optimizer({name})")
 
 
 def register_optimizer(name: str) -> Callable[[type[Optimizer]], type[Optimizer]]:
@@ -160,21 +162,12 @@ def register_optimizer(name: str) -> Callable[[type[Optimizer]], type[Optimizer]
     Raises:
         RegistryError: ``name`` is already registered.
     """
-    def decorate(cls: type[Optimizer]) -> type[Optimizer]:
-        if name in _REGISTRY:
-            raise RegistryError(
-                f"optimizer {name!r} is already registered by {_REGISTRY[name].__qualname__}; choose another name"
-            )
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorate
+    return OPTIMIZERS.register(name)
 
 
 def optimizer_names() -> list[str]:
     """The registered optimiser names, sorted."""
-    return sorted(_REGISTRY)
+    return OPTIMIZERS.names()
 
 
 def get_optimizer(name: str) -> type[Optimizer]:
@@ -183,13 +176,7 @@ def get_optimizer(name: str) -> type[Optimizer]:
     Raises:
         RegistryError: unknown name; the message lists the known ones.
     """
-    try:
-        return _REGISTRY[name]
-    except KeyError as err:
-        raise RegistryError(
-            f"unknown optimizer {name!r}; use one of: {', '.join(optimizer_names())} "
-            "(or register one with @register_optimizer)"
-        ) from err
+    return OPTIMIZERS.get(name)
 
 
 def check_optimizer(space: "Space") -> None:
