@@ -28,7 +28,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 from runners.history import HistoryExamples, history_examples, train_on_history
 from runners.home import tool_home
@@ -95,7 +95,7 @@ def pooled_examples(session: "Session") -> tuple[HistoryExamples, list[int]]:
     return HistoryExamples(tuple(texts), tuple(pairs)), sizes
 
 
-def train_cohort_adapter(session: "Session", out: Path, log: Callable[[str], None] | None = None) -> Path:
+def train_cohort_adapter(session: "Session", out: Path) -> Path:
     """Train the cohort adapter on the pooled histories and write it to ``out`` (a PEFT adapter dir).
 
     Returns:
@@ -105,8 +105,6 @@ def train_cohort_adapter(session: "Session", out: Path, log: Callable[[str], Non
     examples, sizes = pooled_examples(session)
     steps = cohort_steps(sizes, spec)
     pooled = dataclasses.replace(spec, min_steps=steps, max_steps=steps)
-    if log:
-        log(f"training the cohort adapter: {len(sizes)} users, {len(examples.pairs)} items, {steps} steps")
     memory = cohort_memory(session)
     model = attach_memory(loaded.model, session.layout, memory, spec.seed + COHORT_SEED_OFFSET)
     try:
@@ -121,7 +119,7 @@ def train_cohort_adapter(session: "Session", out: Path, log: Callable[[str], Non
     return out
 
 
-def ensure_cohort_adapter(session: "Session", log: Callable[[str], None] | None = None) -> Path:
+def ensure_cohort_adapter(session: "Session") -> Path:
     """The setup's cohort adapter directory, trained and written on first use (atomically)."""
     target = cohort_dir(session.setup)
     if (target / ADAPTER_FILE).exists():
@@ -129,7 +127,7 @@ def ensure_cohort_adapter(session: "Session", log: Callable[[str], None] | None 
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
     try:
-        train_cohort_adapter(session, work, log)
+        train_cohort_adapter(session, work)
         try:
             os.replace(work, target)
         except OSError:  # another process finished first: keep its adapter

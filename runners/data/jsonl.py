@@ -28,11 +28,12 @@ STR = (str,)
 ID = (str, int)
 SCALAR = (str, int, float)
 _ITEM_KEYS = ("text", "input", "output", "time", "id")
+_SHOWN_CHARS = 40  # the longest value an error message echoes in full
 
 
-def _short(value: Any, limit: int = 40) -> str:
+def _short(value: Any) -> str:
     text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
 
 
 def _kind(value: Any) -> str:

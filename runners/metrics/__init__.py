@@ -74,13 +74,13 @@ def metric_bounds(name: str) -> tuple[float | None, float | None]:
     return METRIC_BOUNDS.get(name, (None, None))
 
 
-def score_names(task: str, with_persona: bool = True) -> list[str]:
-    """The metric keys :func:`score` returns for ``task`` (checked before a study starts)."""
+def score_names(task: str) -> list[str]:
+    """The metric keys :func:`score` returns for ``task`` with the user's content given (the
+    :data:`CONTENT_METRICS` included; checked before a study starts)."""
     names = TASK_METRICS.get(task)
     if names is None:
         raise ConfigError(f"unknown task {task!r} for scoring; use one of {', '.join(TASK_METRICS)}")
-    names = (*names, *CONTENT_METRICS) if with_persona else names
-    metrics = [type(get_metric(name)) for name in names]
+    metrics = [type(get_metric(name)) for name in (*names, *CONTENT_METRICS)]
     return [key for m in metrics for key in m.outputs] + [f"{key}{SE_SUFFIX}" for m in metrics
                                                           for key in m.per_query_outputs]
 

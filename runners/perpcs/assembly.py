@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
 ADAPTER_NAME = "perpcs"
 ADAPTER_FILE = "adapter_model.safetensors"
 ASSEMBLY_FILE = Path("perpcs") / "assembly.safetensors"  # a user's assembly, inside the trial's user dir
+ASSEMBLY_BATCH = 8  # history examples per forward pass while assembling (the result does not depend on it)
 
 
 class TopKClippedWarning(UserWarning):
@@ -181,7 +182,7 @@ class _ModuleAssembler:
 
 
 def assemble(pool: "Pool", loaded: "LoadedModel", layout: "Layout", examples: Sequence[Example], top_k: int,
-             batch_size: int = 8, user_id: str | None = None) -> Assembly:
+             user_id: str | None = None) -> Assembly:
     """Assemble a target user's PEFT from the pool with top-k piece selection.
 
     Args:
@@ -190,7 +191,6 @@ def assemble(pool: "Pool", loaded: "LoadedModel", layout: "Layout", examples: Se
         layout: The model's target projections (checked against the pool).
         examples: The user's history examples (see :func:`runners.history.history_examples`).
         top_k: Pieces kept per module and example; clipped (with a warning) to the sharer count.
-        batch_size: Examples per forward pass (the result does not depend on it).
         user_id: The target user, refused if it is one of the pool's sharers.
 
     Returns:
@@ -218,7 +218,7 @@ def assemble(pool: "Pool", loaded: "LoadedModel", layout: "Layout", examples: Se
     model.eval()
     try:
         with torch.no_grad():
-            for chunk in batches(list(examples), batch_size):
+            for chunk in batches(list(examples), ASSEMBLY_BATCH):
                 batch = collate(chunk, loaded.tokenizer.pad_token_id, loaded.device)
                 context.mask = (batch["labels"] != IGNORE) & (batch["attention_mask"] > 0)
                 context.counted = context.mask.any(dim=1)
@@ -295,16 +295,16 @@ def _check_assembly(pool: "Pool", assembly: Assembly) -> None:
                           f"{len(pool.modules)}; assemble again from this pool")
 
 
-def lora_config(pool: "Pool", assembly: Assembly, base_model_path: str | None = None):
-    """The PEFT ``LoraConfig`` of the materialised adapter (rank ``m*r``, scale 1)."""
+def lora_config(pool: "Pool", assembly: Assembly):
+    """The PEFT ``LoraConfig`` of the materialised adapter (rank ``m*r``, scale 1; no base model path)."""
     from peft import LoraConfig
 
     rank = pool.rank * assembly.indices.shape[1]
     return LoraConfig(r=rank, lora_alpha=rank, lora_dropout=0.0, target_modules=list(pool.targets),
-                      bias="none", task_type="CAUSAL_LM", base_model_name_or_path=base_model_path)
+                      bias="none", task_type="CAUSAL_LM")
 
 
-def apply_assembly(model, pool: "Pool", assembly: Assembly, adapter_name: str = ADAPTER_NAME):
+def apply_assembly(model, pool: "Pool", assembly: Assembly):
     """Put the assembled LoRA on ``model`` as a frozen, active PEFT adapter.
 
     ``model`` may be a plain model (a PEFT model is made) or a PEFT model, e.g. the one
@@ -313,7 +313,7 @@ def apply_assembly(model, pool: "Pool", assembly: Assembly, adapter_name: str = 
     ``peft_model.unload()`` (``runners.memory.detach_memory``).
 
     Returns:
-        The PEFT model with ``adapter_name`` active.
+        The PEFT model with :data:`ADAPTER_NAME` active.
     """
     from peft import PeftModel, get_peft_model
 
@@ -324,15 +324,15 @@ def apply_assembly(model, pool: "Pool", assembly: Assembly, adapter_name: str = 
         if isinstance(model, PeftModel):
             grads = {name: p.requires_grad for name, p in model.named_parameters()}
             active = list(model.base_model.active_adapters)
-            model.add_adapter(adapter_name, config)
-            model.base_model.set_adapter([*active, adapter_name])
+            model.add_adapter(ADAPTER_NAME, config)
+            model.base_model.set_adapter([*active, ADAPTER_NAME])
             for name, p in model.named_parameters():
                 p.requires_grad_(grads.get(name, False))
             peft_model = model
         else:
-            peft_model = get_peft_model(model, config, adapter_name=adapter_name)
+            peft_model = get_peft_model(model, config, adapter_name=ADAPTER_NAME)
     try:
-        _load_adapter(peft_model, tensors, adapter_name)
+        _load_adapter(peft_model, tensors, ADAPTER_NAME)
     except BaseException:
         if peft_model is not model:  # made here on the shared base model (runners.session): leave it clean
             peft_model.unload()
@@ -351,8 +351,7 @@ def _load_adapter(peft_model, tensors, adapter_name: str) -> None:
         weight_b.requires_grad_(False)
 
 
-def export_assembly_adapter(pool: "Pool", assembly: Assembly, out_dir: str | os.PathLike,
-                            base_model_path: str | None = None) -> Path:
+def export_assembly_adapter(pool: "Pool", assembly: Assembly, out_dir: str | os.PathLike) -> Path:
     """Write the assembled LoRA as a PEFT adapter dir that ``PeftModel.from_pretrained`` loads.
 
     Returns:
@@ -369,5 +368,5 @@ def export_assembly_adapter(pool: "Pool", assembly: Assembly, out_dir: str | os.
         tensors[f"base_model.model.{path}.lora_B.weight"] = b.to(torch.float16).contiguous()
     target = out / ADAPTER_FILE
     save_file(tensors, str(target), metadata={"format": "pt"})
-    lora_config(pool, assembly, base_model_path).save_pretrained(str(out))
+    lora_config(pool, assembly).save_pretrained(str(out))
     return target

@@ -70,6 +70,7 @@ GATES_FILE = "gates.safetensors"
 BUILD_HINT = "pers-search pool build --space {space} --sharers 8"
 FORMAT_FAMILY = "pers-search-perpcs-pool/"  # any version of the format: a pool this tool wrote
 SHOWN = 3  # foreign files named in a refusal
+_SHARER_ADAPTER = "m0"  # a sharer's one-adapter memory, as attach_memory names it (runners.memory.adapter_names)
 
 
 class PoolMissing(ConfigError):
@@ -555,14 +556,14 @@ def _build_sharer(session, sharer, settings: PoolSettings) -> tuple[dict, dict, 
     return record, pieces, gates
 
 
-def lora_pieces(peft_model, adapter: str = "m0") -> dict[str, tuple["torch.Tensor", "torch.Tensor"]]:
-    """``(A, scale * B)`` of every LoRA layer of ``adapter``, by module path (fp32, CPU)."""
+def lora_pieces(peft_model) -> dict[str, tuple["torch.Tensor", "torch.Tensor"]]:
+    """``(A, scale * B)`` of every LoRA layer of the sharer's adapter, by module path (fp32, CPU)."""
     from peft.tuners.lora import LoraLayer
 
     pieces = {}
     for path, module in peft_model.base_model.model.named_modules():
-        if isinstance(module, LoraLayer) and adapter in module.lora_A:
-            a = module.lora_A[adapter].weight.detach().float().cpu().clone()
-            b = (module.lora_B[adapter].weight.detach().float() * module.scaling[adapter]).cpu()
+        if isinstance(module, LoraLayer) and _SHARER_ADAPTER in module.lora_A:
+            a = module.lora_A[_SHARER_ADAPTER].weight.detach().float().cpu().clone()
+            b = (module.lora_B[_SHARER_ADAPTER].weight.detach().float() * module.scaling[_SHARER_ADAPTER]).cpu()
             pieces[path] = (a, b)
     return pieces

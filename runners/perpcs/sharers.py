@@ -40,16 +40,15 @@ class Sharer:
 
 
 def select_sharers(candidates: Sequence[User], task: str, k: int, strategy: str = "kmeans",
-                   seed: int = 0, encoder=None) -> list[Sharer]:
+                   seed: int = 0) -> list[Sharer]:
     """Choose ``k`` sharers among ``candidates``.
 
     Args:
         candidates: Users who may share (the cohort's test users already removed).
         task: The dataset task (how history items become texts).
         k: The number of sharers.
-        strategy: ``kmeans``, ``most-active`` or ``random``.
+        strategy: ``kmeans`` (on the bundled MiniLM's embeddings), ``most-active`` or ``random``.
         seed: Seeds k-means and the random strategy.
-        encoder: A sentence-transformers encoder for ``kmeans``; None loads the bundled MiniLM.
 
     Returns:
         ``k`` distinct sharers, in candidate order.
@@ -72,23 +71,22 @@ def select_sharers(candidates: Sequence[User], task: str, k: int, strategy: str 
         return [Sharer(pool[i]) for i in sorted(order)]
     if strategy == "random":
         return [Sharer(pool[i]) for i in sorted(random.Random(seed).sample(range(len(pool)), k))]
-    labels = cluster_users(user_embeddings(pool, task, encoder), k, seed)
+    labels = cluster_users(user_embeddings(pool, task), k, seed)
     return [Sharer(pool[i], c) for i, c in sorted(most_active_per_cluster(pool, labels).items(), key=lambda t: t[0])]
 
 
-def user_embeddings(users: Sequence[User], task: str, encoder=None):
-    """The mean of each user's unit-length MiniLM history-item embeddings, shape (users, 384).
+def user_embeddings(users: Sequence[User], task: str):
+    """The mean of each user's unit-length MiniLM history-item embeddings (the bundled MiniLM),
+    shape (users, 384).
 
     Args:
         users: Users with at least one history item.
         task: The dataset task.
-        encoder: A sentence-transformers encoder; None loads the bundled MiniLM.
 
     Returns:
         A float32 numpy array, one row per user.
     """
-    if encoder is None:
-        encoder = load_encoder()
+    encoder = load_encoder()
     texts = [memory_texts(task, u.history) for u in users]
     flat = [t for group in texts for t in group]
     vectors = np.asarray(encoder.encode(flat, batch_size=64, normalize_embeddings=True,

@@ -31,6 +31,8 @@ from search.tracking.store import RECORD_FILE, read_record, resolve_tracking_uri
 from search.tracking.tracker import log_read_only
 from search.tracking.views import charts_view_key
 
+UI_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # what stops ``ui``'s server cleanly
+
 
 def add_parsers(sub) -> None:
     """Register ``ui``, ``pareto`` and ``export`` on the CLI's subparsers."""
@@ -79,11 +81,11 @@ def add_parsers(sub) -> None:
 
 
 @contextmanager
-def _stop_on_signals(signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)) -> Iterator[threading.Event]:
-    """Within the block, SIGINT (Ctrl-C), SIGTERM and SIGHUP set the yielded event instead of
-    interrupting whatever runs, so the code that stops the server always gets to run."""
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """Within the block, SIGINT (Ctrl-C), SIGTERM and SIGHUP (:data:`UI_STOP_SIGNALS`) set the yielded
+    event instead of interrupting whatever runs, so the code that stops the server always gets to run."""
     stop = threading.Event()
-    previous = {s: signal.signal(s, lambda signum, frame: stop.set()) for s in signals}
+    previous = {s: signal.signal(s, lambda signum, frame: stop.set()) for s in UI_STOP_SIGNALS}
     try:
         yield stop
     finally:

@@ -72,14 +72,10 @@ class StudyRun:
                            f"{'s' if executor.workers > 1 else ''}" +
                            (", early stopping" if self.space.early_stopping.enabled else ""))
 
-    def finish(self, study: Study, objective: TrialObjective, say_no_test: bool = True) -> None:
-        """Test-set evaluation of the front, MLflow's last logging, the front table.
-
-        ``say_no_test=False`` leaves out the line saying the split has no test queries (a per-user
-        study says it once, in its banner).
-        """
+    def finish(self, study: Study, objective: TrialObjective) -> None:
+        """Test-set evaluation of the front, MLflow's last logging, the front table."""
         if not self.args.no_test:
-            evaluate_front_on_test(self.console, study, objective, say_no_test)
+            evaluate_front_on_test(self.console, study, objective)
         if self.tracker is not None:
             with self.console.status("logging the front, plots and artifacts to MLflow"):
                 self.tracker.finish(study)

@@ -31,8 +31,8 @@ class Stopped(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def stop_on_signals(signals: tuple[signal.Signals, ...] = STOP_SIGNALS) -> Iterator[None]:
-    """Within the block, the first of ``signals`` raises :class:`Stopped`; repeats are ignored.
+def stop_on_signals() -> Iterator[None]:
+    """Within the block, the first of :data:`STOP_SIGNALS` raises :class:`Stopped`; repeats are ignored.
 
     Only the main thread can install handlers; elsewhere the block runs unchanged.
     """
@@ -46,7 +46,7 @@ def stop_on_signals(signals: tuple[signal.Signals, ...] = STOP_SIGNALS) -> Itera
         raise Stopped(signum)
 
     try:
-        previous = {s: signal.signal(s, handler) for s in signals}
+        previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     except ValueError:  # not the main thread
         yield
         return

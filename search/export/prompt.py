@@ -104,14 +104,13 @@ def _tokenizer(directory: str):
     return AutoTokenizer.from_pretrained(directory)
 
 
-def bundle_prompt(bundle: str | Path, user: str, query: str, tokenizer=None) -> str:
+def bundle_prompt(bundle: str | Path, user: str, query: str) -> str:
     """The prompt the exported trial gives its model for ``query`` of ``user``.
 
     Args:
         bundle: the bundle directory (``serving.yaml`` inside).
         user: a user id of the bundle (``adapters`` in ``serving.yaml``).
         query: the request's text (the query input).
-        tokenizer: the base model's tokenizer (default: loaded from the bundle's base model).
 
     Returns:
         The full prompt text, chat format included: send it as ``prompt`` to ``/v1/completions``.
@@ -120,16 +119,15 @@ def bundle_prompt(bundle: str | Path, user: str, query: str, tokenizer=None) -> 
         ExportError: no such user, or the bundle lacks what its retrieval needs.
     """
     manifest = load_manifest(bundle)
-    return manifest_prompt(bundle, manifest, user, query, tokenizer)
+    return manifest_prompt(bundle, manifest, user, query)
 
 
-def manifest_prompt(bundle: str | Path, manifest: Mapping[str, Any], user: str, query: str, tokenizer=None) -> str:
-    """:func:`bundle_prompt` with the manifest already read."""
+def manifest_prompt(bundle: str | Path, manifest: Mapping[str, Any], user: str, query: str) -> str:
+    """:func:`bundle_prompt` with the manifest already read (the tokenizer loaded from the bundle's base model)."""
     users = sorted(manifest.get("users") or manifest.get("adapters") or {})
     if users and user not in users:
         raise ExportError(f"{Path(bundle) / MANIFEST}: no user {user!r}; the bundle serves {', '.join(users)}")
-    if tokenizer is None:
-        tokenizer = _tokenizer(str(base_model_dir(bundle, manifest)))
+    tokenizer = _tokenizer(str(base_model_dir(bundle, manifest)))
     own = (manifest.get("per_user") or {}).get(user) or {}  # a per-user study's bundle: each user's own
     retrieval, prompt = own.get("retrieval") or manifest.get("retrieval") or {}, manifest["prompt"]
     items: Sequence[HistoryItem] = []

@@ -253,8 +253,8 @@ def _sizes(all_buckets: Sequence[Bucket], bucket: Bucket | None) -> tuple[int, i
 
 
 def serving_plan(adapters: Sequence[Servable], base: str, served_name: str, slot_bytes_per_rank: int,
-                 base_bytes: int, listed_up_to: int = LISTED_LORAS) -> ServingPlan:
-    """How to serve ``adapters`` (see the module docstring): listed up to ``listed_up_to`` of them, else on demand.
+                 base_bytes: int) -> ServingPlan:
+    """How to serve ``adapters`` (see the module docstring): listed up to :data:`LISTED_LORAS`, else on demand.
 
     Args:
         adapters: every user's adapter in the bundle (paths relative to it in ``vllm_path``).
@@ -262,10 +262,9 @@ def serving_plan(adapters: Sequence[Servable], base: str, served_name: str, slot
         served_name: the base model's name in requests.
         slot_bytes_per_rank: fp16 bytes of a LoRA slot of rank 1 over the target projections.
         base_bytes: the base model's weights in bytes.
-        listed_up_to: the most adapters listed in ``--lora-modules``.
     """
     servable = [a for a in adapters if vllm_rank(a.rank) is not None]
-    listed = {a.lora_name: f"./{_relative(a.vllm_path)}" for a in servable} if len(servable) <= listed_up_to else {}
+    listed = {a.lora_name: f"./{_relative(a.vllm_path)}" for a in servable} if len(servable) <= LISTED_LORAS else {}
     return ServingPlan(base, served_name, buckets(servable), listed,
                        tuple(a.lora_name for a in adapters if vllm_rank(a.rank) is None), slot_bytes_per_rank,
                        base_bytes)
@@ -285,9 +284,9 @@ def size_text(n: float) -> str:
     return next(f"{n / d:.1f} {u}" for d, u in ((1e9, "GB"), (1e6, "MB"), (1e3, "KB"), (1, "B")) if n >= d or d == 1)
 
 
-def loads_on_demand(adapters: Sequence[Servable], listed_up_to: int = LISTED_LORAS) -> bool:
-    """True when :func:`serving_plan` will load ``adapters`` on demand (more than ``listed_up_to`` servable)."""
-    return sum(1 for a in adapters if vllm_rank(a.rank) is not None) > listed_up_to
+def loads_on_demand(adapters: Sequence[Servable]) -> bool:
+    """True when :func:`serving_plan` will load ``adapters`` on demand (more than :data:`LISTED_LORAS` servable)."""
+    return sum(1 for a in adapters if vllm_rank(a.rank) is not None) > LISTED_LORAS
 
 
 def vllm_script(plan: ServingPlan) -> str:

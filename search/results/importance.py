@@ -30,6 +30,7 @@ READABLE_TRIALS = 30  # from here on the ranking is mostly right (same bench: 0.
 FRONT = "front"  # the column of PED-ANOVA's multi-objective importance
 HOW_MANY = ": how many"
 WHICH = ": which"
+TOP_LAYERS = 3  # the individual layer flags each column names
 
 
 class ImportanceError(SearchError, ValueError):
@@ -138,13 +139,12 @@ def usable(study: Study) -> list[TrialRecord]:
     return [t for t in study.completed() if all(finite(t.values.get(m)) for m in study.space.objectives)]
 
 
-def compute(study: Study, seed: int = 0, top_layers: int = 3, front: bool = True) -> Importance:
+def compute(study: Study, seed: int = 0, front: bool = True) -> Importance:
     """The importances of a study's searched parameters, per objective and for the front.
 
     Args:
         study: the study (read only).
         seed: the forests' seed (the estimates are random; the same seed gives the same table).
-        top_layers: how many individual layer flags each column names.
         front: also compute PED-ANOVA's importance for reaching the Pareto front.
 
     Raises:
@@ -158,7 +158,7 @@ def compute(study: Study, seed: int = 0, top_layers: int = 3, front: bool = True
                               f"{MIN_TRIALS} at least ({READABLE_TRIALS} to be worth reading); run more trials "
                               f"(`pers-search resume {_resumed_as(study)} --trials "
                               f"{max(READABLE_TRIALS, len(trials) + 10)}`)")
-    return _compute(study.name, study.space, trials, seed, top_layers, front)
+    return _compute(study.name, study.space, trials, seed, TOP_LAYERS, front)
 
 
 def _compute(name: str, space: Space, trials: Sequence[TrialRecord], seed: int, top_layers: int,

@@ -122,27 +122,23 @@ def _above(a, b, metric: str) -> bool:
     return va - vb > se ** 0.5
 
 
-def hypervolume_curve(study: Study, numbers: Collection[int] | None = None) -> dict[int, float]:
+def hypervolume_curve(study: Study) -> dict[int, float]:
     """Raw hypervolume of the front after each finished trial, keyed by trial number.
 
     Each value uses only the trials numbered up to that one, and the study's reference point
     (:meth:`Study.reference_point`, fixed once the quasi-random start is done), so the curve
     never decreases.
-
-    Args:
-        study: the study.
-        numbers: compute only these trial numbers (default every finished trial).
     """
-    return {n: hv for n, (hv, _) in hypervolume_curves(study, numbers).items()}
+    return {n: hv for n, (hv, _) in hypervolume_curves(study).items()}
 
 
-def hypervolume_fraction_curve(study: Study, numbers: Collection[int] | None = None) -> dict[int, float]:
+def hypervolume_fraction_curve(study: Study) -> dict[int, float]:
     """:func:`normalized_hypervolume` after each finished trial, keyed by trial number.
 
     Every value is a share of one box, the study's fixed normalisation box (:func:`normalization`),
     so the curve never falls: adding a trial can only keep or raise it.
     """
-    return {n: fraction for n, (_, fraction) in hypervolume_curves(study, numbers).items()}
+    return {n: fraction for n, (_, fraction) in hypervolume_curves(study).items()}
 
 
 def hypervolume_curves(study: Study, numbers: Collection[int] | None = None) -> dict[int, tuple[float, float]]:

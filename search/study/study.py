@@ -439,7 +439,7 @@ class Study:
 MIN_FREE_BYTES = 50 * 2 ** 20
 
 
-def probe_study_dir(study_dir: str | Path, min_free: int = MIN_FREE_BYTES) -> None:
+def probe_study_dir(study_dir: str | Path) -> None:
     """Before the first trial: ``study_dir`` can be created and written, and its disk has room.
 
     Raises:
@@ -455,9 +455,10 @@ def probe_study_dir(study_dir: str | Path, min_free: int = MIN_FREE_BYTES) -> No
         raise StudyWriteError(f"--study-dir {study_dir}: cannot write there ({err.strerror or err}); "
                               "pick a writable --study-dir or fix its permissions") from err
     free = shutil.disk_usage(path).free
-    if free < min_free:
-        raise StudyWriteError(f"--study-dir {study_dir}: only {free / 2 ** 20:.0f} MB free on its disk, a study needs "
-                              f"{min_free / 2 ** 20:.0f} MB at least; free space there or pick another --study-dir")
+    if free < MIN_FREE_BYTES:
+        raise StudyWriteError(f"--study-dir {study_dir}: only {free / 2 ** 20:.0f} MB free on its disk, a study "
+                              f"needs {MIN_FREE_BYTES / 2 ** 20:.0f} MB at least; free space there or pick another "
+                              "--study-dir")
 
 
 def check_study_name(name: str) -> str:

@@ -88,26 +88,25 @@ def runs_link(base_url: str, experiment_id: str, objectives: Iterable[str] | Map
     return f"{base_url.rstrip('/')}/{runs_page(experiment_id, front_view_key(objectives))}"
 
 
-def ui_url(tracking_uri: str, default: str = DEFAULT_UI_URL) -> str:
-    """Where the MLflow UI of a store is: the server itself for an HTTP store, else ``default``
-    (what ``pers-search ui`` starts)."""
+def ui_url(tracking_uri: str) -> str:
+    """Where the MLflow UI of a store is: the server itself for an HTTP store, else
+    :data:`DEFAULT_UI_URL` (what ``pers-search ui`` starts)."""
     if tracking_uri.startswith(("http://", "https://")):
         return tracking_uri.rstrip("/")
-    return default
+    return DEFAULT_UI_URL
 
 
-def study_link(study, base_url: str | None = None) -> str | None:
+def study_link(study) -> str | None:
     """The front link of a study logged to MLflow (from its ``mlflow.json``), or None if it never was.
+    The link points at :func:`ui_url` of the recorded store.
 
     Args:
         study: a loaded :class:`search.study.study.Study`.
-        base_url: the UI to link to (default: :func:`ui_url` of the recorded store).
     """
     record = read_record(study.directory)
     if not record.get("experiment_id"):
         return None
-    base = base_url or ui_url(record.get("tracking_uri", ""))
-    return runs_link(base, record["experiment_id"], study.space.objectives)
+    return runs_link(ui_url(record.get("tracking_uri", "")), record["experiment_id"], study.space.objectives)
 
 
 # --------------------------------------------------------------------------- descriptions

@@ -29,6 +29,7 @@ _UNITS = ((1e9, "GB"), (1e6, "MB"), (1e3, "KB"), (1.0, "B"))
 _LABEL_RADII = (5, 10, 16, 24, 34)  # offsets of a label from its point, in points
 _DIRECTIONS = ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1))
 _MARKER_PX = 4.0  # half the size of a marker, for label collisions
+_LABEL_GAP_PX = 1.0  # the least space between two labels (or a label and an obstacle), in display pixels
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ def _scaled(points: Sequence[Point], metric: str) -> tuple[float, str]:
     return unit_scale(metric, values)
 
 
-def _overlaps(box, others, pad: float = 1.0) -> bool:
+def _overlaps(box, others) -> bool:
+    pad = _LABEL_GAP_PX
     return any(box.x0 - pad < o.x1 and o.x0 < box.x1 + pad and box.y0 - pad < o.y1 and o.y0 < box.y1 + pad
                for o in others)
 

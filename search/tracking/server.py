@@ -29,6 +29,7 @@ from search.execution.usage_reporting import usage_reporting_off
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 POLL_S = 0.5  # how often a waiting loop looks at the server and the stop event
+STOP_GRACE_S = 15.0  # how long a stopped server's process group has after SIGTERM (then after SIGKILL)
 
 
 def ready_store(uri: str) -> None:
@@ -114,11 +115,11 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def stop_server(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+def stop_server(proc: subprocess.Popen) -> None:
     """Stop a server started by :func:`start_server` and every process it started.
 
     SIGTERM goes to the server's process group (uvicorn, the job runner and its huey consumers);
-    whatever is still there after ``timeout`` seconds gets SIGKILL. Returns once the group is
+    whatever is still there after :data:`STOP_GRACE_S` seconds gets SIGKILL. Returns once the group is
     empty, so no worker outlives the call.
     """
     pgid = proc.pid  # start_new_session: the server leads its own group
@@ -129,7 +130,7 @@ def stop_server(proc: subprocess.Popen, timeout: float = 15.0) -> None:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         pass
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + STOP_GRACE_S
     while time.monotonic() < deadline:
         proc.poll()
         if not _group_alive(pgid):
@@ -139,8 +140,8 @@ def stop_server(proc: subprocess.Popen, timeout: float = 15.0) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    proc.wait(timeout=timeout)
-    while _group_alive(pgid) and time.monotonic() < deadline + timeout:
+    proc.wait(timeout=STOP_GRACE_S)
+    while _group_alive(pgid) and time.monotonic() < deadline + STOP_GRACE_S:
         time.sleep(0.1)
 
 

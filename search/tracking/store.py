@@ -25,6 +25,7 @@ RECORD_FILE = "mlflow.json"
 ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"  # MLflow 3's opt-in to its file store (maintenance mode)
 STORE_LOCK_SUFFIX = ".lock"  # <db>.lock beside a SQLite store: held while the store is created or checked
 STORE_LOCK_TIMEOUT_S = 600.0
+REACH_TIMEOUT_S = 5.0  # how long check_reachable waits for an HTTP tracking server to answer
 
 
 class TrackingError(SearchError, RuntimeError):
@@ -79,7 +80,7 @@ def artifact_root(uri: str) -> Path | None:
     return None if db is None else db.parent / "artifacts"
 
 
-def check_reachable(uri: str, timeout: float = 5.0) -> None:
+def check_reachable(uri: str) -> None:
     """Fail fast when the store cannot be used: an HTTP server that does not answer, or a
     SQLite database whose directory cannot be created.
 
@@ -107,7 +108,7 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
 
     url = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
     try:
-        response = requests.get(url, timeout=timeout)
+        response = requests.get(url, timeout=REACH_TIMEOUT_S)
     except requests.RequestException as err:
         raise TrackingError(
             f"tracking server {uri} is unreachable ({type(err).__name__}); start it (pers-search ui, "
@@ -153,7 +154,7 @@ def _check_file_store(uri: str) -> None:
 
 
 @contextmanager
-def store_lock(uri: str, timeout: float = STORE_LOCK_TIMEOUT_S) -> Iterator[None]:
+def store_lock(uri: str) -> Iterator[None]:
     """Hold ``<db>.lock`` beside a SQLite store for the block (other stores: no lock).
 
     MLflow creates and migrates a new SQLite store the first time a client opens it, without a
@@ -162,7 +163,7 @@ def store_lock(uri: str, timeout: float = STORE_LOCK_TIMEOUT_S) -> Iterator[None
     and the next finds it made.
 
     Raises:
-        TrackingError: another process held the lock for ``timeout`` seconds.
+        TrackingError: another process held the lock for :data:`STORE_LOCK_TIMEOUT_S` seconds.
     """
     db = sqlite_path(uri)
     if db is None:
@@ -173,10 +174,10 @@ def store_lock(uri: str, timeout: float = STORE_LOCK_TIMEOUT_S) -> Iterator[None
     path = db.with_name(db.name + STORE_LOCK_SUFFIX)
     lock = FileLock(str(path))
     try:
-        lock.acquire(timeout=timeout)
+        lock.acquire(timeout=STORE_LOCK_TIMEOUT_S)
     except Timeout as err:
-        raise TrackingError(f"tracking store {uri}: another process has held {path} for {timeout:.0f} s while it "
-                            f"creates or upgrades the store; wait for it to end (`fuser {path}` names it), "
+        raise TrackingError(f"tracking store {uri}: another process has held {path} for {STORE_LOCK_TIMEOUT_S:.0f} s "
+                            f"while it creates or upgrades the store; wait for it to end (`fuser {path}` names it), "
                             "or pass another --tracking-uri") from err
     try:
         yield

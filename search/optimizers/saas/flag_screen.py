@@ -90,13 +90,12 @@ def horseshoe_effects(X: np.ndarray, Y: np.ndarray, seed: int, *, warmup: int = 
     return out
 
 
-def screen_flags(X: np.ndarray, Y: np.ndarray, flag_dims: Sequence[int], seed: int,
-                 threshold: float = THRESHOLD) -> list[int]:
-    """The flag dimensions whose effect stays below ``threshold`` for every column of ``Y`` (sorted)."""
+def screen_flags(X: np.ndarray, Y: np.ndarray, flag_dims: Sequence[int], seed: int) -> list[int]:
+    """The flag dimensions whose effect stays below :data:`THRESHOLD` for every column of ``Y`` (sorted)."""
     if not flag_dims:
         return []
     effects = horseshoe_effects(X, Y, seed)
-    return sorted(i for i in flag_dims if effects[:, i].max() < threshold)
+    return sorted(i for i in flag_dims if effects[:, i].max() < THRESHOLD)
 
 
 def screened_inputs(X: "torch.Tensor", screened: Sequence[int]) -> "torch.Tensor":

@@ -81,9 +81,9 @@ def release_compiled_programs() -> bool:
     return True
 
 
-def padded_size(n: int, bucket: int = PAD_BUCKET) -> int:
-    """``n`` rounded up to a multiple of ``bucket`` (at least one bucket)."""
-    return max(bucket, int(math.ceil(n / bucket)) * bucket)
+def padded_size(n: int) -> int:
+    """``n`` rounded up to a multiple of :data:`PAD_BUCKET` (at least one bucket)."""
+    return max(PAD_BUCKET, int(math.ceil(n / PAD_BUCKET)) * PAD_BUCKET)
 
 
 class PaddedSaasPyroModel(SaasPyroModel):

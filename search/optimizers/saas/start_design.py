@@ -133,11 +133,11 @@ def stratum(position: int, count: int) -> int:
     return sorted(range(count), key=points.__getitem__).index(position % count)
 
 
-def van_der_corput(i: int, base: int = 2) -> float:
-    """The ``i``-th point of the van der Corput sequence in [0, 1) (0, 1/2, 1/4, 3/4, 1/8, ...)."""
+def van_der_corput(i: int) -> float:
+    """The ``i``-th point of the base-2 van der Corput sequence in [0, 1) (0, 1/2, 1/4, 3/4, 1/8, ...)."""
     out, denominator = 0.0, 1.0
     while i:
-        i, digit = divmod(i, base)
-        denominator *= base
+        i, digit = divmod(i, 2)
+        denominator *= 2
         out += digit / denominator
     return out
