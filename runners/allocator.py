@@ -1,56 +1,44 @@
-"""Memory freed by a trial goes back to the system: glibc's mmap threshold fixed at 128 KiB.
+"""Memory a trial freed goes back to the system: glibc's ``malloc_trim`` after each user.
 
 glibc serves a large allocation with ``mmap`` (returned to the system when freed) only above its
 mmap threshold, and raises that threshold to the size of every mmapped block freed, up to 32 MB.
 A process that trains and evaluates user after user frees tensors of many sizes, so after the
-first user most tensors land on the heap between small long-lived objects, and the freed space
-cannot be returned: the resident memory of a per-user study grew about 22 MB a user on the
-embedded model. With the threshold fixed (``mallopt(M_MMAP_THRESHOLD)``, which also turns the
-raising off) it grows about 7 MB a user, and one user's peak is 20% lower (``bench/cohort_scale.py``
-in docs/benchmarks.md). The same setting as the environment variable ``MALLOC_MMAP_THRESHOLD_``;
-a value set there is kept, and any other C library is left alone.
+first user most tensors land on the heap between small long-lived objects, and the pages they
+held stay resident after they are freed: a per-user study's memory grew about 22 MB a user on the
+embedded model. ``malloc_trim(0)`` hands every whole free page of the heap back to the system
+(``madvise``), in milliseconds, so :func:`runners.trial.run_trial` calls it after each user.
+
+Fixing the threshold instead (``mallopt(M_MMAP_THRESHOLD, 128 KiB)``) held the growth as well but
+made every large tensor a fresh ``mmap``: 14x the system time of a trial, 1.35x its wall time
+(docs/benchmarks.md). Any other C library is left alone.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
+import functools
 import sys
 
-MMAP_THRESHOLD_BYTES = 128 * 1024
-ENVIRONMENT_VARIABLE = "MALLOC_MMAP_THRESHOLD_"
-_M_MMAP_THRESHOLD = -3  # mallopt's parameter number in glibc's malloc.h
-_done = False
 
-
-def fix_mmap_threshold() -> bool:
-    """Fix this process's glibc mmap threshold (once) and pass it on to the processes it starts.
+def release_free_memory() -> bool:
+    """Return the free pages of this process's heap to the system (glibc only).
 
     Returns:
-        True when the threshold is fixed at :data:`MMAP_THRESHOLD_BYTES` in this process (or the
-        environment set one that glibc read at start), False on a C library without ``mallopt``.
+        True when glibc released memory, False when there was none to release or the C library is
+        not glibc.
     """
-    global _done
-    if _done:
-        return True
-    if ENVIRONMENT_VARIABLE in os.environ:  # glibc read it when the process started
-        _done = True
-        return True
     libc = _glibc()
-    if libc is None or libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) != 1:
-        return False
-    os.environ[ENVIRONMENT_VARIABLE] = str(MMAP_THRESHOLD_BYTES)
-    _done = True
-    return True
+    return bool(libc is not None and libc.malloc_trim(0))
 
 
+@functools.cache
 def _glibc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.gnu_get_libc_version  # noqa: B018 - only glibc has it
+        libc.malloc_trim  # noqa: B018 - only glibc has it
         return libc
     except (OSError, AttributeError):
         return None

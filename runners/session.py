@@ -27,7 +27,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Generic, Hashable, TypeVar
 
-from runners.allocator import fix_mmap_threshold
 from runners.cohort import cohort_key, ensure_cohort_adapter, merged_cohort_model
 from runners.data.load import load_dataset
 from runners.data.pairs import memory_texts
@@ -161,7 +160,6 @@ class Session:
         """The base model and tokenizer on their device (loaded once per process and model settings)."""
         def load() -> "LoadedModel":
             bound_kernel_caches()
-            fix_mmap_threshold()
             return load_model(self.setup.model)
 
         return _MODELS.get(self.setup.model, load)

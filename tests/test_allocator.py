@@ -1,4 +1,4 @@
-"""The glibc mmap threshold fixed: large blocks a trial frees go back to the system."""
+"""Memory a trial freed goes back to the system (glibc's malloc_trim after each user)."""
 
 import os
 import pathlib
@@ -10,52 +10,53 @@ import pytest
 
 from runners import allocator
 
-# A child that frees one 8 MB block (glibc then raises its dynamic threshold to 8 MB), allocates 400
-# blocks of 512 KB between small long-lived ones, frees the large ones and prints its resident MB
-# before and after.
+# A child that frees one 8 MB block (glibc then raises its dynamic mmap threshold to 8 MB), allocates
+# 400 blocks of 512 KB between small long-lived ones (so they land on the heap), frees the large ones,
+# optionally releases the free memory, and prints its resident MB before and after.
 _CHILD = textwrap.dedent("""
-    import os, sys
+    import sys
     sys.path.insert(0, {root!r})
-    from runners.allocator import fix_mmap_threshold
+    from runners.allocator import release_free_memory
     def rss():
         for line in open("/proc/self/status"):
             if line.startswith("VmRSS"):
                 return int(line.split()[1]) // 1024
-    fixed = fix_mmap_threshold() if sys.argv[1] == "fixed" else False
     block = bytearray(8 << 20); del block
     large, small = [], []
     for _ in range(400):
         large.append(bytearray(512 << 10)); small.append(bytearray(1000))
     before = rss(); del large
-    print(fixed, before, rss(), os.environ.get("MALLOC_MMAP_THRESHOLD_"))
+    released = release_free_memory() if sys.argv[1] == "release" else False
+    print(released, before, rss())
 """)
 
 glibc = pytest.mark.skipif(allocator._glibc() is None, reason="glibc only")
 
 
-def _child(mode: str, tmp_path) -> tuple[str, int, int, str]:
+def _child(mode: str, tmp_path) -> tuple[str, int, int]:
     script = tmp_path / "child.py"
     script.write_text(_CHILD.format(root=str(pathlib.Path(__file__).resolve().parents[1])))
-    env = {k: v for k, v in os.environ.items() if k != allocator.ENVIRONMENT_VARIABLE}
-    out = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True, env=env,
-                         check=True).stdout.split()
-    return out[0], int(out[1]), int(out[2]), out[3]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    released, before, after = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True,
+                                             env=env, check=True).stdout.split()
+    return released, int(before), int(after)
 
 
 @glibc
-def test_freed_large_blocks_return_to_the_system_once_the_threshold_is_fixed(tmp_path):
-    fixed, before, after, variable = _child("fixed", tmp_path)
-    assert fixed == "True" and variable == str(allocator.MMAP_THRESHOLD_BYTES)  # children inherit it
-    assert before > 150 and after < before - 150  # the 200 MB of large blocks went back
+def test_freed_heap_memory_goes_back_to_the_system_once_released(tmp_path):
+    released, before, after = _child("keep", tmp_path)
+    assert before > 150 and after > before - 20  # 200 MB freed, and still resident
 
-    fixed, before, after, variable = _child("dynamic", tmp_path)
-    assert fixed == "False" and variable == "None"
-    assert after > before - 20  # glibc's raised threshold kept them on the heap
+    released, before, after = _child("release", tmp_path)
+    assert released == "True" and before > 150 and after < before - 150  # and now given back
 
 
-@glibc
-def test_a_threshold_set_in_the_environment_is_kept(monkeypatch):
-    monkeypatch.setattr(allocator, "_done", False)
-    monkeypatch.setenv(allocator.ENVIRONMENT_VARIABLE, "1048576")
-    assert allocator.fix_mmap_threshold()
-    assert os.environ[allocator.ENVIRONMENT_VARIABLE] == "1048576"
+def test_a_trial_releases_after_each_user(monkeypatch):
+    from runners import trial
+    from runners.spec import TrialConfig, TrialSetup
+
+    calls = []
+    monkeypatch.setattr(trial, "release_free_memory", lambda: calls.append(len(calls)) or True)
+    setup = TrialSetup.from_dicts({"name": "tiny"}, {"source": "demo", "users": 2}, {"max_steps": 1})
+    result = trial.run_trial(TrialConfig(layers=(0,), count=1, rank=2), setup)
+    assert len(result.users) == 2 and calls == [0, 1]
