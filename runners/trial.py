@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from runners.allocator import release_free_memory
 from runners.batching import pair_example, text_example
 from runners.chat import render_prompt
 from runners.data.pairs import memory_texts
@@ -141,7 +140,6 @@ def run_trial(config: TrialConfig, setup: TrialSetup, split: str = "val", adapte
         watch = Watch(monitor, report, tuple(dict(u.metrics) for u in users), index, trained) if (
             monitor and report) else None
         users.append(_run_user(session, user, config, split, adapter_dir, watch, test))
-        release_free_memory()  # the pages of this user's freed tensors back to the system
     tested = [u.test for u in users if u.test is not None]
     return TrialResult(metrics=aggregate(users), users=tuple(users), config=config, split=split,
                        test_metrics=aggregate(tested) if tested else {})
