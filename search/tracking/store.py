@@ -12,6 +12,7 @@ apart in one line (:func:`check_reachable`). ``<study dir>/mlflow.json`` (:func:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import urllib.parse
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ RECORD_FILE = "mlflow.json"
 ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"  # MLflow 3's opt-in to its file store (maintenance mode)
 STORE_LOCK_SUFFIX = ".lock"  # <db>.lock beside a SQLite store: held while the store is created or checked
 STORE_LOCK_TIMEOUT_S = 600.0
+STORE_SETUP_LOGGER = "mlflow.store.db.utils"  # logs each new store's table creation at INFO
 REACH_TIMEOUT_S = 5.0  # how long check_reachable waits for an HTTP tracking server to answer
 
 
@@ -198,7 +200,7 @@ def open_client(uri: str):
     from mlflow.tracking import MlflowClient
     from sqlalchemy.exc import SQLAlchemyError  # MLflow's SQL layer, loaded with MLflow
 
-    with store_lock(uri):
+    with store_lock(uri), _quiet(STORE_SETUP_LOGGER):  # not MLflow's "Creating initial MLflow database tables..."
         try:
             client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # builds the store: tables, migrations,
             client.search_experiments(max_results=1)  # the default experiment (MLflow 3.17 in the constructor)
@@ -207,6 +209,18 @@ def open_client(uri: str):
             raise TrackingError(f"tracking store {uri}: cannot open it ({type(err).__name__}: {detail}); "
                                 "pass another --tracking-uri, or --no-mlflow") from err
     return client
+
+
+@contextmanager
+def _quiet(name: str):
+    """The INFO lines of logger ``name`` left out for the block (its warnings and errors still show)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def read_record(study_directory: str | Path) -> dict[str, Any]:
