@@ -221,7 +221,7 @@ def resolve_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     Raises:
         ConfigError: If the name is unknown or an option is not one the retriever takes.
     """
-    cls = _lookup(name)
+    cls = RETRIEVERS.get(name)
     signature = inspect.signature(cls.__init__)
     try:
         bound = signature.bind(None, **options)
@@ -248,11 +248,7 @@ def get_retriever(name: str, **options: Any) -> Retriever:
     Raises:
         ConfigError: If the name is unknown or an option is not accepted.
     """
-    return _lookup(name)(**resolve_options(name, options))
-
-
-def _lookup(name: str) -> type[Retriever]:
-    return RETRIEVERS.get(name)
+    return RETRIEVERS.get(name)(**resolve_options(name, options))
 
 
 RETRIEVERS: Registry[type[Retriever]] = Registry(

@@ -104,10 +104,7 @@ def validate_study_file(data: Any, path: Path, what: str) -> StudyFile:
     Raises:
         StudyError: one line naming the file, the trial and the field.
     """
-    try:
-        return StudyFile.model_validate(data)
-    except ValidationError as err:
-        raise StudyError(f"{what}: {path}: {_where(err, data)}; {_FIX}") from err
+    return _validated(StudyFile, data, path, what)
 
 
 def validate_cohort_file(data: Any, path: Path, what: str) -> CohortFile:
@@ -116,8 +113,12 @@ def validate_cohort_file(data: Any, path: Path, what: str) -> CohortFile:
     Raises:
         StudyError: one line naming the file and the field.
     """
+    return _validated(CohortFile, data, path, what)
+
+
+def _validated(model: type[_Lenient], data: Any, path: Path, what: str) -> Any:
     try:
-        return CohortFile.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as err:
         raise StudyError(f"{what}: {path}: {_where(err, data)}; {_FIX}") from err
 
