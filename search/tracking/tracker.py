@@ -339,7 +339,7 @@ class Tracker:
                 self._noted[key] = value
 
     def _log_trial(self, study: Study, trial: TrialRecord) -> None:
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import Metric, Param
 
         tags = {RUN_NAME_TAG: f"trial-{trial.number:03d}", PARENT_TAG: self.parent_run_id,
                 TRIAL_TAG: str(trial.number), ROLE_TAG: "trial", "optimizer": study.space.optimizer.name,
@@ -354,7 +354,7 @@ class Tracker:
             stamp = _ms(trial.finished_at) or _ms(time.time())
             metrics = [Metric(k, v, stamp, 0) for k, v in trial_metrics(trial).items()]
             params = [Param(k, v[:6000]) for k, v in config_params(study.space, trial.config).items()]
-            config_tag = [RunTag("config", describe(study.space, trial.config)[:_MAX_TAG])]
+            config_tag = [_tag("config", describe(study.space, trial.config))]
             for start in range(0, max(len(params), len(metrics), 1), 100):  # MLflow's batch limits
                 self.client.log_batch(run_id, metrics=metrics[start:start + 100], params=params[start:start + 100],
                                       tags=config_tag if start == 0 else [])
@@ -497,7 +497,6 @@ class Tracker:
                 os.environ.pop(_QUIET, None)
             else:
                 os.environ[_QUIET] = old
-
 
     def trial_run_id(self, number: int) -> str | None:
         """The MLflow run id of a logged trial, or None."""
