@@ -21,11 +21,17 @@ The builtin demo data has 24 users; for larger cohorts every size of the run rea
 JSONL file instead (the demo users repeated under new ids, :func:`write_cohort`), so that all sizes
 search the same kind of users. The embedded model's dequantized cache is made before the first
 measured size (the first load converts the GGUF, about 40 s and more memory, once per machine).
+Users differ in how much memory their trial needs at its peak (longer histories and answers, more
+validation queries), so the smallest cohort's peak is one user's, not the cohort's floor.
+``--alone`` also runs every user of the largest cohort alone, each in a process of its own, and
+adds the ratio of each size's peak to the largest of those single-user peaks: what keeping the
+users in one process adds over the most demanding of them.
 ``--code DIR`` runs the children on another checkout's code (``PYTHONPATH=DIR``), e.g. the code
 before a change, for a before/after pair of tables from this one script. ``MALLOC_*`` variables
 of the environment reach the children and are printed. Run from the repository root::
 
     OMP_NUM_THREADS=1 python bench/cohort_scale.py                         # 1, 5 and 20 users, milp.yaml
+    OMP_NUM_THREADS=1 python bench/cohort_scale.py --alone                 # and each of the 20 users alone
     OMP_NUM_THREADS=1 python bench/cohort_scale.py --code ../main          # the same on another checkout
     python bench/cohort_scale.py --space tiny.yaml --users 1 3 --set training.max_steps=1
 """
@@ -50,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 from runners.data.load import DEFAULT_DEMO_USERS, load_dataset  # noqa: E402
 from search.space import load_space  # noqa: E402
+from search.study.cohort_file import read_cohort_file  # noqa: E402
 
 DEFAULT_USERS = (1, 5, 20)
 DEFAULT_SETS = ("training.max_steps=1", "training.min_steps=0", "lora.layers=top:8", "lora.count=2", "lora.rank=8",
@@ -147,14 +154,35 @@ def measure(users: int, args: argparse.Namespace, work: Path, data: Path | None)
     return Measured(users, peak, seconds)
 
 
-def table(rows: Sequence[Measured]) -> str:
-    """The markdown table; the ratio is to the smallest cohort of the run."""
+def measure_alone(users: int, args: argparse.Namespace, work: Path, data: Path | None) -> list[Measured]:
+    """Every user of the ``users``-user cohort (as its study recorded them) alone, in a process of its own."""
+    cohort = read_cohort_file(f"{STUDY}-{users}", work / f"studies-{users}").users
+    records = {u.user_id: u for u in (load_dataset(str(data)) if data is not None else load_dataset("demo")).users}
+    alone = []
+    for index, user_id in enumerate(cohort):
+        path = work / f"alone-{index}.jsonl"
+        path.write_text(json.dumps(user_record(records[user_id], user_id)) + "\n", encoding="utf-8")
+        argv = cohort_argv(1, work / f"studies-alone-{index}", args, path)
+        argv[1] = f"{STUDY}-alone-{index}"
+        peak, seconds = run_child(RUN_CLI, argv, Path(args.code).resolve(), work / f"alone-{index}.log")
+        alone.append(Measured(1, peak, seconds))
+        print(f"  {user_id} alone: peak RSS {peak:,.0f} MB, {seconds:.0f} s", flush=True)
+    return alone
+
+
+def table(rows: Sequence[Measured], alone: Sequence[Measured] = ()) -> str:
+    """The markdown table; the ratios are to the smallest cohort of the run and to the largest user alone."""
     base = min(rows, key=lambda r: r.users)
-    lines = [f"| users | peak RSS MB | wall s | s per user | peak / {base.users} user{'s' if base.users > 1 else ''} |",
-             "|---|---|---|---|---|"]
+    top = max((a.peak_mb for a in alone), default=None)
+    head = f"| users | peak RSS MB | wall s | s per user | peak / {base.users} user{'s' if base.users > 1 else ''} |"
+    lines = [head + (" peak / largest user alone |" if top else ""), "|---|---|---|---|---|" + ("---|" if top else "")]
     for r in sorted(rows, key=lambda r: r.users):
         lines.append(f"| {r.users} | {r.peak_mb:,.0f} | {r.seconds:.0f} | {r.seconds / r.users:.1f} | "
-                     f"{r.peak_mb / base.peak_mb:.2f} |")
+                     f"{r.peak_mb / base.peak_mb:.2f} |" + (f" {r.peak_mb / top:.2f} |" if top else ""))
+    if alone:
+        peaks = sorted(a.peak_mb for a in alone)
+        lines.append(f"\n{len(alone)} users alone: peak RSS {peaks[0]:,.0f} to {peaks[-1]:,.0f} MB "
+                     f"(median {peaks[len(peaks) // 2]:,.0f} MB)")
     return "\n".join(lines)
 
 
@@ -165,6 +193,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--set", dest="sets", action="append", default=None, metavar="KEY=VALUE",
                    help=f"space overrides (default: {' '.join(DEFAULT_SETS)})")
     p.add_argument("--trials", type=int, default=1, help="trials per user (default 1)")
+    p.add_argument("--alone", action="store_true",
+                   help="also run every user of the largest cohort alone, one process each")
     p.add_argument("--code", default=str(ROOT), help="the checkout whose code the children run (default this one)")
     args = p.parse_args(argv)
     if args.sets is None:
@@ -190,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows.append(measure(users, args, work, data))
             print(f"{users} user{'s' if users > 1 else ''}: peak RSS {rows[-1].peak_mb:,.0f} MB, "
                   f"{rows[-1].seconds:.0f} s", flush=True)
-    print(table(rows))
+        alone = measure_alone(max(args.users), args, work, data) if args.alone else []
+    print(table(rows, alone))
     return 0
 
 

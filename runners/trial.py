@@ -23,6 +23,7 @@ from runners.data.splits import SplitCounts
 from runners.errors import ConfigError, DataError
 from runners.files import user_file_name, user_file_names
 from runners.generation import generate
+from runners.heap import release_free_heap
 from runners.history import TrainingRetrieval, history_examples, train_on_history
 from runners.memory import (
     MemoryConfig,
@@ -183,6 +184,7 @@ def _run_user(session: Session, user_split, config: TrialConfig, split: str, ada
         return UserResult(user_split.user.user_id, metrics, answers.predictions, adapter, answers.query_scores,
                           test_result)
 
+    release_free_heap()  # the generation's caches and what the memory's training left
     return result(evaluated, prompted, result(tested, tests) if tested is not None else None)
 
 
@@ -242,6 +244,7 @@ def _personalized(session: Session, user_split, memory: MemoryConfig, config: Tr
             model = apply_assembly(model, session.pool, assembly)
         on_step = _monitor(session, model, user_split, prompted, watch) if watch and memory.enabled else None
         trained = _train_memory(session, model, examples, seed, config.lr_scale, on_step) if memory.enabled else {}
+        release_free_heap()  # the training's activations, gradients and optimiser state
         evaluated = _evaluate(session, model, user_split, prompted)
         tested = _evaluate(session, model, user_split, tests, heldout=False) if tests else None
         storage = _save_user_state(session, model, memory, assembly, out)

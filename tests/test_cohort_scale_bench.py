@@ -68,3 +68,20 @@ def test_bad_sizes_are_refused(bench, capsys):
 
 if sys.platform != "linux":  # pragma: no cover
     pytestmark = pytest.mark.skip("the children read their peak from /proc: Linux")
+
+
+def test_the_table_also_gives_each_size_against_the_largest_user_alone(bench):
+    rows = [bench.Measured(1, 1000.0, 20.0), bench.Measured(20, 1150.0, 120.0)]
+    alone = [bench.Measured(1, 1000.0, 20.0), bench.Measured(1, 1100.0, 21.0), bench.Measured(1, 1050.0, 19.0)]
+    lines = bench.table(rows, alone).splitlines()
+    assert lines[0].endswith("| peak / 1 user | peak / largest user alone |")
+    assert lines[2:4] == ["| 1 | 1,000 | 20 | 20.0 | 1.00 | 0.91 |", "| 20 | 1,150 | 120 | 6.0 | 1.15 | 1.05 |"]
+    assert lines[-1] == "3 users alone: peak RSS 1,000 to 1,100 MB (median 1,050 MB)"
+
+
+def test_alone_runs_each_user_of_the_largest_cohort_in_a_process_of_its_own(bench, capsys):
+    assert bench.main(["--space", "tiny.yaml", "--users", "1", "2", "--set", "training.max_steps=1", "--alone"]) == 0
+    out = capsys.readouterr().out
+    alone = [line for line in out.splitlines() if line.startswith("  ") and " alone: peak RSS " in line]
+    assert len(alone) == 2 and len({line.split()[0] for line in alone}) == 2, out
+    assert "| peak / largest user alone |" in out and "2 users alone: peak RSS" in out
