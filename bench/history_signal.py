@@ -45,7 +45,7 @@ MEDDIALOGUE = str(ROOT.parent / "shared" / "data" / "meddialogue-sample.jsonl")
 def evaluated_users(source: str, users: int, val_fraction: float = 0.5):
     """The users and validation queries ``bench/quality.py`` evaluates (its data settings)."""
     data = TrialSetup.from_dicts(data={"source": source, "users": users, "val_fraction": val_fraction,
-                                       "test_split": "queries"}, training={}).data
+                                       "max_val_queries": None, "test_split": "queries"}, training={}).data
     dataset = load_dataset(data.source)
     return split_dataset(dataset, seed=data.split_seed, users=data.users, val_fraction=data.val_fraction,
                          heldout_fraction=data.heldout_fraction, max_val_queries=data.max_val_queries,
