@@ -113,10 +113,11 @@ def user_record(user, user_id: str) -> dict:
     return {"user_id": user_id, "profile": user.profile, "history": history, "queries": queries}
 
 
-def cohort_argv(users: int, study_dir: Path, args: argparse.Namespace, data: Path | None) -> list[str]:
-    """The ``pers-search`` arguments of one cohort size's per-user study."""
-    argv = ["run", f"{STUDY}-{users}", "--space", space_argument(args.space), "--per-user", "--users", str(users),
-            "--trials", str(args.trials), "--study-dir", str(study_dir), "--no-mlflow", "--no-test"]
+def cohort_argv(users: int, study_dir: Path, args: argparse.Namespace, data: Path | None,
+                name: str | None = None) -> list[str]:
+    """The ``pers-search`` arguments of one cohort size's per-user study (named ``scale-<users>`` unless ``name``)."""
+    argv = ["run", name or f"{STUDY}-{users}", "--space", space_argument(args.space), "--per-user",
+            "--users", str(users), "--trials", str(args.trials), "--study-dir", str(study_dir), "--no-mlflow", "--no-test"]
     for item in args.sets:
         argv += ["--set", item]
     return argv + (["--data", str(data)] if data is not None else [])
@@ -162,8 +163,7 @@ def measure_alone(users: int, args: argparse.Namespace, work: Path, data: Path |
     for index, user_id in enumerate(cohort):
         path = work / f"alone-{index}.jsonl"
         path.write_text(json.dumps(user_record(records[user_id], user_id)) + "\n", encoding="utf-8")
-        argv = cohort_argv(1, work / f"studies-alone-{index}", args, path)
-        argv[1] = f"{STUDY}-alone-{index}"
+        argv = cohort_argv(1, work / f"studies-alone-{index}", args, path, name=f"{STUDY}-alone-{index}")
         peak, seconds = run_child(RUN_CLI, argv, Path(args.code).resolve(), work / f"alone-{index}.log")
         alone.append(Measured(1, peak, seconds))
         print(f"  {user_id} alone: peak RSS {peak:,.0f} MB, {seconds:.0f} s", flush=True)
@@ -175,10 +175,11 @@ def table(rows: Sequence[Measured], alone: Sequence[Measured] = ()) -> str:
     base = min(rows, key=lambda r: r.users)
     top = max((a.peak_mb for a in alone), default=None)
     head = f"| users | peak RSS MB | wall s | s per user | peak / {base.users} user{'s' if base.users > 1 else ''} |"
-    lines = [head + (" peak / largest user alone |" if top else ""), "|---|---|---|---|---|" + ("---|" if top else "")]
+    lines = [head + (" peak / largest user alone |" if alone else ""),
+             "|---|---|---|---|---|" + ("---|" if alone else "")]
     for r in sorted(rows, key=lambda r: r.users):
         lines.append(f"| {r.users} | {r.peak_mb:,.0f} | {r.seconds:.0f} | {r.seconds / r.users:.1f} | "
-                     f"{r.peak_mb / base.peak_mb:.2f} |" + (f" {r.peak_mb / top:.2f} |" if top else ""))
+                     f"{r.peak_mb / base.peak_mb:.2f} |" + (f" {r.peak_mb / top:.2f} |" if alone else ""))
     if alone:
         peaks = sorted(a.peak_mb for a in alone)
         lines.append(f"\n{len(alone)} users alone: peak RSS {peaks[0]:,.0f} to {peaks[-1]:,.0f} MB "

@@ -3,8 +3,8 @@
 No model: this measures the data. A per-user memory or retrieval can only beat one adapter trained
 on the whole cohort (the cohort adapter, domain adaptation) through what a user's own history
 tells about *this* user's answers and other users' histories do not. For every evaluated user
-(the same users and validation queries as ``bench/quality.py``: the data settings of its
-``make_setup``), it scores the true answer of each query against the user's own history replies
+(the same users and validation queries as ``bench/quality.py``: the splits of its
+``make_setup``'s session), it scores the true answer of each query against the user's own history replies
 and against every other evaluated user's, with the project's ROUGE-L (``runners.metrics.rouge``)
 and copy rate (share of the answer's word 5-grams found in the history, ``runners.metrics.copying``):
 
@@ -32,24 +32,17 @@ from typing import Sequence
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runners.data.load import load_dataset  # noqa: E402
-from runners.data.splits import split_dataset  # noqa: E402
+from bench.quality import MEDDIALOGUE, make_setup  # noqa: E402
 from runners.metrics.copying import content_ngrams, copy_rate  # noqa: E402
 from runners.metrics.rouge import rouge_per_item  # noqa: E402
 from runners.metrics.uncertainty import bootstrap_interval, paired_difference_interval  # noqa: E402
-from runners.spec import TrialSetup  # noqa: E402
-
-MEDDIALOGUE = str(ROOT.parent / "shared" / "data" / "meddialogue-sample.jsonl")
+from runners.session import session_for  # noqa: E402
 
 
 def evaluated_users(source: str, users: int, val_fraction: float = 0.5):
-    """The users and validation queries ``bench/quality.py`` evaluates (its data settings)."""
-    data = TrialSetup.from_dicts(data={"source": source, "users": users, "val_fraction": val_fraction,
-                                       "max_val_queries": None, "test_split": "queries"}, training={}).data
-    dataset = load_dataset(data.source)
-    return split_dataset(dataset, seed=data.split_seed, users=data.users, val_fraction=data.val_fraction,
-                         heldout_fraction=data.heldout_fraction, max_val_queries=data.max_val_queries,
-                         test_split=data.test_split)
+    """The users and validation queries ``bench/quality.py`` evaluates: its setup's session splits
+    (no query cap; the model is not loaded)."""
+    return session_for(make_setup(source, users, {}, val_fraction, None)).splits
 
 
 def replies(user_split) -> list[str]:
@@ -91,7 +84,8 @@ def report(values: dict[str, list[list[float]]], n_boot: int) -> list[str]:
         own, others = values[f"{key}_own"], values[f"{key}_others"]
         a, b = bootstrap_interval(own, n_boot=n_boot), bootstrap_interval(others, n_boot=n_boot)
         d = paired_difference_interval(own, others, n_boot=n_boot)
-        lines.append(f"{name:<10} {a.mean:.3f} [{a.low:.3f}, {a.high:.3f}]   {b.mean:.3f} [{b.low:.3f}, {b.high:.3f}]   "
+        lines.append(f"{name:<10} {a.mean:.3f} [{a.low:.3f}, {a.high:.3f}]   "
+                     f"{b.mean:.3f} [{b.low:.3f}, {b.high:.3f}]   "
                      f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}]{'*' if d.low > 0 or d.high < 0 else ''}")
     return lines
 
