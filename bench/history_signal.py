@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.source != "demo" and not Path(args.source).is_file():
         p.error(f"--source {args.source}: no such file (the MedicalDialogue sample lies beside the repository)")
     splits = evaluated_users(args.source, args.users, args.val_fraction)
-    print(f"history_signal: {args.source}")
+    print(f"history_signal: {args.source}, {len(splits)} users; scoring every answer against every history", flush=True)
     print("\n".join(report(signal(splits), args.boot)))
     return 0
 
