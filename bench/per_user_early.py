@@ -24,7 +24,8 @@ screen has its 20 observations from the second user's first model-based suggesti
 Each user's hypervolume after 3, 5, 10 and 20 trials is a fraction of that user's exact maximum
 (``exact_front`` over what matters, as ``search_efficiency`` computes it), and each trial's
 suggestion seconds are kept. Every finished (variant, arm, seed) is printed and appended to
-``--out`` as one JSON line (per-user curves and seconds), runs already there are skipped, and the
+``--out`` as one JSON line (per-user curves and seconds, and every trial's configuration, values
+and origin, ``warm_start`` for the warm start's points: the record can be analysed afresh), runs already there are skipped, and the
 tables (``--summarise FILE`` prints them from the file alone): users 2.. pooled over seeds (mean ±
 standard error over (seed, user), the first user, whom no warm start reaches, its own column); per
 user index, HV@3, HV@5, HV@10 over seeds and the median seconds of a model suggestion, cold pooled
@@ -34,7 +35,8 @@ trials, and the run's CPU seconds per model suggestion (the process's CPU time o
 suggestions: what a suggestion costs a core of its own, whatever else the machine runs); and
 learned minus cold per (seed, user) where a seed ran both arms. ``--optimizer`` and
 ``--max-observations`` change the users' optimiser and the learned arm's budget of rows (both are
-part of a run's identity in the file). Cold runs of 10 trials or fewer never fit a model (their
+part of a run's identity in the file), ``--warm-points`` the learned arm's ``warm_start.max_points`` (2;
+also part of it). Cold runs of 10 trials or fewer never fit a model (their
 start is 10 points), so they take seconds; run them with ``--arms cold`` and more seeds.
 
 Usage::
@@ -66,6 +68,7 @@ from bench.search_efficiency import MIXED_LARGE, MixedShape, enumerate_relevant,
 from search.pareto import hypervolume  # noqa: E402
 from search.execution.per_user import optimize_tasks  # noqa: E402
 from search.space import Space, WarmStartSettings, parse_space  # noqa: E402
+from search.study.study import ORIGIN_ATTR  # noqa: E402
 
 VARIANTS = ("alike", "distinct")
 ARMS = ("cold", "learned")
@@ -118,16 +121,18 @@ def base_space() -> tuple[Space, dict[str, float]]:
 
 
 def search_users(users: dict[str, MixedUser], arm: str, seed: int, per_user: int, study_dir: str | Path,
-                 nuts: tuple[int, int, int] = NUTS, optimizer: str = OPTIMIZER, max_observations: int | None = None):
+                 nuts: tuple[int, int, int] = NUTS, optimizer: str = OPTIMIZER, max_observations: int | None = None,
+                 warm_points: int = WARM_POINTS):
     """One cohort: the users searched in order, cold or warm-started (``arm``); returns the cohort.
 
-    ``max_observations`` sets ``warm_start.max_observations`` (None: the space's default).
+    ``max_observations`` sets ``warm_start.max_observations`` (None: the space's default),
+    ``warm_points`` ``warm_start.max_points``.
     """
     space, ref = base_space()
     warmup, samples, thinning = nuts
     space = space.with_optimizer(name=optimizer, seed=seed, trials=per_user, init_trials=INIT, ref_point=ref)
     space = space.with_overrides([f"optimizer.nuts.warmup={warmup}", f"optimizer.nuts.samples={samples}",
-                                  f"optimizer.nuts.thinning={thinning}", f"warm_start.max_points={WARM_POINTS}"]
+                                  f"optimizer.nuts.thinning={thinning}", f"warm_start.max_points={warm_points}"]
                                  + ([] if max_observations is None else
                                     [f"warm_start.max_observations={max_observations}"]))
     return optimize_tasks(space, users, study_name="cohort", study_dir=study_dir, warm_start=arm == "learned",
@@ -152,31 +157,36 @@ def suggestion_seconds(cohort, users: dict[str, MixedUser]) -> dict[str, list[fl
 
 def run_one(variant: str, arm: str, seed: int, users: int, per_user: int,
             nuts: tuple[int, int, int] = NUTS, optimizer: str = OPTIMIZER,
-            max_observations: int | None = None) -> dict[str, Any]:
+            max_observations: int | None = None, warm_points: int = WARM_POINTS) -> dict[str, Any]:
     """One (variant, arm, seed): the record appended to the results file."""
     drawn = draw_users(variant, seed, users)
     start, cpu = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cohort = search_users(drawn, arm, seed, per_user, tmp, nuts, optimizer, max_observations)
+        cohort = search_users(drawn, arm, seed, per_user, tmp, nuts, optimizer, max_observations, warm_points)
         hv, seconds = curves(cohort, drawn), suggestion_seconds(cohort, drawn)
+        trials = {name: [[t.config, t.values, t.user_attrs.get(ORIGIN_ATTR)] for t in cohort.studies[name].trials]
+                  for name in drawn}
         budget = cohort.studies["u0"].space.warm_start.max_observations
     return {"variant": variant, "arm": arm, "seed": seed, "users": users, "per_user": per_user, "nuts": list(nuts),
-            "optimizer": optimizer, "max_observations": budget, "hv": hv, "suggest_seconds": seconds,
+            "optimizer": optimizer, "max_observations": budget, "warm_points": None if arm == "cold" else warm_points,
+            "trials": trials, "hv": hv, "suggest_seconds": seconds,
             "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}
 
 
 def run_key(variant: str, arm: str, seed: int, users: int, per_user: int, nuts: Sequence[int],
-            optimizer: str = OPTIMIZER, max_observations: int | None = None) -> tuple:
-    """A run's identity in the results file (``max_observations`` None: the space's default)."""
+            optimizer: str = OPTIMIZER, max_observations: int | None = None, warm_points: int = WARM_POINTS) -> tuple:
+    """A run's identity in the results file (``max_observations`` None: the space's default; the warm
+    start's points last, None for the cold arm)."""
     budget = DEFAULT_MAX_OBSERVATIONS if max_observations is None else max_observations
-    return (variant, arm, seed, users, per_user, tuple(nuts), optimizer, budget)
+    return (variant, arm, seed, users, per_user, tuple(nuts), optimizer, budget, None if arm == "cold" else warm_points)
 
 
 def key(record: dict[str, Any]) -> tuple:
     """The identity of a record (:func:`run_key`; records of before the pool: ``saas-nehvi``, 24 rows)."""
     return run_key(record["variant"], record["arm"], record["seed"], record["users"], record["per_user"],
-                   record["nuts"], record.get("optimizer", OPTIMIZER), record.get("max_observations", 24))
+                   record["nuts"], record.get("optimizer", OPTIMIZER), record.get("max_observations", 24),
+                   record.get("warm_points") or WARM_POINTS)
 
 
 def load_records(path: Path) -> list[dict[str, Any]]:
@@ -216,14 +226,16 @@ def _mean_se(values: list[float]) -> str:
 
 def arm_label(record: dict[str, Any]) -> str:
     """The arm as the tables name it: the optimiser when not the default, the learned arm's budget of rows."""
-    label = record["arm"] if record["arm"] == "cold" else f"{record['arm']} ({key(record)[-1]} rows)"
+    budget, points = key(record)[-2:]
+    label = record["arm"] if record["arm"] == "cold" else f"{record['arm']} ({budget} rows" + (
+        ")" if points == WARM_POINTS else f", {points} front points)")
     optimizer = record.get("optimizer", OPTIMIZER)
     return label if optimizer == OPTIMIZER else f"{label}, {optimizer}"
 
 
 def _model_seconds(record: dict[str, Any], name: str) -> list[float]:
     """A user's suggestion seconds of the trials its model suggested (past its start)."""
-    start = INIT if record["arm"] == "cold" or name == "u0" else max(2, WARM_POINTS) + 1
+    start = INIT if record["arm"] == "cold" or name == "u0" else max(2, key(record)[-1]) + 1
     return [s for s in record.get("suggest_seconds", {}).get(name, [])[start:] if s is not None]
 
 
@@ -293,21 +305,24 @@ def gain_table(records: list[dict[str, Any]]) -> str:
     many pairs the warm start was ahead at the last one (empty when no seed ran both arms)."""
     runs = {key(r): r for r in records}  # a pair is two runs of the same settings, seed and user
     at = marks(max((r["per_user"] for r in records), default=0))
+    groups: dict[tuple[str, str], list[tuple[list[float], list[float]]]] = {}
+    for (v, arm, *rest, _), learned in runs.items():
+        cold = runs.get((v, "cold", *rest, None))
+        if arm == "learned" and cold is not None:
+            groups.setdefault((v, arm_label(learned)), []).extend(
+                (learned["hv"][name], cold["hv"][name]) for name in learned["hv"] if name != "u0")
     lines = []
-    for variant in VARIANTS:
-        pairs = [(runs[(variant, "learned", *rest)]["hv"][name], cold["hv"][name])
-                 for (v, arm, *rest), cold in runs.items() if v == variant and arm == "cold"
-                 and (variant, "learned", *rest) in runs for name in cold["hv"] if name != "u0"]
+    for (variant, label), pairs in sorted(groups.items(), key=lambda item: (VARIANTS.index(item[0][0]), item[0][1])):
         pairs = [(a, b) for a, b in pairs if len(a) >= at[-1] and len(b) >= at[-1]]
         if not pairs:
             continue
         cells = [_mean_se([a[k - 1] - b[k - 1] for a, b in pairs]) for k in at]
         ahead = sum(a[at[-1] - 1] > b[at[-1] - 1] for a, b in pairs)
-        lines.append(f"| {variant} | {len(pairs)} | " + " | ".join(cells) + f" | {ahead}/{len(pairs)} |")
+        lines.append(f"| {variant} | {label} | {len(pairs)} | " + " | ".join(cells) + f" | {ahead}/{len(pairs)} |")
     if not lines:
         return ""
-    head = ("| users | pairs (seed, user) | " + " | ".join(f"learned - cold HV@{k}" for k in at)
-            + f" | learned ahead at {at[-1]} |\n|---|---|" + "---|" * len(at) + "---|\n")
+    head = ("| users | arm | pairs (seed, user) | " + " | ".join(f"learned - cold HV@{k}" for k in at)
+            + f" | learned ahead at {at[-1]} |\n|---|---|---|" + "---|" * len(at) + "---|\n")
     return head + "\n".join(lines)
 
 
@@ -330,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--optimizer", default=OPTIMIZER, help=f"the users' optimiser (default {OPTIMIZER})")
     p.add_argument("--max-observations", type=int, default=None,
                    help=f"warm_start.max_observations of the learned arm (default the space's, {DEFAULT_MAX_OBSERVATIONS})")
+    p.add_argument("--warm-points", type=int, default=WARM_POINTS,
+                   help=f"warm_start.max_points of the learned arm (default {WARM_POINTS})")
     p.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help="results file, appended to and resumed from")
     p.add_argument("--summarise", type=Path, help="print the table of a results file and exit")
     args = p.parse_args(argv)
@@ -343,10 +360,10 @@ def main(argv: list[str] | None = None) -> int:
         for variant in args.variants:
             for arm in args.arms:
                 if run_key(variant, arm, seed, args.users, args.per_user, args.nuts, args.optimizer,
-                           args.max_observations) in done:
+                           args.max_observations, args.warm_points) in done:
                     continue
                 record = run_one(variant, arm, seed, args.users, args.per_user, tuple(args.nuts), args.optimizer,
-                                 args.max_observations)
+                                 args.max_observations, args.warm_points)
                 with args.out.open("a", encoding="utf-8") as f:
                     f.write(json.dumps(record) + "\n")
                 print(progress_line(record), flush=True)

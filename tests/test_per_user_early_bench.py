@@ -48,6 +48,9 @@ def test_runs_are_appended_resumed_and_summarised(bench, tmp_path, capsys):
     assert [(r["variant"], r["arm"]) for r in records] == [("alike", "cold"), ("alike", "learned")]
     cold, learned = records
     assert cold["hv"]["u0"] == learned["hv"]["u0"]  # the first user is searched cold in both arms
+    assert learned["trials"]["u1"][0][2] == "warm_start"  # each trial: configuration, values, origin
+    assert {origin for user in cold["trials"].values() for _, _, origin in user} == {None}
+    assert [len(t) for t in learned["trials"].values()] == [4, 4] and "layers" in learned["trials"]["u1"][0][0]
     printed = capsys.readouterr().out
     assert "alike learned seed 0: u0 HV@4" in printed
 
@@ -60,7 +63,7 @@ def test_runs_are_appended_resumed_and_summarised(bench, tmp_path, capsys):
     assert len(rows) == 3 and f"{learned['hv']['u1'][3]:.3f} ± 0.000" in rows[1]
     assert rows[0].split("|")[3:5] == [" 1 ", " 1 "]  # one seed, one user after the first
     gain = learned["hv"]["u1"][3] - cold["hv"]["u1"][3]  # the paired table: one (seed, user) pair
-    assert rows[2].split("|")[2] == " 1 " and f"{gain:.3f} ± 0.000" in rows[2]
+    assert rows[2].split("|")[2:4] == [" learned (48 rows) ", " 1 "] and f"{gain:.3f} ± 0.000" in rows[2]
     assert rows[2].rstrip(" |").endswith(f"{int(gain > 0)}/1")
 
     out.write_text(out.read_text() + "{not json\n")
