@@ -6,10 +6,11 @@ from typing import Sequence
 
 
 def generate(model, tokenizer, prompts: Sequence[str], device, max_new_tokens: int,
-             batch_size: int = 8, max_prompt_tokens: int | None = None) -> list[str]:
+             batch_size: int = 8) -> list[str]:
     """Greedy continuations of ``prompts`` (already chat-formatted), decoded without specials.
 
-    Prompts are left-padded in batches; a prompt longer than ``max_prompt_tokens`` keeps its end.
+    Prompts are left-padded in batches and never cut here: the prompt builder fits the retrieved
+    items within ``max_prompt_tokens`` and never cuts the query (``runners.prompts``).
     """
     import torch
 
@@ -19,8 +20,7 @@ def generate(model, tokenizer, prompts: Sequence[str], device, max_new_tokens: i
     try:
         for start in range(0, len(prompts), batch_size):
             chunk = list(prompts[start:start + batch_size])
-            enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False,
-                            truncation=max_prompt_tokens is not None, max_length=max_prompt_tokens)
+            enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
             enc = {k: v.to(device) for k, v in enc.items()}
             with torch.no_grad():
                 out = model.generate(
