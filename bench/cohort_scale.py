@@ -26,12 +26,15 @@ validation queries), so the smallest cohort's peak is one user's, not the cohort
 ``--alone`` also runs every user of the largest cohort alone, each in a process of its own, and
 adds the ratio of each size's peak to the largest of those single-user peaks: what keeping the
 users in one process adds over the most demanding of them.
-``--code DIR`` runs the children on another checkout's code (``PYTHONPATH=DIR``), e.g. the code
+``--same-user`` makes every user a copy of the first demo user (each copy's history items marked
+with its number, so that no two share a retrieval index): the sizes then differ in the number of
+users alone, and the ratio is what the cohort adds. ``--code DIR`` runs the children on another checkout's code (``PYTHONPATH=DIR``), e.g. the code
 before a change, for a before/after pair of tables from this one script. ``MALLOC_*`` variables
 of the environment reach the children and are printed. Run from the repository root::
 
     OMP_NUM_THREADS=1 python bench/cohort_scale.py                         # 1, 5 and 20 users, milp.yaml
     OMP_NUM_THREADS=1 python bench/cohort_scale.py --alone                 # and each of the 20 users alone
+    OMP_NUM_THREADS=1 python bench/cohort_scale.py --same-user --users 1 20   # 20 copies of one user against 1
     OMP_NUM_THREADS=1 python bench/cohort_scale.py --code ../main          # the same on another checkout
     python bench/cohort_scale.py --space tiny.yaml --users 1 3 --set training.max_steps=1
 """
@@ -87,12 +90,14 @@ class Measured:
     seconds: float
 
 
-def write_cohort(path: Path, users: int) -> Path:
+def write_cohort(path: Path, users: int, same: bool = False) -> Path:
     """Write ``users`` users as generic JSONL: the demo users in turn, repeats under new ids (``<id>-r<k>``).
 
     Args:
         path: The file to write.
         users: How many users.
+        same: every user is the first demo user (the k-th copy's history items end in `` #k``, so that
+            no two users share a retrieval index or a cached embedding: only the text differs).
 
     Returns:
         ``path``.
@@ -100,8 +105,17 @@ def write_cohort(path: Path, users: int) -> Path:
     demo = load_dataset("demo").users
     with path.open("w", encoding="utf-8") as handle:
         for index in range(users):
-            user, repeat = demo[index % len(demo)], index // len(demo)
-            handle.write(json.dumps(user_record(user, f"{user.user_id}-r{repeat}" if repeat else user.user_id)) + "\n")
+            if same:
+                user, repeat = demo[0], index
+            else:
+                user, repeat = demo[index % len(demo)], index // len(demo)
+            record = user_record(user, f"{user.user_id}-r{repeat}" if repeat else user.user_id)
+            if same and repeat:
+                for item in record["history"]:
+                    for field in ("text", "input"):
+                        if field in item:
+                            item[field] += f" #{repeat}"
+            handle.write(json.dumps(record) + "\n")
     return path
 
 
@@ -196,6 +210,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--trials", type=int, default=1, help="trials per user (default 1)")
     p.add_argument("--alone", action="store_true",
                    help="also run every user of the largest cohort alone, one process each")
+    p.add_argument("--same-user", action="store_true",
+                   help="every user is a copy of one demo user: what the cohort adds, without users that differ")
     p.add_argument("--code", default=str(ROOT), help="the checkout whose code the children run (default this one)")
     args = p.parse_args(argv)
     if args.sets is None:
@@ -214,7 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"code {Path(args.code).resolve()}, --set {' '.join(args.sets)}", flush=True)
     with tempfile.TemporaryDirectory(prefix="cohort-scale-") as tmp:
         work = Path(tmp)
-        data = write_cohort(work / "users.jsonl", max(args.users)) if max(args.users) > DEFAULT_DEMO_USERS else None
+        many = args.same_user or max(args.users) > DEFAULT_DEMO_USERS
+        data = write_cohort(work / "users.jsonl", max(args.users), args.same_user) if many else None
         run_child(WARM_UP, [space_argument(args.space), *args.sets], Path(args.code).resolve(), work / "warm-up.log")
         rows = []
         for users in args.users:

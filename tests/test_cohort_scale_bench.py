@@ -24,6 +24,17 @@ def test_a_cohort_larger_than_the_demo_repeats_its_users_under_new_ids(bench, tm
     assert again.history[0].as_text() == first.history[0].as_text()
 
 
+def test_same_user_copies_one_user_whose_copies_share_no_retrieval_text(bench, tmp_path):
+    first = load_dataset("demo").users[0]
+    users = load_dataset(str(bench.write_cohort(tmp_path / "u.jsonl", 3, same=True))).users
+    assert [u.user_id for u in users] == [first.user_id, f"{first.user_id}-r1", f"{first.user_id}-r2"]
+    assert all((u.profile, [(q.input, q.output) for q in u.queries], len(u.history))
+               == (first.profile, [(q.input, q.output) for q in first.queries], len(first.history)) for u in users)
+    assert users[0].history[0].as_text() == first.history[0].as_text()
+    assert users[2].history[0].input.endswith(" #2")  # the copies' corpora differ: an index each
+    assert len({u.history[-1].as_text() for u in users}) == 3
+
+
 def test_the_child_peak_is_its_own_and_a_failing_child_is_shown(bench, tmp_path):
     """A child's peak is not its parent's: this process is made larger than any child first."""
     ballast = bytearray(600 * 2**20)
@@ -58,6 +69,7 @@ def test_a_tiny_run_measures_each_size_in_a_child_of_its_own(bench, capsys):
     rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert [int(r[0]) for r in rows] == [1, 2] and rows[0][4].strip() == "1.00"
     assert all(200 < float(r[1].replace(",", "")) < 4000 for r in rows), rows  # MB of a tiny-model process
+    assert bench.parse_args(["--same-user"]).same_user and not args.same_user
 
 
 def test_bad_sizes_are_refused(bench, capsys):
