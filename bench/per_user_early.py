@@ -33,7 +33,7 @@ over every user (cold users are exchangeable draws: none learns from another), w
 cohorts of 10 users or more, how many users from the 10th on reach 0.95 of their maximum within 5
 trials, and the run's CPU seconds per model suggestion (the process's CPU time over its model
 suggestions: what a suggestion costs a core of its own, whatever else the machine runs); and
-learned minus cold per (seed, user) where a seed ran both arms. ``--optimizer`` and
+learned minus cold per (seed, user) where a seed ran both arms, pooled and per user index. ``--optimizer`` and
 ``--max-observations`` change the users' optimiser and the learned arm's budget of rows (both are
 part of a run's identity in the file), ``--warm-points`` the learned arm's ``warm_start.max_points`` (2;
 also part of it). Cold runs of 10 trials or fewer never fit a model (their
@@ -300,19 +300,36 @@ def summary_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def cold_pairs(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[tuple[dict[str, Any], dict[str, Any]]]]:
+    """Per (variant, learned arm label), each learned run with the cold run of the same seed and settings.
+
+    A cold run of more trials per user pairs too: its first trials are the same quasi-random points a
+    shorter one would run (the checkpoints compared are those both reached).
+    """
+    cold: dict[tuple, dict[str, Any]] = {}
+    for r in records:
+        if r["arm"] == "cold":
+            v, _, seed, users, _, nuts, optimizer, budget, _ = key(r)
+            kept = cold.get((v, seed, users, nuts, optimizer, budget))
+            if kept is None or kept["per_user"] < r["per_user"]:
+                cold[(v, seed, users, nuts, optimizer, budget)] = r
+    groups: dict[tuple[str, str], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for r in records:
+        if r["arm"] == "learned":
+            v, _, seed, users, _, nuts, optimizer, budget, _ = key(r)
+            match = cold.get((v, seed, users, nuts, optimizer, budget))
+            if match is not None:
+                groups.setdefault((v, arm_label(r)), []).append((r, match))
+    return dict(sorted(groups.items(), key=lambda item: (VARIANTS.index(item[0][0]), item[0][1])))
+
+
 def gain_table(records: list[dict[str, Any]]) -> str:
     """Learned minus cold per (seed, user 2..) run in both arms: mean ± SE at the checkpoints, and in how
     many pairs the warm start was ahead at the last one (empty when no seed ran both arms)."""
-    runs = {key(r): r for r in records}  # a pair is two runs of the same settings, seed and user
-    at = marks(max((r["per_user"] for r in records), default=0))
-    groups: dict[tuple[str, str], list[tuple[list[float], list[float]]]] = {}
-    for (v, arm, *rest, _), learned in runs.items():
-        cold = runs.get((v, "cold", *rest, None))
-        if arm == "learned" and cold is not None:
-            groups.setdefault((v, arm_label(learned)), []).extend(
-                (learned["hv"][name], cold["hv"][name]) for name in learned["hv"] if name != "u0")
-    lines = []
-    for (variant, label), pairs in sorted(groups.items(), key=lambda item: (VARIANTS.index(item[0][0]), item[0][1])):
+    lines, groups = [], cold_pairs(records)
+    at = marks(min((min(a["per_user"], b["per_user"]) for runs in groups.values() for a, b in runs), default=0))
+    for (variant, label), runs in groups.items():
+        pairs = [(a["hv"][name], b["hv"][name]) for a, b in runs for name in a["hv"] if name != "u0" and name in b["hv"]]
         pairs = [(a, b) for a, b in pairs if len(a) >= at[-1] and len(b) >= at[-1]]
         if not pairs:
             continue
@@ -324,6 +341,25 @@ def gain_table(records: list[dict[str, Any]]) -> str:
     head = ("| users | arm | pairs (seed, user) | " + " | ".join(f"learned - cold HV@{k}" for k in at)
             + f" | learned ahead at {at[-1]} |\n|---|---|---|" + "---|" * len(at) + "---|\n")
     return head + "\n".join(lines)
+
+
+def paired_index_table(records: list[dict[str, Any]], most: int = 5) -> str:
+    """Per learned arm and user index (2..), learned minus cold HV@``most`` (or at the last trial both
+    ran, when fewer), each learned user paired with the cold search of the same seed and index (the
+    same user drawn): mean ± SE over the seeds that ran both (empty when none did)."""
+    blocks = []
+    for (variant, label), pairs in cold_pairs(records).items():
+        at = min([most] + [min(a["per_user"], b["per_user"]) for a, b in pairs])
+        lines = [f"{variant}, {label} minus cold, paired by seed and user:",
+                 f"| user | seeds | learned - cold HV@{at} |", "|---|---|---|"]
+        for i in range(1, max(len(learned["hv"]) for learned, _ in pairs)):
+            name = f"u{i}"
+            diffs = [a - b for learned, cold in pairs if name in learned["hv"] and name in cold["hv"]
+                     and (a := _at(learned["hv"][name], at)) is not None and (b := _at(cold["hv"][name], at)) is not None]
+            if diffs:
+                lines.append(f"| {i + 1} | {len(diffs)} | {_mean_se(diffs)} |")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def progress_line(record: dict[str, Any]) -> str:
@@ -378,6 +414,9 @@ def print_tables(records: list[dict[str, Any]]) -> None:
     gains = gain_table(records)
     if gains:
         print("\n" + gains)
+    paired = paired_index_table(records)
+    if paired:
+        print("\n" + paired)
 
 
 if __name__ == "__main__":

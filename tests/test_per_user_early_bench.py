@@ -59,12 +59,15 @@ def test_runs_are_appended_resumed_and_summarised(bench, tmp_path, capsys):
     capsys.readouterr()
 
     assert bench.main(["--summarise", str(out)]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| alike")]
+    printed = capsys.readouterr().out
+    rows = [line for line in printed.splitlines() if line.startswith("| alike")]
     assert len(rows) == 3 and f"{learned['hv']['u1'][3]:.3f} ± 0.000" in rows[1]
     assert rows[0].split("|")[3:5] == [" 1 ", " 1 "]  # one seed, one user after the first
     gain = learned["hv"]["u1"][3] - cold["hv"]["u1"][3]  # the paired table: one (seed, user) pair
     assert rows[2].split("|")[2:4] == [" learned (48 rows) ", " 1 "] and f"{gain:.3f} ± 0.000" in rows[2]
     assert rows[2].rstrip(" |").endswith(f"{int(gain > 0)}/1")
+    paired = printed.split("alike, learned (48 rows) minus cold, paired by seed and user:\n")[1].splitlines()
+    assert paired[2] == f"| 2 | 1 | {gain:.3f} ± 0.000 |"  # per user index: the second user, one seed
 
     out.write_text(out.read_text() + "{not json\n")
     with pytest.raises(SystemExit, match="line 3: not a record"):
