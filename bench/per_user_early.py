@@ -306,20 +306,19 @@ def cold_pairs(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[tupl
     A cold run of more trials per user pairs too: its first trials are the same quasi-random points a
     shorter one would run (the checkpoints compared are those both reached).
     """
+    def settings(record: dict[str, Any]) -> tuple:  # the key without the arm, the trials and the points
+        variant, _, seed, users, _, nuts, optimizer, budget, _ = key(record)
+        return variant, seed, users, nuts, optimizer, budget
+
     cold: dict[tuple, dict[str, Any]] = {}
     for r in records:
-        if r["arm"] == "cold":
-            v, _, seed, users, _, nuts, optimizer, budget, _ = key(r)
-            kept = cold.get((v, seed, users, nuts, optimizer, budget))
-            if kept is None or kept["per_user"] < r["per_user"]:
-                cold[(v, seed, users, nuts, optimizer, budget)] = r
+        kept = cold.get(settings(r))
+        if r["arm"] == "cold" and (kept is None or kept["per_user"] < r["per_user"]):
+            cold[settings(r)] = r
     groups: dict[tuple[str, str], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     for r in records:
-        if r["arm"] == "learned":
-            v, _, seed, users, _, nuts, optimizer, budget, _ = key(r)
-            match = cold.get((v, seed, users, nuts, optimizer, budget))
-            if match is not None:
-                groups.setdefault((v, arm_label(r)), []).append((r, match))
+        if r["arm"] == "learned" and settings(r) in cold:
+            groups.setdefault((r["variant"], arm_label(r)), []).append((r, cold[settings(r)]))
     return dict(sorted(groups.items(), key=lambda item: (VARIANTS.index(item[0][0]), item[0][1])))
 
 

@@ -215,7 +215,7 @@ class _Forward:
                            position_ids=batch.get("position_ids")).last_hidden_state
         else:
             hidden = self._upper(rows, batch)
-        return _labelled_loss(lm, hidden, batch["labels"]), n_tokens
+        return _labelled_loss(lm.lm_head, hidden, batch["labels"]), n_tokens
 
     def _upper(self, rows: list[int], batch):
         """Run layers ``first..`` from cached inputs (computed for rows not seen yet)."""
@@ -245,14 +245,18 @@ def _mask(batch):
     return None if "position_ids" in batch else batch["attention_mask"]
 
 
-def _labelled_loss(lm, hidden, labels):
-    """Cross-entropy of next-token prediction over labelled positions only."""
+def _labelled_loss(project, hidden, labels, reduction: str = "mean"):
+    """Cross-entropy of next-token prediction over labelled positions only.
+
+    ``project`` maps the kept positions of ``hidden`` to logits (the LM head; the identity when
+    ``hidden`` already holds logits), so only the positions the loss reads are projected.
+    """
     import torch
 
     targets = labels[:, 1:]
     keep = targets != IGNORE
-    logits = lm.lm_head(hidden[:, :-1][keep])
-    return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
+    logits = project(hidden[:, :-1][keep])
+    return torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction=reduction)
 
 
 def _causal_lm_parts(model):
@@ -342,15 +346,13 @@ def answer_loss(model, examples: Sequence[Example], pad_id: int, device, batch_s
     with torch.no_grad():
         for batch_examples in batches(examples, batch_size):
             batch = collate(batch_examples, pad_id, device)
-            labels = batch["labels"][:, 1:]
-            keep = labels != IGNORE
             if parts is not None:
                 lm, inner, _ = parts
                 hidden = inner(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                use_cache=False).last_hidden_state
-                logits = lm.lm_head(hidden[:, :-1][keep])
+                total_loss += float(_labelled_loss(lm.lm_head, hidden, batch["labels"], reduction="sum"))
             else:
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][keep]
-            total_loss += float(torch.nn.functional.cross_entropy(logits.float(), labels[keep], reduction="sum"))
-            total_tokens += int(keep.sum())
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                total_loss += float(_labelled_loss(lambda kept: kept, logits, batch["labels"], reduction="sum"))
+            total_tokens += int((batch["labels"][:, 1:] != IGNORE).sum())
     return total_loss / max(total_tokens, 1)
