@@ -28,13 +28,19 @@ adds the ratio of each size's peak to the largest of those single-user peaks: wh
 users in one process adds over the most demanding of them.
 ``--same-user`` makes every user a copy of the first demo user (each copy's history items marked
 with its number, so that no two share a retrieval index): the sizes then differ in the number of
-users alone, and the ratio is what the cohort adds. ``--code DIR`` runs the children on another checkout's code (``PYTHONPATH=DIR``), e.g. the code
+users alone, and the ratio is what the cohort adds. ``--phases`` also reads, at each of the trial's phase boundaries (``runners.trial`` calls
+``release_free_heap`` after a memory's training and at a user's end), the peak resident memory
+since the last boundary and the resident size after the heap is trimmed, and prints them per
+phase: the first user's training, the later users' trainings, the evaluations, the size between
+users. The peak counter is reset at each boundary (``/proc/self/clear_refs``); the size's peak is
+then the largest phase's. ``--code DIR`` runs the children on another checkout's code (``PYTHONPATH=DIR``), e.g. the code
 before a change, for a before/after pair of tables from this one script. ``MALLOC_*`` variables
 of the environment reach the children and are printed. Run from the repository root::
 
     OMP_NUM_THREADS=1 python bench/cohort_scale.py                         # 1, 5 and 20 users, milp.yaml
     OMP_NUM_THREADS=1 python bench/cohort_scale.py --alone                 # and each of the 20 users alone
     OMP_NUM_THREADS=1 python bench/cohort_scale.py --same-user --users 1 20   # 20 copies of one user against 1
+    OMP_NUM_THREADS=1 python bench/cohort_scale.py --same-user --users 1 20 --phases  # and each phase's peak
     OMP_NUM_THREADS=1 python bench/cohort_scale.py --code ../main          # the same on another checkout
     python bench/cohort_scale.py --space tiny.yaml --users 1 3 --set training.max_steps=1
 """
@@ -74,6 +80,24 @@ REPORT_PEAK = (
     "        out.write(next(line.split()[1] for line in status if line.startswith('VmHWM:')))\n"
     "atexit.register(_report_peak)\n"
 )
+PHASES_VARIABLE = "COHORT_SCALE_PHASES"
+# With --phases, the child also appends, at every phase boundary of a trial, the phase's peak (MB since the last
+# boundary, whose counter it then resets), the resident size after the trim (MB) and the phase (the caller's name).
+REPORT_PHASES = (
+    "import json, sys, runners.trial as _trial\n"
+    "def _status_mb(key):\n"
+    "    with open('/proc/self/status') as status:\n"
+    "        return next(int(line.split()[1]) for line in status if line.startswith(key + ':')) / 1024\n"
+    "def _sampled(release=_trial.release_free_heap):\n"
+    "    peak, caller = _status_mb('VmHWM'), sys._getframe(1).f_code.co_name\n"
+    "    released = release()\n"
+    "    with open(os.environ['" + PHASES_VARIABLE + "'], 'a') as out:\n"
+    "        out.write(json.dumps({'phase': caller, 'peak': peak, 'after': _status_mb('VmRSS')}) + '\\n')\n"
+    "    with open('/proc/self/clear_refs', 'w') as counter:\n"
+    "        counter.write('5')\n"
+    "    return released\n"
+    "_trial.release_free_heap = _sampled\n"
+)
 # The child: the CLI in a fresh interpreter, on the code PYTHONPATH names.
 RUN_CLI = "import sys; from search.cli import main; sys.exit(main(sys.argv[1:]))"
 # The warm-up child: the space's model directory made (the embedded model's dequantized cache).
@@ -88,6 +112,7 @@ class Measured:
     users: int
     peak_mb: float
     seconds: float
+    phases: tuple[dict, ...] = ()
 
 
 def write_cohort(path: Path, users: int, same: bool = False) -> Path:
@@ -142,14 +167,20 @@ def space_argument(space: str) -> str:
     return str(Path(space).resolve()) if Path(space).is_file() else space
 
 
-def run_child(code: str, argv: Sequence[str], code_dir: Path, log: Path) -> tuple[float, float]:
+def run_child(code: str, argv: Sequence[str], code_dir: Path, log: Path,
+              phases: Path | None = None) -> tuple[float, float]:
     """Run ``python -c CODE ARGV...`` in ``code_dir`` (first on its path); return its peak RSS (MB) and wall seconds.
+
+    With ``phases`` the child also writes each trial phase's peak there (:data:`REPORT_PHASES`); the
+    peak returned is then the largest of the phases' and of what followed the last of them.
 
     Raises:
         SystemExit: the child failed (the end of its output is shown).
     """
     peak = log.with_suffix(".peak")
     env = {**os.environ, "PYTHONPATH": str(code_dir), PEAK_VARIABLE: str(peak)}
+    if phases is not None:
+        env[PHASES_VARIABLE], code = str(phases), REPORT_PHASES + code
     started = time.perf_counter()
     with log.open("w", encoding="utf-8") as out:
         returncode = subprocess.run([sys.executable, "-c", REPORT_PEAK + code, *argv], stdout=out,
@@ -159,14 +190,25 @@ def run_child(code: str, argv: Sequence[str], code_dir: Path, log: Path) -> tupl
         tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-20:])
         raise SystemExit(f"cohort_scale: the child `{' '.join(argv)}` failed with exit code {returncode}; "
                          f"the end of its output:\n{tail}")
-    return int(peak.read_text()) / 1024.0, seconds
+    peak_mb = int(peak.read_text()) / 1024.0
+    if phases is not None:
+        peak_mb = max([peak_mb] + [phase["peak"] for phase in read_phases(phases)])
+    return peak_mb, seconds
+
+
+def read_phases(path: Path) -> tuple[dict, ...]:
+    """The phases a child wrote (none when no trial reached a boundary)."""
+    if not path.exists():
+        return ()
+    return tuple(json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
 
 
 def measure(users: int, args: argparse.Namespace, work: Path, data: Path | None) -> Measured:
     """One cohort size in a subprocess of its own."""
     argv = cohort_argv(users, work / f"studies-{users}", args, data)
-    peak, seconds = run_child(RUN_CLI, argv, Path(args.code).resolve(), work / f"run-{users}.log")
-    return Measured(users, peak, seconds)
+    phases = work / f"phases-{users}.jsonl" if args.phases else None
+    peak, seconds = run_child(RUN_CLI, argv, Path(args.code).resolve(), work / f"run-{users}.log", phases)
+    return Measured(users, peak, seconds, read_phases(phases) if phases is not None else ())
 
 
 def measure_alone(users: int, args: argparse.Namespace, work: Path, data: Path | None) -> list[Measured]:
@@ -201,6 +243,26 @@ def table(rows: Sequence[Measured], alone: Sequence[Measured] = ()) -> str:
     return "\n".join(lines)
 
 
+def phase_summary(row: Measured) -> str:
+    """One size's phases: the first training's peak, the later trainings', the evaluations', the size between users.
+
+    A training phase ends in ``_personalized`` (``release_free_heap`` after the memory's training), an
+    evaluation in ``_run_user`` (at the user's end, after the generation); the size between users is
+    the resident size after the user's end's trim. MB; the later ones as median and range.
+    """
+    def spread(values: Sequence[float]) -> str:
+        if not values:
+            return "-"
+        ordered = sorted(values)
+        return f"{ordered[len(ordered) // 2]:,.0f} ({ordered[0]:,.0f}-{ordered[-1]:,.0f}, {len(ordered)})"
+
+    trainings = [p["peak"] for p in row.phases if p["phase"] == "_personalized"]
+    ends = [p for p in row.phases if p["phase"] == "_run_user"]
+    return (f"{row.users} user{'s' if row.users > 1 else ''}, phase peaks MB: first training "
+            f"{f'{trainings[0]:,.0f}' if trainings else '-'}, later trainings {spread(trainings[1:])}, "
+            f"evaluations {spread([p['peak'] for p in ends])}; between users {spread([p['after'] for p in ends])}")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--users", type=int, nargs="+", default=list(DEFAULT_USERS), help="cohort sizes (default 1 5 20)")
@@ -212,6 +274,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="also run every user of the largest cohort alone, one process each")
     p.add_argument("--same-user", action="store_true",
                    help="every user is a copy of one demo user: what the cohort adds, without users that differ")
+    p.add_argument("--phases", action="store_true",
+                   help="also print each trial phase's peak (trainings, evaluations) and the size between users")
     p.add_argument("--code", default=str(ROOT), help="the checkout whose code the children run (default this one)")
     args = p.parse_args(argv)
     if args.sets is None:
@@ -240,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{rows[-1].seconds:.0f} s", flush=True)
         alone = measure_alone(max(args.users), args, work, data) if args.alone else []
     print(table(rows, alone))
+    for row in rows if args.phases else ():
+        print(phase_summary(row))
     return 0
 
 

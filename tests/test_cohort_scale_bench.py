@@ -97,3 +97,25 @@ def test_alone_runs_each_user_of_the_largest_cohort_in_a_process_of_its_own(benc
     alone = [line for line in out.splitlines() if line.startswith("  ") and " alone: peak RSS " in line]
     assert len(alone) == 2 and len({line.split()[0] for line in alone}) == 2, out
     assert "| peak / largest user alone |" in out and "2 users alone: peak RSS" in out
+
+
+def test_phase_summary_splits_the_first_training_from_the_later_ones(bench):
+    phases = ({"phase": "_personalized", "peak": 1700.0, "after": 1500.0},
+              {"phase": "_run_user", "peak": 1400.0, "after": 1150.0},
+              {"phase": "_personalized", "peak": 1900.0, "after": 1550.0},
+              {"phase": "_run_user", "peak": 1420.0, "after": 1190.0},
+              {"phase": "_personalized", "peak": 1950.0, "after": 1560.0},
+              {"phase": "_run_user", "peak": 1410.0, "after": 1200.0})
+    line = bench.phase_summary(bench.Measured(3, 1950.0, 30.0, phases))
+    assert line == ("3 users, phase peaks MB: first training 1,700, later trainings 1,950 (1,900-1,950, 2), "
+                    "evaluations 1,410 (1,400-1,420, 3); between users 1,190 (1,150-1,200, 3)")
+    assert "first training -, later trainings -" in bench.phase_summary(bench.Measured(1, 900.0, 5.0, phases[1:2]))
+
+
+def test_phases_are_read_at_every_boundary_of_a_real_run(bench, tmp_path, capsys):
+    args = bench.parse_args(["--space", "tiny.yaml", "--users", "2", "--set", "training.max_steps=1", "--phases"])
+    row = bench.measure(2, args, tmp_path, None)
+    assert [p["phase"] for p in row.phases] == ["_personalized", "_run_user"] * 2  # each user: training, end
+    assert row.peak_mb >= max(p["peak"] for p in row.phases) and all(p["after"] > 100 for p in row.phases)
+    assert bench.main(["--space", "tiny.yaml", "--users", "2", "--set", "training.max_steps=1", "--phases"]) == 0
+    assert "2 users, phase peaks MB: first training " in capsys.readouterr().out
