@@ -28,14 +28,15 @@ adds the ratio of each size's peak to the largest of those single-user peaks: wh
 users in one process adds over the most demanding of them.
 ``--same-user`` makes every user a copy of the first demo user (each copy's history items marked
 with its number, so that no two share a retrieval index): the sizes then differ in the number of
-users alone, and the ratio is what the cohort adds. ``--phases`` also reads, at each of the trial's phase boundaries (``runners.trial`` calls
-``release_free_heap`` after a memory's training and at a user's end), the peak resident memory
-since the last boundary and the resident size after the heap is trimmed, and prints them per
-phase: the first user's training, the later users' trainings, the evaluations, the size between
-users. The peak counter is reset at each boundary (``/proc/self/clear_refs``); the size's peak is
-then the largest phase's. ``--code DIR`` runs the children on another checkout's code (``PYTHONPATH=DIR``), e.g. the code
-before a change, for a before/after pair of tables from this one script. ``MALLOC_*`` variables
-of the environment reach the children and are printed. Run from the repository root::
+users alone, and the ratio is what the cohort adds. ``--phases`` also reads, at each of the
+trial's phase boundaries (``runners.trial`` calls ``release_free_heap`` after a memory's training
+and at a user's end), the peak resident memory since the last boundary and the resident size
+after the heap is trimmed, and prints them per phase: the first user's training, the later users'
+trainings, the evaluations, the size between users. The peak counter is reset at each boundary
+(``/proc/self/clear_refs``); the size's peak is then the largest phase's. ``--code DIR`` runs the
+children on another checkout's code (``PYTHONPATH=DIR``), e.g. the code before a change, for a
+before/after pair of tables from this one script. ``MALLOC_*`` variables of the environment reach
+the children and are printed. Run from the repository root::
 
     OMP_NUM_THREADS=1 python bench/cohort_scale.py                         # 1, 5 and 20 users, milp.yaml
     OMP_NUM_THREADS=1 python bench/cohort_scale.py --alone                 # and each of the 20 users alone
@@ -172,7 +173,7 @@ def run_child(code: str, argv: Sequence[str], code_dir: Path, log: Path,
     """Run ``python -c CODE ARGV...`` in ``code_dir`` (first on its path); return its peak RSS (MB) and wall seconds.
 
     With ``phases`` the child also writes each trial phase's peak there (:data:`REPORT_PHASES`); the
-    peak returned is then the largest of the phases' and of what followed the last of them.
+    peak returned is then only what followed the last phase, since each phase resets the counter.
 
     Raises:
         SystemExit: the child failed (the end of its output is shown).
@@ -190,10 +191,7 @@ def run_child(code: str, argv: Sequence[str], code_dir: Path, log: Path,
         tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-20:])
         raise SystemExit(f"cohort_scale: the child `{' '.join(argv)}` failed with exit code {returncode}; "
                          f"the end of its output:\n{tail}")
-    peak_mb = int(peak.read_text()) / 1024.0
-    if phases is not None:
-        peak_mb = max([peak_mb] + [phase["peak"] for phase in read_phases(phases)])
-    return peak_mb, seconds
+    return int(peak.read_text()) / 1024.0, seconds
 
 
 def read_phases(path: Path) -> tuple[dict, ...]:
@@ -206,9 +204,10 @@ def read_phases(path: Path) -> tuple[dict, ...]:
 def measure(users: int, args: argparse.Namespace, work: Path, data: Path | None) -> Measured:
     """One cohort size in a subprocess of its own."""
     argv = cohort_argv(users, work / f"studies-{users}", args, data)
-    phases = work / f"phases-{users}.jsonl" if args.phases else None
-    peak, seconds = run_child(RUN_CLI, argv, Path(args.code).resolve(), work / f"run-{users}.log", phases)
-    return Measured(users, peak, seconds, read_phases(phases) if phases is not None else ())
+    path = work / f"phases-{users}.jsonl" if args.phases else None
+    peak, seconds = run_child(RUN_CLI, argv, Path(args.code).resolve(), work / f"run-{users}.log", path)
+    phases = read_phases(path) if path is not None else ()
+    return Measured(users, max([peak] + [phase["peak"] for phase in phases]), seconds, phases)
 
 
 def measure_alone(users: int, args: argparse.Namespace, work: Path, data: Path | None) -> list[Measured]:
