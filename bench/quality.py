@@ -178,7 +178,10 @@ def pool_rows(n_layers: int) -> list[Row]:
 
 
 def parse_extra(text: str, n_layers: int) -> Row:
-    """``name|key=value|...``: trial keys (``lora.*``, ``rag.*``) and ``training.*`` overrides."""
+    """``name|key=value|...``: trial keys (``lora.*``, ``rag.*``) and ``training.*`` overrides.
+
+    ``lora.layers`` takes ``all``, ``none``, ``top:N`` or a mask as ``status --json`` prints it
+    (``[0,1,...]``, one flag per layer), so a study's configuration becomes a row as it is."""
     name, *parts = text.split("|")
     config, training = off_config(n_layers), {}
     for part in parts:
@@ -187,7 +190,7 @@ def parse_extra(text: str, n_layers: int) -> Row:
         if key.startswith("training."):
             training[key.split(".", 1)[1]] = parsed
         elif key == "lora.layers":
-            config[key] = layers_value(str(value), n_layers)
+            config[key] = layers_value(parsed if isinstance(parsed, list) else str(value), n_layers)
         else:
             config[key] = parsed
     trains = int(config.get("lora.count", 0)) > 0 or int(config.get("perpcs.top_k", 0) or 0) > 0
