@@ -35,13 +35,16 @@ after the heap is trimmed, and prints them per phase: the first user's training,
 trainings, the evaluations, the size between users. The peak counter is reset at each boundary
 (``/proc/self/clear_refs``); the size's peak is then the largest phase's. ``--code DIR`` runs the
 children on another checkout's code (``PYTHONPATH=DIR``), e.g. the code before a change, for a
-before/after pair of tables from this one script. ``MALLOC_*`` variables of the environment reach
-the children and are printed. Run from the repository root::
+before/after pair of tables from this one script. The children start again on the allocator that
+the console script runs training commands on (``runners.allocator``: mimalloc); ``--allocator
+system`` measures glibc's malloc instead, ``--allocator PATH`` another library. ``MALLOC_*``
+variables of the environment reach the children and are printed. Run from the repository root::
 
     OMP_NUM_THREADS=1 python bench/cohort_scale.py                         # 1, 5 and 20 users, milp.yaml
     OMP_NUM_THREADS=1 python bench/cohort_scale.py --alone                 # and each of the 20 users alone
     OMP_NUM_THREADS=1 python bench/cohort_scale.py --same-user --users 1 20   # 20 copies of one user against 1
     OMP_NUM_THREADS=1 python bench/cohort_scale.py --same-user --users 1 20 --phases  # and each phase's peak
+    OMP_NUM_THREADS=1 python bench/cohort_scale.py --same-user --users 1 20 --allocator system  # on glibc's malloc
     OMP_NUM_THREADS=1 python bench/cohort_scale.py --code ../main          # the same on another checkout
     python bench/cohort_scale.py --space tiny.yaml --users 1 3 --set training.max_steps=1
 """
@@ -64,6 +67,7 @@ from typing import Sequence
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from runners.allocator import VARIABLE as ALLOCATOR_VARIABLE, chosen_library  # noqa: E402
 from runners.data.load import DEFAULT_DEMO_USERS, load_dataset  # noqa: E402
 from search.space import load_space  # noqa: E402
 from search.study.cohort_file import read_cohort_file  # noqa: E402
@@ -99,8 +103,17 @@ REPORT_PHASES = (
     "    return released\n"
     "_trial.release_free_heap = _sampled\n"
 )
-# The child: the CLI in a fresh interpreter, on the code PYTHONPATH names.
-RUN_CLI = "import sys; from search.cli import main; sys.exit(main(sys.argv[1:]))"
+# The child: the CLI in a fresh interpreter, on the code PYTHONPATH names, started again on the allocator the
+# console script runs training commands on (runners.allocator; code from before it has none and runs on malloc).
+RUN_CLI = ("import sys\n"
+           "try:\n"
+           "    from search.cli import restart_with_allocator\n"
+           "except ImportError:\n"
+           "    restart_with_allocator = None\n"
+           "if restart_with_allocator is not None:\n"
+           "    restart_with_allocator()\n"
+           "from search.cli import main\n"
+           "sys.exit(main(sys.argv[1:]))\n")
 # The warm-up child: the space's model directory made (the embedded model's dequantized cache).
 WARM_UP = ("import sys; from runners.models import resolve_model_dir; from search.space import load_space; "
            "resolve_model_dir(load_space(sys.argv[1]).with_overrides(sys.argv[2:]).model.name)")
@@ -276,6 +289,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--phases", action="store_true",
                    help="also print each trial phase's peak (trainings, evaluations) and the size between users")
     p.add_argument("--code", default=str(ROOT), help="the checkout whose code the children run (default this one)")
+    p.add_argument("--allocator", default=None, metavar="CHOICE",
+                   help="the children's allocator, as PERS_SEARCH_ALLOCATOR takes it: mimalloc (the default, as the "
+                        "console script runs), system (glibc's malloc) or a library's path")
     args = p.parse_args(argv)
     if args.sets is None:
         args.sets = list(DEFAULT_SETS)
@@ -287,9 +303,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     load_space(args.space).with_overrides(args.sets)  # a bad space or override fails here, not in a child
+    if args.allocator is not None:
+        os.environ[ALLOCATOR_VARIABLE] = args.allocator  # the children inherit it
+    library = chosen_library()  # a bad choice fails here, not in a child
     print(f"cohort_scale: {datetime.date.today()}, {platform.machine()} {os.cpu_count()} CPUs, Python "
           f"{platform.python_version()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
           f"{''.join(f'{k}={v}, ' for k, v in sorted(os.environ.items()) if k.startswith('MALLOC_'))}"
+          f"allocator {library or 'system (malloc of the C library)'}, "
           f"code {Path(args.code).resolve()}, --set {' '.join(args.sets)}", flush=True)
     with tempfile.TemporaryDirectory(prefix="cohort-scale-") as tmp:
         work = Path(tmp)

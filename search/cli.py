@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Sequence
 
+from runners.allocator import PRELOAD, preloaded_environment
 from runners.errors import RunnerError
 from search.commands import importance, mlflow_commands, pool, prompt, run, trial
 from search.errors import SearchError
@@ -35,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     usage_reporting_off()  # no usage data from MLflow, Ray or the HF hub, in this process or those it starts
     warnings.formatwarning = _one_line_warning
     try:
+        if argv is None and getattr(args, "trains", False):
+            restart_with_allocator()  # the console script: a command that trains runs on mimalloc
         return int(args.handler(args) or 0)
     except (SearchError, RunnerError) as err:
         print(f"pers-search: error: {err}", file=sys.stderr)
@@ -54,6 +57,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 _PACKAGES = tuple(str(Path(__file__).resolve().parents[1] / package) for package in ("runners", "search"))
+
+
+def restart_with_allocator() -> None:
+    """Start this process again from its start with the allocator of :mod:`runners.allocator` preloaded,
+    unless it has it already or ``PERS_SEARCH_ALLOCATOR=system``; where the restart fails, go on with
+    the system's malloc and say so.
+
+    Raises:
+        ConfigError: ``PERS_SEARCH_ALLOCATOR`` names no allocator.
+    """
+    env = preloaded_environment()
+    if env is None:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(sys.executable, sys.orig_argv, env)
+    except OSError as err:
+        warnings.warn(f"could not start again with {PRELOAD}={env[PRELOAD]} ({err}); going on with the system's "
+                      "malloc (set PERS_SEARCH_ALLOCATOR=system to skip the attempt)", RuntimeWarning, stacklevel=2)
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

@@ -77,7 +77,7 @@ def add_parsers(sub) -> None:
                         "default: copy the base model into the bundle under base/")
     p.add_argument("--json", action="store_true",
                    help="print what was exported (bundle, trials, users, ranks, vLLM command) as JSON")
-    p.set_defaults(handler=cmd_export)
+    p.set_defaults(handler=cmd_export, trains=True)
 
 
 @contextmanager

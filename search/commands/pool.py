@@ -44,7 +44,7 @@ def add_parsers(subparsers) -> argparse.ArgumentParser:
                        help="rebuild even if the directory holds a pool (replaces that pool's own files; a "
                             "directory holding other files is refused all the same)")
     build.add_argument("--json", action="store_true", help="print the pool description as JSON")
-    build.set_defaults(handler=cmd_pool_build)
+    build.set_defaults(handler=cmd_pool_build, trains=True)
     show = sub.add_parser("show", help="describe the pool the space's trials use")
     add_space_args(show, with_pool=False)
     show.add_argument("--pool", metavar="DIR", help="pool directory (default: found for the space's model and data)")

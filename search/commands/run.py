@@ -66,7 +66,7 @@ def add_parsers(sub) -> None:
                    help="stop trials whose intermediate point is dominated by finished trials (early_stopping:)")
     add_executor_args(p)
     add_tracking_args(p)
-    p.set_defaults(handler=cmd_run)
+    p.set_defaults(handler=cmd_run, trains=True)
 
     p = sub.add_parser("resume", help="continue a stopped or killed study where it left off")
     p.add_argument("study", type=study_name, help="study name")
@@ -76,7 +76,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--pool", metavar="DIR", help=POOL_HELP)
     add_executor_args(p)
     add_tracking_args(p)
-    p.set_defaults(handler=cmd_resume)
+    p.set_defaults(handler=cmd_resume, trains=True)
 
     p = sub.add_parser("status", help="a study's trials, their states and its current front")
     p.add_argument("study", type=study_name, help="study name")

@@ -36,13 +36,13 @@ def add_parsers(sub) -> None:
     p.add_argument("--keep-adapters", action="store_true",
                    help="keep each user's exported adapter (under --adapters-dir), as run --keep-adapters does")
     p.add_argument("--adapters-dir", metavar="DIR", default="adapters", help="where --keep-adapters keeps them")
-    p.set_defaults(handler=cmd_trial)
+    p.set_defaults(handler=cmd_trial, trains=True)
 
     p = sub.add_parser("baselines", help="evaluate the standard reference points in one table")
     add_space_args(p)
     p.add_argument("--split", choices=["val", "test"], default="val")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
-    p.set_defaults(handler=cmd_baselines)
+    p.set_defaults(handler=cmd_baselines, trains=True)
 
 
 def cmd_trial(args: argparse.Namespace) -> int:
