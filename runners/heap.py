@@ -10,7 +10,11 @@ whole free page of every arena (``madvise(MADV_DONTNEED)``); called at the few p
 of a trial it costs a few milliseconds and the page faults of memory touched again, instead of
 the page faults of every large allocation that a fixed ``M_MMAP_THRESHOLD`` would cost.
 
-Where the C library is not glibc (macOS, musl) :func:`release_free_heap` does nothing.
+Where the process runs on mimalloc (``runners.allocator``: the console script's training commands
+do), malloc is mimalloc's and :func:`release_free_heap` also has it return the pages it keeps for
+reuse (``mi_collect(true)``), which it would otherwise give back only after a delay, so that a
+trial's next phase starts from what is in use. Where the C library is not glibc (macOS, musl) and no
+mimalloc is loaded, :func:`release_free_heap` does nothing.
 """
 
 from __future__ import annotations
@@ -34,10 +38,22 @@ def _malloc_trim():
     return trim
 
 
+@functools.lru_cache(maxsize=1)
+def _mi_collect():
+    """mimalloc's ``mi_collect`` when the process has mimalloc loaded, else None."""
+    try:
+        collect = ctypes.CDLL(None).mi_collect
+    except (OSError, AttributeError):
+        return None
+    collect.argtypes, collect.restype = [ctypes.c_bool], None
+    return collect
+
+
 def release_free_heap() -> bool:
-    """Return the C heap's free pages to the operating system; True when the C library could."""
-    trim = _malloc_trim()
-    if trim is None:
-        return False
-    trim(0)
-    return True
+    """Return the C heap's free pages to the operating system; True when the allocator could."""
+    collect, trim = _mi_collect(), _malloc_trim()
+    if collect is not None:
+        collect(True)
+    if trim is not None:
+        trim(0)
+    return collect is not None or trim is not None
