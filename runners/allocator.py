@@ -31,6 +31,10 @@ from runners.errors import ConfigError
 
 VARIABLE = "PERS_SEARCH_ALLOCATOR"
 PRELOAD = "LD_PRELOAD"
+# mimalloc's own settings, unless the environment sets them: no transparent huge pages. With them a
+# training's freed and reused blocks cost the kernel's huge-page work: 5.5x the system time of glibc's
+# malloc, 1.18x the CPU of a 3-user trial; without them 1.02x (docs/benchmarks.md, "mimalloc, shipped").
+MIMALLOC_DEFAULTS = {"MIMALLOC_ALLOW_THP": "0"}
 # allocators recognised in a process's mapped libraries, by a part of the library's file name
 KNOWN = ("mimalloc", "jemalloc", "tcmalloc")
 
@@ -68,15 +72,17 @@ def chosen_library(env: Mapping[str, str] = os.environ) -> Path | None:
 
 
 def preloaded_environment(env: Mapping[str, str] = os.environ) -> dict[str, str] | None:
-    """``env`` with the chosen allocator in ``LD_PRELOAD``, or None when there is nothing to change
-    (the system's malloc chosen, no library found, or it is preloaded already)."""
+    """``env`` with the chosen allocator in ``LD_PRELOAD`` (and, for mimalloc, :data:`MIMALLOC_DEFAULTS`
+    where ``env`` does not set them), or None when there is nothing to change (the system's malloc
+    chosen, no library found, or it is preloaded already)."""
     library = chosen_library(env)
     if library is None:
         return None
     preload = [p for p in env.get(PRELOAD, "").replace(":", " ").split() if p]
     if str(library) in preload:
         return None
-    return {**env, PRELOAD: " ".join([str(library), *preload])}
+    settings = MIMALLOC_DEFAULTS if "mimalloc" in library.name else {}
+    return {**settings, **env, PRELOAD: " ".join([str(library), *preload])}
 
 
 def active_allocator(maps: Path = Path("/proc/self/maps")) -> str:

@@ -43,6 +43,15 @@ def test_the_preload_keeps_what_was_there_and_is_not_added_twice():
     assert preloaded_environment(env) is None
 
 
+@linux_with_mimalloc
+def test_mimalloc_runs_without_transparent_huge_pages_unless_the_environment_says(tmp_path):
+    assert preloaded_environment({})["MIMALLOC_ALLOW_THP"] == "0"
+    assert preloaded_environment({"MIMALLOC_ALLOW_THP": "1"})["MIMALLOC_ALLOW_THP"] == "1"
+    other = tmp_path / "libjemalloc.so.2"
+    other.write_bytes(b"")
+    assert "MIMALLOC_ALLOW_THP" not in preloaded_environment({VARIABLE: str(other)})
+
+
 def test_a_process_without_a_known_allocator_reports_the_system_one(tmp_path):
     maps = tmp_path / "maps"
     maps.write_text("7f00-7f01 r-xp 00000000 08:01 1 /usr/lib/x86_64-linux-gnu/libc.so.6\n")
