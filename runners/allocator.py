@@ -19,7 +19,7 @@ and Ray workers) inherit the environment. ``PERS_SEARCH_ALLOCATOR`` chooses:
 mimalloc runs without transparent huge pages (:data:`MIMALLOC_DEFAULTS`) unless the environment
 sets ``MIMALLOC_ALLOW_THP``: with them it cost 1.18x the CPU of glibc's malloc, without 1.02x.
 
-:func:`active_allocator` tells which one the running process has (the study's log says it).
+:func:`active_allocator` tells which one the running process has mapped.
 """
 
 from __future__ import annotations

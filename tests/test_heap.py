@@ -9,9 +9,11 @@ import sys
 import pytest
 
 # Run in a fresh interpreter: a test process's heap already holds the holes of earlier tests, into
-# which the blocks below could be placed, and what free() itself gives back would then vary.
-MEASURE = """
-import ctypes, ctypes.util, json
+# which the blocks below could be placed, and what free() itself gives back would then vary. malloc and
+# free are the process's own (CDLL(None)): glibc's, or a preloaded allocator's.
+PRELUDE = """
+import ctypes, json
+from runners.allocator import active_allocator
 from runners.heap import release_free_heap
 
 def resident_mb():
@@ -19,9 +21,12 @@ def resident_mb():
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
 
 BLOCK = 64 * 1024  # under glibc's initial mmap threshold (128 KiB): these blocks live on the heap
-libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
+"""
+
+MEASURE = PRELUDE + """
 blocks, pins = [], []
 for _ in range(3000):  # about 190 MB, each block between small live ones: freed, a hole the heap cannot shrink over
     blocks.append(libc.malloc(BLOCK))
@@ -39,28 +44,18 @@ print(json.dumps({"before": before, "freed": freed, "after": resident_mb(), "rel
 
 @pytest.mark.skipif(sys.platform != "linux" or not ctypes.util.find_library("c"), reason="glibc's heap")
 def test_freed_heap_pages_between_live_blocks_return_to_the_system():
-    out = subprocess.run([sys.executable, "-c", MEASURE], capture_output=True, text=True, check=True).stdout
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}  # glibc's malloc, whatever runs the tests
+    out = subprocess.run([sys.executable, "-c", MEASURE], capture_output=True, text=True, check=True, env=env).stdout
     mb = json.loads(out.splitlines()[-1])
     assert mb["released"] is True
     assert mb["freed"] - mb["before"] > -20, mb  # free() alone keeps the holes resident
     assert mb["freed"] - mb["after"] > 100, mb  # about 190 MB go back
 
 
-COLLECTED = """
-import ctypes, json
-from runners.allocator import active_allocator
-from runners.heap import release_free_heap
-
-def resident_mb():
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
-
-libc = ctypes.CDLL(None)
-libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-libc.free.argtypes = [ctypes.c_void_p]
-blocks = [libc.malloc(64 * 1024) for _ in range(3000)]  # about 190 MB
+COLLECTED = PRELUDE + """
+blocks = [libc.malloc(BLOCK) for _ in range(3000)]  # about 190 MB
 for block in blocks:
-    ctypes.memset(block, 1, 64 * 1024)
+    ctypes.memset(block, 1, BLOCK)
 before = resident_mb()
 for block in blocks:
     libc.free(block)
