@@ -16,8 +16,8 @@ users of a seed are drawn from ``random.Random(seed)``:
   for the next one.
 
 Two arms: ``cold`` (every user from its own 10 quasi-random points) and ``learned`` (``--warm-start``:
-2 points of the earlier users' common front first, then one point of the user's own, and every
-earlier user's trials, summarised in ``warm_start.max_observations`` rows, in the surrogates with a
+2 points of the earlier users' common front first, then the model (``--own-points N``: N
+quasi-random points of the user's own before it, as 1 did before 2026-12-07), and every earlier user's trials, summarised in ``warm_start.max_observations`` rows, in the surrogates with a
 same-user input, :mod:`search.optimizers.user_transfer`). With those trials ``saas-nehvi``'s layer
 screen has its 20 observations from the second user's first model-based suggestion on.
 
@@ -35,8 +35,8 @@ trials, and the run's CPU seconds per model suggestion (the process's CPU time o
 suggestions: what a suggestion costs a core of its own, whatever else the machine runs); and
 learned minus cold per (seed, user) where a seed ran both arms, pooled and per user index. ``--optimizer`` and
 ``--max-observations`` change the users' optimiser and the learned arm's budget of rows (both are
-part of a run's identity in the file), ``--warm-points`` the learned arm's ``warm_start.max_points`` (2;
-also part of it). Cold runs of 10 trials or fewer never fit a model (their
+part of a run's identity in the file), ``--warm-points`` and ``--own-points`` the learned arm's
+``warm_start.max_points`` (2) and ``warm_start.own_points`` (the space's default; also part of it). Cold runs of 10 trials or fewer never fit a model (their
 start is 10 points), so they take seconds; run them with ``--arms cold`` and more seeds.
 
 Usage::
@@ -78,6 +78,7 @@ ALIKE_FROM, TARGET = 10, 0.95  # target: alike users from the 10th on reach 0.95
 DEFAULT_OUT = "per_user_early.jsonl"
 NUTS = (64, 32, 4)  # as bench/search_efficiency.py
 INIT, WARM_POINTS = 10, 2
+OWN_POINTS = WarmStartSettings().own_points  # quasi-random points of a warm user's own (records without the field: 1)
 OPTIMIZER = "saas-nehvi"
 DEFAULT_MAX_OBSERVATIONS = WarmStartSettings().max_observations
 
@@ -122,17 +123,18 @@ def base_space() -> tuple[Space, dict[str, float]]:
 
 def search_users(users: dict[str, MixedUser], arm: str, seed: int, per_user: int, study_dir: str | Path,
                  nuts: tuple[int, int, int] = NUTS, optimizer: str = OPTIMIZER, max_observations: int | None = None,
-                 warm_points: int = WARM_POINTS):
+                 warm_points: int = WARM_POINTS, own_points: int = OWN_POINTS):
     """One cohort: the users searched in order, cold or warm-started (``arm``); returns the cohort.
 
     ``max_observations`` sets ``warm_start.max_observations`` (None: the space's default),
-    ``warm_points`` ``warm_start.max_points``.
+    ``warm_points`` ``warm_start.max_points``, ``own_points`` ``warm_start.own_points``.
     """
     space, ref = base_space()
     warmup, samples, thinning = nuts
     space = space.with_optimizer(name=optimizer, seed=seed, trials=per_user, init_trials=INIT, ref_point=ref)
     space = space.with_overrides([f"optimizer.nuts.warmup={warmup}", f"optimizer.nuts.samples={samples}",
-                                  f"optimizer.nuts.thinning={thinning}", f"warm_start.max_points={warm_points}"]
+                                  f"optimizer.nuts.thinning={thinning}", f"warm_start.max_points={warm_points}",
+                                  f"warm_start.own_points={own_points}"]
                                  + ([] if max_observations is None else
                                     [f"warm_start.max_observations={max_observations}"]))
     return optimize_tasks(space, users, study_name="cohort", study_dir=study_dir, warm_start=arm == "learned",
@@ -157,36 +159,41 @@ def suggestion_seconds(cohort, users: dict[str, MixedUser]) -> dict[str, list[fl
 
 def run_one(variant: str, arm: str, seed: int, users: int, per_user: int,
             nuts: tuple[int, int, int] = NUTS, optimizer: str = OPTIMIZER,
-            max_observations: int | None = None, warm_points: int = WARM_POINTS) -> dict[str, Any]:
+            max_observations: int | None = None, warm_points: int = WARM_POINTS,
+            own_points: int = OWN_POINTS) -> dict[str, Any]:
     """One (variant, arm, seed): the record appended to the results file."""
     drawn = draw_users(variant, seed, users)
     start, cpu = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cohort = search_users(drawn, arm, seed, per_user, tmp, nuts, optimizer, max_observations, warm_points)
+        cohort = search_users(drawn, arm, seed, per_user, tmp, nuts, optimizer, max_observations, warm_points,
+                              own_points)
         hv, seconds = curves(cohort, drawn), suggestion_seconds(cohort, drawn)
         trials = {name: [[t.config, t.values, t.user_attrs.get(ORIGIN_ATTR)] for t in cohort.studies[name].trials]
                   for name in drawn}
         budget = cohort.studies["u0"].space.warm_start.max_observations
     return {"variant": variant, "arm": arm, "seed": seed, "users": users, "per_user": per_user, "nuts": list(nuts),
             "optimizer": optimizer, "max_observations": budget, "warm_points": None if arm == "cold" else warm_points,
+            "own_points": None if arm == "cold" else own_points,
             "trials": trials, "hv": hv, "suggest_seconds": seconds,
             "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}
 
 
 def run_key(variant: str, arm: str, seed: int, users: int, per_user: int, nuts: Sequence[int],
-            optimizer: str = OPTIMIZER, max_observations: int | None = None, warm_points: int = WARM_POINTS) -> tuple:
+            optimizer: str = OPTIMIZER, max_observations: int | None = None, warm_points: int = WARM_POINTS,
+            own_points: int = OWN_POINTS) -> tuple:
     """A run's identity in the results file (``max_observations`` None: the space's default; the warm
     start's points last, None for the cold arm)."""
     budget = DEFAULT_MAX_OBSERVATIONS if max_observations is None else max_observations
-    return (variant, arm, seed, users, per_user, tuple(nuts), optimizer, budget, None if arm == "cold" else warm_points)
+    start = None if arm == "cold" else (warm_points, own_points)
+    return (variant, arm, seed, users, per_user, tuple(nuts), optimizer, budget, start)
 
 
 def key(record: dict[str, Any]) -> tuple:
     """The identity of a record (:func:`run_key`; records of before the pool: ``saas-nehvi``, 24 rows)."""
     return run_key(record["variant"], record["arm"], record["seed"], record["users"], record["per_user"],
                    record["nuts"], record.get("optimizer", OPTIMIZER), record.get("max_observations", 24),
-                   record.get("warm_points") or WARM_POINTS)
+                   record.get("warm_points") or WARM_POINTS, 1 if record.get("own_points") is None else record["own_points"])
 
 
 def load_records(path: Path) -> list[dict[str, Any]]:
@@ -225,17 +232,26 @@ def _mean_se(values: list[float]) -> str:
 
 
 def arm_label(record: dict[str, Any]) -> str:
-    """The arm as the tables name it: the optimiser when not the default, the learned arm's budget of rows."""
-    budget, points = key(record)[-2:]
-    label = record["arm"] if record["arm"] == "cold" else f"{record['arm']} ({budget} rows" + (
-        ")" if points == WARM_POINTS else f", {points} front points)")
+    """The arm as the tables name it: the optimiser when not the default, the learned arm's budget of rows,
+    and its front points and own quasi-random points when not the defaults."""
+    budget, start = key(record)[-2:]
+    if start is None:
+        label = record["arm"]
+    else:
+        points, own = start
+        label = (f"{record['arm']} ({budget} rows" + ("" if points == WARM_POINTS else f", {points} front points")
+                 + ("" if own == OWN_POINTS else f", {own} own point{'' if own == 1 else 's'}") + ")")
     optimizer = record.get("optimizer", OPTIMIZER)
     return label if optimizer == OPTIMIZER else f"{label}, {optimizer}"
 
 
 def _model_seconds(record: dict[str, Any], name: str) -> list[float]:
     """A user's suggestion seconds of the trials its model suggested (past its start)."""
-    start = INIT if record["arm"] == "cold" or name == "u0" else max(2, key(record)[-1]) + 1
+    if record["arm"] == "cold" or name == "u0":
+        start = INIT
+    else:
+        points, own = key(record)[-1]
+        start = max(2, points) + own
     return [s for s in record.get("suggest_seconds", {}).get(name, [])[start:] if s is not None]
 
 
@@ -382,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"warm_start.max_observations of the learned arm (default the space's, {DEFAULT_MAX_OBSERVATIONS})")
     p.add_argument("--warm-points", type=int, default=WARM_POINTS,
                    help=f"warm_start.max_points of the learned arm (default {WARM_POINTS})")
+    p.add_argument("--own-points", type=int, default=OWN_POINTS,
+                   help=f"warm_start.own_points of the learned arm (default the space's, {OWN_POINTS})")
     p.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help="results file, appended to and resumed from")
     p.add_argument("--summarise", type=Path, help="print the table of a results file and exit")
     args = p.parse_args(argv)
@@ -395,10 +413,10 @@ def main(argv: list[str] | None = None) -> int:
         for variant in args.variants:
             for arm in args.arms:
                 if run_key(variant, arm, seed, args.users, args.per_user, args.nuts, args.optimizer,
-                           args.max_observations, args.warm_points) in done:
+                           args.max_observations, args.warm_points, args.own_points) in done:
                     continue
                 record = run_one(variant, arm, seed, args.users, args.per_user, tuple(args.nuts), args.optimizer,
-                                 args.max_observations, args.warm_points)
+                                 args.max_observations, args.warm_points, args.own_points)
                 with args.out.open("a", encoding="utf-8") as f:
                     f.write(json.dumps(record) + "\n")
                 print(progress_line(record), flush=True)

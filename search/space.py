@@ -119,10 +119,13 @@ class WarmStartSettings(_Strict):
     from the earlier users' trials, every user's, summarised in at most ``max_observations`` rows
     (the common front, then each user's own front and its trials in turn; a configuration several
     users ran is one row): they enter the surrogate with a same-user input
-    (``search.optimizers.user_transfer``), and the model takes over after ``max(2, max_points) + 1``
-    trials (the front points, then at least one quasi-random point of the user's own) instead of
-    after ``optimizer.init_trials``. The summary keeps a suggestion's fit the same size whatever
-    the number of earlier users (48 rows: about 20 s per ``saas-nehvi`` suggestion on one core).
+    (``search.optimizers.user_transfer``), and the model takes over after ``max(2, max_points) +
+    own_points`` trials (the front points, then ``own_points`` quasi-random points of the user's
+    own) instead of after ``optimizer.init_trials``. With ``own_points: 0`` (the default) the model
+    takes the third trial: on 20 users of ``bench/per_user_early.py`` that was better than one own
+    point for users alike and for users unlike each other (``docs/benchmarks.md``, "Twenty users").
+    The summary keeps a suggestion's fit the same size
+    whatever the number of earlier users (48 rows: about 10 CPU s per ``saas-nehvi`` suggestion).
     ``max_observations: 0`` keeps the front points alone; ``max_points: 0`` keeps the usual
     quasi-random start, and the earlier trials act through the model alone.
     """
@@ -130,6 +133,7 @@ class WarmStartSettings(_Strict):
     enabled: bool = False
     max_points: int = Field(2, ge=0)
     max_observations: int = Field(48, ge=0)
+    own_points: int = Field(0, ge=0)
 
 
 class OptimizerSettings(_Strict):

@@ -119,16 +119,21 @@ def test_a_like_earlier_user_at_another_level_teaches_the_model_what_the_current
 def test_the_model_takes_over_after_the_front_points_when_it_has_earlier_users():
     current = observations([(0.15, 2), (0.85, 3)], 0.6, 0.1)
     known = {"cost": lambda c: float(c["width"])}
+    prior = [observations([(0.5, 1), (0.7, 4)], 0.6, 0.4)]
     cold = make_optimizer("gp-nehvi", SPACE, seed=0, known_objectives=known)
-    warm = make_optimizer("gp-nehvi", SPACE, seed=0, known_objectives=known,
-                          prior=[observations([(0.5, 1), (0.7, 4)], 0.6, 0.4)])
-    assert cold.start_size() == 4 and warm.start_size() == 3, "2 front points and one of the user's own"
+    warm = make_optimizer("gp-nehvi", SPACE, seed=0, known_objectives=known, prior=prior)
+    assert cold.start_size() == 4 and warm.start_size() == 2, "the model right after the 2 front points"
     assert make_optimizer("random", SPACE, seed=0).learns_from_prior is False
-    (own,) = warm.suggest(current, 1)
-    assert getattr(warm, "model", None) is None, "the third trial is the user's own quasi-random point"
-    mine = observations([(own["x"], own["width"])], 0.6, 0.1)
-    (pick,) = warm.suggest(current + mine, 1)
-    assert 0.0 <= pick["x"] <= 1.0 and warm.model is not None, "a model-based suggestion at the fourth trial"
+    (pick,) = warm.suggest(current, 1)
+    assert 0.0 <= pick["x"] <= 1.0 and warm.model is not None, "a model-based suggestion at the third trial"
+
+    own = make_optimizer("gp-nehvi", SPACE.with_overrides(["warm_start.own_points=1"]), seed=0,
+                         known_objectives=known, prior=prior)
+    assert own.start_size() == 3, "2 front points and one of the user's own"
+    (mine,) = own.suggest(current, 1)
+    assert getattr(own, "model", None) is None, "the third trial is the user's own quasi-random point"
+    (pick,) = own.suggest(current + observations([(mine["x"], mine["width"])], 0.6, 0.1), 1)
+    assert own.model is not None, "a model-based suggestion at the fourth trial"
 
 
 def test_per_user_warm_start_hands_the_earlier_users_pool_to_the_optimizer_within_a_budget(tmp_path):

@@ -87,17 +87,21 @@ class NEHVIOptimizer(Optimizer):
     def start_size(self) -> int:
         """Quasi-random suggestions before the model takes over: ``optimizer.init_trials``; with earlier
         users' observations (``prior``) and ``warm_start.max_points`` above 0, at most
-        ``max(2, max_points) + 1``: the earlier fronts' points a per-user search evaluates first,
-        then at least one quasi-random point of the user's own (more when fewer front points exist).
+        ``max(2, max_points) + warm_start.own_points``: the earlier fronts' points a per-user search
+        evaluates first, then that many quasi-random points of the user's own (more when fewer
+        front points exist).
 
-        The user's own point is where the model can see that this user differs from the earlier
-        ones: the front points are configurations both ran, and their level difference is what the
-        earlier values are shifted by (:func:`~search.optimizers.user_transfer.on_current_scale`),
-        so there the users agree by construction.
+        An own point is where the model could see that this user differs from the earlier ones
+        before its first suggestion: the front points are configurations both ran, and their level
+        difference is what the earlier values are shifted by
+        (:func:`~search.optimizers.user_transfer.on_current_scale`), so there the users agree by
+        construction. Without one (the default) the model's own first suggestions show it, and the
+        trial is spent near the front: on 20 users of ``mixed-large`` that was better for users
+        alike and unlike alike (``docs/benchmarks.md``, "Twenty users").
         """
         size, points = self.space.optimizer.init_trials, self.space.warm_start.max_points
         if points > 0 and self.usable_prior():
-            size = min(size, max(2, points) + 1)
+            size = min(size, max(2, points) + self.space.warm_start.own_points)
         return size
 
     def usable_prior(self) -> list[list[Observation]]:
