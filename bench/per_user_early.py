@@ -17,7 +17,8 @@ users of a seed are drawn from ``random.Random(seed)``:
 
 Two arms: ``cold`` (every user from its own 10 quasi-random points) and ``learned`` (``--warm-start``:
 2 points of the earlier users' common front first, then the model (``--own-points N``: N
-quasi-random points of the user's own before it, as 1 did before 2026-12-07), and every earlier user's trials, summarised in ``warm_start.max_observations`` rows, in the surrogates with a
+quasi-random points of the user's own before it, as 1 did before 2026-12-07), and every earlier
+user's trials, summarised in ``warm_start.max_observations`` rows, in the surrogates with a
 same-user input, :mod:`search.optimizers.user_transfer`). With those trials ``saas-nehvi``'s layer
 screen has its 20 observations from the second user's first model-based suggestion on.
 
@@ -36,8 +37,8 @@ suggestions: what a suggestion costs a core of its own, whatever else the machin
 learned minus cold per (seed, user) where a seed ran both arms, pooled and per user index. ``--optimizer`` and
 ``--max-observations`` change the users' optimiser and the learned arm's budget of rows (both are
 part of a run's identity in the file), ``--warm-points`` and ``--own-points`` the learned arm's
-``warm_start.max_points`` (2) and ``warm_start.own_points`` (the space's default; also part of it). Cold runs of 10 trials or fewer never fit a model (their
-start is 10 points), so they take seconds; run them with ``--arms cold`` and more seeds.
+``warm_start.max_points`` (2) and ``warm_start.own_points`` (the space's default; also part of it).
+Cold runs of 10 trials or fewer never fit a model (their start is 10 points), so they take seconds; run them with ``--arms cold`` and more seeds.
 
 Usage::
 
@@ -251,7 +252,7 @@ def _model_seconds(record: dict[str, Any], name: str) -> list[float]:
         start = INIT
     else:
         points, own = key(record)[-1]
-        start = max(2, points) + own
+        start = WarmStartSettings(max_points=points, own_points=own).start_trials()
     return [s for s in record.get("suggest_seconds", {}).get(name, [])[start:] if s is not None]
 
 

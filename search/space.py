@@ -124,8 +124,8 @@ class WarmStartSettings(_Strict):
     own) instead of after ``optimizer.init_trials``. With ``own_points: 0`` (the default) the model
     takes the third trial: on 20 users of ``bench/per_user_early.py`` that was better than one own
     point for users alike and for users unlike each other (``docs/benchmarks.md``, "Twenty users").
-    The summary keeps a suggestion's fit the same size
-    whatever the number of earlier users (48 rows: about 10 CPU s per ``saas-nehvi`` suggestion).
+    The summary keeps a suggestion's fit the same size whatever the number of earlier users (48
+    rows: about 10 CPU s per ``saas-nehvi`` suggestion).
     ``max_observations: 0`` keeps the front points alone; ``max_points: 0`` keeps the usual
     quasi-random start, and the earlier trials act through the model alone.
     """
@@ -134,6 +134,11 @@ class WarmStartSettings(_Strict):
     max_points: int = Field(2, ge=0)
     max_observations: int = Field(48, ge=0)
     own_points: int = Field(0, ge=0)
+
+    def start_trials(self) -> int:
+        """A warm-started user's trials before its model suggests: the front points (at least 2, the
+        fewest its own values a model is fitted with), then ``own_points`` quasi-random points."""
+        return max(2, self.max_points) + self.own_points
 
 
 class OptimizerSettings(_Strict):

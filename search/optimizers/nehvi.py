@@ -101,7 +101,7 @@ class NEHVIOptimizer(Optimizer):
         """
         size, points = self.space.optimizer.init_trials, self.space.warm_start.max_points
         if points > 0 and self.usable_prior():
-            size = min(size, max(2, points) + self.space.warm_start.own_points)
+            size = min(size, self.space.warm_start.start_trials())
         return size
 
     def usable_prior(self) -> list[list[Observation]]:
