@@ -16,8 +16,9 @@ users of a seed are drawn from ``random.Random(seed)``:
   for the next one.
 
 Two arms: ``cold`` (every user from its own 10 quasi-random points) and ``learned`` (``--warm-start``:
-2 points of the earlier users' common front first, then the model (``--own-points N``: N
-quasi-random points of the user's own before it, as 1 did before 2026-12-07), and every earlier
+the knee of the earlier users' common front first (``--warm-points N``: N points of that front, as 2
+did before 2026-12-07), then the model (``--own-points N``: N quasi-random points of the user's own
+before it, as 1 did before 2026-12-07), and every earlier
 user's trials, summarised in ``warm_start.max_observations`` rows, in the surrogates with a
 same-user input, :mod:`search.optimizers.user_transfer`). With those trials ``saas-nehvi``'s layer
 screen has its 20 observations from the second user's first model-based suggestion on.
@@ -37,7 +38,7 @@ suggestions: what a suggestion costs a core of its own, whatever else the machin
 learned minus cold per (seed, user) where a seed ran both arms, pooled and per user index. ``--optimizer`` and
 ``--max-observations`` change the users' optimiser and the learned arm's budget of rows (both are
 part of a run's identity in the file), ``--warm-points`` and ``--own-points`` the learned arm's
-``warm_start.max_points`` (2) and ``warm_start.own_points`` (the space's default; also part of it).
+``warm_start.max_points`` and ``warm_start.own_points`` (the space's default; also part of it).
 Cold runs of 10 trials or fewer never fit a model (their start is 10 points), so they take seconds; run them with ``--arms cold`` and more seeds.
 
 Usage::
@@ -78,8 +79,10 @@ INDEX_CHECKPOINTS = (3, 5, 10)  # the per-user-index table's columns
 ALIKE_FROM, TARGET = 10, 0.95  # target: alike users from the 10th on reach 0.95 of their maximum within 5 trials
 DEFAULT_OUT = "per_user_early.jsonl"
 NUTS = (64, 32, 4)  # as bench/search_efficiency.py
-INIT, WARM_POINTS = 10, 2
+INIT = 10
+WARM_POINTS = WarmStartSettings().max_points  # the earlier users' front points a warm user runs first
 OWN_POINTS = WarmStartSettings().own_points  # quasi-random points of a warm user's own (records without the field: 1)
+LEGACY_WARM_POINTS = 2  # records written before the bench kept its front points ran 2
 OPTIMIZER = "saas-nehvi"
 DEFAULT_MAX_OBSERVATIONS = WarmStartSettings().max_observations
 
@@ -194,7 +197,7 @@ def key(record: dict[str, Any]) -> tuple:
     """The identity of a record (:func:`run_key`; records of before the pool: ``saas-nehvi``, 24 rows)."""
     return run_key(record["variant"], record["arm"], record["seed"], record["users"], record["per_user"],
                    record["nuts"], record.get("optimizer", OPTIMIZER), record.get("max_observations", 24),
-                   record.get("warm_points") or WARM_POINTS, 1 if record.get("own_points") is None else record["own_points"])
+                   record.get("warm_points") or LEGACY_WARM_POINTS, 1 if record.get("own_points") is None else record["own_points"])
 
 
 def load_records(path: Path) -> list[dict[str, Any]]:

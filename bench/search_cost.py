@@ -57,7 +57,7 @@ from search.api import optimize  # noqa: E402
 from search.errors import SpaceError  # noqa: E402
 from search.pareto import hypervolume  # noqa: E402
 from search.execution.per_user import TaskHooks, optimize_tasks  # noqa: E402
-from search.space import parse_space  # noqa: E402
+from search.space import WarmStartSettings, parse_space  # noqa: E402
 from search.study.study import TrialState  # noqa: E402
 
 STEPS, EVERY, TAU, NOISE = 40, 4, 8.0, 0.01
@@ -213,6 +213,7 @@ def embedded_stopping(seed: int, trials: int, train_steps: int | None = None,
 #: The warm-start arms: no warm start; the earlier users' front points alone (``max_observations: 0``);
 #: the front points and the earlier users' trials in the surrogate (``search.optimizers.user_transfer``).
 ARMS = ("cold", "fronts", "learned")
+WARM_POINTS = WarmStartSettings().max_points  # the warm arms' front points: the space's default
 
 
 def arm_overrides(arm: str, warm_points: int) -> list[str]:
@@ -239,7 +240,7 @@ def search_arms(space, objectives, arms, warm_points, known, max_hv=None, lines:
 
 
 def synthetic_warm(seed: int, per_user: int, optima: tuple[float, float] = DEFAULT_OPTIMA,
-                   arms: tuple[str, ...] = ARMS, warm_points: int = 2) -> dict[str, Any]:
+                   arms: tuple[str, ...] = ARMS, warm_points: int = WARM_POINTS) -> dict[str, Any]:
     """Users' optima ``centre +- spread`` (uniform): alike at the default, distinct personas at (0.5, 0.4)."""
     rng = random.Random(seed)
     centre, spread = optima
@@ -249,7 +250,7 @@ def synthetic_warm(seed: int, per_user: int, optima: tuple[float, float] = DEFAU
 
 
 def embedded_warm(seed: int, per_user: int, train_steps: int | None = None, arms: tuple[str, ...] = ARMS,
-                  warm_points: int = 2) -> dict[str, Any]:
+                  warm_points: int = WARM_POINTS) -> dict[str, Any]:
     from runners.session import session_for
     from search.study.setup import user_setup
     from search.study.setup import bind_to_model
@@ -374,7 +375,8 @@ def _label(problem: str, train_steps: int | None, optima: tuple[float, float] | 
 def _with_points(label: str, warm_points: int | None) -> str:
     """A warm-start row's name: the label, and the front points (a file written before ``--warm-points``
     existed used 4)."""
-    return f"{label}, {4 if warm_points is None else warm_points} front points"
+    points = 4 if warm_points is None else warm_points
+    return f"{label}, {points} front point{'' if points == 1 else 's'}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -397,9 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS,
                         help="warm-start arms: cold, fronts (earlier fronts' points alone), learned (and their "
                              "trials in the surrogate); arms run apart merge by seed in --summarise")
-    parser.add_argument("--warm-points", type=int, default=2,
-                        help="warm_start.max_points of the warm arms (2, the space's default): earlier front points "
-                             "evaluated first")
+    parser.add_argument("--warm-points", type=int, default=WARM_POINTS,
+                        help=f"warm_start.max_points of the warm arms ({WARM_POINTS}, the space's default): earlier "
+                             "front points evaluated first")
     parser.add_argument("--out", type=Path, default=None, help="append each seed's row to this JSONL file")
     parser.add_argument("--summarise", type=Path, default=None, help="print the tables of a --out file and exit")
     args = parser.parse_args(argv)

@@ -119,11 +119,13 @@ class WarmStartSettings(_Strict):
     from the earlier users' trials, every user's, summarised in at most ``max_observations`` rows
     (the common front, then each user's own front and its trials in turn; a configuration several
     users ran is one row): they enter the surrogate with a same-user input
-    (``search.optimizers.user_transfer``), and the model takes over after ``max(2, max_points) +
+    (``search.optimizers.user_transfer``), and the model takes over after ``max_points +
     own_points`` trials (the front points, then ``own_points`` quasi-random points of the user's
-    own) instead of after ``optimizer.init_trials``. With ``own_points: 0`` (the default) the model
-    takes the third trial: on 20 users of ``bench/per_user_early.py`` that was better than one own
-    point for users alike and for users unlike each other (``docs/benchmarks.md``, "Twenty users").
+    own) instead of after ``optimizer.init_trials``. With the defaults (``max_points: 1``,
+    ``own_points: 0``) a new user runs the common front's knee, which puts it on the earlier users'
+    level, and the model suggests from its second trial: on 20 users of ``bench/per_user_early.py``
+    that was better than two front points, or an own point, for users alike and for users unlike
+    each other (``docs/benchmarks.md``, "Twenty users").
     The summary keeps a suggestion's fit the same size whatever the number of earlier users (48
     rows: about 10 CPU s per ``saas-nehvi`` suggestion).
     ``max_observations: 0`` keeps the front points alone; ``max_points: 0`` keeps the usual
@@ -131,14 +133,14 @@ class WarmStartSettings(_Strict):
     """
 
     enabled: bool = False
-    max_points: int = Field(2, ge=0)
+    max_points: int = Field(1, ge=0)
     max_observations: int = Field(48, ge=0)
     own_points: int = Field(0, ge=0)
 
     def start_trials(self) -> int:
-        """A warm-started user's trials before its model suggests: the front points (at least 2, the
-        fewest its own values a model is fitted with), then ``own_points`` quasi-random points."""
-        return max(2, self.max_points) + self.own_points
+        """A warm-started user's trials before its model suggests: the front points, then ``own_points``
+        quasi-random points (a model with earlier users' rows needs one value of the user's own)."""
+        return self.max_points + self.own_points
 
 
 class OptimizerSettings(_Strict):

@@ -77,9 +77,9 @@ def test_runs_are_appended_resumed_and_summarised(bench, tmp_path, capsys):
 def test_the_per_index_table_pools_cold_users_and_counts_alike_users_reaching_the_target(bench):
     def record(arm, seed, curves, seconds=None):
         return {"variant": "alike", "arm": arm, "seed": seed, "users": len(curves), "per_user": 5, "nuts": [8, 4, 2],
-                "optimizer": "saas-nehvi", "max_observations": 48, "seconds": 1.0, "warm_points": 2, "own_points": 0,
+                "optimizer": "saas-nehvi", "max_observations": 48, "seconds": 1.0, "warm_points": 1, "own_points": 0,
                 "hv": {f"u{i}": c for i, c in enumerate(curves)},
-                "suggest_seconds": seconds or {f"u{i}": [None] * 2 + [3.0, 2.0, 4.0] for i in range(len(curves))}}
+                "suggest_seconds": seconds or {f"u{i}": [None, 1.0, 3.0, 2.0, 4.0] for i in range(len(curves))}}
 
     low, high = [0.1, 0.2, 0.3, 0.4, 0.5], [0.9, 0.9, 0.94, 0.96, 0.97]
     records = [record("cold", s, [low] * 10) for s in (0, 1)] + [record("learned", s, [low] + [high] * 10)
@@ -89,9 +89,12 @@ def test_the_per_index_table_pools_cold_users_and_counts_alike_users_reaching_th
     assert cold.startswith("alike, cold:") and "| cold, pooled | 2 | 0.300 ± 0.000 | 0.500 ± 0.000 | – |" in cold
     rows = [line for line in learned.splitlines() if line.startswith("| ")][1:]
     assert rows[0] == "| 1 | 3 | 0.300 ± 0.000 | 0.500 ± 0.000 | – | – |", "the first user: cold, no model suggestion"
-    assert rows[1] == "| 2 | 3 | 0.940 ± 0.000 | 0.970 ± 0.000 | – | 3.0 (max 4.0) |", "the model from the third trial"
+    assert rows[1] == "| 2 | 3 | 0.940 ± 0.000 | 0.970 ± 0.000 | – | 2.5 (max 4.0) |", "the model from the second trial"
     assert rows[-1] == "| 10.. | pairs 6 | | 0.970 ± 0.000 | | 6/6 at >= 0.95 by 5 |", "users 10 and 11 of 3 seeds"
     assert learned.startswith("alike, learned (48 rows):")
-    earlier = [{**r, "own_points": None} for r in records]  # records of before own_points: 1 own point, seconds from the 4th
-    assert bench.index_table(earlier).split("\n\n")[1].startswith("alike, learned (48 rows, 1 own point):")
+    two = [{**r, "warm_points": 2} for r in records]  # 2 front points (before 2026-12-07): seconds from the 3rd
+    assert bench.index_table(two).split("\n\n")[1].startswith("alike, learned (48 rows, 2 front points):")
+    assert "| 2 | 3 | 0.940 ± 0.000 | 0.970 ± 0.000 | – | 3.0 (max 4.0) |" in bench.index_table(two)
+    earlier = [{**r, "own_points": None, "warm_points": None} for r in records]  # before both fields: 2 + 1 own point
+    assert bench.index_table(earlier).split("\n\n")[1].startswith("alike, learned (48 rows, 2 front points, 1 own point):")
     assert "| 2 | 3 | 0.940 ± 0.000 | 0.970 ± 0.000 | – | 3.0 (max 4.0) |" in bench.index_table(earlier)

@@ -18,7 +18,7 @@ def test_seeds_are_appended_and_summarised_from_the_file(bench, tmp_path, capsys
     assert bench.main([*tiny, "--first-seed", "3", "--parts", "warm", "--optima", "0.5", "0.4"]) == 0
     printed = capsys.readouterr().out
     assert "synthetic stopping seed 2:" in printed
-    assert "synthetic, optima 0.5 ± 0.4, 2 front points warm-start seed 3:" in printed
+    assert "synthetic, optima 0.5 ± 0.4, 1 front point warm-start seed 3:" in printed
 
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["part"], r["seed"]) for r in records] == [("stopping", 2), ("warm", 2), ("warm", 3)]
@@ -27,15 +27,15 @@ def test_seeds_are_appended_and_summarised_from_the_file(bench, tmp_path, capsys
     assert stopping["row"]["stop_steps"] <= stopping["row"]["full_steps"]
     assert alike["optima"] == list(bench.DEFAULT_OPTIMA) and distinct["optima"] == [0.5, 0.4]
     for record in (alike, distinct):
-        assert record["arms"] == list(bench.ARMS) and record["warm_points"] == 2
+        assert record["arms"] == list(bench.ARMS) and record["warm_points"] == 1
         for arm in bench.ARMS:
             assert 0.0 < record["row"][f"{arm}_hv"] <= 1.05 and len(record["row"][f"{arm}_users"]) == 3
 
     assert bench.main(["--summarise", str(out)]) == 0
     table = capsys.readouterr().out
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| synthetic")}
-    alike_label, distinct_label = ("synthetic, 3 trials per user, 2 front points",
-                                   "synthetic, optima 0.5 ± 0.4, 3 trials per user, 2 front points")
+    alike_label, distinct_label = ("synthetic, 3 trials per user, 1 front point",
+                                   "synthetic, optima 0.5 ± 0.4, 3 trials per user, 1 front point")
     assert set(rows) == {"synthetic", alike_label, distinct_label}
     assert f"{alike['row']['cold_hv']:.4g} ± 0" in rows[alike_label]  # one seed: sd 0
     assert rows["synthetic"].split("|")[2].strip() == "1"  # the stopping row
@@ -73,6 +73,7 @@ def test_labels_name_non_default_settings(bench):
     assert bench._label("synthetic", None, (0.5, 0.4)) == "synthetic, optima 0.5 ± 0.4"
     assert bench._with_points("synthetic, optima 0.5 ± 0.4", 2) == "synthetic, optima 0.5 ± 0.4, 2 front points"
     assert bench._with_points("embedded", 4) == bench._with_points("embedded", None) == "embedded, 4 front points"
+    assert bench._with_points("synthetic", 1) == "synthetic, 1 front point"
     assert bench.arm_overrides("cold", 2) == []
     assert bench.arm_overrides("fronts", 2) == ["warm_start.max_points=2", "warm_start.max_observations=0"]
     assert bench.arm_overrides("learned", 2) == ["warm_start.max_points=2"]

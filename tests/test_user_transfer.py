@@ -136,6 +136,30 @@ def test_the_model_takes_over_after_the_front_points_when_it_has_earlier_users()
     assert own.model is not None, "a model-based suggestion at the fourth trial"
 
 
+def test_with_one_front_point_the_model_suggests_the_second_trial_from_the_earlier_users_and_one_value():
+    """One value of the user's own links the earlier users' rows to its level: enough for the model
+    (the default start); without earlier users one value still gets a quasi-random point."""
+    assert parse_space("name: s\nobjectives: {q: max}\nparameters: {x: {type: float, low: 0, high: 1}}",
+                       "s.yaml").warm_start.start_trials() == 1
+    known = {"cost": lambda c: float(c["width"])}
+    one = SPACE.with_overrides(["warm_start.max_points=1"])
+    prior = [observations([(i / 9, 1 + i % 4) for i in range(10)], 0.6, 0.4)]
+    knee = observations([(6 / 9, 3)], 0.6, 0.1)  # the earlier user's front point, 0.3 lower for this user
+    warm = make_optimizer("gp-nehvi", one, seed=0, known_objectives=known, prior=prior)
+    assert warm.start_size() == 1
+    (pick,) = warm.suggest(knee, 1)
+    assert warm.model is not None, "a model-based suggestion at the second trial"
+    X = warm.encoder.encode_many([{"x": x, "width": 4} for x in (0.1, 0.6)])
+    truth = [quality(x, 4, 0.6, 0.1) for x in (0.1, 0.6)]
+    with torch.no_grad():
+        mean = warm.model.models[0].posterior(X).mean.reshape(-1).tolist()
+    assert mean[1] - mean[0] > 0.5 * (truth[1] - truth[0]), ("the earlier user's shape", mean, truth)
+    assert abs(mean[1] - truth[1]) < 0.05, ("on this user's level (the earlier user's is 0.3 higher)", mean, truth)
+    cold = make_optimizer("gp-nehvi", one, seed=0, known_objectives=known)
+    cold.suggest(knee, 1)
+    assert getattr(cold, "model", None) is None, "without earlier users a model needs two values"
+
+
 def test_per_user_warm_start_hands_the_earlier_users_pool_to_the_optimizer_within_a_budget(tmp_path):
     """Every earlier user counts: one group of rows on a common level, one row per configuration, capped."""
     users = {u: (lambda c, lvl=lvl: {"quality": quality(c["x"], c["width"], 0.6, lvl), "quality_se": 0.01,
@@ -185,6 +209,8 @@ def test_the_banner_says_what_the_warm_start_does():
     assert warm_start_note(on.with_overrides(["warm_start.max_points=0"])) == (
         ", warm-started from the users before: the usual quasi-random start, all their trials in the "
         "gp-nehvi model, summarised in up to 48 rows")
+    assert warm_start_note(on.with_overrides(["warm_start.max_points=1"])).startswith(
+        ", warm-started from the users before: the knee of their common front first, all their trials")
 
 
 def test_no_front_points_keeps_the_quasi_random_start_and_the_model_still_learns(tmp_path):

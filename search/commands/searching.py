@@ -190,8 +190,9 @@ def warm_start_note(space: Space) -> str:
     warm = space.warm_start
     if not warm.enabled:
         return ""
-    note = ", warm-started from the users before: " + (
-        f"up to {warm.max_points} points of their common front first" if warm.max_points else "the usual quasi-random start")
+    points = ("the knee of their common front first" if warm.max_points == 1 else
+              f"up to {warm.max_points} points of their common front first")
+    note = ", warm-started from the users before: " + (points if warm.max_points else "the usual quasi-random start")
     if warm.max_observations and get_optimizer(space.optimizer.name).learns_from_prior:
         note += f", all their trials in the {space.optimizer.name} model, summarised in up to {warm.max_observations} rows"
     return note

@@ -4,7 +4,7 @@
 (``gp-nehvi``: :mod:`search.optimizers.gp`; ``saas-nehvi``, ``saas-map``: :mod:`search.optimizers.saas`):
 
 1. the first ``optimizer.init_trials`` suggestions (and any call with fewer than two usable
-   observations) are Sobol points (fewer in a warm-started per-user search: :meth:`start_size`);
+   observations, one with earlier users' observations) are Sobol points (fewer in a warm-started per-user search: :meth:`start_size`);
 2. every metric (objectives, then metrics only used in constraints) gets a model: a fitted GP,
    or, for a *known* objective, a ``GenericDeterministicModel`` that decodes (rounds) each
    candidate and computes the exact value, so qLogNEHVI sees it without modelling error;
@@ -75,7 +75,8 @@ class NEHVIOptimizer(Optimizer):
         self.notes = {}
         usable = [obs for obs in history if self._usable(obs)]
         started = len(history) + len(pending)
-        if started < self.start_size() or len(usable) < 2 or self.encoder.d == 0:
+        fewest = 1 if self.usable_prior() else 2  # with earlier users' rows, one value of its own links the user
+        if started < self.start_size() or len(usable) < fewest or self.encoder.d == 0:
             return self.initial_design(history, n, pending)
         from botorch.utils.sampling import manual_seed
 
@@ -87,17 +88,19 @@ class NEHVIOptimizer(Optimizer):
     def start_size(self) -> int:
         """Quasi-random suggestions before the model takes over: ``optimizer.init_trials``; with earlier
         users' observations (``prior``) and ``warm_start.max_points`` above 0, at most
-        ``max(2, max_points) + warm_start.own_points``: the earlier fronts' points a per-user search
+        ``max_points + warm_start.own_points``: the earlier users' front points a per-user search
         evaluates first, then that many quasi-random points of the user's own (more when fewer
-        front points exist).
+        front points exist). The model needs one value of the user's own there, not two: the
+        earlier users' rows are most of its data, and a front point the user re-ran is what puts
+        them on its level (:func:`~search.optimizers.user_transfer.on_current_scale`).
 
         An own point is where the model could see that this user differs from the earlier ones
-        before its first suggestion: the front points are configurations both ran, and their level
-        difference is what the earlier values are shifted by
-        (:func:`~search.optimizers.user_transfer.on_current_scale`), so there the users agree by
-        construction. Without one (the default) the model's own first suggestions show it, and the
-        trial is spent near the front: on 20 users of ``mixed-large`` that was better for users
-        alike and unlike alike (``docs/benchmarks.md``, "Twenty users").
+        before its first suggestion: on a front point both ran the users agree by construction.
+        Without one (the default) the model's own first suggestions show it, and the trial is
+        spent near the front. The default of one front point gives the model the second trial
+        too: on 20 users of ``mixed-large`` each was better for users alike and unlike alike
+        (``docs/benchmarks.md``, "Twenty users"): the model's suggestions are what move the
+        cohort's front on, the second front point only re-measured it.
         """
         size, points = self.space.optimizer.init_trials, self.space.warm_start.max_points
         if points > 0 and self.usable_prior():
