@@ -81,8 +81,8 @@ DEFAULT_OUT = "per_user_early.jsonl"
 NUTS = (64, 32, 4)  # as bench/search_efficiency.py
 INIT = 10
 WARM_POINTS = WarmStartSettings().max_points  # the earlier users' front points a warm user runs first
-OWN_POINTS = WarmStartSettings().own_points  # quasi-random points of a warm user's own (records without the field: 1)
-LEGACY_WARM_POINTS = 2  # records written before the bench kept its front points ran 2
+OWN_POINTS = WarmStartSettings().own_points  # quasi-random points of a warm user's own
+LEGACY_WARM_POINTS, LEGACY_OWN_POINTS = 2, 1  # what records written before the bench kept those fields ran
 OPTIMIZER = "saas-nehvi"
 DEFAULT_MAX_OBSERVATIONS = WarmStartSettings().max_observations
 
@@ -197,7 +197,8 @@ def key(record: dict[str, Any]) -> tuple:
     """The identity of a record (:func:`run_key`; records of before the pool: ``saas-nehvi``, 24 rows)."""
     return run_key(record["variant"], record["arm"], record["seed"], record["users"], record["per_user"],
                    record["nuts"], record.get("optimizer", OPTIMIZER), record.get("max_observations", 24),
-                   record.get("warm_points") or LEGACY_WARM_POINTS, 1 if record.get("own_points") is None else record["own_points"])
+                   record.get("warm_points") or LEGACY_WARM_POINTS,
+                   LEGACY_OWN_POINTS if record.get("own_points") is None else record["own_points"])
 
 
 def load_records(path: Path) -> list[dict[str, Any]]:

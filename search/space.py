@@ -124,8 +124,8 @@ class WarmStartSettings(_Strict):
     own) instead of after ``optimizer.init_trials``. With the defaults (``max_points: 1``,
     ``own_points: 0``) a new user runs the common front's knee, which puts it on the earlier users'
     level, and the model suggests from its second trial: on 20 users of ``bench/per_user_early.py``
-    that was better than two front points, or an own point, for users alike and for users unlike
-    each other (``docs/benchmarks.md``, "Twenty users").
+    that was better than two front points for users alike and level with them for users unlike
+    each other, and better than an own point for both (``docs/benchmarks.md``, "Twenty users").
     The summary keeps a suggestion's fit the same size whatever the number of earlier users (48
     rows: about 10 CPU s per ``saas-nehvi`` suggestion).
     ``max_observations: 0`` keeps the front points alone; ``max_points: 0`` keeps the usual

@@ -4,7 +4,8 @@
 (``gp-nehvi``: :mod:`search.optimizers.gp`; ``saas-nehvi``, ``saas-map``: :mod:`search.optimizers.saas`):
 
 1. the first ``optimizer.init_trials`` suggestions (and any call with fewer than two usable
-   observations, one with earlier users' observations) are Sobol points (fewer in a warm-started per-user search: :meth:`start_size`);
+   observations, one with earlier users' observations) are Sobol points (fewer in a warm-started
+   per-user search: :meth:`start_size`);
 2. every metric (objectives, then metrics only used in constraints) gets a model: a fitted GP,
    or, for a *known* objective, a ``GenericDeterministicModel`` that decodes (rounds) each
    candidate and computes the exact value, so qLogNEHVI sees it without modelling error;
@@ -98,9 +99,9 @@ class NEHVIOptimizer(Optimizer):
         before its first suggestion: on a front point both ran the users agree by construction.
         Without one (the default) the model's own first suggestions show it, and the trial is
         spent near the front. The default of one front point gives the model the second trial
-        too: on 20 users of ``mixed-large`` each was better for users alike and unlike alike
-        (``docs/benchmarks.md``, "Twenty users"): the model's suggestions are what move the
-        cohort's front on, the second front point only re-measured it.
+        too: on 20 users of ``mixed-large`` that was better for users alike and level for users
+        unlike each other (``docs/benchmarks.md``, "Twenty users"): the model's suggestions are
+        what move the cohort's front on, the second front point only re-measured it.
         """
         size, points = self.space.optimizer.init_trials, self.space.warm_start.max_points
         if points > 0 and self.usable_prior():
